@@ -1,0 +1,37 @@
+"""The app factory: the only place that wires kraty-bridge's parts together. No I/O at import.
+
+    gunicorn 'app:create_app()'
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from config.catalog import load_catalog
+from config.settings import Settings, load_settings
+from config.storefronts import load_storefronts
+from middleware import cli, logs
+from middleware.api import accelbyte, errors, health
+from middleware.services import Services
+
+
+def create_app(config: Settings | dict | None = None) -> Flask:
+    """Build the app. ``config``: a Settings, or a dict of Settings fields overriding the environment."""
+    if isinstance(config, Settings):
+        settings = config
+    else:
+        settings = load_settings(**(config or {}))
+    logs.configure_logging(settings.log_level, settings.log_json)
+    catalog = load_catalog(settings.catalog_path)
+    storefronts = load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts)
+
+    logs.register_request_ids(app)
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(accelbyte.bp)
+    cli.register(app)
+    return app

@@ -1,0 +1,279 @@
+"""The catalog: what Kraty grants for every sellable SKU of every game (namespace).
+
+``load_catalog(path)`` reads a TOML file (see ``config/examples/catalog.toml``), validates it with the
+marshmallow schemas of ``config.catalog_schema`` plus the cross-product checks below, and returns an
+immutable, hashable ``Catalog`` whose lookups (by SKU, AccelByte item id, store product id) are
+dictionaries built once at load. Every problem found is reported in one ``CatalogError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from marshmallow import ValidationError
+
+from config.catalog_schema import (
+    INT32_MAX,
+    SUPPORTED_TYPES,
+    CatalogSchema,
+    ConfigFileError,
+    flatten_errors,
+    join_path,
+    read_toml,
+)
+
+__all__ = ["Catalog", "CatalogError", "Component", "FrozenMap", "Game", "Grant", "Product", "load_catalog"]
+
+
+class CatalogError(ConfigFileError):
+    """The catalog file is unreadable or invalid; one ``file: key.path: problem`` line per problem."""
+
+
+class FrozenMap(Mapping):
+    """A read-only, hashable dict (insertion order kept)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping | None = None):
+        self._data = dict(data or {})
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One Kraty call per unit: credit ``amount`` of currency ``key`` or grant ``amount`` of item ``key``."""
+
+    kind: str  # "currency" | "item"
+    key: str
+    amount: int  # per ONE unit of the component
+
+
+@dataclass(frozen=True)
+class Component:
+    """A leaf of a product: the product itself, or one (flattened) bundle member."""
+
+    sku: str
+    item_id: str
+    quantity: int  # units of this component per ONE unit of the top-level product
+    grants: tuple[Grant, ...]
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    item_id: str
+    name: str
+    type: str
+    store_ids: FrozenMap  # store -> tuple[str, ...]
+    grants: tuple[Grant, ...]  # the product's own grants, as written
+    contains: tuple[tuple[str, int], ...]  # direct bundle members: (sku, quantity)
+    supported: bool
+    unsupported_reason: str | None
+    components: tuple[Component, ...]  # unique by sku, see _flatten
+
+    def grant_plan(self) -> list[tuple[Component, Grant]]:
+        """Every (component, grant) pair, in file order: one ledger row per pair per order line."""
+        return [(component, grant) for component in self.components for grant in component.grants]
+
+
+@dataclass(frozen=True)
+class Game:
+    namespace: str
+    kraty_base_url: str
+    server_key: str = field(repr=False)
+    allow_sandbox: bool
+    negative_balance_policy: str  # "fail" | "allow_negative"
+    products: FrozenMap = field(repr=False)  # sku -> Product, file order
+    _by_item_id: dict = field(init=False, repr=False, compare=False)
+    _by_store_id: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_by_item_id", {p.item_id: p for p in self.products.values()})
+        by_store = {(store, sid): p for p in self.products.values() for store, ids in p.store_ids.items() for sid in ids}
+        object.__setattr__(self, "_by_store_id", by_store)
+
+    def by_sku(self, sku: str) -> Product | None:
+        return self.products.get(sku)
+
+    def by_item_id(self, item_id: str) -> Product | None:
+        return self._by_item_id.get(item_id)
+
+    def by_store_id(self, store: str, store_product_id: str) -> Product | None:
+        return self._by_store_id.get((store, store_product_id))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    games: FrozenMap  # namespace -> Game
+    source: str  # the file it was loaded from
+
+    def game(self, namespace: str) -> Game | None:
+        return self.games.get(namespace)
+
+
+def load_catalog(path: str | os.PathLike) -> Catalog:
+    """Read and validate a catalog TOML file; raise ``CatalogError`` listing every problem."""
+    source = os.fspath(path)
+    raw = read_toml(source, CatalogError)
+    problems: list[tuple[str, str]] = []
+    try:
+        data = CatalogSchema().load(raw)
+    except ValidationError as exc:
+        problems += flatten_errors(exc.messages)
+        data = None
+    problems += _check_references(raw)
+    if problems or data is None:
+        raise CatalogError(source, problems)
+    games = {}
+    for namespace, game in data["games"].items():
+        games[namespace] = _build_game(namespace, game, problems)
+    if problems:
+        raise CatalogError(source, problems)
+    return Catalog(games=FrozenMap(games), source=source)
+
+
+# ---------------------------------------------------------------- cross-product checks (on the raw TOML)
+def _check_references(raw: Any) -> list[tuple[str, str]]:
+    """Per game: unique item ids and store ids, known bundle members, no bundle cycles.
+
+    Runs on the raw document, skipping whatever is malformed (the schema reports that), so these
+    problems are reported together with the schema's.
+    """
+    problems: list[tuple[str, str]] = []
+    games = raw.get("games") if isinstance(raw, dict) else None
+    for namespace, game in (games.items() if isinstance(games, dict) else ()):
+        products = game.get("products") if isinstance(game, dict) else None
+        if not isinstance(products, dict):
+            continue
+        base = ("games", namespace, "products")
+        item_ids: dict[str, str] = {}
+        store_ids: dict[tuple[str, str], str] = {}
+        edges: dict[str, list[tuple[int, str]]] = {}
+        for sku, product in products.items():
+            if not isinstance(product, dict):
+                continue
+            item_id = product.get("item_id", sku)
+            if isinstance(item_id, str):
+                if item_id in item_ids:
+                    where = join_path(*base, sku, "item_id") if "item_id" in product else join_path(*base, sku)
+                    label = "" if "item_id" in product else " (the default item_id: the SKU)"
+                    problems.append((where, f"{item_id!r}{label} is already the item_id of product {item_ids[item_id]}"))
+                item_ids.setdefault(item_id, sku)
+            stores = product.get("store_ids")
+            for store, ids in (stores.items() if isinstance(stores, dict) else ()):
+                for sid in dict.fromkeys([ids] if isinstance(ids, str) else ids if isinstance(ids, list) else []):
+                    if not isinstance(sid, str):
+                        continue
+                    other = store_ids.setdefault((store, sid), sku)
+                    if other != sku:
+                        problems.append((join_path(*base, sku, "store_ids", store),
+                                         f"{sid!r} is already the {store} id of product {other}"))
+            contains = product.get("contains")
+            for index, member in enumerate(contains if isinstance(contains, list) else ()):
+                if isinstance(member, dict) and isinstance(member.get("sku"), str):
+                    if member["sku"] in products:
+                        edges.setdefault(sku, []).append((index, member["sku"]))
+                    else:
+                        problems.append((join_path(*base, sku, "contains", index, "sku"),
+                                         f"unknown product {member['sku']!r} (not in games.{namespace}.products)"))
+        problems += _find_cycles(edges, base)
+    return problems
+
+
+def _find_cycles(edges: dict[str, list[tuple[int, str]]], base: tuple) -> list[tuple[str, str]]:
+    problems, state = [], {}  # state: 1 = on the current path, 2 = done
+
+    def visit(sku: str, path: list[str]) -> None:
+        state[sku] = 1
+        path.append(sku)
+        for index, member in edges.get(sku, ()):
+            if state.get(member) == 1:
+                cycle = path[path.index(member):] + [member]
+                problems.append((join_path(*base, sku, "contains", index, "sku"),
+                                 f"bundle cycle: {' -> '.join(cycle)}"))
+            elif member not in state:
+                visit(member, path)
+        path.pop()
+        state[sku] = 2
+
+    for sku in edges:
+        if sku not in state:
+            visit(sku, [])
+    return problems
+
+
+# ---------------------------------------------------------------- building the immutable objects
+def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]]) -> Game:
+    raw_products = data["products"]
+    built: dict[str, Product] = {}
+
+    def build(sku: str) -> Product:
+        if sku in built:
+            return built[sku]
+        spec = raw_products[sku]
+        grants = tuple(Grant(g["kind"], g["key"], g["amount"]) for g in spec.get("grants", ()))
+        contains = tuple((c["sku"], c["quantity"]) for c in spec.get("contains", ()))
+        members = [(build(member), quantity) for member, quantity in contains]
+        item_id = spec.get("item_id", sku)
+        supported, reason = True, None
+        if spec["type"] not in SUPPORTED_TYPES:
+            supported, reason = False, f"item type {spec['type']} cannot be fulfilled"
+        for member, _ in members:
+            if supported and not member.supported:
+                supported = False
+                reason = member.unsupported_reason if member.type == "BUNDLE" else (
+                    f"bundle contains {member.sku} (type {member.type}) which cannot be fulfilled")
+        product = Product(
+            sku=sku, item_id=item_id, name=spec.get("name", sku), type=spec["type"],
+            store_ids=FrozenMap(spec.get("store_ids", {})), grants=grants, contains=contains,
+            supported=supported, unsupported_reason=reason,
+            components=_flatten(Component(sku, item_id, 1, grants), spec["type"], members),
+        )
+        for component, grant in product.grant_plan():
+            if grant.amount * component.quantity > INT32_MAX:
+                problems.append((join_path("games", namespace, "products", sku),
+                                 f"one unit grants {grant.amount * component.quantity} {grant.kind} {grant.key} "
+                                 f"(via {component.sku}), more than {INT32_MAX}"))
+        built[sku] = product
+        return product
+
+    products = {sku: build(sku) for sku in raw_products}
+    return Game(
+        namespace=namespace, kraty_base_url=data["kraty_base_url"], server_key=data["server_key"],
+        allow_sandbox=data["allow_sandbox"], negative_balance_policy=data["negative_balance_policy"],
+        products=FrozenMap(products),
+    )
+
+
+def _flatten(own: Component, kind: str, members: list[tuple[Product, int]]) -> tuple[Component, ...]:
+    """A non-bundle is its own single component. A bundle is its own grants (if any) followed by its
+    members' components depth-first in file order, quantities multiplied through the nesting; a
+    component reached twice (same SKU) is listed once, at its first position, with quantities summed.
+    """
+    if kind != "BUNDLE":
+        return (own,)
+    merged: dict[str, Component] = {own.sku: own} if own.grants else {}
+    for member, quantity in members:
+        for component in member.components:
+            scaled = component.quantity * quantity
+            if component.sku in merged:
+                scaled += merged[component.sku].quantity
+            merged[component.sku] = replace(component, quantity=scaled)
+    return tuple(merged.values())

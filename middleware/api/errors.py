@@ -1,0 +1,71 @@
+"""Error answers: AccelByte's ErrorEntity on /platform paths, ``{"error": {...}}`` on our own."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, request
+from sqlalchemy.exc import OperationalError, InterfaceError
+from werkzeug.exceptions import HTTPException
+
+from mappers.accelbyte import error_entity
+
+log = logging.getLogger(__name__)
+
+# AccelByte error codes we answer with (see docs/api.md)
+UNAUTHORIZED = 20001
+VALIDATION = 20002
+FORBIDDEN = 20013
+UNPARSEABLE = 20019
+NOT_FOUND = 20008
+UNSUPPORTED_MEDIA = 20025
+TOO_LARGE = 20026
+UNAVAILABLE = 20000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: int | str, message: str, variables: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.variables = status, code, message, variables
+
+
+def _platform() -> bool:
+    return request.path.startswith("/platform/")
+
+
+def error_response(status: int, code, message: str, variables: dict | None = None):
+    if _platform():
+        body = error_entity(int(code) if str(code).isdigit() else UNAVAILABLE, message, variables)
+    else:
+        body = {"error": {"code": str(code), "message": message, "requestId": g.get("request_id")}}
+        if variables:
+            body["error"]["details"] = variables
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+HTTP_CODES = {400: UNPARSEABLE, 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND, 405: VALIDATION,
+              413: TOO_LARGE, 415: UNSUPPORTED_MEDIA}
+HTTP_NAMES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.variables)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        code = HTTP_CODES.get(status, UNAVAILABLE) if _platform() else HTTP_NAMES.get(status, f"http_{status}")
+        return error_response(status, code, exc.description or exc.name)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(exc):
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        response = error_response(503, UNAVAILABLE if _platform() else "database_unavailable",
+                                  "the ledger database is unavailable; try again")
+        response.headers["Retry-After"] = "5"
+        return response

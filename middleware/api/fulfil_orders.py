@@ -1,0 +1,169 @@
+"""What the AccelByte-compatible endpoints do with the ledger: record, attempt, retry, revoke, query."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from flask import request
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from mappers import accelbyte_results as results
+from middleware import actions, engine
+from middleware.ledger import repository as repo
+from middleware.ledger import states
+from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
+from middleware.orders import UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, request_hash, resolve_line
+from middleware.services import services
+
+from .errors import VALIDATION, ApiError
+
+SOURCE = "accelbyte"
+MAX_BULK = 50
+DIFFERENT_PAYLOAD = 38128
+UNKNOWN_TRANSACTION = 38145
+QUERY_PARAMS = {"transactionId", "userId", "state", "startTime", "endTime", "offset", "limit"}
+STATE_FILTER = {
+    "FULFILLED": (states.FULFILLED,),
+    "FULFILL_FAILED": (states.RECEIVED, states.FULFILLING, states.FULFILL_FAILED),
+    "REVOKED": (states.REVOKED,),
+    "REVOKE_FAILED": (states.REVOKING, states.REVOKE_FAILED),
+}
+
+
+def _names(game) -> dict:
+    return {sku: product.name for sku, product in game.products.items()}
+
+
+def _resolve_all(game, lines):
+    resolved = [resolve_line(game, line) for line in lines]
+    unknown = [r for r in resolved if r.product is None]
+    if len(unknown) == len(resolved):
+        first = unknown[0]
+        raise ApiError(404, int(first.error_code), first.error,
+                       {"itemId": first.line.get("itemId")} if first.error_code == UNKNOWN_ITEM_ID
+                       else {"sku": first.line.get("itemSku")})
+    for r in resolved:
+        if r.error_code == UNSUPPORTED_TYPE and r.product.type != "BUNDLE":
+            raise ApiError(400, int(UNSUPPORTED_TYPE), r.error, {"itemSku": r.product.sku})
+    return resolved
+
+
+def _different_payload():
+    return ApiError(400, DIFFERENT_PAYLOAD,
+                    "Cannot retry fulfillment with different payload. Please check the items list.")
+
+
+def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body: bytes, actor: str) -> dict:
+    """Record the order (once) and make an attempt; answer the FulfillmentV2Result after it."""
+    svc = services()
+    resolved = _resolve_all(game, lines)
+    digest = request_hash(lines)
+    event_id = f"{game.namespace}:{transaction_id}:{digest[:16]}"
+    now = utcnow()
+    with svc.session() as session:
+        f = Fulfilment(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, player_id=user_id,
+                       environment="production", state=states.RECEIVED, request_hash=digest, lines=lines,
+                       items=build_items(resolved), lease_owner=svc.identity,
+                       lease_until=now + timedelta(seconds=svc.settings.lease_seconds), created_at=now, updated_at=now)
+        f.history.append(HistoryEntry(at=now, actor=actor, from_state=None, to_state=states.RECEIVED,
+                                      detail={"event": "received", "lines": len(lines)}))
+        created = repo.create_fulfilment(session, f)
+        if not created:
+            f = repo.find(session, game.namespace, SOURCE, transaction_id)
+            if f.request_hash != digest or f.player_id != user_id:
+                raise _different_payload()
+        repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
+                          content_type=request.content_type, raw_body=raw_body, fulfilment_id=f.id)
+        session.commit()
+        fulfilment_id = f.id
+    if created:
+        outcome = engine.attempt_fulfil(svc, fulfilment_id, actor, claimed=True)
+        actions.schedule_retry(svc, fulfilment_id, outcome)
+    else:
+        actions.run(svc, fulfilment_id, actor, actions.FULFIL)
+    return _result(fulfilment_id, game, results.fulfilment_result)
+
+
+def _existing(game, user_id: str, transaction_id: str) -> str:
+    with services().session() as session:
+        f = repo.find(session, game.namespace, SOURCE, transaction_id)
+        if f is None or f.player_id != user_id:
+            raise ApiError(404, UNKNOWN_TRANSACTION, f"Fulfillment with transactionId [{transaction_id}] does not exist",
+                           {"transactionId": transaction_id})
+        return f.id
+
+
+def retry(game, user_id: str, transaction_id: str, actor: str) -> dict:
+    fulfilment_id = _existing(game, user_id, transaction_id)
+    actions.run(services(), fulfilment_id, actor, actions.RETRY)
+    return _result(fulfilment_id, game, results.fulfilment_result)
+
+
+def revoke(game, user_id: str, transaction_id: str, actor: str) -> dict:
+    fulfilment_id = _existing(game, user_id, transaction_id)
+    actions.run(services(), fulfilment_id, actor, actions.REVOKE, reason="revoked by storefront")
+    return _result(fulfilment_id, game, results.revocation_result)
+
+
+def _result(fulfilment_id: str, game, build) -> dict:
+    with services().session() as session:
+        return build(repo.load(session, fulfilment_id), _names(game))
+
+
+def _time(args, name: str) -> datetime | None:
+    raw = args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise ApiError(400, VALIDATION, f"{name}: not an ISO 8601 time: {raw!r}") from None
+    if value.tzinfo is None:
+        raise ApiError(400, VALIDATION, f"{name}: give a time zone (e.g. 2026-11-21T10:00:00Z)")
+    return value
+
+
+def _int(args, name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, VALIDATION, f"{name}: must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def query(game, args) -> tuple[list[Fulfilment], dict]:
+    unknown = sorted(set(args) - QUERY_PARAMS)
+    if unknown:
+        raise ApiError(400, VALIDATION, f"unknown query parameter(s): {', '.join(unknown)}")
+    offset = _int(args, "offset", 0, 0, 1_000_000)
+    limit = _int(args, "limit", 20, 1, 100)
+    start, end = _time(args, "startTime"), _time(args, "endTime")
+    if start and end and start >= end:
+        raise ApiError(400, VALIDATION, "startTime must be before endTime")
+    stmt = select(Fulfilment).where(Fulfilment.namespace == game.namespace, Fulfilment.source == SOURCE)
+    if "state" in args:
+        if args["state"] not in STATE_FILTER:
+            raise ApiError(400, VALIDATION, f"state: must be one of {', '.join(STATE_FILTER)}")
+        stmt = stmt.where(Fulfilment.state.in_(STATE_FILTER[args["state"]]))
+    if "transactionId" in args:
+        stmt = stmt.where(Fulfilment.transaction_id == args["transactionId"])
+    if "userId" in args:
+        stmt = stmt.where(Fulfilment.player_id == args["userId"])
+    if start:
+        stmt = stmt.where(Fulfilment.created_at >= start)
+    if end:
+        stmt = stmt.where(Fulfilment.created_at < end)
+    stmt = (stmt.order_by(Fulfilment.created_at.desc(), Fulfilment.id.desc()).offset(offset).limit(limit + 1)
+            .options(selectinload(Fulfilment.items), selectinload(Fulfilment.history)))
+    with services().session() as session:
+        rows = list(session.scalars(stmt))
+    paging = {}
+    base = {k: v for k, v in args.items() if k not in ("offset", "limit")}
+    if len(rows) > limit:
+        paging["next"] = request.base_url + "?" + urlencode({**base, "offset": offset + limit, "limit": limit})
+    if offset > 0:
+        paging["previous"] = request.base_url + "?" + urlencode({**base, "offset": max(0, offset - limit),
+                                                                  "limit": limit})
+    return rows[:limit], paging

@@ -1,0 +1,54 @@
+"""``flask`` commands: migrations, the reconciler, storefront tokens."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from config.storefronts import hash_token, new_token
+from middleware.ledger import migrate
+from middleware.services import services
+
+db = AppGroup("db", help="Ledger database migrations (Alembic).")
+storefronts = AppGroup("storefronts", help="Third-party storefront bearer tokens.")
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision):
+    """Apply the migrations up to REVISION (default: head)."""
+    migrate.upgrade(services().settings.database_url, revision)
+    click.echo(f"ledger migrated to {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision):
+    """Roll the migrations back to REVISION ('base' for an empty database)."""
+    migrate.downgrade(services().settings.database_url, revision)
+    click.echo(f"ledger downgraded to {revision}")
+
+
+@storefronts.command("new-token")
+def storefronts_new_token():
+    """Print a new storefront token (give it to the storefront) and its hash (put it in KB_STOREFRONTS)."""
+    token = new_token()
+    click.echo(f"token:        {token}")
+    click.echo(f"token_sha256: {hash_token(token)}")
+    click.echo("The token is shown once; only its hash belongs in the storefronts file.")
+
+
+@click.command("reconcile")
+@click.option("--stale-seconds", type=float, default=None,
+              help="Re-enqueue work idle this long (default: KB_RECONCILE_STALE_SECONDS).")
+def reconcile_command(stale_seconds):
+    """Re-enqueue active orders that nobody is working on."""
+    from workers.reconcile import reconcile_now
+    counts = reconcile_now(services(), stale_seconds)
+    click.echo(f"{counts['stalled']} stalled order(s), {counts['enqueued']} enqueued")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(db)
+    app.cli.add_command(storefronts)
+    app.cli.add_command(reconcile_command)

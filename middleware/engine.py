@@ -1,0 +1,167 @@
+"""Attempts: grant or take back an order's items in Kraty, record each result, move the state machine.
+
+The same code runs inline (a fulfil PUT's first attempt) and in RQ jobs. An attempt first takes the
+order's lease (a conditional UPDATE), so two processes never call Kraty for the same item at once;
+a crash mid-attempt leaves the lease to expire and the next attempt repeats the call with the same
+idempotency key, which Kraty answers as a replay.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .kraty import KratyError
+from .ledger import repository as repo
+from .ledger import states
+from .ledger.models import Fulfilment, FulfilmentItem, utcnow
+from .orders import grant_key, revoke_key
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+FULFIL_STATES = (states.RECEIVED, states.FULFILLING)
+REVOKE_STATES = (states.REVOKING,)
+
+
+@dataclass
+class Outcome:
+    """What an attempt did: ``ran`` False if another process held the order."""
+
+    ran: bool
+    state: str | None = None
+    retry_in: float | None = None
+    attempts: int = 0
+
+
+def backoff_delay(settings, attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, capped; never sooner than Kraty's Retry-After."""
+    ceiling = min(settings.retry_max_delay_seconds, settings.retry_base_seconds * (2 ** min(attempt, 30)))
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.retry_max_delay_seconds))
+    return delay
+
+
+def _grant(client, f: Fulfilment, item: FulfilmentItem) -> str | None:
+    item.idempotency_key = grant_key(f.source, f.transaction_id, item)
+    reason = f"{f.source} purchase {f.transaction_id}: {item.sku}"
+    if item.kind == "currency":
+        data = client.credit(f.player_id, item.target, item.amount, reason=reason, source_ref=f.transaction_id,
+                             key=item.idempotency_key)
+    else:
+        data = client.grant_item(f.player_id, item.target, item.amount, reason=reason, source_ref=f.transaction_id,
+                                 key=item.idempotency_key)
+    return data.get("ledgerEntryId")
+
+
+def _take_back(client, f: Fulfilment, item: FulfilmentItem, allow_negative: bool) -> str | None:
+    key = revoke_key(f.source, f.transaction_id, item)
+    reason = f"{f.source} revocation {f.transaction_id}: {item.sku}"
+    if item.kind == "currency":
+        data = client.debit(f.player_id, item.target, item.amount, reason=reason, source_ref=f.transaction_id,
+                            key=key, allow_negative=allow_negative)
+    else:
+        data = client.revoke_item(f.player_id, item.target, item.amount, reason=reason,
+                                  source_ref=f.transaction_id, key=key)
+    return data.get("ledgerEntryId")
+
+
+def _run_calls(items, call, done_state: str, failed_state: str, entry_field: str):
+    """Call Kraty for each item; stop at the first transient error (Kraty is likely struggling)."""
+    summary = {"done": [], "failed": []}
+    transient: KratyError | None = None
+    now = utcnow()
+    for item in items:
+        try:
+            entry_id = call(item)
+        except KratyError as exc:
+            item.error_code, item.error, item.updated_at = exc.code, str(exc), now
+            if exc.transient:
+                transient = exc
+                break
+            item.state = failed_state
+            summary["failed"].append({"item": item.id, "target": item.target, "error": str(exc)})
+            continue
+        setattr(item, entry_field, entry_id)
+        item.state, item.error_code, item.error, item.updated_at = done_state, None, None, now
+        summary["done"].append({"item": item.id, "target": item.target, "amount": item.amount, "entry": entry_id})
+    return summary, transient
+
+
+def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transient: KratyError | None,
+            success: str, failure: str, pending: bool, any_failed: bool) -> Outcome:
+    settings = services.settings
+    now = utcnow()
+    detail = {"attempt": f.attempts, **summary}
+    repo.release(f)
+    f.next_attempt_at = None
+    if pending:
+        detail["transient"] = str(transient) if transient else "not attempted"
+        age = (now - f.created_at).total_seconds()
+        if f.attempts < settings.retry_max_attempts and age < settings.retry_max_age_seconds:
+            delay = backoff_delay(settings, f.attempts, transient.retry_after if transient else None)
+            f.next_attempt_at = now + timedelta(seconds=delay)
+            f.reason = f"retrying after transient error: {transient}"
+            detail["retry_in"] = round(delay, 3)
+            repo.note(f, actor, detail, now)
+            return Outcome(True, f.state, delay, f.attempts)
+        repo.set_state(f, failure, actor, detail, reason=f"retries exhausted after {f.attempts} attempts: {transient}",
+                       now=now)
+    elif any_failed:
+        errors = [item.error for item in f.items if item.state in (states.ITEM_FAILED, states.ITEM_REVOKE_FAILED)]
+        repo.set_state(f, failure, actor, detail, reason=f"{len(errors)} item(s) failed: {errors[0]}", now=now)
+    else:
+        repo.set_state(f, success, actor, detail, now=now)
+    return Outcome(True, f.state, None, f.attempts)
+
+
+def attempt_fulfil(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
+    """Grant every PENDING item of an order in Kraty. ``claimed``: the caller already holds the lease."""
+    with services.session() as session:
+        if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
+                                          FULFIL_STATES):
+            return Outcome(False)
+        f = repo.load(session, fulfilment_id)
+        if f.state == states.RECEIVED:
+            repo.set_state(f, states.FULFILLING, actor)
+        f.attempts += 1
+        client = services.kraty(f.namespace)
+        todo = [item for item in f.items if item.state == states.ITEM_PENDING and item.kind]
+        summary, transient = _run_calls(todo, lambda item: _grant(client, f, item), states.ITEM_GRANTED,
+                                        states.ITEM_FAILED, "kraty_entry_id")
+        pending = any(item.state == states.ITEM_PENDING for item in f.items)
+        any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
+        outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
+                          pending, any_failed)
+        session.commit()
+    return outcome
+
+
+def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
+    """Take back every GRANTED item of an order being revoked."""
+    with services.session() as session:
+        if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
+                                          REVOKE_STATES):
+            return Outcome(False)
+        f = repo.load(session, fulfilment_id)
+        f.attempts += 1
+        client = services.kraty(f.namespace)
+        allow_negative = services.catalog.game(f.namespace).negative_balance_policy == "allow_negative"
+        todo = [item for item in f.items if item.state == states.ITEM_GRANTED]
+        summary, transient = _run_calls(todo, lambda item: _take_back(client, f, item, allow_negative),
+                                        states.ITEM_REVOKED, states.ITEM_REVOKE_FAILED, "revoke_entry_id")
+        pending = any(item.state == states.ITEM_GRANTED for item in f.items)
+        any_failed = any(item.state == states.ITEM_REVOKE_FAILED for item in f.items)
+        outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
+                          pending, any_failed)
+        session.commit()
+    return outcome
+
+
+def attempt(services: Services, fulfilment_id: str, actor: str, state: str, claimed: bool = False) -> Outcome:
+    """Run whichever attempt the order's state calls for."""
+    if state == states.REVOKING:
+        return attempt_revoke(services, fulfilment_id, actor, claimed)
+    return attempt_fulfil(services, fulfilment_id, actor, claimed)

@@ -1,0 +1,149 @@
+"""SQLAlchemy 2 models of the ledger. Portable between PostgreSQL (psycopg 3) and SQLite."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from . import states
+
+# BIGINT primary keys autoincrement on PostgreSQL; SQLite only does that for INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both backends (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class InboundEvent(Base):
+    """Every request a store (or Kraty) made us, raw body kept for audit and replay."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("source", "provider_event_id", name="uq_inbound_source_event"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    provider_event_id: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    outcome: Mapped[str] = mapped_column(String(32), default="recorded")  # recorded | ignored | rejected
+    detail: Mapped[str | None] = mapped_column(Text)
+    fulfilment_id: Mapped[str | None] = mapped_column(ForeignKey("fulfilments.id"), index=True)
+
+
+class Fulfilment(Base):
+    """One paid order, unique per (namespace, source, transaction id)."""
+
+    __tablename__ = "fulfilments"
+    __table_args__ = (
+        UniqueConstraint("namespace", "source", "transaction_id", name="uq_fulfilment_txn"),
+        Index("ix_fulfilments_state_updated", "state", "updated_at"),
+        Index("ix_fulfilments_ns_created", "namespace", "created_at"),
+        Index("ix_fulfilments_player", "player_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    namespace: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    transaction_id: Mapped[str] = mapped_column(String(255))
+    player_id: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str] = mapped_column(String(16), default="production")  # production | sandbox
+    state: Mapped[str] = mapped_column(String(20), default=states.RECEIVED)
+    reason: Mapped[str | None] = mapped_column(Text)
+    request_hash: Mapped[str] = mapped_column(String(64))   # canonical order lines, to spot a changed payload
+    lines: Mapped[list] = mapped_column(JSON)               # the order lines as the store sent them
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reversal_seq: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer)  # optimistic lock: a stale writer fails instead of overwriting
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    items: Mapped[list["FulfilmentItem"]] = relationship(
+        back_populates="fulfilment", order_by="(FulfilmentItem.line_no, FulfilmentItem.component_no)",
+        cascade="all, delete-orphan")
+    history: Mapped[list["HistoryEntry"]] = relationship(
+        back_populates="fulfilment", order_by="HistoryEntry.id", cascade="all, delete-orphan")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class FulfilmentItem(Base):
+    """One Kraty grant component of one order line: the unit of idempotency and retry."""
+
+    __tablename__ = "fulfilment_items"
+    __table_args__ = (UniqueConstraint("fulfilment_id", "line_no", "component_no", name="uq_item_component"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fulfilment_id: Mapped[str] = mapped_column(ForeignKey("fulfilments.id"), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    component_no: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str | None] = mapped_column(String(128))          # the order line's product
+    item_id: Mapped[str | None] = mapped_column(String(128))
+    item_type: Mapped[str | None] = mapped_column(String(32))
+    line_quantity: Mapped[int] = mapped_column(Integer)
+    component_sku: Mapped[str | None] = mapped_column(String(128))  # bundle member (or the product itself)
+    component_item_id: Mapped[str | None] = mapped_column(String(128))
+    component_quantity: Mapped[int] = mapped_column(BigInteger)     # units of the component in this line
+    kind: Mapped[str | None] = mapped_column(String(16))            # currency | item | None (nothing to grant)
+    target: Mapped[str | None] = mapped_column(String(64))          # currency key or item key
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)      # total amount / quantity for this row
+    state: Mapped[str] = mapped_column(String(20), default=states.ITEM_PENDING)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    cycle: Mapped[int] = mapped_column(Integer, default=0)          # grant/revoke cycle (reversal sequence)
+    idempotency_key: Mapped[str | None] = mapped_column(String(400))
+    kraty_entry_id: Mapped[str | None] = mapped_column(String(128))
+    revoke_entry_id: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    fulfilment: Mapped[Fulfilment] = relationship(back_populates="items")
+
+
+class HistoryEntry(Base):
+    """Append-only: every transition and every notable thing that happened to a fulfilment."""
+
+    __tablename__ = "fulfilment_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fulfilment_id: Mapped[str] = mapped_column(ForeignKey("fulfilments.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+
+    fulfilment: Mapped[Fulfilment] = relationship(back_populates="history")

@@ -1,0 +1,112 @@
+"""Ledger reads and writes that every entry point shares: record an order, move its state, lease it."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from . import states
+from .models import Fulfilment, FulfilmentItem, HistoryEntry, InboundEvent, utcnow
+
+
+def set_state(fulfilment: Fulfilment, to_state: str, actor: str, detail: dict | None = None,
+              reason: str | None = None, now: datetime | None = None) -> None:
+    """Move the state machine one legal step and append it to the history."""
+    states.check_transition(fulfilment.state, to_state)
+    now = now or utcnow()
+    fulfilment.history.append(HistoryEntry(at=now, actor=actor, from_state=fulfilment.state, to_state=to_state,
+                                           detail=detail))
+    fulfilment.state = to_state
+    fulfilment.reason = reason
+    fulfilment.updated_at = now
+
+
+def note(fulfilment: Fulfilment, actor: str, detail: dict, now: datetime | None = None) -> None:
+    """A history entry that is not a transition (an attempt's outcome, a duplicate request...)."""
+    now = now or utcnow()
+    fulfilment.history.append(HistoryEntry(at=now, actor=actor, from_state=fulfilment.state,
+                                           to_state=fulfilment.state, detail=detail))
+    fulfilment.updated_at = now
+
+
+def load(session: Session, fulfilment_id: str, *, history: bool = False) -> Fulfilment | None:
+    options = [selectinload(Fulfilment.items)]
+    if history:
+        options.append(selectinload(Fulfilment.history))
+    return session.get(Fulfilment, fulfilment_id, options=options, populate_existing=True)
+
+
+def find(session: Session, namespace: str, source: str, transaction_id: str) -> Fulfilment | None:
+    return session.scalars(
+        select(Fulfilment).where(Fulfilment.namespace == namespace, Fulfilment.source == source,
+                                 Fulfilment.transaction_id == transaction_id)
+        .options(selectinload(Fulfilment.items))).one_or_none()
+
+
+def record_event(session: Session, *, source: str, provider_event_id: str, namespace: str | None,
+                 content_type: str | None, raw_body: bytes, outcome: str = "recorded",
+                 detail: str | None = None, fulfilment_id: str | None = None) -> bool:
+    """Insert an inbound event unless (source, provider event id) is already there. True if new."""
+    event = InboundEvent(source=source, provider_event_id=provider_event_id, namespace=namespace,
+                         content_type=content_type, raw_body=raw_body, outcome=outcome, detail=detail,
+                         fulfilment_id=fulfilment_id)
+    try:
+        with session.begin_nested():
+            session.add(event)
+    except IntegrityError:
+        return False
+    return True
+
+
+def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:
+    """Insert a new order; False (and nothing written) if (namespace, source, transaction id) exists."""
+    try:
+        with session.begin_nested():
+            session.add(fulfilment)
+    except IntegrityError:
+        return False
+    return True
+
+
+def claim(session: Session, fulfilment_id: str, owner: str, lease_seconds: float,
+          allowed_states: tuple[str, ...]) -> bool:
+    """Take the order's lease if nobody holds it and it is in one of ``allowed_states``; commits.
+
+    Bumping the version fences off a previous holder whose lease ran out: its commit now fails.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Fulfilment)
+        .where(Fulfilment.id == fulfilment_id, Fulfilment.state.in_(allowed_states),
+               or_(Fulfilment.lease_until.is_(None), Fulfilment.lease_until < now))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                version=Fulfilment.version + 1)
+        .execution_options(synchronize_session=False))
+    session.commit()
+    return result.rowcount == 1
+
+
+def lease_is_free(fulfilment: Fulfilment, now: datetime | None = None) -> bool:
+    return fulfilment.lease_until is None or fulfilment.lease_until < (now or utcnow())
+
+
+def release(fulfilment: Fulfilment) -> None:
+    fulfilment.lease_owner = None
+    fulfilment.lease_until = None
+
+
+def stalled(session: Session, stale_before: datetime, now: datetime, limit: int = 500) -> list[Fulfilment]:
+    """Active orders nobody holds whose due time (next retry, else last change) is before ``stale_before``."""
+    due = func.coalesce(Fulfilment.next_attempt_at, Fulfilment.updated_at)
+    return list(session.scalars(
+        select(Fulfilment)
+        .where(Fulfilment.state.in_(states.ACTIVE),
+               or_(Fulfilment.lease_until.is_(None), Fulfilment.lease_until < now),
+               due <= stale_before)
+        .order_by(due).limit(limit)))
+
+
+__all__ = ["FulfilmentItem", "claim", "create_fulfilment", "find", "lease_is_free", "load", "note",
+           "record_event", "release", "set_state", "stalled"]

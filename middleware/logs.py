@@ -1,0 +1,55 @@
+"""JSON log lines with the request id, and the request id on every response."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import uuid
+
+from flask import Flask, g, has_request_context, request
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id") if has_request_context() else None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+                 "request_id": getattr(record, "request_id", None)}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, as_json: bool) -> None:
+    """Install one handler on the root logger (idempotent: a second app reuses it)."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    handler = next((h for h in root.handlers if getattr(h, "_kraty_bridge", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._kraty_bridge = True
+        handler.addFilter(RequestIdFilter())
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    logging.Formatter.converter = __import__("time").gmtime
+
+
+def register_request_ids(app: Flask) -> None:
+    @app.before_request
+    def _assign_request_id():
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers["X-Request-Id"] = g.get("request_id") or uuid.uuid4().hex
+        return response

@@ -1,0 +1,88 @@
+"""Turn order lines into ledger rows: one row per (line, Kraty grant component), resolved through the catalog."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from config.catalog import Game, Product
+
+from .ledger import states
+from .ledger.models import FulfilmentItem
+
+# AccelByte's error codes double as our per-line failure codes.
+UNKNOWN_ITEM_ID = "30341"
+UNKNOWN_SKU = "30343"
+UNSUPPORTED_TYPE = "38130"
+MAX_AMOUNT = 2**53  # keep totals exact in JSON everywhere
+
+
+@dataclass(frozen=True)
+class Resolved:
+    line: dict
+    product: Product | None
+    error_code: str | None = None
+    error: str | None = None
+
+
+def request_hash(lines: list[dict]) -> str:
+    """A digest of what was ordered (item and quantity per line, order-insensitive)."""
+    canonical = sorted((line.get("itemId") or "", line.get("itemSku") or "", int(line["quantity"]))
+                       for line in lines)
+    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
+
+
+def resolve_line(game: Game, line: dict) -> Resolved:
+    item_id, sku = line.get("itemId"), line.get("itemSku")
+    product = game.by_item_id(item_id) if item_id else game.by_sku(sku)
+    if product is None:
+        if item_id:
+            return Resolved(line, None, UNKNOWN_ITEM_ID,
+                            f"Item [{item_id}] does not exist in namespace [{game.namespace}]")
+        return Resolved(line, None, UNKNOWN_SKU, f"Item of sku [{sku}] does not exist in namespace [{game.namespace}]")
+    if not product.supported:
+        return Resolved(line, product, UNSUPPORTED_TYPE, product.unsupported_reason or "item cannot be fulfilled")
+    return Resolved(line, product)
+
+
+def item_rows(line_no: int, resolved: Resolved) -> list[FulfilmentItem]:
+    """The rows of one order line; an unresolvable line gets one FAILED row saying why."""
+    line, product = resolved.line, resolved.product
+    quantity = int(line["quantity"])
+    common = dict(line_no=line_no, line_quantity=quantity,
+                  sku=product.sku if product else line.get("itemSku"),
+                  item_id=product.item_id if product else line.get("itemId"),
+                  item_type=product.type if product else None)
+    if resolved.error_code:
+        return [FulfilmentItem(component_no=0, component_sku=common["sku"], component_item_id=common["item_id"],
+                               component_quantity=quantity, kind=None, target=None, amount=0,
+                               state=states.ITEM_FAILED, error_code=resolved.error_code, error=resolved.error,
+                               **common)]
+    rows = []
+    for component_no, (component, grant) in enumerate(product.grant_plan()):
+        units = component.quantity * quantity
+        amount = grant.amount * units
+        row = FulfilmentItem(component_no=component_no, component_sku=component.sku,
+                             component_item_id=component.item_id, component_quantity=units, kind=grant.kind,
+                             target=grant.key, amount=amount, state=states.ITEM_PENDING, **common)
+        if amount > MAX_AMOUNT:
+            row.amount, row.state = 0, states.ITEM_FAILED
+            row.error_code, row.error = "amount_too_large", f"{amount} exceeds {MAX_AMOUNT}"
+        rows.append(row)
+    return rows
+
+
+def build_items(resolved_lines: list[Resolved]) -> list[FulfilmentItem]:
+    rows: list[FulfilmentItem] = []
+    for line_no, resolved in enumerate(resolved_lines):
+        rows.extend(item_rows(line_no, resolved))
+    return rows
+
+
+def grant_key(source: str, transaction_id: str, item: FulfilmentItem) -> str:
+    """Kraty idempotency key of a grant: derived from stored data only, new per reversal cycle."""
+    return f"{source}:{transaction_id}:{item.line_no}.{item.component_no}:grant:{item.cycle}"
+
+
+def revoke_key(source: str, transaction_id: str, item: FulfilmentItem) -> str:
+    return f"{source}:{transaction_id}:{item.line_no}.{item.component_no}:revoke:{item.cycle}"

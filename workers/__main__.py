@@ -1,0 +1,62 @@
+"""The worker entry point: ``python -m workers [--burst] [--fork]``.
+
+Runs an RQ worker on kraty-bridge's queues with the scheduler (for delayed retries), inside the
+app, and a timer that enqueues the reconciler once per interval across all workers.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+
+from redis.exceptions import RedisError
+from rq import SimpleWorker, Worker
+
+from app import create_app
+from middleware.services import services
+
+from . import runtime
+from .queues import QUEUES, enqueue_reconcile, queue
+
+log = logging.getLogger("workers")
+
+
+def reconcile_timer(redis, interval: float, stop: threading.Event) -> None:
+    """Once per interval, across every worker: SET NX elects who enqueues the reconciler."""
+    while not stop.wait(min(interval, 5.0)):
+        slot = int(time.time() // interval)
+        try:
+            if redis.set(f"kb:reconcile:{slot}", "1", nx=True, ex=int(interval * 2) + 1):
+                enqueue_reconcile(redis, slot)
+        except RedisError as exc:
+            log.warning("reconcile timer: Redis unavailable (%s)", exc.__class__.__name__)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--fork", action="store_true",
+                        help="fork a child per job (RQ's default Worker) instead of running jobs in-process")
+    parser.add_argument("--no-reconcile", action="store_true", help="do not run the reconcile timer")
+    args = parser.parse_args(argv)
+
+    app = create_app()
+    runtime.use(app)
+    with app.app_context():
+        svc = services()
+        redis = svc.redis
+        worker_class = Worker if args.fork else SimpleWorker
+        worker = worker_class([queue(redis, name) for name in QUEUES], connection=redis)
+        stop = threading.Event()
+        if not args.no_reconcile and not args.burst:
+            threading.Thread(target=reconcile_timer, args=(redis, svc.settings.reconcile_interval_seconds, stop),
+                             daemon=True, name="reconcile-timer").start()
+        try:
+            worker.work(with_scheduler=True, burst=args.burst, logging_level=svc.settings.log_level)
+        finally:
+            stop.set()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Queue names and enqueue helpers: the one place that knows how work is put on Redis.
+
+Job functions are referenced by dotted path so this module imports no job code. Job ids derive
+from content (``fulfil-<id>-<attempt>``): enqueueing the same attempt twice is a no-op.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+FULFILMENT_QUEUE = "kb-fulfilment"   # fulfil and revoke attempts
+MAINTENANCE_QUEUE = "kb-maintenance"  # the reconciler
+QUEUES = (FULFILMENT_QUEUE, MAINTENANCE_QUEUE)
+
+JOB_TIMEOUT = 300
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+REVOKING = "REVOKING"
+
+
+def queue(redis: Redis, name: str = FULFILMENT_QUEUE) -> Queue:
+    return Queue(name, connection=redis)
+
+
+def attempt_job_id(fulfilment_id: str, state: str, attempts: int) -> str:
+    kind = "revoke" if state == REVOKING else "fulfil"
+    return f"{kind}-{fulfilment_id}-{attempts}"
+
+
+def is_waiting(redis: Redis, job_id: str) -> bool:
+    try:
+        return Job.fetch(job_id, connection=redis).get_status(refresh=False) in WAITING
+    except NoSuchJobError:
+        return False
+
+
+def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
+    """Enqueue the next fulfil or revoke attempt of an order unless that very job is already waiting."""
+    job_id = attempt_job_id(fulfilment_id, state, attempts)
+    if is_waiting(redis, job_id):
+        return None
+    func = "workers.revoke.revoke" if state == REVOKING else "workers.fulfil.fulfil"
+    q = queue(redis)
+    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400)
+    if delay > 0:
+        q.enqueue_in(timedelta(seconds=delay), func, fulfilment_id, **options)
+    else:
+        q.enqueue(func, fulfilment_id, **options)
+    return job_id
+
+
+def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
+    job_id = f"reconcile-{slot}"
+    if is_waiting(redis, job_id):
+        return None
+    queue(redis, MAINTENANCE_QUEUE).enqueue("workers.reconcile.reconcile", job_id=job_id, job_timeout=JOB_TIMEOUT,
+                                            result_ttl=600, failure_ttl=86400)
+    return job_id
