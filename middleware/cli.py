@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from config.storefronts import hash_token, new_token
 from middleware.ledger import migrate
@@ -39,6 +39,7 @@ def storefronts_new_token():
 
 
 @click.command("reconcile")
+@with_appcontext
 @click.option("--stale-seconds", type=float, default=None,
               help="Re-enqueue work idle this long (default: KB_RECONCILE_STALE_SECONDS).")
 def reconcile_command(stale_seconds):

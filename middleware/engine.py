@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy.orm.exc import StaleDataError
+
 from .kraty import KratyError
 from .ledger import repository as repo
 from .ledger import states
@@ -117,6 +119,19 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
     return Outcome(True, f.state, None, f.attempts)
 
 
+def _commit(session, fulfilment_id: str, outcome: Outcome) -> Outcome:
+    """Commit an attempt's results unless our lease was taken over meanwhile (the version moved on):
+    then the new holder repeats the calls with the same idempotency keys, and ours are dropped."""
+    try:
+        session.commit()
+    except StaleDataError:
+        session.rollback()
+        log.warning("lease on %s was taken over during the attempt; its results are left to the new holder",
+                    fulfilment_id)
+        return Outcome(False)
+    return outcome
+
+
 def attempt_fulfil(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
     """Grant every PENDING item of an order in Kraty. ``claimed``: the caller already holds the lease."""
     with services.session() as session:
@@ -135,8 +150,7 @@ def attempt_fulfil(services: Services, fulfilment_id: str, actor: str, claimed: 
         any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
         outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
                           pending, any_failed)
-        session.commit()
-    return outcome
+        return _commit(session, fulfilment_id, outcome)
 
 
 def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
@@ -156,8 +170,7 @@ def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: 
         any_failed = any(item.state == states.ITEM_REVOKE_FAILED for item in f.items)
         outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
                           pending, any_failed)
-        session.commit()
-    return outcome
+        return _commit(session, fulfilment_id, outcome)
 
 
 def attempt(services: Services, fulfilment_id: str, actor: str, state: str, claimed: bool = False) -> Outcome:

@@ -120,14 +120,23 @@ def settings_overrides(database_url, redis_url, catalog_path):
 
 
 @pytest.fixture
-def app(settings_overrides, emulator):
+def clean(database_url, redis_url, emulator):
+    """An empty ledger, an empty Redis database and a reset emulator."""
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        for table in TABLES:
+            connection.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+    connection = Redis.from_url(redis_url)
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def app(settings_overrides, clean):
     app = create_app(settings_overrides)
     app.config["TESTING"] = True
     svc = app.extensions["kraty_bridge"]
-    with svc.engine.begin() as connection:
-        for table in TABLES:
-            connection.execute(text(f"DELETE FROM {table}"))
-    svc.redis.flushdb()
     runtime.use(app)
     yield app
     runtime.use(None)

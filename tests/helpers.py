@@ -47,3 +47,30 @@ def drain(redis, rounds: int = 50) -> None:
         if not release_scheduled(redis):
             return
     raise AssertionError("queues did not drain")
+
+
+def poll(check, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Wait (bounded) for ``check()`` to return something truthy, for waits on other processes."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def make_due(services) -> None:
+    """Advance the ledger's clock: every scheduled retry is due and every order looks idle."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from middleware.ledger.models import Fulfilment, utcnow
+    past = utcnow() - timedelta(seconds=1)
+    with services.session() as session:
+        session.execute(update(Fulfilment).where(Fulfilment.next_attempt_at.is_not(None))
+                        .values(next_attempt_at=past))
+        session.execute(update(Fulfilment).values(updated_at=past))
+        session.commit()

@@ -1,0 +1,259 @@
+"""Failures: a worker killed mid-attempt, Redis down at ingest, Kraty failing for a while, racing PUTs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from app import create_app
+from config.settings import ROOT
+from middleware.ledger import states
+from middleware.ledger.models import Fulfilment, utcnow
+from workers.queues import FULFILMENT_QUEUE, queue
+from workers.reconcile import reconcile_now
+
+from .helpers import drain, make_due, poll, put_order, release_scheduled
+
+CREDIT = "/wallet/.*/credit"
+
+
+def _fulfilment(services, txn="txn-1") -> Fulfilment:
+    with services.session() as session:
+        f = session.scalars(select(Fulfilment).where(Fulfilment.transaction_id == txn)).one()
+        f.items, f.history  # load while attached
+        return f
+
+
+def _grant_entries(emulator, **filters):
+    return [e for e in emulator.ledger(**filters) if e["kind"] in ("credit", "grant")]
+
+
+def _env(settings_overrides, **extra):
+    env = dict(os.environ)
+    env.update(KB_DATABASE_URL=settings_overrides["database_url"], KB_REDIS_URL=settings_overrides["redis_url"],
+               KB_CATALOG=settings_overrides["catalog_path"], KB_LOG_JSON="false", KB_LOG_LEVEL="WARNING",
+               PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def test_worker_killed_after_kraty_call_grants_exactly_once(client, services, emulator, redis, settings_overrides):
+    # The inline attempt meets a transient error, so the order goes to the worker queue.
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    r = put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    assert r.get_json()["state"] == "FULFILL_FAILED" and "retrying" in r.get_json()["stateReason"]
+    assert release_scheduled(redis) == 1
+
+    # Kraty applies the credit, then answers slowly: the worker is killed while it waits.
+    emulator.faults({"path": CREDIT, "latency_ms": 20000, "phase": "after", "count": 1})
+    worker = subprocess.Popen([sys.executable, "-m", "workers", "--burst"], cwd=ROOT,
+                              env=_env(settings_overrides, KB_KRATY_READ_TIMEOUT="30"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll(lambda: _grant_entries(emulator, player="player-1"), timeout=30, what="Kraty applied the credit")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    f = _fulfilment(services)
+    assert f.state == states.FULFILLING and f.items[0].state == states.ITEM_PENDING  # the commit never happened
+    assert f.lease_owner is not None
+
+    # Time passes: the dead worker's lease runs out; the reconciler re-enqueues; a new worker finishes.
+    with services.session() as session:
+        session.execute(update(Fulfilment).values(lease_until=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    emulator.clear_faults()
+    queue(redis, FULFILMENT_QUEUE).empty()
+    assert reconcile_now(services)["enqueued"] == 1
+    drain(redis)
+
+    f = _fulfilment(services)
+    assert f.state == states.FULFILLED
+    entries = _grant_entries(emulator, player="player-1")
+    assert len(entries) == 1                          # granted exactly once
+    assert f.items[0].kraty_entry_id == entries[0]["id"]  # the replay answered the first entry
+    assert emulator.player("player-1")["wallet"]["gems"] == 100
+
+
+def test_redis_down_at_ingest_records_answers_and_fulfils_later(settings_overrides, emulator, clean):
+    down = create_app({**settings_overrides, "redis_url": "redis://127.0.0.1:1/0"})
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    r = put_order(down.test_client(), [{"itemSku": "gems_100", "quantity": 1}])
+    assert r.status_code == 409 and r.get_json()["state"] == "FULFILL_FAILED"   # answered, not a 500
+    svc_down = down.extensions["kraty_bridge"]
+    f = _fulfilment(svc_down)
+    assert f.state == states.FULFILLING and f.next_attempt_at is not None      # recorded, retry owed
+    svc_down.close()
+
+    # Redis is back: the reconciler finds the order and a worker fulfils it.
+    up = create_app(settings_overrides)
+    from workers import runtime
+    runtime.use(up)
+    svc = up.extensions["kraty_bridge"]
+    assert reconcile_now(svc)["enqueued"] == 1
+    drain(svc.redis)
+    assert _fulfilment(svc).state == states.FULFILLED
+    assert len(_grant_entries(emulator, player="player-1")) == 1
+    svc.close()
+
+
+def test_redis_down_does_not_stop_a_healthy_ingest(settings_overrides, emulator, clean):
+    down = create_app({**settings_overrides, "redis_url": "redis://127.0.0.1:1/0"})
+    r = put_order(down.test_client(), [{"itemSku": "sword", "quantity": 2}])
+    assert r.status_code == 200 and r.get_json()["state"] == "FULFILLED"
+    assert down.test_client().get("/readyz").status_code == 503
+    down.extensions["kraty_bridge"].close()
+
+
+def test_kraty_500s_and_timeouts_then_recovery_one_grant_per_item(client, services, emulator, redis):
+    # starter_pack: 2x gems_100 + sword + shield -> three Kraty calls
+    emulator.faults(
+        {"path": CREDIT, "status": 500, "count": 2},
+        {"path": "/inventory/sword/grant", "latency_ms": 2500, "phase": "after", "count": 1},  # > 2 s read timeout
+        {"path": "/inventory/shield/grant", "status": 502, "count": 2},
+    )
+    r = put_order(client, [{"itemSku": "starter_pack", "quantity": 1}])
+    assert r.get_json()["state"] == "FULFILL_FAILED"
+    drain(redis)
+    f = _fulfilment(services)
+    assert f.state == states.FULFILLED, f.reason
+    entries = _grant_entries(emulator, player="player-1")
+    keys = sorted(e["idempotencyKey"] for e in entries)
+    assert len(keys) == 3 and len(set(keys)) == 3      # one grant per item, none twice
+    assert emulator.player("player-1")["wallet"]["gems"] == 200
+    assert emulator.player("player-1")["inventory"] == {"sword": 1, "shield": 1}
+    assert f.attempts >= 3
+    attempts = [h for h in f.history if h.detail and "transient" in h.detail]
+    assert attempts, "each transient failure is in the history"
+
+
+def test_retries_exhausted_leave_fulfill_failed_with_reason(settings_overrides, emulator, clean):
+    app = create_app({**settings_overrides, "retry_max_attempts": 3})
+    from workers import runtime
+    runtime.use(app)
+    svc = app.extensions["kraty_bridge"]
+    emulator.faults({"path": CREDIT, "status": 503})
+    put_order(app.test_client(), [{"itemSku": "gems_100", "quantity": 1}])
+    drain(svc.redis)
+    f = _fulfilment(svc)
+    assert f.state == states.FULFILL_FAILED
+    assert f.reason.startswith("retries exhausted after 3 attempts")
+    assert _grant_entries(emulator) == []
+    svc.close()
+
+
+def test_retry_after_is_honoured(settings_overrides, emulator, clean):
+    app = create_app({**settings_overrides, "retry_max_delay_seconds": 600.0})
+    svc = app.extensions["kraty_bridge"]
+    emulator.faults({"path": CREDIT, "status": 429, "retry_after": 40, "count": 1})
+    before = utcnow()
+    put_order(app.test_client(), [{"itemSku": "gems_100", "quantity": 1}])
+    f = _fulfilment(svc)
+    # backoff alone would wait at most base*2 = 0.02 s; Kraty asked for 40 s
+    assert timedelta(seconds=40) <= f.next_attempt_at - before <= timedelta(seconds=45)
+    svc.close()
+
+
+def test_fifty_concurrent_identical_puts_grant_once(app, services, emulator):
+    emulator.faults({"path": CREDIT, "latency_ms": 200})  # keep the first attempt busy while the rest arrive
+    barrier = threading.Barrier(50)
+    answers = []
+
+    def put():
+        client = app.test_client()
+        barrier.wait()
+        r = put_order(client, [{"itemSku": "gems_100", "quantity": 3}, {"itemSku": "sword", "quantity": 1}],
+                      txn="race-1")
+        answers.append((r.status_code, r.get_json()))
+
+    threads = [threading.Thread(target=put) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 50
+    assert {status for status, _ in answers} == {200}
+    assert {body["state"] for _, body in answers} == {"FULFILLED"}
+    assert len({body["id"] for _, body in answers}) == 1
+    entries = _grant_entries(emulator, player="player-1")
+    assert len(entries) == 2
+    assert emulator.player("player-1")["wallet"]["gems"] == 300
+
+
+def test_two_attempts_never_call_kraty_for_the_same_item_at_once(client, services, emulator, redis):
+    from middleware import engine
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    fid = _fulfilment(services).id
+    emulator.faults({"path": CREDIT, "latency_ms": 300})
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(engine.attempt_fulfil(services, fid, "worker")))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(o.ran for o in outcomes) == [False, False, False, True]
+    stats = emulator.session.get(f"{emulator.url}/_emulator/stats").json()
+    credit_calls = sum(n for path, n in _flatten_counts(stats).items() if path.endswith("/credit"))
+    assert credit_calls == 2   # the inline 503 and exactly one attempt after it
+
+
+def _flatten_counts(stats) -> dict:
+    counts = stats.get("requests", stats)
+    out = {}
+    for key, value in counts.items():
+        if isinstance(value, int):
+            out[key] = value
+        elif isinstance(value, dict):
+            out.update({f"{key} {k}": v for k, v in value.items() if isinstance(v, int)})
+    return out
+
+
+def test_stale_lease_holder_cannot_overwrite_the_new_holder(client, services, emulator):
+    from middleware.ledger import repository as repo
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    fid = _fulfilment(services).id
+    with services.session() as old, services.session() as new:
+        assert repo.claim(old, fid, "old-holder", 30, states.ACTIVE)
+        stale = repo.load(old, fid)
+        old.execute(update(Fulfilment).where(Fulfilment.id == fid).values(lease_until=utcnow()))
+        old.commit()
+        assert repo.claim(new, fid, "new-holder", 30, states.ACTIVE)  # takes over the expired lease
+        stale.reason = "the old holder's late write"
+        try:
+            old.commit()
+            raised = False
+        except Exception as exc:  # noqa: BLE001 - asserting the exact type below
+            raised = type(exc).__name__ == "StaleDataError"
+        assert raised, "a fenced-off holder's commit must fail"
+    with services.session() as session:
+        assert session.get(Fulfilment, fid).lease_owner == "new-holder"
+
+
+def test_reconciler_skips_orders_whose_job_is_waiting(client, services, emulator, redis):
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    make_due(services)
+    assert reconcile_now(services)["enqueued"] == 0   # its retry job is scheduled: nothing to do
+    assert release_scheduled(redis) == 1
+    assert reconcile_now(services)["enqueued"] == 0   # ... or queued
+    redis.flushdb()                                   # Redis lost it
+    assert reconcile_now(services)["enqueued"] == 1
+    drain(redis)
+    assert _fulfilment(services).state == states.FULFILLED
+
+
+def test_reconcile_command(runner, client, services, emulator):
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    make_due(services)
+    result = runner.invoke(args=["reconcile", "--stale-seconds", "0"])
+    assert result.exit_code == 0, result.output
+    assert "1 stalled order(s)" in result.output
