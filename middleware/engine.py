@@ -138,19 +138,23 @@ def attempt_fulfil(services: Services, fulfilment_id: str, actor: str, claimed: 
         if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
                                           FULFIL_STATES):
             return Outcome(False)
-        f = repo.load(session, fulfilment_id)
-        if f.state == states.RECEIVED:
-            repo.set_state(f, states.FULFILLING, actor)
-        f.attempts += 1
-        client = services.kraty(f.namespace)
-        todo = [item for item in f.items if item.state == states.ITEM_PENDING and item.kind]
-        summary, transient = _run_calls(todo, lambda item: _grant(client, f, item), states.ITEM_GRANTED,
-                                        states.ITEM_FAILED, "kraty_entry_id")
-        pending = any(item.state == states.ITEM_PENDING for item in f.items)
-        any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
-        outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
-                          pending, any_failed)
-        return _commit(session, fulfilment_id, outcome)
+        return fulfil_loaded(services, session, repo.load(session, fulfilment_id), actor)
+
+
+def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
+    """The fulfil attempt on an order ``session`` has loaded, whose lease the caller holds; commits."""
+    if f.state == states.RECEIVED:
+        repo.set_state(f, states.FULFILLING, actor)
+    f.attempts += 1
+    client = services.kraty(f.namespace)
+    todo = [item for item in f.items if item.state == states.ITEM_PENDING and item.kind]
+    summary, transient = _run_calls(todo, lambda item: _grant(client, f, item), states.ITEM_GRANTED,
+                                    states.ITEM_FAILED, "kraty_entry_id")
+    pending = any(item.state == states.ITEM_PENDING for item in f.items)
+    any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
+    outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
+                      pending, any_failed)
+    return _commit(session, f.id, outcome)
 
 
 def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
@@ -159,18 +163,22 @@ def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: 
         if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
                                           REVOKE_STATES):
             return Outcome(False)
-        f = repo.load(session, fulfilment_id)
-        f.attempts += 1
-        client = services.kraty(f.namespace)
-        allow_negative = services.catalog.game(f.namespace).negative_balance_policy == "allow_negative"
-        todo = [item for item in f.items if item.state == states.ITEM_GRANTED]
-        summary, transient = _run_calls(todo, lambda item: _take_back(client, f, item, allow_negative),
-                                        states.ITEM_REVOKED, states.ITEM_REVOKE_FAILED, "revoke_entry_id")
-        pending = any(item.state == states.ITEM_GRANTED for item in f.items)
-        any_failed = any(item.state == states.ITEM_REVOKE_FAILED for item in f.items)
-        outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
-                          pending, any_failed)
-        return _commit(session, fulfilment_id, outcome)
+        return revoke_loaded(services, session, repo.load(session, fulfilment_id), actor)
+
+
+def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
+    """The revoke attempt on an order ``session`` has loaded, whose lease the caller holds; commits."""
+    f.attempts += 1
+    client = services.kraty(f.namespace)
+    allow_negative = services.catalog.game(f.namespace).negative_balance_policy == "allow_negative"
+    todo = [item for item in f.items if item.state == states.ITEM_GRANTED]
+    summary, transient = _run_calls(todo, lambda item: _take_back(client, f, item, allow_negative),
+                                    states.ITEM_REVOKED, states.ITEM_REVOKE_FAILED, "revoke_entry_id")
+    pending = any(item.state == states.ITEM_GRANTED for item in f.items)
+    any_failed = any(item.state == states.ITEM_REVOKE_FAILED for item in f.items)
+    outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
+                      pending, any_failed)
+    return _commit(session, f.id, outcome)
 
 
 def attempt(services: Services, fulfilment_id: str, actor: str, state: str, claimed: bool = False) -> Outcome:

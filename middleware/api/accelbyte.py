@@ -46,9 +46,14 @@ def _json_body():
     if mimetype != "application/json":
         raise ApiError(415, UNSUPPORTED_MEDIA, "Content-Type must be application/json")
     try:
-        return json.loads(request.get_data(cache=True))
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(request.get_data(cache=True), parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, UNPARSEABLE, "unable to parse request body: malformed JSON") from None
+
+
+def _not_json(constant: str):
+    """Python's json module accepts NaN and Infinity; JSON (and PostgreSQL's json type) does not."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _load(schema, body):

@@ -1,7 +1,7 @@
 """What the AccelByte-compatible endpoints do with the ledger: record, attempt, retry, revoke, query."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from flask import request
@@ -74,14 +74,16 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
             if f.request_hash != digest or f.player_id != user_id:
                 raise _different_payload()
         repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
-                          content_type=request.content_type, raw_body=raw_body, fulfilment_id=f.id)
+                          content_type=request.content_type, raw_body=raw_body, fulfilment_id=f.id,
+                          new=created)
         session.commit()
+        if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
+            outcome = engine.fulfil_loaded(svc, session, f, actor)
+            actions.schedule_retry(svc, f.id, outcome)
+            if outcome.ran:
+                return results.fulfilment_result(f, _names(game))
         fulfilment_id = f.id
-    if created:
-        outcome = engine.attempt_fulfil(svc, fulfilment_id, actor, claimed=True)
-        actions.schedule_retry(svc, fulfilment_id, outcome)
-    else:
-        actions.run(svc, fulfilment_id, actor, actions.FULFIL)
+    actions.run(svc, fulfilment_id, actor, actions.FULFIL)
     return _result(fulfilment_id, game, results.fulfilment_result)
 
 
@@ -121,14 +123,17 @@ def _time(args, name: str) -> datetime | None:
         raise ApiError(400, VALIDATION, f"{name}: not an ISO 8601 time: {raw!r}") from None
     if value.tzinfo is None:
         raise ApiError(400, VALIDATION, f"{name}: give a time zone (e.g. 2026-11-21T10:00:00Z)")
-    return value
+    try:
+        return value.astimezone(timezone.utc)  # SQLite compares the stored UTC wall time: convert first
+    except OverflowError:
+        raise ApiError(400, VALIDATION, f"{name}: out of range: {raw!r}") from None
 
 
 def _int(args, name: str, default: int, low: int, high: int) -> int:
     raw = args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or not low <= int(raw) <= high:
         raise ApiError(400, VALIDATION, f"{name}: must be an integer from {low} to {high}")
     return int(raw)
 

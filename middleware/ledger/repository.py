@@ -47,11 +47,18 @@ def find(session: Session, namespace: str, source: str, transaction_id: str) -> 
 
 def record_event(session: Session, *, source: str, provider_event_id: str, namespace: str | None,
                  content_type: str | None, raw_body: bytes, outcome: str = "recorded",
-                 detail: str | None = None, fulfilment_id: str | None = None) -> bool:
-    """Insert an inbound event unless (source, provider event id) is already there. True if new."""
+                 detail: str | None = None, fulfilment_id: str | None = None, new: bool = False) -> bool:
+    """Insert an inbound event unless (source, provider event id) is already there. True if new.
+
+    ``new``: the caller knows the id cannot exist yet (it names a row created in this transaction),
+    so no savepoint is needed.
+    """
     event = InboundEvent(source=source, provider_event_id=provider_event_id, namespace=namespace,
                          content_type=content_type, raw_body=raw_body, outcome=outcome, detail=detail,
                          fulfilment_id=fulfilment_id)
+    if new:
+        session.add(event)
+        return True
     try:
         with session.begin_nested():
             session.add(event)
