@@ -58,11 +58,10 @@ def test_inbound_events_are_unique_per_source_and_event_id(services):
 
 def test_fulfilments_are_unique_per_namespace_source_and_transaction(services):
     with services.session() as session:
-        assert repo.create_fulfilment(session, _order())
-        assert not repo.create_fulfilment(session, _order())
-        assert repo.create_fulfilment(session, _order(source="stripe"))
-        assert repo.create_fulfilment(session, _order(namespace="other"))
-        session.commit()
+        for order, new in ((_order(), True), (_order(), False), (_order(source="stripe"), True),
+                           (_order(namespace="other"), True)):
+            assert repo.create_fulfilment(session, order) is new
+            session.commit()
         assert len(session.scalars(select(Fulfilment)).all()) == 3
 
 

@@ -68,11 +68,13 @@ def record_event(session: Session, *, source: str, provider_event_id: str, names
 
 
 def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:
-    """Insert a new order; False (and nothing written) if (namespace, source, transaction id) exists."""
+    """Insert a new order as the transaction's first write; False if (namespace, source, transaction id)
+    exists, and then the transaction is rolled back (it held nothing else), ready for the next query."""
+    session.add(fulfilment)
     try:
-        with session.begin_nested():
-            session.add(fulfilment)
+        session.flush()
     except IntegrityError:
+        session.rollback()
         return False
     return True
 
