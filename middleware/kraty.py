@@ -46,6 +46,9 @@ def pooled_session() -> requests.Session:
     session = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
+        # Kraty is one configured base URL: skip the per-request look-ups of proxy variables and
+        # ~/.netrc that requests does otherwise (measurable on the ingest path).
+        session.trust_env = False
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
