@@ -99,6 +99,7 @@ def serve_gunicorn(app, host: str, port: int, threads: int, access_log: bool) ->
         "accesslog": "-" if access_log else None,
         "when_ready": when_ready,
         "worker_exit": worker_exit,
+        "control_socket_disable": True,  # gunicorn 27 would share ~/.gunicorn/gunicorn.ctl machine-wide
     }
 
     class EmulatorServer(BaseApplication):

@@ -64,7 +64,8 @@ def stack(tmp_path, database_url, redis_url, clean):
     try:
         procs.start([sys.executable, "-m", "emulator", "--port", str(kraty_port), "--config",
                      str(ROOT / "emulator/example.toml")], env, tmp_path / "emulator.log")
-        procs.start([sys.executable, "-m", "gunicorn", "app:create_app()", "-b", f"127.0.0.1:{web_port}", "-w", "2"],
+        procs.start([sys.executable, "-m", "gunicorn", "app:create_app()", "-b", f"127.0.0.1:{web_port}", "-w", "2",
+                     "--no-control-socket"],
                     env, tmp_path / "gunicorn.log")
         procs.start([sys.executable, "-m", "workers"], env, tmp_path / "worker.log")
         web = f"http://127.0.0.1:{web_port}"

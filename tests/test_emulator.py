@@ -484,6 +484,8 @@ def test_webhooks_signed_retried_and_not_sent_for_replays(receiver):
         assert event["data"] == {"externalPlayerId": "p1", "currencyKey": "gems", "delta": 5,
                                  "balance": 5, "reason": "iap", "sourceRefId": "src-w",
                                  "ledgerEntryId": le}
+        # the receiver has the body before the dispatcher has logged the answer: wait for the log
+        wait_for(lambda: c.get("/_emulator/webhooks").get_json()["deliveries"][0]["status"] == "delivered")
         log = c.get("/_emulator/webhooks").get_json()["deliveries"]
         assert [a["status"] for a in log[0]["attempts"]] == [500, 204]
         assert log[0]["status"] == "delivered"

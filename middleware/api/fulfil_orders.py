@@ -74,8 +74,8 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
             if f.request_hash != digest or f.player_id != user_id:
                 raise _different_payload()
         repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
-                          content_type=request.content_type, raw_body=raw_body, fulfilment_id=f.id,
-                          new=created)
+                          content_type=(request.content_type or "")[:128] or None,  # the column's length
+                          raw_body=raw_body, fulfilment_id=f.id, new=created)
         session.commit()
         if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
             outcome = engine.fulfil_loaded(svc, session, f, actor)

