@@ -8,6 +8,7 @@ ENTITLEMENT_ORIGINS = ("Steam", "Epic", "Playstation", "Xbox", "Nintendo", "IOS"
                        "Other", "System")
 MAX_ID = 128
 MAX_ITEMS = 100
+MAX_DEPTH = 16  # metadata nesting
 
 
 def is_clean_id(value: str) -> bool:
@@ -18,6 +19,17 @@ def is_clean_id(value: str) -> bool:
 def _clean_id(value: str) -> None:
     if not is_clean_id(value):
         raise ValidationError(f"must be 1-{MAX_ID} printable characters without spaces")
+
+
+def _shallow(value) -> None:
+    """At most MAX_DEPTH levels of nesting (checked without recursion): deeper JSON cannot be stored."""
+    todo = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationError(f"nested deeper than {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        todo.extend((child, depth + 1) for child in children)
 
 
 def _text(max_len: int = MAX_ID):
@@ -42,7 +54,7 @@ class FulfillmentItemSchema(Schema):
     region = _text(64)
     language = _text(64)
     entitlementCollectionId = _text()
-    metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=MAX_ID)))
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=MAX_ID)), validate=_shallow)
 
     @validates_schema
     def _names_an_item(self, data, **_kwargs):

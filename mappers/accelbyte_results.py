@@ -1,6 +1,6 @@
 """Ledger rows ──▶ AccelByte result shapes (FulfillmentV2Result, RevokeFulfillmentV2Result, FulfillmentInfo).
 
-Pure: takes a loaded fulfilment (items, and history for FulfillmentInfo) and product names.
+Pure: takes a loaded fulfilment (items, and history for FulfillmentInfo) and its game from the catalog.
 """
 from __future__ import annotations
 
@@ -36,15 +36,21 @@ def _lines(f):
     return [(line_no, list(rows)) for line_no, rows in groupby(f.items, key=lambda item: item.line_no)]
 
 
-def _line_item(f, line_no, rows, names) -> dict:
+def _line_item(f, line_no, rows, game) -> dict:
     first, raw = rows[0], f.lines[line_no]
-    return {"itemId": first.item_id, "itemSku": first.sku, "itemName": names.get(first.sku), "itemType": first.item_type,
+    product = game.by_sku(first.sku) if first.sku else None
+    return {"itemId": first.item_id, "itemSku": first.sku, "itemName": product.name if product else None,
+            "itemType": first.item_type,
             "quantity": first.line_quantity, "storeId": raw.get("storeId")}
 
 
-def _components(rows) -> list[dict]:
+def _components(rows, game) -> list[dict]:
     if rows[0].item_type != "BUNDLE":
         return []
+    if rows[0].kind is None:  # the bundle failed as a whole: every member failed with it
+        product = game.by_sku(rows[0].sku)
+        return [{"itemId": c.item_id, "itemSku": c.sku, "quantity": c.quantity * rows[0].line_quantity,
+                 "error": rows[0].error} for c in (product.components if product else ())]
     seen, out = set(), []
     for row in rows:
         if row.component_sku in seen:
@@ -56,17 +62,17 @@ def _components(rows) -> list[dict]:
     return out
 
 
-def _state_info(f, done_states: tuple[str, ...]) -> dict:
+def _state_info(f, game, done_states: tuple[str, ...]) -> dict:
     success, failed = [], []
     for _line_no, rows in _lines(f):
         ok = all(row.state in done_states for row in rows)
         error = None if ok else next((row.error for row in rows if row.error), "not completed yet")
-        entry = {"itemId": rows[0].item_id, "itemSku": rows[0].sku, "error": error, "items": _components(rows)}
+        entry = {"itemId": rows[0].item_id, "itemSku": rows[0].sku, "error": error, "items": _components(rows, game)}
         (success if ok else failed).append(entry)
     return {"successList": success, "failedList": failed}
 
 
-def fulfilment_result(f, names: dict) -> dict:
+def fulfilment_result(f, game) -> dict:
     """FulfillmentV2Result."""
     granted = [row for row in f.items if row.state == states.ITEM_GRANTED]
     credits: dict[str, int] = {}
@@ -87,8 +93,8 @@ def fulfilment_result(f, names: dict) -> dict:
     return {
         "id": f.id, "namespace": f.namespace, "userId": f.player_id, "transactionId": f.transaction_id,
         "state": ab_state(f.state), "stateReason": state_reason(f),
-        "items": [_line_item(f, line_no, rows, names) for line_no, rows in _lines(f)],
-        "stateInfo": _state_info(f, done),
+        "items": [_line_item(f, line_no, rows, game) for line_no, rows in _lines(f)],
+        "stateInfo": _state_info(f, game, done),
         "creditSummaries": [{"walletId": f"{f.player_id}:{currency}", "currencyCode": currency, "amount": amount,
                              "namespace": f.namespace, "userId": f.player_id} for currency, amount in credits.items()],
         "entitlementSummaries": entitlements,
@@ -103,7 +109,7 @@ def _revocation(row) -> dict:
     return {"status": "SUCCESS" if ok else "FAIL", "reason": reason, "skipped": skipped}
 
 
-def revocation_result(f, names: dict) -> dict:
+def revocation_result(f, game) -> dict:
     """RevokeFulfillmentV2Result."""
     rows = [row for row in f.items if row.kind]
     credit = [{"walletId": f"{f.player_id}:{row.target}", "currencyCode": row.target, "amount": row.amount,
@@ -123,13 +129,13 @@ def revocation_result(f, names: dict) -> dict:
     return {
         "id": f"{f.id}-r{f.reversal_seq}", "namespace": f.namespace, "userId": f.player_id,
         "transactionId": f.transaction_id, "state": ab_state(f.state), "stateReason": state_reason(f),
-        "stateInfo": _state_info(f, (states.ITEM_REVOKED, states.ITEM_SKIPPED, states.ITEM_FAILED)),
-        "items": [_line_item(f, line_no, line_rows, names) for line_no, line_rows in _lines(f)],
+        "stateInfo": _state_info(f, game, (states.ITEM_REVOKED, states.ITEM_SKIPPED, states.ITEM_FAILED)),
+        "items": [_line_item(f, line_no, line_rows, game) for line_no, line_rows in _lines(f)],
         "creditRevocations": credit, "entitlementRevocations": entitlement, "itemRevocations": item_revocations,
     }
 
 
-def fulfilment_info(f, names: dict) -> dict:
+def fulfilment_info(f, game) -> dict:
     """FulfillmentInfo: a query row with the actions taken on it."""
     actions = []
     for entry in f.history:
@@ -139,7 +145,7 @@ def fulfilment_info(f, names: dict) -> dict:
         elif entry.to_state in (states.REVOKED, states.REVOKE_FAILED) and entry.from_state != entry.to_state:
             actions.append({"action": "REVOKE_FULFILLMENT", "state": entry.to_state, "createdAt": iso(entry.at),
                             "revocationHistoryId": str(entry.id)})
-    result = fulfilment_result(f, names)
+    result = fulfilment_result(f, game)
     return {"id": f.id, "namespace": f.namespace, "userId": f.player_id, "transactionId": f.transaction_id,
             "state": result["state"], "stateReason": result["stateReason"], "stateInfo": result["stateInfo"],
             "items": result["items"], "createdAt": iso(f.created_at), "updatedAt": iso(f.updated_at),

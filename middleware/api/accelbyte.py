@@ -165,5 +165,4 @@ def bulk_v3(namespace, user_id):
 def query_v2(namespace):
     game = _authenticate(namespace)
     rows, paging = orders.query(game, request.args)
-    names = {sku: product.name for sku, product in game.products.items()}
-    return jsonify({"data": [results.fulfilment_info(f, names) for f in rows], "paging": paging}), 200
+    return jsonify({"data": [results.fulfilment_info(f, game) for f in rows], "paging": paging}), 200

@@ -31,10 +31,6 @@ STATE_FILTER = {
 }
 
 
-def _names(game) -> dict:
-    return {sku: product.name for sku, product in game.products.items()}
-
-
 def _resolve_all(game, lines):
     resolved = [resolve_line(game, line) for line in lines]
     unknown = [r for r in resolved if r.product is None]
@@ -74,14 +70,14 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
             if f.request_hash != digest or f.player_id != user_id:
                 raise _different_payload()
         repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
-                          content_type=(request.content_type or "")[:128] or None,  # the column's length
+                          content_type=request.content_type,
                           raw_body=raw_body, fulfilment_id=f.id, new=created)
         session.commit()
         if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
             outcome = engine.fulfil_loaded(svc, session, f, actor)
             actions.schedule_retry(svc, f.id, outcome)
             if outcome.ran:
-                return results.fulfilment_result(f, _names(game))
+                return results.fulfilment_result(f, game)
         fulfilment_id = f.id
     actions.run(svc, fulfilment_id, actor, actions.FULFIL)
     return _result(fulfilment_id, game, results.fulfilment_result)
@@ -110,7 +106,7 @@ def revoke(game, user_id: str, transaction_id: str, actor: str) -> dict:
 
 def _result(fulfilment_id: str, game, build) -> dict:
     with services().session() as session:
-        return build(repo.load(session, fulfilment_id), _names(game))
+        return build(repo.load(session, fulfilment_id), game)
 
 
 def _time(args, name: str) -> datetime | None:
