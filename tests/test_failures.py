@@ -69,6 +69,7 @@ def test_worker_killed_after_kraty_call_grants_exactly_once(client, services, em
         session.commit()
     emulator.clear_faults()
     queue(redis, FULFILMENT_QUEUE).empty()
+    make_due(services)
     assert reconcile_now(services)["enqueued"] == 1
     drain(redis)
 
@@ -88,6 +89,7 @@ def test_redis_down_at_ingest_records_answers_and_fulfils_later(settings_overrid
     svc_down = down.extensions["kraty_bridge"]
     f = _fulfilment(svc_down)
     assert f.state == states.FULFILLING and f.next_attempt_at is not None      # recorded, retry owed
+    make_due(svc_down)                                                         # ... and now due
     svc_down.close()
 
     # Redis is back: the reconciler finds the order and a worker fulfils it.
