@@ -51,7 +51,10 @@ def apply_retry(f: Fulfilment, actor: str, game: Game) -> bool:
 def apply_revoke(f: Fulfilment, actor: str, reason: str) -> bool:
     if f.state in (states.REVOKING, states.REVOKED):
         return False
-    never_granted = [item for item in f.items if item.state in (states.ITEM_PENDING, states.ITEM_FAILED)]
+    # FAILED: Kraty refused the grant. PENDING on a RECEIVED order: Kraty was never called. Other
+    # PENDING items may have been granted by a call whose answer was lost: the revoke attempt settles them.
+    never_granted = [item for item in f.items if item.state == states.ITEM_FAILED
+                     or (item.state == states.ITEM_PENDING and f.state == states.RECEIVED)]
     for item in never_granted:
         item.state = states.ITEM_SKIPPED
     for item in f.items:

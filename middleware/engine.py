@@ -142,9 +142,15 @@ def attempt_fulfil(services: Services, fulfilment_id: str, actor: str, claimed: 
 
 
 def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
-    """The fulfil attempt on an order ``session`` has loaded, whose lease the caller holds; commits."""
+    """The fulfil attempt on an order ``session`` has loaded, whose lease the caller holds; commits.
+
+    RECEIVED means "Kraty has never been called for this order" (a refund may then cancel it
+    outright), so the move to FULFILLING is committed before the first call.
+    """
     if f.state == states.RECEIVED:
         repo.set_state(f, states.FULFILLING, actor)
+        if _commit(session, f.id, Outcome(True)).ran is False:
+            return Outcome(False)
     f.attempts += 1
     client = services.kraty(f.namespace)
     todo = [item for item in f.items if item.state == states.ITEM_PENDING and item.kind]
@@ -171,10 +177,18 @@ def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     f.attempts += 1
     client = services.kraty(f.namespace)
     allow_negative = services.catalog.game(f.namespace).negative_balance_policy == "allow_negative"
-    todo = [item for item in f.items if item.state == states.ITEM_GRANTED]
-    summary, transient = _run_calls(todo, lambda item: _take_back(client, f, item, allow_negative),
-                                    states.ITEM_REVOKED, states.ITEM_REVOKE_FAILED, "revoke_entry_id")
-    pending = any(item.state == states.ITEM_GRANTED for item in f.items)
+    # Items whose grant outcome is unknown (a timeout, a crash mid-call) are settled first by
+    # replaying the grant with its key: Kraty then either answers the grant it made or makes it now;
+    # a refusal means it never granted. Only then is anything taken back: never more than was given.
+    unsettled = [item for item in f.items if item.state == states.ITEM_PENDING]
+    summary, transient = _run_calls(unsettled, lambda item: _grant(client, f, item), states.ITEM_GRANTED,
+                                    states.ITEM_SKIPPED, "kraty_entry_id")
+    if transient is None:
+        todo = [item for item in f.items if item.state == states.ITEM_GRANTED]
+        taken, transient = _run_calls(todo, lambda item: _take_back(client, f, item, allow_negative),
+                                      states.ITEM_REVOKED, states.ITEM_REVOKE_FAILED, "revoke_entry_id")
+        summary = {"settled": summary["done"], "never_granted": summary["failed"], **taken}
+    pending = any(item.state in (states.ITEM_PENDING, states.ITEM_GRANTED) for item in f.items)
     any_failed = any(item.state == states.ITEM_REVOKE_FAILED for item in f.items)
     outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
                       pending, any_failed)

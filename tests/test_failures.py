@@ -259,3 +259,52 @@ def test_reconcile_command(runner, client, services, emulator):
     result = runner.invoke(args=["reconcile", "--stale-seconds", "0"])
     assert result.exit_code == 0, result.output
     assert "1 stalled order(s)" in result.output
+
+
+def test_refund_after_a_worker_died_mid_grant_takes_back_what_kraty_gave(client, services, emulator, redis,
+                                                                          settings_overrides):
+    """The worker is killed after Kraty applied the credit; the order is then revoked. The revocation
+    settles the unknown outcome by replaying the grant key (a replay: no second credit), then debits."""
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    release_scheduled(redis)
+    emulator.faults({"path": CREDIT, "latency_ms": 20000, "phase": "after", "count": 1})
+    worker = subprocess.Popen([sys.executable, "-m", "workers", "--burst"], cwd=ROOT,
+                              env=_env(settings_overrides, KB_KRATY_READ_TIMEOUT="30"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll(lambda: _grant_entries(emulator, player="player-1"), timeout=30, what="Kraty applied the credit")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    emulator.clear_faults()
+    with services.session() as session:  # the dead worker's lease runs out
+        session.execute(update(Fulfilment).values(lease_until=utcnow() - timedelta(seconds=1)))
+        session.commit()
+
+    r = client.put("/platform/v2/admin/namespaces/demo/users/player-1/fulfillments/txn-1/revoke",
+                   headers={"Authorization": "Bearer demo-storefront-token"})
+    assert r.status_code == 200 and r.get_json()["state"] == "REVOKED", r.get_json()
+    kinds = [e["kind"] for e in emulator.ledger(player="player-1")]
+    assert kinds == ["credit", "debit"]            # granted once, taken back once
+    assert emulator.player("player-1")["wallet"]["gems"] == 0
+
+
+def test_refund_of_an_order_never_sent_to_kraty_cancels_it(services, emulator, redis):
+    from middleware import actions
+    from middleware.ledger.models import FulfilmentItem
+    with services.session() as session:
+        f = Fulfilment(namespace="demo", source="stripe", transaction_id="cs_1", player_id="p", request_hash="h",
+                       state=states.RECEIVED, lines=[{"itemSku": "gems_100", "quantity": 1}],
+                       items=[FulfilmentItem(line_no=0, component_no=0, line_quantity=1, component_quantity=1,
+                                             kind="currency", target="gems", amount=100,
+                                             state=states.ITEM_PENDING)])
+        session.add(f)
+        session.commit()
+        fid = f.id
+    assert actions.run(services, fid, "store:stripe", actions.REVOKE, reason="charge.refunded") == states.REVOKED
+    drain(redis)
+    f = _fulfilment(services, "cs_1")
+    assert [i.state for i in f.items] == [states.ITEM_SKIPPED]
+    assert f.reason.startswith("revoked before it was granted")
+    assert emulator.ledger() == []
