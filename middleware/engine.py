@@ -136,7 +136,7 @@ def attempt_fulfil(services: Services, fulfilment_id: str, actor: str, claimed: 
     """Grant every PENDING item of an order in Kraty. ``claimed``: the caller already holds the lease."""
     with services.session() as session:
         if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
-                                          FULFIL_STATES):
+                                          FULFIL_STATES, commit=False):
             return Outcome(False)
         return fulfil_loaded(services, session, repo.load(session, fulfilment_id), actor)
 
@@ -145,12 +145,12 @@ def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     """The fulfil attempt on an order ``session`` has loaded, whose lease the caller holds; commits.
 
     RECEIVED means "Kraty has never been called for this order" (a refund may then cancel it
-    outright), so the move to FULFILLING is committed before the first call.
+    outright), so the move to FULFILLING is committed, with the claim, before the first call.
     """
     if f.state == states.RECEIVED:
         repo.set_state(f, states.FULFILLING, actor)
-        if _commit(session, f.id, Outcome(True)).ran is False:
-            return Outcome(False)
+    if not _commit(session, f.id, Outcome(True)).ran:
+        return Outcome(False)
     f.attempts += 1
     client = services.kraty(f.namespace)
     todo = [item for item in f.items if item.state == states.ITEM_PENDING and item.kind]
@@ -167,13 +167,15 @@ def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: 
     """Take back every GRANTED item of an order being revoked."""
     with services.session() as session:
         if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
-                                          REVOKE_STATES):
+                                          REVOKE_STATES, commit=False):
             return Outcome(False)
         return revoke_loaded(services, session, repo.load(session, fulfilment_id), actor)
 
 
 def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
     """The revoke attempt on an order ``session`` has loaded, whose lease the caller holds; commits."""
+    if not _commit(session, f.id, Outcome(True)).ran:  # the claim is durable before any call
+        return Outcome(False)
     f.attempts += 1
     client = services.kraty(f.namespace)
     allow_negative = services.catalog.game(f.namespace).negative_balance_policy == "allow_negative"

@@ -80,10 +80,12 @@ def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:
 
 
 def claim(session: Session, fulfilment_id: str, owner: str, lease_seconds: float,
-          allowed_states: tuple[str, ...]) -> bool:
-    """Take the order's lease if nobody holds it and it is in one of ``allowed_states``; commits.
+          allowed_states: tuple[str, ...], commit: bool = True) -> bool:
+    """Take the order's lease if nobody holds it and it is in one of ``allowed_states``.
 
     Bumping the version fences off a previous holder whose lease ran out: its commit now fails.
+    ``commit=False`` leaves a successful claim in the open transaction for the caller to commit
+    (before it calls Kraty); a failed one is always rolled back.
     """
     now = utcnow()
     result = session.execute(
@@ -93,8 +95,12 @@ def claim(session: Session, fulfilment_id: str, owner: str, lease_seconds: float
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
                 version=Fulfilment.version + 1)
         .execution_options(synchronize_session=False))
-    session.commit()
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        session.rollback()
+        return False
+    if commit:
+        session.commit()
+    return True
 
 
 def lease_is_free(fulfilment: Fulfilment, now: datetime | None = None) -> bool:
