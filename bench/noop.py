@@ -1,0 +1,5 @@
+"""The e2e baseline's job: does nothing, so a run measures RQ's own cost per job."""
+
+
+def noop(fulfilment_id: str) -> str:
+    return fulfilment_id
