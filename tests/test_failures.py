@@ -42,7 +42,9 @@ def _env(settings_overrides, **extra):
     return env
 
 
-def test_worker_killed_after_kraty_call_grants_exactly_once(client, services, emulator, redis, settings_overrides):
+def _worker_killed_after_kraty_applied_the_credit(client, services, emulator, redis, settings_overrides):
+    """An order whose worker died after Kraty applied its credit and before the worker's commit;
+    the dead worker's lease has run out. Returns with no fault left in the emulator."""
     # The inline attempt meets a transient error, so the order goes to the worker queue.
     emulator.faults({"path": CREDIT, "status": 503, "count": 1})
     r = put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
@@ -59,15 +61,18 @@ def test_worker_killed_after_kraty_call_grants_exactly_once(client, services, em
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
+    emulator.clear_faults()
     f = _fulfilment(services)
     assert f.state == states.FULFILLING and f.items[0].state == states.ITEM_PENDING  # the commit never happened
     assert f.lease_owner is not None
-
-    # Time passes: the dead worker's lease runs out; the reconciler re-enqueues; a new worker finishes.
-    with services.session() as session:
+    with services.session() as session:  # time passes: the dead worker's lease runs out
         session.execute(update(Fulfilment).values(lease_until=utcnow() - timedelta(seconds=1)))
         session.commit()
-    emulator.clear_faults()
+
+
+def test_worker_killed_after_kraty_call_grants_exactly_once(client, services, emulator, redis, settings_overrides):
+    _worker_killed_after_kraty_applied_the_credit(client, services, emulator, redis, settings_overrides)
+    # The reconciler re-enqueues; a new worker finishes with the same idempotency key.
     queue(redis, FULFILMENT_QUEUE).empty()
     make_due(services)
     assert reconcile_now(services)["enqueued"] == 1
@@ -265,22 +270,7 @@ def test_refund_after_a_worker_died_mid_grant_takes_back_what_kraty_gave(client,
                                                                           settings_overrides):
     """The worker is killed after Kraty applied the credit; the order is then revoked. The revocation
     settles the unknown outcome by replaying the grant key (a replay: no second credit), then debits."""
-    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
-    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
-    release_scheduled(redis)
-    emulator.faults({"path": CREDIT, "latency_ms": 20000, "phase": "after", "count": 1})
-    worker = subprocess.Popen([sys.executable, "-m", "workers", "--burst"], cwd=ROOT,
-                              env=_env(settings_overrides, KB_KRATY_READ_TIMEOUT="30"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        poll(lambda: _grant_entries(emulator, player="player-1"), timeout=30, what="Kraty applied the credit")
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    emulator.clear_faults()
-    with services.session() as session:  # the dead worker's lease runs out
-        session.execute(update(Fulfilment).values(lease_until=utcnow() - timedelta(seconds=1)))
-        session.commit()
+    _worker_killed_after_kraty_applied_the_credit(client, services, emulator, redis, settings_overrides)
 
     r = client.put("/platform/v2/admin/namespaces/demo/users/player-1/fulfillments/txn-1/revoke",
                    headers={"Authorization": "Bearer demo-storefront-token"})
