@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import text
 from sqlalchemy.orm.exc import StaleDataError
 
 from .kraty import KratyError
@@ -119,10 +120,19 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
     return Outcome(True, f.state, None, f.attempts)
 
 
-def _commit(session, fulfilment_id: str, outcome: Outcome) -> Outcome:
+def _commit(session, fulfilment_id: str, outcome: Outcome, results: bool = False) -> Outcome:
     """Commit an attempt's results unless our lease was taken over meanwhile (the version moved on):
-    then the new holder repeats the calls with the same idempotency keys, and ours are dropped."""
+    then the new holder repeats the calls with the same idempotency keys, and ours are dropped.
+
+    ``results``: this commit records what Kraty answered. On PostgreSQL it does not wait for the
+    WAL flush (synchronous_commit off for this transaction only): if the database server crashed
+    in the next few hundred milliseconds and lost it, the order would still be active and its
+    next attempt would repeat the calls with the same keys and get Kraty's replayed answers.
+    Every other commit — the order itself, a claim before Kraty is called — stays synchronous.
+    """
     try:
+        if results and session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit = off"))  # flushes: may raise StaleDataError
         session.commit()
     except StaleDataError:
         session.rollback()
@@ -160,7 +170,7 @@ def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
     outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
                       pending, any_failed)
-    return _commit(session, f.id, outcome)
+    return _commit(session, f.id, outcome, results=True)
 
 
 def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
@@ -194,7 +204,7 @@ def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     any_failed = any(item.state == states.ITEM_REVOKE_FAILED for item in f.items)
     outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
                       pending, any_failed)
-    return _commit(session, f.id, outcome)
+    return _commit(session, f.id, outcome, results=True)
 
 
 def attempt(services: Services, fulfilment_id: str, actor: str, state: str, claimed: bool = False) -> Outcome:
