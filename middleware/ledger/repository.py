@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from . import states
-from .models import Fulfilment, FulfilmentItem, HistoryEntry, InboundEvent, utcnow
+from .models import Fulfilment, HistoryEntry, InboundEvent, utcnow
 
 
 def set_state(fulfilment: Fulfilment, to_state: str, actor: str, detail: dict | None = None,
@@ -103,10 +103,6 @@ def claim(session: Session, fulfilment_id: str, owner: str, lease_seconds: float
     return True
 
 
-def lease_is_free(fulfilment: Fulfilment, now: datetime | None = None) -> bool:
-    return fulfilment.lease_until is None or fulfilment.lease_until < (now or utcnow())
-
-
 def release(fulfilment: Fulfilment) -> None:
     fulfilment.lease_owner = None
     fulfilment.lease_until = None
@@ -122,6 +118,3 @@ def stalled(session: Session, stale_before: datetime, now: datetime, limit: int 
                due <= stale_before)
         .order_by(due).limit(limit)))
 
-
-__all__ = ["FulfilmentItem", "claim", "create_fulfilment", "find", "lease_is_free", "load", "note",
-           "record_event", "release", "set_state", "stalled"]
