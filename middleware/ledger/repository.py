@@ -5,10 +5,20 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
 from . import states
 from .models import Fulfilment, HistoryEntry, InboundEvent, utcnow
+
+
+def _append_history(fulfilment: Fulfilment, entry: HistoryEntry) -> None:
+    """Add a history entry without loading the order's whole history (append-only, never read here)."""
+    session = object_session(fulfilment)
+    if session is None or fulfilment.id is None:  # a new order: its history goes in with it
+        fulfilment.history.append(entry)
+    else:
+        entry.fulfilment_id = fulfilment.id
+        session.add(entry)
 
 
 def set_state(fulfilment: Fulfilment, to_state: str, actor: str, detail: dict | None = None,
@@ -16,8 +26,8 @@ def set_state(fulfilment: Fulfilment, to_state: str, actor: str, detail: dict | 
     """Move the state machine one legal step and append it to the history."""
     states.check_transition(fulfilment.state, to_state)
     now = now or utcnow()
-    fulfilment.history.append(HistoryEntry(at=now, actor=actor, from_state=fulfilment.state, to_state=to_state,
-                                           detail=detail))
+    _append_history(fulfilment, HistoryEntry(at=now, actor=actor, from_state=fulfilment.state, to_state=to_state,
+                                             detail=detail))
     fulfilment.state = to_state
     fulfilment.reason = reason
     fulfilment.updated_at = now
@@ -26,16 +36,16 @@ def set_state(fulfilment: Fulfilment, to_state: str, actor: str, detail: dict | 
 def note(fulfilment: Fulfilment, actor: str, detail: dict, now: datetime | None = None) -> None:
     """A history entry that is not a transition (an attempt's outcome, a duplicate request...)."""
     now = now or utcnow()
-    fulfilment.history.append(HistoryEntry(at=now, actor=actor, from_state=fulfilment.state,
-                                           to_state=fulfilment.state, detail=detail))
+    _append_history(fulfilment, HistoryEntry(at=now, actor=actor, from_state=fulfilment.state,
+                                             to_state=fulfilment.state, detail=detail))
     fulfilment.updated_at = now
 
 
 def load(session: Session, fulfilment_id: str, *, history: bool = False) -> Fulfilment | None:
-    options = [selectinload(Fulfilment.items)]
+    options = [joinedload(Fulfilment.items)]
     if history:
         options.append(selectinload(Fulfilment.history))
-    return session.get(Fulfilment, fulfilment_id, options=options, populate_existing=True)
+    return session.get(Fulfilment, fulfilment_id, options=options)
 
 
 def find(session: Session, namespace: str, source: str, transaction_id: str) -> Fulfilment | None:
