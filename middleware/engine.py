@@ -109,6 +109,7 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
             f.reason = f"retrying after transient error: {transient}"
             detail["retry_in"] = round(delay, 3)
             repo.note(f, actor, detail, now)
+            log.info("order %s attempt %d: %s, retry in %.1f s (%s)", f.id, f.attempts, f.state, delay, transient)
             return Outcome(True, f.state, delay, f.attempts)
         repo.set_state(f, failure, actor, detail, reason=f"retries exhausted after {f.attempts} attempts: {transient}",
                        now=now)
@@ -117,6 +118,7 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
         repo.set_state(f, failure, actor, detail, reason=f"{len(errors)} item(s) failed: {errors[0]}", now=now)
     else:
         repo.set_state(f, success, actor, detail, now=now)
+    log.info("order %s attempt %d: %s%s", f.id, f.attempts, f.state, f" ({f.reason})" if f.reason else "")
     return Outcome(True, f.state, None, f.attempts)
 
 

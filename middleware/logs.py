@@ -8,13 +8,20 @@ import sys
 import uuid
 
 from flask import Flask, g, has_request_context, request
+from rq import get_current_job
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
 class RequestIdFilter(logging.Filter):
+    """The request id on a web log line; inside an RQ job, the job's id (``fulfil-<order>-<attempt>``)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id") if has_request_context() else None
+        if has_request_context():
+            record.request_id = g.get("request_id")
+        else:
+            job = get_current_job()
+            record.request_id = job.id if job is not None else None
         return True
 
 

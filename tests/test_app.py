@@ -10,6 +10,7 @@ import pytest
 from app import create_app
 from config.catalog import CatalogError
 from config.settings import SettingsError, load_settings
+from middleware import logs
 
 
 def test_healthz_and_readyz(client):
@@ -103,3 +104,22 @@ def test_settings_defaults():
     settings = load_settings({})
     assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("kraty-bridge.db")
     assert settings.max_body_bytes == 1_048_576 and settings.log_json is True
+
+
+def test_job_log_lines_carry_the_job_id(app, client, emulator, redis):
+    from tests.helpers import drain, put_order
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_kraty_bridge", False))
+    handler.setFormatter(logs.JsonFormatter())
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    logging.getLogger().setLevel("INFO")
+    try:
+        emulator.faults({"path": "/credit", "status": 503, "count": 1})
+        put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+        drain(redis)
+    finally:
+        handler.setStream(previous)
+        logging.getLogger().setLevel("WARNING")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    job_lines = [line for line in lines if (line["request_id"] or "").startswith("fulfil-")]
+    assert job_lines, lines
