@@ -33,7 +33,8 @@ def state_reason(f) -> str | None:
 
 
 def _lines(f):
-    return [(line_no, list(rows)) for line_no, rows in groupby(f.items, key=lambda item: item.line_no)]
+    ordered = sorted(f.items, key=lambda item: (item.line_no, item.component_no))
+    return [(line_no, list(rows)) for line_no, rows in groupby(ordered, key=lambda item: item.line_no)]
 
 
 def _line_item(f, line_no, rows, game) -> dict:

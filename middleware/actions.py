@@ -5,6 +5,7 @@ import logging
 import time
 
 from redis.exceptions import RedisError
+from sqlalchemy.orm import object_session
 
 from config.catalog import Game
 from workers.queues import enqueue_attempt
@@ -32,6 +33,7 @@ def _reresolve_unknown_lines(f: Fulfilment, game: Game) -> None:
             continue
         for old in [item for item in f.items if item.line_no == line_no]:
             f.items.remove(old)
+        object_session(f).flush()  # the old rows go before the new ones take their (line, component) keys
         f.items.extend(item_rows(line_no, resolved))
 
 

@@ -298,3 +298,26 @@ def test_refund_of_an_order_never_sent_to_kraty_cancels_it(services, emulator, r
     assert [i.state for i in f.items] == [states.ITEM_SKIPPED]
     assert f.reason.startswith("revoked before it was granted")
     assert emulator.ledger() == []
+
+
+def test_unknown_sku_is_granted_after_the_catalog_is_fixed_and_the_order_retried(settings_overrides, emulator,
+                                                                                  clean, tmp_path):
+    from tests.helpers import AUTH
+    app = create_app(settings_overrides)
+    r = put_order(app.test_client(), [{"itemSku": "sword", "quantity": 1}, {"itemSku": "gems_250", "quantity": 2}])
+    assert r.status_code == 409 and r.get_json()["stateInfo"]["failedList"][0]["itemSku"] == "gems_250"
+    app.extensions["kraty_bridge"].close()
+
+    fixed = tmp_path / "catalog.toml"
+    fixed.write_text(open(settings_overrides["catalog_path"]).read() + '''
+[games.demo.products.gems_250]
+type = "COINS"
+grants = [{ currency = "gems", amount = 250 }]
+''')
+    app = create_app({**settings_overrides, "catalog_path": str(fixed)})
+    r = app.test_client().put("/platform/v2/admin/namespaces/demo/users/player-1/fulfillments/txn-1/retry",
+                              headers=AUTH)
+    assert r.status_code == 200 and r.get_json()["state"] == "FULFILLED", r.get_json()
+    assert emulator.player("player-1")["wallet"]["gems"] == 500
+    assert len(_grant_entries(emulator)) == 2   # the sword once, the gems once
+    app.extensions["kraty_bridge"].close()
