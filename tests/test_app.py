@@ -123,3 +123,19 @@ def test_job_log_lines_carry_the_job_id(app, client, emulator, redis):
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     job_lines = [line for line in lines if (line["request_id"] or "").startswith("fulfil-")]
     assert job_lines, lines
+
+
+def test_worker_entry_point_refuses_a_bad_catalog_with_a_message(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from config.settings import ROOT
+    bad = tmp_path / "catalog.toml"
+    bad.write_text('[games.demo]\nkraty_base_url = "not a url"\n')
+    env = dict(os.environ, KB_CATALOG=str(bad), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "workers", "--burst"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0
+    assert str(bad) in done.stderr and "games.demo.kraty_base_url" in done.stderr
+    assert "Traceback" not in done.stderr

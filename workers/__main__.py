@@ -6,6 +6,7 @@ app, and a timer that enqueues the reconciler once per interval across all worke
 from __future__ import annotations
 
 import argparse
+import sys
 import logging
 import threading
 import time
@@ -14,6 +15,8 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
 
 from app import create_app
+from config.catalog_schema import ConfigFileError
+from config.settings import SettingsError
 from middleware.services import services
 
 from . import runtime
@@ -41,7 +44,10 @@ def main(argv=None) -> None:
     parser.add_argument("--no-reconcile", action="store_true", help="do not run the reconcile timer")
     args = parser.parse_args(argv)
 
-    app = create_app()
+    try:
+        app = create_app()
+    except (ConfigFileError, SettingsError) as exc:  # a bad setting or file: say which, no traceback
+        sys.exit(f"python -m workers: {exc}")
     runtime.use(app)
     with app.app_context():
         svc = services()

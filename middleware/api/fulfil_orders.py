@@ -66,9 +66,15 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
         f.history.append(HistoryEntry(at=now, actor=actor, from_state=None, to_state=states.RECEIVED,
                                       detail={"event": "received", "lines": len(lines)}))
         f.history.append(HistoryEntry(at=now, actor=actor, from_state=states.RECEIVED, to_state=states.FULFILLING))
-        created = repo.create_fulfilment(session, f)
+        new = f
+        for _ in range(3):  # the row we collided with may itself roll back: then try again
+            created = repo.create_fulfilment(session, new)
+            f = new if created else repo.find(session, game.namespace, SOURCE, transaction_id)
+            if f is not None:
+                break
+        else:
+            raise ApiError(503, 20000, "the order is being written by another request; try again")
         if not created:
-            f = repo.find(session, game.namespace, SOURCE, transaction_id)
             if f.request_hash != digest or f.player_id != user_id:
                 raise _different_payload()
         repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
