@@ -68,7 +68,7 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                               "Backoff base: attempt n waits a random time in [0, base*2^n] (full jitter)"),
     "KB_RETRY_MAX_DELAY_SECONDS": ("retry_max_delay_seconds", float, 900.0, "Cap on one backoff delay"),
     "KB_RETRY_MAX_AGE_SECONDS": ("retry_max_age_seconds", float, 86_400.0,
-                                 "No automatic retry is scheduled later than this after the order was received"),
+                                 "No automatic retry is scheduled later than this after a fulfilment or revocation began"),
     "KB_LEASE_SECONDS": ("lease_seconds", float, 60.0,
                          "How long one attempt owns an order; a crashed attempt's order is taken over after this"),
     "KB_RECONCILE_INTERVAL_SECONDS": ("reconcile_interval_seconds", float, 60.0,

@@ -102,7 +102,7 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
     f.next_attempt_at = None
     if pending:
         detail["transient"] = str(transient) if transient else "not attempted"
-        age = (now - f.created_at).total_seconds()
+        age = (now - f.state_changed_at).total_seconds()  # since this fulfil or revoke began
         if f.attempts < settings.retry_max_attempts and age < settings.retry_max_age_seconds:
             delay = backoff_delay(settings, f.attempts, transient.retry_after if transient else None)
             f.next_attempt_at = now + timedelta(seconds=delay)

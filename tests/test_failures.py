@@ -321,3 +321,20 @@ grants = [{ currency = "gems", amount = 250 }]
     assert emulator.player("player-1")["wallet"]["gems"] == 500
     assert len(_grant_entries(emulator)) == 2   # the sword once, the gems once
     app.extensions["kraty_bridge"].close()
+
+
+def test_a_refund_long_after_the_purchase_is_still_retried(client, services, emulator, redis):
+    """Retries are bounded from when the revocation began, not from when the order was bought."""
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    with services.session() as session:
+        long_ago = utcnow() - timedelta(days=40)
+        session.execute(update(Fulfilment).values(created_at=long_ago, state_changed_at=long_ago))
+        session.commit()
+    emulator.faults({"path": "/debit", "status": 503, "count": 1})
+    r = client.put("/platform/v3/admin/namespaces/demo/users/player-1/fulfillments/txn-1/revoke",
+                   headers={"Authorization": "Bearer demo-storefront-token"})
+    assert r.get_json()["state"] == "REVOKE_FAILED" and r.get_json()["stateReason"].startswith("in progress")
+    drain(redis)
+    f = _fulfilment(services)
+    assert f.state == states.REVOKED
+    assert emulator.player("player-1")["wallet"]["gems"] == 0

@@ -61,7 +61,8 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
         f = Fulfilment(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, player_id=user_id,
                        environment="production", state=states.FULFILLING, request_hash=digest, lines=lines,
                        items=build_items(resolved), lease_owner=svc.identity,
-                       lease_until=now + timedelta(seconds=svc.settings.lease_seconds), created_at=now, updated_at=now)
+                       lease_until=now + timedelta(seconds=svc.settings.lease_seconds), created_at=now, updated_at=now,
+                       state_changed_at=now)
         # Created leased and already FULFILLING: this request makes the first attempt right away.
         f.history.append(HistoryEntry(at=now, actor=actor, from_state=None, to_state=states.RECEIVED,
                                       detail={"event": "received", "lines": len(lines)}))

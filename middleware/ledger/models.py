@@ -91,6 +91,7 @@ class Fulfilment(Base):
     version: Mapped[int] = mapped_column(Integer)  # optimistic lock: a stale writer fails instead of overwriting
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # retries are bounded from here
 
     items: Mapped[list["FulfilmentItem"]] = relationship(
         back_populates="fulfilment", order_by="(FulfilmentItem.line_no, FulfilmentItem.component_no)",

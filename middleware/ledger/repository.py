@@ -30,7 +30,7 @@ def set_state(fulfilment: Fulfilment, to_state: str, actor: str, detail: dict | 
                                              detail=detail))
     fulfilment.state = to_state
     fulfilment.reason = reason
-    fulfilment.updated_at = now
+    fulfilment.updated_at = fulfilment.state_changed_at = now
 
 
 def note(fulfilment: Fulfilment, actor: str, detail: dict, now: datetime | None = None) -> None:
