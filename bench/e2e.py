@@ -17,15 +17,14 @@ from pathlib import Path
 from rq import Queue
 from sqlalchemy import func, select
 
-from app import create_app
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
 from workers.queues import FULFILMENT_QUEUE
 
 from . import common, procs, profile, seed
-from .common import BenchError, kb_env, table, verdict
+from .common import BenchError, table, verdict
 from .measure import CpuMeter, service_pids
-from .procs import Emulator, write_catalog
+from .procs import Emulator
 from .profile import Profile
 
 TARGET = 0.5
@@ -116,11 +115,7 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
     started = time.perf_counter()
     legs: list[dict] = []
     try:
-        catalog = write_catalog(workdir, emulator.url)
-        env = kb_env(backends, catalog)
-        app = create_app(dict(database_url=backends.database_url, redis_url=backends.redis_url,
-                              catalog_path=catalog, log_level="WARNING"))
-        svc = app.extensions["kraty_bridge"]
+        env, svc = procs.app_services(backends, workdir, emulator)
         try:
             for _ in range(opts["rounds"]):
                 for kind in ("noop", "orders"):

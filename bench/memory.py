@@ -16,16 +16,15 @@ import psutil
 from rq import Queue
 from sqlalchemy import func, select
 
-from app import create_app
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
 from workers.queues import FULFILMENT_QUEUE
 
 from . import common, procs, seed
-from .common import BenchError, kb_env, table
+from .common import BenchError, table
 from .loadgen import run_python
 from .measure import RssSampler, peak_rss_mb, rss_mb
-from .procs import Emulator, Gunicorn, write_catalog
+from .procs import Emulator, Gunicorn
 
 PEAK_LIMIT_MB = 120.0
 GROWTH_LIMIT = 0.10
@@ -124,11 +123,7 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
     emulator = Emulator(workdir)
     started = time.perf_counter()
     try:
-        catalog = write_catalog(workdir, emulator.url)
-        env = kb_env(backends, catalog)
-        app = create_app(dict(database_url=backends.database_url, redis_url=backends.redis_url,
-                              catalog_path=catalog, log_level="WARNING"))
-        svc = app.extensions["kraty_bridge"]
+        env, svc = procs.app_services(backends, workdir, emulator)
         try:
             legs = [web_leg(svc, emulator, env, workdir, opts), rq_leg(svc, emulator, env, workdir, opts)]
         finally:

@@ -148,3 +148,15 @@ def process_tree(pid: int) -> list[int]:
         return [pid] + [c.pid for c in proc.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def app_services(backends, workdir: Path, emulator: "Emulator") -> tuple[dict, object]:
+    """The environment for the processes under test (catalog pointing at ``emulator``) and an
+    in-process app's services on the same ledger and Redis, for seeding and reading results."""
+    from app import create_app
+
+    from .common import kb_env
+    catalog = write_catalog(workdir, emulator.url)
+    app = create_app(dict(database_url=backends.database_url, redis_url=backends.redis_url,
+                          catalog_path=catalog, log_level="WARNING"))
+    return kb_env(backends, catalog), app.extensions["kraty_bridge"]

@@ -97,6 +97,18 @@ class Store(PlayerOps):
             raise ApiError(404, "item_not_found", f"item {key!r} not found", {"itemKey": key})
 
     # ---- credit / debit / grant / revoke ----------------------------------------------------
+    @staticmethod
+    def _replay(game, idem_key: tuple, fingerprint) -> dict | None:
+        """The first answer for a seen key and the same body; 409 for a different body; None if new.
+        Call with the lock held."""
+        prev = game.idem.get(idem_key)
+        if prev is None:
+            return None
+        if prev[0] != fingerprint:
+            raise ApiError(409, "idempotency_key_conflict", "idempotency key reused with a different body",
+                           {"idempotencyKey": idem_key[-1]})
+        return {**prev[1], "replayed": True}
+
     def apply(self, game_id: str, op: str, ext: str, key: str, body: dict):
         book, sign, qty_field, target_field, answer_field, below_code = OPS[op]
         game = self.games[game_id]
@@ -106,13 +118,9 @@ class Store(PlayerOps):
         fingerprint = (amount, body["reason"], body.get("sourceRefId"), allow_negative)
         idem_key = (op, ext, key, body["idempotencyKey"])
         with self.lock:
-            prev = game.idem.get(idem_key)
-            if prev is not None:
-                if prev[0] != fingerprint:
-                    raise ApiError(409, "idempotency_key_conflict",
-                                   "idempotency key reused with a different body",
-                                   {"idempotencyKey": body["idempotencyKey"]})
-                return {**prev[1], "replayed": True}, []
+            replay = self._replay(game, idem_key, fingerprint)
+            if replay is not None:
+                return replay, []
             player = self._player(game, ext, create=sign > 0)
             balances = getattr(player, book)
             before = balances.get(key, 0)
@@ -142,13 +150,9 @@ class Store(PlayerOps):
         fingerprint = (repr(contents), body["reason"], source)
         idem_key = ("makegood", ext, "", body["idempotencyKey"])
         with self.lock:
-            prev = game.idem.get(idem_key)
-            if prev is not None:
-                if prev[0] != fingerprint:
-                    raise ApiError(409, "idempotency_key_conflict",
-                                   "idempotency key reused with a different body",
-                                   {"idempotencyKey": body["idempotencyKey"]})
-                return {**prev[1], "replayed": True}, []
+            replay = self._replay(game, idem_key, fingerprint)
+            if replay is not None:
+                return replay, []
             player = self._player(game, ext, create=True)
             grant = {"grantId": new_id("gr"), "externalPlayerId": ext, "contents": contents,
                      "reason": body["reason"], "source": source, "status": "pending",
