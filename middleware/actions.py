@@ -19,8 +19,7 @@ from .services import Services
 
 log = logging.getLogger(__name__)
 
-FULFIL = "fulfil"      # carry on with whatever is owed; on FULFILL_FAILED retry the failed items
-RETRY = "retry"
+RETRY = "retry"    # carry on with whatever is owed; on FULFILL_FAILED retry the failed items
 REVOKE = "revoke"
 
 
@@ -82,25 +81,23 @@ def run(services: Services, fulfilment_id: str, actor: str, action: str, *, reas
     deadline = time.monotonic() + wait
     with services.session() as session:
         while not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
-                             states.STATES):
+                             states.STATES, commit=False):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)
         f = repo.load(session, fulfilment_id)
-        game = services.catalog.game(f.namespace)
         if action == REVOKE:
             apply_revoke(f, actor, reason)
-        elif action in (RETRY, FULFIL):
-            apply_retry(f, actor, game)
-        state = f.state
-        if state not in states.ACTIVE:
+        else:
+            apply_retry(f, actor, services.catalog.game(f.namespace))
+        if f.state not in states.ACTIVE:
             repo.release(f)
-        session.commit()
-    if state in states.ACTIVE:
-        outcome = engine.attempt(services, fulfilment_id, actor, state, claimed=True)
-        schedule_retry(services, fulfilment_id, outcome)
-        state = outcome.state
-    return state
+            session.commit()
+            return f.state
+        # the attempt commits the claim and the change above before it calls Kraty
+        outcome = engine.attempt_loaded(services, session, f, actor)
+    schedule_retry(services, fulfilment_id, outcome)
+    return outcome.state
 
 
 def schedule_retry(services: Services, fulfilment_id: str, outcome: engine.Outcome) -> None:

@@ -144,13 +144,27 @@ def _commit(session, fulfilment_id: str, outcome: Outcome, results: bool = False
     return outcome
 
 
-def attempt_fulfil(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
-    """Grant every PENDING item of an order in Kraty. ``claimed``: the caller already holds the lease."""
+def attempt_fulfil(services: Services, fulfilment_id: str, actor: str) -> Outcome:
+    """Take the lease of an order being fulfilled and grant its PENDING items in Kraty."""
+    return _claim_and_run(services, fulfilment_id, actor, FULFIL_STATES, fulfil_loaded)
+
+
+def attempt_revoke(services: Services, fulfilment_id: str, actor: str) -> Outcome:
+    """Take the lease of an order being revoked and take back what it granted."""
+    return _claim_and_run(services, fulfilment_id, actor, REVOKE_STATES, revoke_loaded)
+
+
+def _claim_and_run(services: Services, fulfilment_id: str, actor: str, allowed: tuple[str, ...], run) -> Outcome:
     with services.session() as session:
-        if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
-                                          FULFIL_STATES, commit=False):
+        if not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds, allowed,
+                          commit=False):
             return Outcome(False)
-        return fulfil_loaded(services, session, repo.load(session, fulfilment_id), actor)
+        return run(services, session, repo.load(session, fulfilment_id), actor)
+
+
+def attempt_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
+    """Whichever attempt the state of an order in hand (lease held) calls for."""
+    return (revoke_loaded if f.state == states.REVOKING else fulfil_loaded)(services, session, f, actor)
 
 
 def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
@@ -173,15 +187,6 @@ def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
                       pending, any_failed)
     return _commit(session, f.id, outcome, results=True)
-
-
-def attempt_revoke(services: Services, fulfilment_id: str, actor: str, claimed: bool = False) -> Outcome:
-    """Take back every GRANTED item of an order being revoked."""
-    with services.session() as session:
-        if not claimed and not repo.claim(session, fulfilment_id, services.identity, services.settings.lease_seconds,
-                                          REVOKE_STATES, commit=False):
-            return Outcome(False)
-        return revoke_loaded(services, session, repo.load(session, fulfilment_id), actor)
 
 
 def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
@@ -207,10 +212,3 @@ def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
                       pending, any_failed)
     return _commit(session, f.id, outcome, results=True)
-
-
-def attempt(services: Services, fulfilment_id: str, actor: str, state: str, claimed: bool = False) -> Outcome:
-    """Run whichever attempt the order's state calls for."""
-    if state == states.REVOKING:
-        return attempt_revoke(services, fulfilment_id, actor, claimed)
-    return attempt_fulfil(services, fulfilment_id, actor, claimed)

@@ -22,6 +22,8 @@ SOURCE = "accelbyte"
 MAX_BULK = 50
 DIFFERENT_PAYLOAD = 38128
 UNKNOWN_TRANSACTION = 38145
+# a repeated PUT changes nothing on these (a FULFILL_FAILED one retries its failed items)
+NOTHING_TO_DO = (states.FULFILLED, states.REVOKING, states.REVOKED, states.REVOKE_FAILED)
 QUERY_PARAMS = {"transactionId", "userId", "state", "startTime", "endTime", "offset", "limit"}
 STATE_FILTER = {
     "FULFILLED": (states.FULFILLED,),
@@ -75,9 +77,8 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
                 break
         else:
             raise ApiError(503, 20000, "the order is being written by another request; try again")
-        if not created:
-            if f.request_hash != digest or f.player_id != user_id:
-                raise _different_payload()
+        if not created and (f.request_hash != digest or f.player_id != user_id):
+            raise _different_payload()
         repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
                           content_type=request.content_type,
                           raw_body=raw_body, fulfilment_id=f.id, new=created)
@@ -87,8 +88,10 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
             actions.schedule_retry(svc, f.id, outcome)
             if outcome.ran:
                 return results.fulfilment_result(f, game)
+        elif f.state in NOTHING_TO_DO:  # a repeat of a settled order: answer it as it stands, claim nothing
+            return results.fulfilment_result(f, game)
         fulfilment_id = f.id
-    actions.run(svc, fulfilment_id, actor, actions.FULFIL)
+    actions.run(svc, fulfilment_id, actor, actions.RETRY)
     return _result(fulfilment_id, game, results.fulfilment_result)
 
 
