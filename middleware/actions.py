@@ -42,7 +42,7 @@ def apply_retry(f: Fulfilment, actor: str, game: Game) -> bool:
     _reresolve_unknown_lines(f, game)
     retried = 0
     for item in f.items:
-        if item.state == states.ITEM_FAILED and item.kind is not None and item.error_code != "amount_too_large":
+        if item.state == states.ITEM_FAILED and item.kind is not None:
             item.state, retried = states.ITEM_PENDING, retried + 1
     f.attempts = 0
     repo.set_state(f, states.FULFILLING, actor, {"action": "retry", "items": retried})

@@ -14,6 +14,7 @@ from .ledger.models import FulfilmentItem
 UNKNOWN_ITEM_ID = "30341"
 UNKNOWN_SKU = "30343"
 UNSUPPORTED_TYPE = "38130"
+AMOUNT_TOO_LARGE = "amount_too_large"
 MAX_AMOUNT = 2**53  # keep totals exact in JSON everywhere
 
 
@@ -42,6 +43,10 @@ def resolve_line(game: Game, line: dict) -> Resolved:
         return Resolved(line, None, UNKNOWN_SKU, f"Item of sku [{sku}] does not exist in namespace [{game.namespace}]")
     if not product.supported:
         return Resolved(line, product, UNSUPPORTED_TYPE, product.unsupported_reason or "item cannot be fulfilled")
+    largest = max((grant.amount * component.quantity for component, grant in product.grant_plan()), default=0)
+    if largest * int(line["quantity"]) > MAX_AMOUNT:
+        return Resolved(line, product, AMOUNT_TOO_LARGE,
+                        f"{line['quantity']} x {product.sku} grants more than {MAX_AMOUNT} of one currency or item")
     return Resolved(line, product)
 
 
@@ -61,14 +66,10 @@ def item_rows(line_no: int, resolved: Resolved) -> list[FulfilmentItem]:
     rows = []
     for component_no, (component, grant) in enumerate(product.grant_plan()):
         units = component.quantity * quantity
-        amount = grant.amount * units
-        row = FulfilmentItem(component_no=component_no, component_sku=component.sku,
-                             component_item_id=component.item_id, component_quantity=units, kind=grant.kind,
-                             target=grant.key, amount=amount, state=states.ITEM_PENDING, **common)
-        if amount > MAX_AMOUNT:
-            row.amount, row.state = 0, states.ITEM_FAILED
-            row.error_code, row.error = "amount_too_large", f"{amount} exceeds {MAX_AMOUNT}"
-        rows.append(row)
+        rows.append(FulfilmentItem(component_no=component_no, component_sku=component.sku,
+                                   component_item_id=component.item_id, component_quantity=units, kind=grant.kind,
+                                   target=grant.key, amount=grant.amount * units, state=states.ITEM_PENDING,
+                                   **common))
     return rows
 
 

@@ -25,7 +25,6 @@ class Services:
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self._redis: Redis | None = None
-        self._redis_pid = None
         self._kraty: dict[str, KratyClient] = {}
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         os.register_at_fork(after_in_child=self._after_fork)

@@ -434,3 +434,26 @@ def test_concurrent_identical_puts_grant_once(app, emulator):
     assert balances(emulator) == ({"gems": 300}, {"sword": 1, "shield": 1})
     client = app.test_client()
     assert put_order(client, items).get_json()["state"] == "FULFILLED"
+
+
+def test_a_line_whose_total_exceeds_exact_json_integers_fails_whole_and_stays_failed(settings_overrides, emulator,
+                                                                                       clean, tmp_path):
+    """2,147,483,647 x 2,147,483,647 gems is more than 2^53: the line fails as a whole, the rest is granted,
+    and a retry does not grant it either."""
+    from app import create_app
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(open(settings_overrides["catalog_path"]).read() + '''
+[games.demo.products.hoard]
+type = "COINS"
+grants = [{ currency = "gems", amount = 2147483647 }]
+''')
+    app = create_app({**settings_overrides, "catalog_path": str(catalog)})
+    client = app.test_client()
+    response = put_order(client, [{"itemSku": "sword", "quantity": 1}, {"itemSku": "hoard", "quantity": 2147483647}])
+    assert response.status_code == 409
+    [failed] = response.get_json()["stateInfo"]["failedList"]
+    assert failed["itemSku"] == "hoard" and "more than 9007199254740992" in failed["error"]
+    retried = client.put(result_path(action="retry"), headers=AUTH)
+    assert retried.status_code == 409
+    assert balances(emulator) == ({}, {"sword": 1})
+    app.extensions["kraty_bridge"].close()

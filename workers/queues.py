@@ -12,22 +12,18 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from middleware.ledger.states import REVOKING
+
 FULFILMENT_QUEUE = "kb-fulfilment"   # fulfil and revoke attempts
 MAINTENANCE_QUEUE = "kb-maintenance"  # the reconciler
 QUEUES = (FULFILMENT_QUEUE, MAINTENANCE_QUEUE)
 
 JOB_TIMEOUT = 300
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
-REVOKING = "REVOKING"
 
 
 def queue(redis: Redis, name: str = FULFILMENT_QUEUE) -> Queue:
     return Queue(name, connection=redis)
-
-
-def attempt_job_id(fulfilment_id: str, state: str, attempts: int) -> str:
-    kind = "revoke" if state == REVOKING else "fulfil"
-    return f"{kind}-{fulfilment_id}-{attempts}"
 
 
 def is_waiting(redis: Redis, job_id: str) -> bool:
@@ -39,10 +35,11 @@ def is_waiting(redis: Redis, job_id: str) -> bool:
 
 def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
     """Enqueue the next fulfil or revoke attempt of an order unless that very job is already waiting."""
-    job_id = attempt_job_id(fulfilment_id, state, attempts)
+    kind = "revoke" if state == REVOKING else "fulfil"   # the job family: workers/revoke.py, workers/fulfil.py
+    job_id = f"{kind}-{fulfilment_id}-{attempts}"
     if is_waiting(redis, job_id):
         return None
-    func = "workers.revoke.revoke" if state == REVOKING else "workers.fulfil.fulfil"
+    func = f"workers.{kind}.{kind}"
     q = queue(redis)
     options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400)
     if delay > 0:

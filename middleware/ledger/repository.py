@@ -64,8 +64,8 @@ def record_event(session: Session, *, source: str, provider_event_id: str, names
     so no savepoint is needed.
     """
     event = InboundEvent(source=source, provider_event_id=provider_event_id, namespace=namespace,
-                         content_type=(content_type or "")[:128] or None, raw_body=raw_body, outcome=outcome, detail=detail,
-                         fulfilment_id=fulfilment_id)
+                         content_type=(content_type or "")[:128] or None, raw_body=raw_body, outcome=outcome,
+                         detail=detail, fulfilment_id=fulfilment_id)
     if new:
         session.add(event)
         return True
