@@ -2,6 +2,7 @@
 
 Serves the emulator as ONE process holding the state (gunicorn: one gthread worker; werkzeug:
 one threaded server). ``--port 0`` picks a free port; the start line shows the real one.
+The fake Stripe API (stripe_api.py) is served on the same port under ``/stripe``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from .app import create_app
+from .stripe_api import mount_stripe
 
 DEFAULT_SERVER = "gunicorn"
 
@@ -121,6 +123,7 @@ def main(argv=None) -> int:
         print(f"emulator: bad configuration: {err}", file=sys.stderr)
         return 2
     app = create_app(cfg)
+    mount_stripe(app)  # /stripe/v1/... and /stripe/_stripe/...; other paths reach Kraty unchanged
     if args.server == "werkzeug":
         serve_werkzeug(app, args.host, args.port, args.access_log)
     else:

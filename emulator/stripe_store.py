@@ -1,0 +1,293 @@
+"""The fake Stripe API's objects (emulator/stripe_api.py): Checkout Sessions and their line
+items, PaymentIntents and the prices seen so far, in memory behind one lock; ids like Stripe's;
+Stripe's cursor pagination.
+
+Stored objects are never changed in place (an update stores a new dict), so a reader may serialise
+what it got after the lock is released.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+import time
+
+ALPHABET = string.ascii_letters + string.digits
+SESSION_STATUSES = ("open", "complete", "expired")
+PAYMENT_STATUSES = ("paid", "unpaid", "no_payment_required")
+INTENT_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action",
+                   "processing", "requires_capture", "canceled", "succeeded")
+DEFAULT_UNIT_AMOUNT = 100
+SESSION_FIELDS = {"id", "livemode", "payment_status", "status", "client_reference_id", "customer",
+                  "metadata", "payment_intent", "payment_intent_metadata", "currency", "line_items",
+                  "created"}
+LINE_FIELDS = {"price", "product", "lookup_key", "quantity", "unit_amount", "description"}
+INTENT_FIELDS = {"id", "amount", "currency", "metadata", "livemode", "status", "latest_charge",
+                 "created"}
+PATCH_FIELDS = {"metadata", "client_reference_id", "customer", "status", "payment_status"}
+
+
+class StripeError(Exception):
+    """A Stripe error answer: ``{"error": {"type", "code", "message", "param"}}``."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type = status, message, type_
+        self.code, self.param, self.headers = code, param, headers or {}
+
+    def body(self) -> dict:
+        error = {"type": self.type, "message": self.message}
+        if self.code:
+            error["code"] = self.code
+        if self.param:
+            error["param"] = self.param
+        return {"error": error}
+
+
+def new_id(prefix: str, size: int = 24, livemode: bool | None = None) -> str:
+    mode = "" if livemode is None else ("live_" if livemode else "test_")
+    return f"{prefix}_{mode}{''.join(secrets.choice(ALPHABET) for _ in range(size))}"
+
+
+def missing(kind: str, object_id: str, param: str, obj: dict | None = None) -> StripeError:
+    """Stripe's 404; ``obj`` is the same id in the other mode, which Stripe points out."""
+    message = f"No such {kind}: '{object_id}'"
+    if obj is not None:
+        used, other = ("test", "live") if obj["livemode"] else ("live", "test")
+        message += (f"; a similar object exists in {other} mode, but a {used} mode key was used "
+                    "to make this request.")
+    return StripeError(404, message, code="resource_missing", param=param)
+
+
+def bad(message: str, param: str | None = None) -> StripeError:
+    return StripeError(400, message, code="parameter_invalid", param=param)
+
+
+def _check_fields(body, allowed: set, what: str) -> dict:
+    if not isinstance(body, dict):
+        raise bad(f"{what} must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise StripeError(400, f"Received unknown parameter: {unknown[0]}",
+                          code="parameter_unknown", param=unknown[0])
+    return body
+
+
+def _typed(body: dict, key: str, type_: type, default=None, choices=None):
+    value = body.get(key, default)
+    wrong = not isinstance(value, type_) or type(value) is bool and type_ is not bool
+    if value is not None and wrong:
+        raise bad(f"{key} must be of type {type_.__name__}", key)
+    if choices and value not in choices:
+        raise bad(f"{key} must be one of {', '.join(choices)}", key)
+    return value
+
+
+def _metadata(body: dict, key: str = "metadata") -> dict:
+    value = body.get(key) or {}
+    if not isinstance(value, dict):
+        raise bad(f"{key} must be an object", key)
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def _amount(body: dict, key: str, default=None) -> int:
+    value = body.get(key, default)
+    if type(value) is not int or value < 0:
+        raise bad(f"{key} must be an integer >= 0", key)
+    return value
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return 10
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise StripeError(400, f"Invalid integer: {raw}", code="parameter_invalid_integer",
+                          param="limit")
+    if not 1 <= limit <= 100:
+        bound = "greater than or equal to 1" if limit < 1 else "less than or equal to 100"
+        raise StripeError(400, f"This value must be {bound}.", code="parameter_invalid_integer",
+                          param="limit")
+    return limit
+
+
+def list_object(items: list[dict], url: str, params: dict, kind: str) -> dict:
+    """One page of a Stripe list, cursor-paginated by object id."""
+    limit = parse_limit(params.get("limit"))
+    after, before = params.get("starting_after"), params.get("ending_before")
+    if after and before:
+        raise StripeError(400, "You may only specify one of these parameters: ending_before, "
+                          "starting_after.", param="starting_after")
+    cursor = after or before
+    if cursor:
+        index = next((i for i, item in enumerate(items) if item["id"] == cursor), None)
+        if index is None:
+            raise StripeError(400, f"No such {kind}: '{cursor}'", code="resource_missing",
+                              param="starting_after" if after else "ending_before")
+        if after:
+            rest = items[index + 1:]
+            page, has_more = rest[:limit], len(rest) > limit
+        else:
+            rest = items[:index]
+            page, has_more = rest[-limit:], len(rest) > limit
+    else:
+        page, has_more = items[:limit], len(items) > limit
+    return {"object": "list", "data": page, "has_more": has_more, "url": url}
+
+
+def visible(obj: dict, mode: str | None) -> bool:
+    """Test-mode keys see test objects, live-mode keys live ones; other configured keys see all."""
+    return mode is None or obj["livemode"] == (mode == "live")
+
+
+class StripeStore:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.sessions: dict[str, dict] = {}
+            self.items: dict[str, list[dict]] = {}      # session id -> its line items, in order
+            self.intents: dict[str, dict] = {}
+            self.prices: dict[str, dict] = {}  # price id -> product, lookup_key, unit_amount
+            self.by_intent: dict[str, list[str]] = {}   # payment intent id -> session ids
+
+    # ---- reads (the API) ------------------------------------------------------------------------
+    def session(self, session_id: str, mode: str | None) -> dict:
+        with self.lock:
+            found = self.sessions.get(session_id)
+        if found is None or not visible(found, mode):
+            raise missing("checkout.session", session_id, "session", found)
+        return found
+
+    def line_items(self, session_id: str, mode: str | None) -> list[dict]:
+        self.session(session_id, mode)
+        with self.lock:
+            return self.items[session_id]
+
+    def intent(self, intent_id: str, mode: str | None) -> dict:
+        with self.lock:
+            found = self.intents.get(intent_id)
+        if found is None or not visible(found, mode):
+            raise missing("payment_intent", intent_id, "intent", found)
+        return found
+
+    def list_sessions(self, mode: str | None, filters: dict) -> list[dict]:
+        """Newest first, like Stripe's lists."""
+        with self.lock:
+            if filters.get("payment_intent") is not None:
+                ids = self.by_intent.get(filters["payment_intent"], ())
+                found = [self.sessions[s] for s in ids]
+            else:
+                found = list(self.sessions.values())
+        found = [s for s in found if visible(s, mode)
+                 and all(s.get(k) == v for k, v in filters.items() if v is not None)]
+        found.reverse()  # then a stable sort: ties on created stay newest first
+        return sorted(found, key=lambda s: s["created"], reverse=True)
+
+    # ---- writes (the admin API) -----------------------------------------------------------------
+    def create_intent(self, body) -> dict:
+        body = _check_fields(body, INTENT_FIELDS, "a payment intent")
+        with self.lock:
+            return self._create_intent(body)
+
+    def _create_intent(self, body: dict) -> dict:
+        livemode = bool(_typed(body, "livemode", bool, False))
+        intent_id = _typed(body, "id", str) or new_id("pi")
+        if intent_id in self.intents:
+            raise bad(f"payment_intent {intent_id} already exists", "id")
+        status = _typed(body, "status", str, "succeeded", INTENT_STATUSES)
+        amount = _amount(body, "amount")
+        default_charge = new_id("ch") if status in ("succeeded", "processing") else None
+        intent = {"id": intent_id, "object": "payment_intent", "amount": amount,
+                  "amount_received": amount if status == "succeeded" else 0,
+                  "created": _typed(body, "created", int) or int(time.time()),
+                  "currency": _typed(body, "currency", str, "usd").lower(),
+                  "latest_charge": _typed(body, "latest_charge", str, default_charge),
+                  "livemode": livemode, "metadata": _metadata(body), "status": status}
+        self.intents[intent_id] = intent
+        return intent
+
+    def _line_item(self, raw, currency: str, livemode: bool) -> dict:
+        raw = _check_fields(raw, LINE_FIELDS, "a line item")
+        price_id = _typed(raw, "price", str) or new_id("price")
+        known = self.prices.get(price_id, {})
+        product = _typed(raw, "product", str) or known.get("product") or new_id("prod", 14)
+        lookup_key = _typed(raw, "lookup_key", str, known.get("lookup_key"))
+        unit_amount = _amount(raw, "unit_amount", known.get("unit_amount", DEFAULT_UNIT_AMOUNT))
+        quantity = _typed(raw, "quantity", int, 1)
+        if quantity < 1:
+            raise bad("quantity must be >= 1", "quantity")
+        self.prices[price_id] = {"product": product, "lookup_key": lookup_key,
+                                 "unit_amount": unit_amount}
+        total = unit_amount * quantity
+        return {"id": new_id("li"), "object": "item", "amount_discount": 0,
+                "amount_subtotal": total, "amount_tax": 0, "amount_total": total,
+                "currency": currency,
+                "description": _typed(raw, "description", str, lookup_key or product),
+                "price": {"id": price_id, "object": "price", "active": True, "currency": currency,
+                          "livemode": livemode, "lookup_key": lookup_key, "product": product,
+                          "type": "one_time", "unit_amount": unit_amount},
+                "quantity": quantity}
+
+    def create_session(self, body) -> tuple[dict, list[dict]]:
+        body = _check_fields(body, SESSION_FIELDS, "a checkout session")
+        livemode = bool(_typed(body, "livemode", bool, False))
+        currency = _typed(body, "currency", str, "usd").lower()
+        raw_items = _typed(body, "line_items", list, [])
+        payment_status = _typed(body, "payment_status", str, "paid", PAYMENT_STATUSES)
+        status = _typed(body, "status", str, "complete", SESSION_STATUSES)
+        if payment_status == "unpaid":  # an async payment still pending, or not paid yet
+            intent_status = "processing" if status == "complete" else "requires_payment_method"
+        else:
+            intent_status = "succeeded"
+        fields = {"client_reference_id": _typed(body, "client_reference_id", str),
+                  "created": _typed(body, "created", int) or int(time.time()),
+                  "currency": currency, "customer": _typed(body, "customer", str),
+                  "livemode": livemode, "metadata": _metadata(body), "mode": "payment"}
+        intent_metadata = _metadata(body, "payment_intent_metadata")
+        with self.lock:
+            session_id = _typed(body, "id", str) or new_id("cs", 58, livemode)
+            if session_id in self.sessions:
+                raise bad(f"checkout.session {session_id} already exists", "id")
+            items = [self._line_item(raw, currency, livemode) for raw in raw_items]
+            total = sum(item["amount_total"] for item in items)
+            intent_id = _typed(body, "payment_intent", str, None if "payment_intent" in body or
+                               payment_status == "no_payment_required" else new_id("pi"))
+            if intent_id is not None and intent_id not in self.intents:
+                self._create_intent({"id": intent_id, "amount": total, "currency": currency,
+                                     "livemode": livemode, "status": intent_status,
+                                     "metadata": intent_metadata})
+            session = {"id": session_id, "object": "checkout.session", "amount_subtotal": total,
+                       "amount_total": total, **fields, "payment_intent": intent_id,
+                       "payment_status": payment_status, "status": status}
+            self.sessions[session_id] = session
+            self.items[session_id] = items
+            if intent_id is not None:
+                self.by_intent.setdefault(intent_id, []).append(session_id)
+            return session, items
+
+    def update_session(self, session_id: str, body) -> dict:
+        """Stripe's metadata merge: given keys are set, keys given as "" or null are removed."""
+        body = _check_fields(body, PATCH_FIELDS, "a session update")
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is None:
+                raise missing("checkout.session", session_id, "session")
+            changed = dict(session)
+            if "metadata" in body:
+                patch = body["metadata"] or {}
+                if not isinstance(patch, dict):
+                    raise bad("metadata must be an object", "metadata")
+                merged = {**session["metadata"], **{str(k): v for k, v in patch.items()}}
+                changed["metadata"] = {k: str(v) for k, v in merged.items() if v not in ("", None)}
+            for key, choices in (("client_reference_id", None), ("customer", None),
+                                 ("status", SESSION_STATUSES),
+                                 ("payment_status", PAYMENT_STATUSES)):
+                if key in body:
+                    changed[key] = _typed(body, key, str, None, choices)
+            self.sessions[session_id] = changed
+            return changed
