@@ -13,7 +13,6 @@ RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=2"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 REDIS_URL = "redis://127.0.0.1:6379/14"
-TABLES = ("inbound_events", "fulfilment_history", "fulfilment_items", "fulfilments")
 TOKEN = "demo-storefront-token"
 
 
@@ -106,11 +105,14 @@ def reset_ledger(database_url: str) -> None:
 
 def clear_ledger(engine) -> None:
     from sqlalchemy import text
+
+    from middleware.ledger.models import table_names_children_first
+    tables = table_names_children_first()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)}"))
+            conn.execute(text(f"TRUNCATE {', '.join(tables)}"))
         else:
-            for table in TABLES:
+            for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
 
 

@@ -15,12 +15,16 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.orm.exc import StaleDataError
 
+from . import reversals
+from .changes import PLAYER_UNRESOLVED
 from .kraty import KratyError
 from .ledger import repository as repo
 from .ledger import states
 from .ledger.models import Fulfilment, FulfilmentItem, utcnow
-from .orders import grant_key, revoke_key
+from .orders import build_items, grant_amount, grant_key, request_hash, resolve_line, revoke_key, revoke_target
 from .services import Services
+from .stores import lookups
+from .stores.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +54,12 @@ def backoff_delay(settings, attempt: int, retry_after: float | None) -> float:
 def _grant(client, f: Fulfilment, item: FulfilmentItem) -> str | None:
     item.idempotency_key = grant_key(f.source, f.transaction_id, item)
     reason = f"{f.source} purchase {f.transaction_id}: {item.sku}"
+    amount = grant_amount(item)
     if item.kind == "currency":
-        data = client.credit(f.player_id, item.target, item.amount, reason=reason, source_ref=f.transaction_id,
+        data = client.credit(f.player_id, item.target, amount, reason=reason, source_ref=f.transaction_id,
                              key=item.idempotency_key)
     else:
-        data = client.grant_item(f.player_id, item.target, item.amount, reason=reason, source_ref=f.transaction_id,
+        data = client.grant_item(f.player_id, item.target, amount, reason=reason, source_ref=f.transaction_id,
                                  key=item.idempotency_key)
     return data.get("ledgerEntryId")
 
@@ -62,16 +67,32 @@ def _grant(client, f: Fulfilment, item: FulfilmentItem) -> str | None:
 def _take_back(client, f: Fulfilment, item: FulfilmentItem, allow_negative: bool) -> str | None:
     key = revoke_key(f.source, f.transaction_id, item)
     reason = f"{f.source} revocation {f.transaction_id}: {item.sku}"
+    amount = revoke_target(item) - item.revoked_amount
     if item.kind == "currency":
-        data = client.debit(f.player_id, item.target, item.amount, reason=reason, source_ref=f.transaction_id,
+        data = client.debit(f.player_id, item.target, amount, reason=reason, source_ref=f.transaction_id,
                             key=key, allow_negative=allow_negative)
     else:
-        data = client.revoke_item(f.player_id, item.target, item.amount, reason=reason,
+        data = client.revoke_item(f.player_id, item.target, amount, reason=reason,
                                   source_ref=f.transaction_id, key=key)
     return data.get("ledgerEntryId")
 
 
-def _run_calls(items, call, done_state: str, failed_state: str, entry_field: str):
+def _granted(item: FulfilmentItem, entry_id: str | None) -> None:
+    item.kraty_entry_id, item.state = entry_id, states.ITEM_GRANTED
+
+
+def _taken_back(item: FulfilmentItem, entry_id: str | None) -> None:
+    """A take-back step done: the row is REVOKED once all of it is gone, else it stays GRANTED (partly)."""
+    item.revoked_amount = revoke_target(item)
+    item.revoke_entry_id = entry_id
+    item.state = states.ITEM_REVOKED if item.revoked_amount >= item.amount else states.ITEM_GRANTED
+
+
+def _owes_take_back(item: FulfilmentItem) -> bool:
+    return item.state == states.ITEM_GRANTED and revoke_target(item) > item.revoked_amount
+
+
+def _run_calls(items, call, done, failed_state: str):
     """Call Kraty for each item; stop at the first transient error (Kraty is likely struggling)."""
     summary = {"done": [], "failed": []}
     transient: KratyError | None = None
@@ -87,9 +108,10 @@ def _run_calls(items, call, done_state: str, failed_state: str, entry_field: str
             item.state = failed_state
             summary["failed"].append({"item": item.id, "target": item.target, "error": str(exc)})
             continue
-        setattr(item, entry_field, entry_id)
-        item.state, item.error_code, item.error, item.updated_at = done_state, None, None, now
-        summary["done"].append({"item": item.id, "target": item.target, "amount": item.amount, "entry": entry_id})
+        amount = revoke_target(item) - item.revoked_amount if done is _taken_back else grant_amount(item)
+        done(item, entry_id)
+        item.error_code, item.error, item.updated_at = None, None, now
+        summary["done"].append({"item": item.id, "target": item.target, "amount": amount, "entry": entry_id})
     return summary, transient
 
 
@@ -167,12 +189,56 @@ def attempt_loaded(services: Services, session, f: Fulfilment, actor: str) -> Ou
     return (revoke_loaded if f.state == states.REVOKING else fulfil_loaded)(services, session, f, actor)
 
 
+def _look_up(services: Services, session, f: Fulfilment, actor: str) -> Outcome | None:
+    """Fetch the order's lines (and player) from its store; None to go on with the attempt."""
+    try:
+        found = lookups.run(services, f)
+    except StoreError as exc:
+        f.attempts += 1
+        detail = {"lookup": f.lookup, "error": str(exc)}
+        if exc.transient:
+            return _commit(session, f.id, _finish(services, f, actor, detail, exc, states.FULFILLED,
+                                                   states.FULFILL_FAILED, pending=True, any_failed=False), True)
+        repo.release(f)
+        f.next_attempt_at = None
+        repo.set_state(f, states.FULFILL_FAILED, actor, detail, reason=f"{exc.code}: {exc}")
+        log.info("order %s lookup failed: %s", f.id, exc)
+        return _commit(session, f.id, Outcome(True, f.state, None, f.attempts), True)
+    game = services.catalog.game(f.namespace)
+    if f.items:  # looked up before (its player was missing): the old rows go before the new take their keys
+        f.items.clear()
+        session.flush()
+    f.lines, f.request_hash = found.lines, request_hash(found.lines)
+    f.items = build_items([resolve_line(game, line) for line in found.lines])
+    f.player_id = f.player_id or found.player_id
+    repo.note(f, actor, {"lookup": "done", "lines": len(found.lines)})
+    if f.player_id is not None:
+        f.lookup = None
+    else:  # kept: a retry looks the store up again, once the studio has named the player there
+        repo.release(f)
+        repo.set_state(f, states.FULFILL_FAILED, actor, {"error": PLAYER_UNRESOLVED},
+                       reason=f"{PLAYER_UNRESOLVED}: the store names no player for this order")
+        return _commit(session, f.id, Outcome(True, f.state, None, f.attempts), True)
+    reversals.apply_pending(session, f, game, actor)  # partial refunds that waited for the lines
+    if f.state not in FULFIL_STATES:
+        repo.release(f)
+        return _commit(session, f.id, Outcome(True, f.state, None, f.attempts), True)
+    return None
+
+
 def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:
     """The fulfil attempt on an order ``session`` has loaded, whose lease the caller holds; commits.
 
     RECEIVED means "Kraty has never been called for this order" (a refund may then cancel it
     outright), so the move to FULFILLING is committed, with the claim, before the first call.
+    An order whose lines must first be fetched from its store is looked up before that.
     """
+    if f.lookup:
+        if not _commit(session, f.id, Outcome(True)).ran:  # the claim is durable before the store call
+            return Outcome(False)
+        early = _look_up(services, session, f, actor)
+        if early is not None:
+            return early
     if f.state == states.RECEIVED:
         repo.set_state(f, states.FULFILLING, actor)
     if not _commit(session, f.id, Outcome(True)).ran:
@@ -180,8 +246,7 @@ def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     f.attempts += 1
     client = services.kraty(f.namespace)
     todo = [item for item in f.items if item.state == states.ITEM_PENDING and item.kind]
-    summary, transient = _run_calls(todo, lambda item: _grant(client, f, item), states.ITEM_GRANTED,
-                                    states.ITEM_FAILED, "kraty_entry_id")
+    summary, transient = _run_calls(todo, lambda item: _grant(client, f, item), _granted, states.ITEM_FAILED)
     pending = any(item.state == states.ITEM_PENDING for item in f.items)
     any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
     outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
@@ -200,15 +265,16 @@ def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     # replaying the grant with its key: Kraty then either answers the grant it made or makes it now;
     # a refusal means it never granted. Only then is anything taken back: never more than was given.
     unsettled = [item for item in f.items if item.state == states.ITEM_PENDING]
-    summary, transient = _run_calls(unsettled, lambda item: _grant(client, f, item), states.ITEM_GRANTED,
-                                    states.ITEM_SKIPPED, "kraty_entry_id")
+    summary, transient = _run_calls(unsettled, lambda item: _grant(client, f, item), _granted, states.ITEM_SKIPPED)
     if transient is None:
-        todo = [item for item in f.items if item.state == states.ITEM_GRANTED]
-        taken, transient = _run_calls(todo, lambda item: _take_back(client, f, item, allow_negative),
-                                      states.ITEM_REVOKED, states.ITEM_REVOKE_FAILED, "revoke_entry_id")
+        todo = [item for item in f.items if _owes_take_back(item)]
+        taken, transient = _run_calls(todo, lambda item: _take_back(client, f, item, allow_negative), _taken_back,
+                                      states.ITEM_REVOKE_FAILED)
         summary = {"settled": summary["done"], "never_granted": summary["failed"], **taken}
-    pending = any(item.state in (states.ITEM_PENDING, states.ITEM_GRANTED) for item in f.items)
+    pending = any(item.state == states.ITEM_PENDING or _owes_take_back(item) for item in f.items)
     any_failed = any(item.state == states.ITEM_REVOKE_FAILED for item in f.items)
-    outcome = _finish(services, f, actor, summary, transient, states.REVOKED, states.REVOKE_FAILED,
-                      pending, any_failed)
+    # a partial take-back leaves rows GRANTED (less what was taken): the order is then FULFILLED again
+    partly = any(item.state == states.ITEM_GRANTED for item in f.items)
+    outcome = _finish(services, f, actor, summary, transient, states.FULFILLED if partly else states.REVOKED,
+                      states.REVOKE_FAILED, pending, any_failed)
     return _commit(session, f.id, outcome, results=True)

@@ -15,6 +15,7 @@ UNKNOWN_ITEM_ID = "30341"
 UNKNOWN_SKU = "30343"
 UNSUPPORTED_TYPE = "38130"
 AMOUNT_TOO_LARGE = "amount_too_large"
+UNKNOWN_PRODUCT = "unknown_product"  # a store's product id that no catalog entry lists
 MAX_AMOUNT = 2**53  # keep totals exact in JSON everywhere
 
 
@@ -26,16 +27,43 @@ class Resolved:
     error: str | None = None
 
 
+def _line_key(line: dict) -> tuple:
+    if "store" in line:  # a line a store's API listed (see store_line)
+        return (line["store"], line.get("price") or "", line.get("product") or "", int(line["quantity"]))
+    return (line.get("itemId") or "", line.get("itemSku") or "", int(line["quantity"]))
+
+
 def request_hash(lines: list[dict]) -> str:
     """A digest of what was ordered (item and quantity per line, order-insensitive)."""
-    canonical = sorted((line.get("itemId") or "", line.get("itemSku") or "", int(line["quantity"]))
-                       for line in lines)
+    canonical = sorted(_line_key(line) for line in lines)
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
+
+
+def store_line(store: str, quantity: int, **ids) -> dict:
+    """An order line as a store names it: ``ids`` are that store's product ids (price, product,
+    lookup_key...), tried in the given order against the catalog's ``store_ids``."""
+    return {"store": store, **ids, "quantity": quantity}
+
+
+def _resolve_store_line(game: Game, line: dict) -> tuple[Product | None, str | None]:
+    ids = [value for key, value in line.items() if key not in ("store", "quantity", "description") and value]
+    for value in ids:
+        product = game.by_store_id(line["store"], value)
+        if product is not None:
+            return product, None
+    named = ", ".join(f"{key} {value}" for key, value in line.items()
+                      if key not in ("store", "quantity", "description") and value)
+    return None, f"{line['store']} {named or 'line'} is not in the catalog of {game.namespace}"
 
 
 def resolve_line(game: Game, line: dict) -> Resolved:
     item_id, sku = line.get("itemId"), line.get("itemSku")
-    product = game.by_item_id(item_id) if item_id else game.by_sku(sku)
+    if "store" in line:
+        product, missing = _resolve_store_line(game, line)
+        if product is None:
+            return Resolved(line, None, UNKNOWN_PRODUCT, missing)
+    else:
+        product = game.by_item_id(item_id) if item_id else game.by_sku(sku)
     if product is None:
         if item_id:
             return Resolved(line, None, UNKNOWN_ITEM_ID,
@@ -85,5 +113,24 @@ def grant_key(source: str, transaction_id: str, item: FulfilmentItem) -> str:
     return f"{source}:{transaction_id}:{item.line_no}.{item.component_no}:grant:{item.cycle}"
 
 
+def grant_amount(item: FulfilmentItem) -> int:
+    """What a grant gives: the row's amount less what was taken back (or refunded) before it was granted."""
+    return item.amount - item.revoked_amount
+
+
+def revoke_target(item: FulfilmentItem) -> int:
+    """How much of the row the current take-back wants gone in all (the whole row unless partial)."""
+    return item.amount if item.revoke_to is None else min(item.revoke_to, item.amount)
+
+
 def revoke_key(source: str, transaction_id: str, item: FulfilmentItem) -> str:
-    return f"{source}:{transaction_id}:{item.line_no}.{item.component_no}:revoke:{item.cycle}"
+    """Kraty idempotency key of one take-back step, from ``revoked_amount`` up to ``revoke_target``.
+
+    A whole row taken back in one step keeps the plain key; a step of a partial take-back names the
+    total it brings the row to, which only ever grows within a cycle, so every step has its own key.
+    """
+    key = f"{source}:{transaction_id}:{item.line_no}.{item.component_no}:revoke:{item.cycle}"
+    target = revoke_target(item)
+    if item.revoked_amount == 0 and target == item.amount:
+        return key
+    return f"{key}:{target}"

@@ -15,12 +15,14 @@ from werkzeug.serving import make_server
 from app import create_app
 from config.settings import ROOT
 from middleware.ledger import migrate
+from middleware.ledger.models import table_names_children_first
 from middleware.ledger.db import normalise_url
 from workers import runtime
 
 from .helpers import emulator_config
+from .stripe_fake import stripe_api_url, stripe_fake  # noqa: F401  (fixtures)
 
-TABLES = ("inbound_events", "fulfilment_history", "fulfilment_items", "fulfilments")
+TABLES = table_names_children_first()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -112,8 +114,9 @@ class EmulatorAdmin:
 
 
 @pytest.fixture
-def settings_overrides(database_url, redis_url, catalog_path):
+def settings_overrides(database_url, redis_url, catalog_path, stripe_api_url):
     return dict(database_url=database_url, redis_url=redis_url, catalog_path=catalog_path,
+                stripe_api_base=stripe_api_url,
                 retry_base_seconds=0.01, retry_max_delay_seconds=0.05, put_wait_seconds=10.0,
                 kraty_read_timeout=2.0, lease_seconds=30.0, reconcile_stale_seconds=0.0, log_json=False,
                 log_level="WARNING")

@@ -96,9 +96,17 @@ def test_every_state_can_be_reached_and_terminal_ones_are_named():
 
 
 def test_idempotency_keys_derive_from_stored_data_only():
-    item = FulfilmentItem(line_no=1, component_no=2, cycle=0)
+    item = FulfilmentItem(line_no=1, component_no=2, cycle=0, amount=100, revoked_amount=0)
     assert grant_key("accelbyte", "t-9", item) == "accelbyte:t-9:1.2:grant:0"
     assert revoke_key("accelbyte", "t-9", item) == "accelbyte:t-9:1.2:revoke:0"
+    # a partial take-back names the total it brings the row to; each later step its own
+    item.revoke_to = 33
+    assert revoke_key("accelbyte", "t-9", item) == "accelbyte:t-9:1.2:revoke:0:33"
+    item.revoked_amount, item.revoke_to = 33, 66
+    assert revoke_key("accelbyte", "t-9", item) == "accelbyte:t-9:1.2:revoke:0:66"
+    item.revoke_to = None  # then all the rest
+    assert revoke_key("accelbyte", "t-9", item) == "accelbyte:t-9:1.2:revoke:0:100"
+    item.revoked_amount = 0
     item.cycle = 1  # after a reversed refund: a new grant, a new key
     assert grant_key("accelbyte", "t-9", item) == "accelbyte:t-9:1.2:grant:1"
 

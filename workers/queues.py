@@ -49,6 +49,30 @@ def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int,
     return job_id
 
 
+def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
+    """Enqueue the job that handles a recorded store event (``workers/events.py``).
+
+    A new event's job is enqueued once, by the request that recorded it (no existence check: the id is
+    new); the reconciler re-enqueues a stalled one as the next attempt, under a new id.
+    """
+    job_id = f"event-{inbound_event_id}-{attempt}"
+    if attempt and is_waiting(redis, job_id):
+        return job_id
+    queue(redis).enqueue("workers.events.handle", inbound_event_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
+                         result_ttl=600, failure_ttl=7 * 86400)
+    return job_id
+
+
+def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
+    """Apply an order's pending refunds and disputes (the reconciler, when the order was busy)."""
+    job_id = f"reverse-{fulfilment_id}-{slot}"
+    if is_waiting(redis, job_id):
+        return None
+    queue(redis).enqueue("workers.events.reverse", fulfilment_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
+                         result_ttl=600, failure_ttl=7 * 86400)
+    return job_id
+
+
 def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
     job_id = f"reconcile-{slot}"
     if is_waiting(redis, job_id):

@@ -8,12 +8,16 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from sqlalchemy import func, select, update
+
 from middleware.ledger import repository as repo
-from middleware.ledger.models import utcnow
+from middleware.ledger.models import InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
 
 from . import runtime
-from .queues import enqueue_attempt
+from .queues import enqueue_attempt, enqueue_event, enqueue_reverse
+
+BATCH = 500
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +32,43 @@ def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
     for fulfilment_id, state, attempts in rows:
         if enqueue_attempt(svc.redis, fulfilment_id, state, attempts):
             enqueued += 1
-    if rows:
-        log.info("reconciler: %d stalled, %d enqueued", len(rows), enqueued)
-    return {"stalled": len(rows), "enqueued": enqueued}
+    events, failed = _stalled_events(svc, now - timedelta(seconds=stale))
+    for event_id, attempts in events:
+        enqueue_event(svc.redis, event_id, attempts)
+    waiting = _waiting_reversals(svc, now - timedelta(seconds=stale))
+    for fulfilment_id, last in waiting:
+        enqueue_reverse(svc.redis, fulfilment_id, last)
+    if rows or events or failed or waiting:
+        log.info("reconciler: %d stalled orders (%d enqueued), %d events re-enqueued, %d given up, "
+                 "%d orders with waiting refunds/disputes", len(rows), enqueued, len(events), failed, len(waiting))
+    return {"stalled": len(rows), "enqueued": enqueued, "events": len(events), "events_failed": failed,
+            "reversals": len(waiting)}
+
+
+def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]], int]:
+    """Recorded store events whose job did not finish: re-enqueue, or give up after the attempt limit."""
+    last_try = func.coalesce(InboundEvent.attempted_at, InboundEvent.received_at)
+    with svc.session() as session:
+        failed = session.execute(
+            update(InboundEvent).where(InboundEvent.outcome == "pending", last_try <= stale_before,
+                                       InboundEvent.attempts >= svc.settings.retry_max_attempts)
+            .values(outcome="failed", detail="gave up after the attempt limit; see the worker logs")).rowcount
+        rows = session.execute(select(InboundEvent.id, InboundEvent.attempts)
+                               .where(InboundEvent.outcome == "pending", last_try <= stale_before)
+                               .order_by(InboundEvent.id).limit(BATCH)).all()
+        session.commit()
+    if failed:
+        log.error("reconciler: %d store events failed after %d attempts", failed, svc.settings.retry_max_attempts)
+    return [tuple(row) for row in rows], failed
+
+
+def _waiting_reversals(svc: Services, stale_before) -> list[tuple[str, int]]:
+    """Orders with a refund or dispute still to apply (their order was busy when it came)."""
+    with svc.session() as session:
+        return [tuple(row) for row in session.execute(
+            select(Reversal.fulfilment_id, func.max(Reversal.id))
+            .where(Reversal.state == "pending", Reversal.fulfilment_id.is_not(None), Reversal.created_at <= stale_before)
+            .group_by(Reversal.fulfilment_id).limit(BATCH)).all()]
 
 
 def reconcile() -> dict:

@@ -48,7 +48,8 @@ class InboundEvent(Base):
     """Every request a store (or Kraty) made us, raw body kept for audit and replay."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (UniqueConstraint("source", "provider_event_id", name="uq_inbound_source_event"),)
+    __table_args__ = (UniqueConstraint("source", "provider_event_id", name="uq_inbound_source_event"),
+                      Index("ix_inbound_outcome_received", "outcome", "received_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(32))
@@ -57,8 +58,12 @@ class InboundEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     content_type: Mapped[str | None] = mapped_column(String(128))
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
-    outcome: Mapped[str] = mapped_column(String(32), default="recorded")  # recorded | ignored | rejected
+    # recorded (handled as it came in) | pending (a job is to handle it) | processed | ignored | failed
+    outcome: Mapped[str] = mapped_column(String(32), default="recorded")
     detail: Mapped[str | None] = mapped_column(Text)
+    event_type: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of the job handling it
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fulfilment_id: Mapped[str | None] = mapped_column(ForeignKey("fulfilments.id"), index=True)
 
 
@@ -88,6 +93,9 @@ class Fulfilment(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reversal_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # what must be fetched from the store before the lines are known (e.g. "stripe:checkout_session")
+    lookup: Mapped[str | None] = mapped_column(String(64))
+    attention: Mapped[str | None] = mapped_column(Text)  # why ops should look at this order (partial refund...)
     version: Mapped[int] = mapped_column(Integer)  # optimistic lock: a stale writer fails instead of overwriting
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -122,6 +130,9 @@ class FulfilmentItem(Base):
     kind: Mapped[str | None] = mapped_column(String(16))            # currency | item | None (nothing to grant)
     target: Mapped[str | None] = mapped_column(String(64))          # currency key or item key
     amount: Mapped[int] = mapped_column(BigInteger, default=0)      # total amount / quantity for this row
+    # of ``amount``, how much the player does not hold because of take-backs (taken back, or never granted)
+    revoked_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    revoke_to: Mapped[int | None] = mapped_column(BigInteger)      # take-back target while revoking (None: all)
     state: Mapped[str] = mapped_column(String(20), default=states.ITEM_PENDING)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
@@ -148,3 +159,48 @@ class HistoryEntry(Base):
     detail: Mapped[dict | None] = mapped_column(JSON)
 
     fulfilment: Mapped[Fulfilment] = relationship(back_populates="history")
+
+
+class PaymentRef(Base):
+    """A store's payment id (a Stripe PaymentIntent...) -> the order it paid for: how refunds and disputes,
+    which name the payment, find the order, and how one payment is never fulfilled as two orders.
+    A row without an order holds the place of a payment whose purchase has not arrived yet."""
+
+    __tablename__ = "payment_refs"
+    __table_args__ = (UniqueConstraint("source", "ref", name="uq_payment_ref"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(255))
+    fulfilment_id: Mapped[str | None] = mapped_column(ForeignKey("fulfilments.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Reversal(Base):
+    """One take-back (or give-back) a store told us about: a refund, a dispute opened, won or lost.
+    Unique per (source, reversal key), so each takes effect once; ``pending`` until applied to its order."""
+
+    __tablename__ = "reversals"
+    __table_args__ = (UniqueConstraint("source", "reversal_key", name="uq_reversal_key"),
+                      Index("ix_reversals_ref", "source", "ref"),
+                      Index("ix_reversals_state", "state", "created_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    reversal_key: Mapped[str] = mapped_column(String(255))
+    ref: Mapped[str] = mapped_column(String(255))               # the payment it concerns (PaymentRef.ref)
+    kind: Mapped[str] = mapped_column(String(32))               # refund | dispute_opened | dispute_lost | dispute_won
+    amount: Mapped[int | None] = mapped_column(BigInteger)      # refunded so far (cumulative) / disputed
+    total: Mapped[int | None] = mapped_column(BigInteger)       # what was paid
+    currency: Mapped[str | None] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | applied | ignored
+    outcome: Mapped[str | None] = mapped_column(Text)          # what applying it did
+    detail: Mapped[dict | None] = mapped_column(JSON)
+    fulfilment_id: Mapped[str | None] = mapped_column(ForeignKey("fulfilments.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def table_names_children_first() -> list[str]:
+    """Every ledger table, each before the tables it references (the order to empty them in)."""
+    return [table.name for table in reversed(Base.metadata.sorted_tables)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
@@ -75,6 +76,21 @@ def record_event(session: Session, *, source: str, provider_event_id: str, names
     except IntegrityError:
         return False
     return True
+
+
+def dialect_insert(session: Session):
+    """The backend's INSERT construct (both know ON CONFLICT DO NOTHING)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def insert_event(session: Session, **values) -> int | None:
+    """Insert an inbound event in one statement; its id, or None if (source, provider event id) exists."""
+    insert = dialect_insert(session)
+    values.setdefault("received_at", utcnow())
+    values["content_type"] = (values.get("content_type") or "")[:128] or None
+    return session.execute(insert(InboundEvent).values(**values)
+                           .on_conflict_do_nothing(index_elements=["source", "provider_event_id"])
+                           .returning(InboundEvent.id)).scalar_one_or_none()
 
 
 def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:

@@ -19,7 +19,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     FULFILLING: frozenset({FULFILLED, FULFILL_FAILED, REVOKING}),
     FULFILLED: frozenset({REVOKING}),
     FULFILL_FAILED: frozenset({FULFILLING, REVOKING}),
-    REVOKING: frozenset({REVOKED, REVOKE_FAILED}),
+    REVOKING: frozenset({REVOKED, REVOKE_FAILED, FULFILLED}),  # FULFILLED: a partial take-back finished
     REVOKE_FAILED: frozenset({REVOKING}),
     REVOKED: frozenset({FULFILLING}),
 }

@@ -1,0 +1,28 @@
+"""The canonical objects every store's mapper produces: a purchase to fulfil, a reversal to apply."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Purchase:
+    source: str                      # stripe | app_store | google_play
+    transaction_id: str              # the fulfilment key (a Checkout Session id, a PaymentIntent id...)
+    player_id: str | None            # None: the order is recorded as failed with reason player_unresolved
+    environment: str                 # production | sandbox
+    lines: list[dict]                # store lines (orders.store_line); empty while ``lookup`` is set
+    lookup: str | None = None        # what to fetch from the store before the lines are known
+    payment_ref: str | None = None   # the payment refunds and disputes will name (a PaymentIntent id)
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reversal:
+    source: str
+    key: str                         # unique per source: each refund / dispute outcome takes effect once
+    ref: str                         # the payment it concerns (Purchase.payment_ref)
+    kind: str                        # refund | dispute_opened | dispute_lost | dispute_won
+    amount: int | None = None        # refunded so far (cumulative) or disputed, in minor units
+    total: int | None = None         # what was paid
+    currency: str | None = None
+    detail: dict = field(default_factory=dict)

@@ -1,0 +1,118 @@
+"""Record what a store reported — a purchase, a refund or dispute — in the ledger, exactly once.
+
+Shared by every store: the mappers turn a verified payload into a canonical ``Purchase`` or
+``Reversal``, these functions write it (one transaction each) and then attempt the order.
+
+A purchase and a reversal of the same payment can be handled at the same moment by two workers;
+both first lock the payment's ``PaymentRef`` row (inserting it if absent), so one of them sees
+the other's result: a refund recorded first is found by the purchase, a purchase recorded first
+is found by the refund. The same row makes one payment one order, never two.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config.catalog import Game
+from mappers.canonical import Purchase
+from mappers.canonical import Reversal as ReversalNotice
+
+from . import actions, engine, reversals
+from .changes import PLAYER_UNRESOLVED
+from .ledger import repository as repo
+from .ledger import states
+from .ledger.models import Fulfilment, HistoryEntry, PaymentRef, Reversal, utcnow
+from .orders import build_items, request_hash, resolve_line
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: str                 # created | duplicate | duplicate_payment | waiting | applied | busy
+    fulfilment_id: str | None
+    detail: str = ""
+
+
+def lock_payment_ref(session: Session, source: str, ref: str) -> PaymentRef:
+    """The payment's row, inserted if absent, locked until the transaction ends."""
+    insert = repo.dialect_insert(session)
+    session.execute(insert(PaymentRef).values(source=source, ref=ref, created_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["source", "ref"]))
+    return session.scalars(select(PaymentRef).where(PaymentRef.source == source, PaymentRef.ref == ref)
+                           .with_for_update()).one()
+
+
+def _new_order(game: Game, p: Purchase, actor: str) -> Fulfilment:
+    now = utcnow()
+    items = build_items([resolve_line(game, line) for line in p.lines])
+    f = Fulfilment(namespace=game.namespace, source=p.source, transaction_id=p.transaction_id,
+                   player_id=p.player_id, environment=p.environment, state=states.RECEIVED,
+                   request_hash=request_hash(p.lines), lines=p.lines, items=items, lookup=p.lookup,
+                   created_at=now, updated_at=now, state_changed_at=now)
+    f.history.append(HistoryEntry(at=now, actor=actor, from_state=None, to_state=states.RECEIVED,
+                                  detail={"event": "received", "lines": len(p.lines), **p.detail}))
+    return f
+
+
+def record_purchase(svc: Services, game: Game, p: Purchase, actor: str) -> Recorded:
+    """Create the order (once) and attempt it; a payment already fulfilled as another order is not."""
+    with svc.session() as session:
+        ref = lock_payment_ref(session, p.source, p.payment_ref) if p.payment_ref else None
+        if ref is not None and ref.fulfilment_id is not None:
+            other = session.get(Fulfilment, ref.fulfilment_id)
+            if other.namespace != game.namespace or other.transaction_id != p.transaction_id:
+                return Recorded("duplicate_payment", other.id,
+                                f"payment {p.payment_ref} was already fulfilled as {other.transaction_id}")
+            return Recorded("duplicate", other.id)
+        existing = repo.find(session, game.namespace, p.source, p.transaction_id)
+        if existing is not None:
+            return Recorded("duplicate", existing.id)
+        f = _new_order(game, p, actor)
+        try:
+            with session.begin_nested():
+                session.add(f)
+        except IntegrityError:  # recorded meanwhile by a purchase without a payment ref to lock
+            session.rollback()
+            return Recorded("duplicate", None)
+        if ref is not None:
+            ref.fulfilment_id = f.id
+            reversals.link_waiting(session, p.source, p.payment_ref, f.id)
+        if f.player_id is None:
+            repo.set_state(f, states.FULFILL_FAILED, actor, {"error": PLAYER_UNRESOLVED},
+                           reason=f"{PLAYER_UNRESOLVED}: {p.detail.get('player_hint') or 'no player named'}")
+        reversals.apply_pending(session, f, game, actor)
+        session.commit()
+        fulfilment_id, state = f.id, f.state
+    log.info("order %s recorded from %s %s: %s", fulfilment_id, p.source, p.transaction_id, state)
+    if state in states.ACTIVE:
+        outcome = engine.attempt_fulfil(svc, fulfilment_id, actor) if state != states.REVOKING else \
+            engine.attempt_revoke(svc, fulfilment_id, actor)
+        actions.schedule_retry(svc, fulfilment_id, outcome)
+    return Recorded("created", fulfilment_id, state)
+
+
+def record_reversal(svc: Services, notice: ReversalNotice, namespace: str | None, actor: str) -> Recorded:
+    """Store a refund or dispute once; apply it now if its order is known, else when the purchase comes."""
+    with svc.session() as session:
+        ref = lock_payment_ref(session, notice.source, notice.ref)
+        row = Reversal(source=notice.source, reversal_key=notice.key, ref=notice.ref, kind=notice.kind,
+                       amount=notice.amount, total=notice.total, currency=notice.currency,
+                       detail={**notice.detail, **({"namespace": namespace} if namespace else {})},
+                       state=reversals.PENDING, fulfilment_id=ref.fulfilment_id, created_at=utcnow())
+        if not reversals.record(session, row):
+            return Recorded("duplicate", ref.fulfilment_id)
+        session.commit()
+        fulfilment_id = ref.fulfilment_id
+    if fulfilment_id is None:
+        log.info("%s %s for %s waits for its purchase", notice.kind, notice.key, notice.ref)
+        return Recorded("waiting", None, f"no order for payment {notice.ref} yet: applied when its purchase arrives")
+    state = actions.run(svc, fulfilment_id, actor, actions.REVERSE)
+    if state is None:  # the order is busy: the reconciler applies it once its attempt is over
+        return Recorded("busy", fulfilment_id)
+    return Recorded("applied", fulfilment_id, state)

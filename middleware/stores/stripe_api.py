@@ -1,0 +1,83 @@
+"""Stripe's API, through the official ``stripe`` library: what the bridge reads back from Stripe.
+
+Webhook events do not carry a Checkout Session's line items; they are fetched here (Stripe's
+fulfilment guide: retrieve the session with ``expand=["line_items"]``, then every further page).
+The API base is configurable (KB_STRIPE_API_BASE) so tests and ``make run`` use a local fake.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import stripe
+
+from .errors import StoreError
+
+PAGE = 100
+
+
+class StripeApi:
+    def __init__(self, api_base: str, timeout: float):
+        self.api_base, self.timeout = api_base, timeout
+        # else the library writes ~/.config/stripe/telemetry_id and reports request timings in headers
+        stripe.enable_telemetry = False
+        self._local = threading.local()
+
+    def _client(self, api_key: str) -> stripe.StripeClient:
+        clients = getattr(self._local, "clients", None)
+        if clients is None or self._local.pid != os.getpid():  # one HTTP session per thread and process
+            clients = self._local.clients = {}
+            self._local.pid = os.getpid()
+        client = clients.get(api_key)
+        if client is None:
+            client = stripe.StripeClient(api_key, base_addresses={"api": self.api_base}, max_network_retries=0,
+                                         http_client=stripe.RequestsClient(timeout=self.timeout))
+            clients[api_key] = client
+        return client
+
+    def checkout_session(self, api_key: str, session_id: str) -> tuple[dict, list[dict]]:
+        """The session and all its line items (as plain dicts)."""
+        client = self._client(api_key)
+        with _classified(f"checkout session {session_id}"):
+            data = client.v1.checkout.sessions.retrieve(session_id, params={"expand": ["line_items"]}).to_dict()
+            page = data.pop("line_items", None) or {"data": [], "has_more": False}
+            items, has_more = list(page["data"]), page.get("has_more", False)
+            while has_more and items:
+                more = client.v1.checkout.sessions.line_items.list(
+                    session_id, params={"limit": PAGE, "starting_after": items[-1]["id"]}).to_dict()
+                items += more["data"]
+                has_more = more.get("has_more", False)
+        return data, items
+
+    def checkout_sessions_of(self, api_key: str, payment_intent: str) -> list[str]:
+        """Ids of the Checkout Sessions that made a PaymentIntent (none for a direct payment)."""
+        with _classified(f"checkout sessions of {payment_intent}"):
+            page = self._client(api_key).v1.checkout.sessions.list(params={"payment_intent": payment_intent,
+                                                                           "limit": 10}).to_dict()
+        return [s["id"] for s in page["data"]]
+
+
+class _classified:
+    """Turn the stripe library's errors into StoreError: 5xx, 429 and network errors are transient."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, stripe.StripeError):
+            return False
+        status = getattr(exc, "http_status", None)
+        message = f"Stripe: {self.what}: {exc.user_message or exc.__class__.__name__}"
+        if isinstance(exc, stripe.APIConnectionError) or status is None:
+            raise StoreError(message, transient=True, code="stripe_unreachable") from exc
+        if status == 429 or status >= 500:
+            headers = exc.headers or {}
+            retry_after = headers.get("Retry-After") or headers.get("retry-after")
+            raise StoreError(message, transient=True, code=f"stripe_{status}", status=status,
+                             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None) from exc
+        code = "stripe_not_found" if status == 404 else (
+            "stripe_auth" if status in (401, 403) else f"stripe_{status}")
+        raise StoreError(message, transient=False, code=code, status=status) from exc

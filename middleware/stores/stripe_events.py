@@ -1,0 +1,74 @@
+"""What a verified, recorded Stripe event does: fulfil a paid session, record a failure, take back.
+
+Runs in a worker (``workers/events.py``), after the webhook answered 2xx. Every branch is safe to
+run twice: purchases are unique per Checkout Session (or PaymentIntent) and per payment,
+reversals per refund total or dispute outcome.
+"""
+from __future__ import annotations
+
+import json
+
+from config.catalog import Game
+from mappers import stripe as m
+
+from ..purchases import record_purchase, record_reversal
+from ..services import Services
+from .errors import StoreError
+
+ACTOR = "stripe"
+
+
+def _outcome(recorded) -> tuple[str, str, str | None]:
+    return "processed", f"{recorded.outcome}{': ' + recorded.detail if recorded.detail else ''}", \
+        recorded.fulfilment_id
+
+
+def _checkout(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | None]:
+    session = m.checkout_session(event.object)
+    owner = m.session_namespace(session)
+    if owner is not None and owner != game.namespace:
+        return "ignored", f"session {session['id']} is for namespace {owner}", None
+    if event.type == m.CHECKOUT_COMPLETED and session["payment_status"] not in m.PAID:
+        return "processed", f"completed but {session['payment_status']}: granted when the payment succeeds", None
+    purchase = m.purchase_from_session(session, event, game.stripe.player_metadata_key)
+    return _outcome(record_purchase(svc, game, purchase, ACTOR))
+
+
+def _payment_intent(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | None]:
+    pi = m.payment_intent(event.object)
+    if m.direct_sku(pi) is None:
+        return "ignored", f"no metadata[{m.SKU_KEY}]: a Checkout payment, or not a direct purchase", None
+    try:
+        sessions = svc.stripe_api.checkout_sessions_of(game.stripe.key_for(event.livemode), pi["id"])
+    except StoreError as exc:
+        if exc.transient:
+            raise  # the event stays pending: its job is retried
+        return "failed", f"could not check {pi['id']} with Stripe: {exc}", None
+    if sessions:
+        return "ignored", f"{pi['id']} paid Checkout Session {sessions[0]}: fulfilled as that session", None
+    purchase = m.purchase_from_payment_intent(pi, event, game.stripe.player_metadata_key)
+    return _outcome(record_purchase(svc, game, purchase, ACTOR))
+
+
+def handle(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | None]:
+    """-> (outcome, detail, fulfilment id) for the inbound event's row."""
+    if event.type in (m.CHECKOUT_COMPLETED, m.ASYNC_SUCCEEDED):
+        return _checkout(svc, game, event)
+    if event.type in (m.ASYNC_FAILED, m.EXPIRED):
+        session = m.checkout_session(event.object)
+        return "processed", f"{event.type}: session {session['id']} is not paid, nothing granted", None
+    if event.type == m.PI_SUCCEEDED:
+        return _payment_intent(svc, game, event)
+    if event.type == m.CHARGE_REFUNDED:
+        return _outcome(record_reversal(svc, m.refund(event.object, event), game.namespace, ACTOR))
+    if event.type in (m.DISPUTE_CREATED, m.DISPUTE_CLOSED):
+        notice = m.dispute(event.object, event)
+        if notice is None:
+            return "processed", f"dispute closed {event.object.get('status')}: nothing to change", None
+        return _outcome(record_reversal(svc, notice, game.namespace, ACTOR))
+    return "processed", f"{event.type}: recorded (a closed dispute won gives back)", None
+
+
+def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
+    """The job's entry: the body was verified and checked when it was recorded."""
+    return handle(svc, game, m.parse_event(json.loads(raw_body)))
