@@ -10,7 +10,7 @@ from config.catalog import load_catalog
 from config.settings import Settings, load_settings
 from config.storefronts import load_storefronts
 from middleware import cli, logs
-from middleware.api import accelbyte, errors, health
+from middleware.api import accelbyte, errors, health, stripe_webhook
 from middleware.services import Services
 
 
@@ -33,5 +33,6 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(accelbyte.bp)
+    app.register_blueprint(stripe_webhook.bp)
     cli.register(app)
     return app

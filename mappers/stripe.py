@@ -1,0 +1,242 @@
+"""Stripe events -> canonical purchases and reversals. Pure: no I/O.
+
+Facts: ``../shared/protocols/stores.md`` (Stripe). Stripe adds fields over time, so unknown
+fields are ignored; the fields we rely on are checked and a payload without them is refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from mappers.accelbyte import is_clean_id
+from mappers.canonical import Purchase, Reversal
+
+SOURCE = "stripe"
+PAID = ("paid", "no_payment_required")
+LOOKUP_CHECKOUT = "stripe:checkout_session"
+NAMESPACE_KEY = "kraty_namespace"   # optional session metadata: the game a shared Stripe account sold for
+SKU_KEY = "kraty_sku"               # PaymentIntent metadata of a direct (non-Checkout) purchase
+QUANTITY_KEY = "kraty_quantity"
+
+CHECKOUT_COMPLETED = "checkout.session.completed"
+ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
+ASYNC_FAILED = "checkout.session.async_payment_failed"
+EXPIRED = "checkout.session.expired"
+PI_SUCCEEDED = "payment_intent.succeeded"
+CHARGE_REFUNDED = "charge.refunded"
+DISPUTE_CREATED = "charge.dispute.created"
+DISPUTE_CLOSED = "charge.dispute.closed"
+FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
+HANDLED = frozenset({CHECKOUT_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED, PI_SUCCEEDED, CHARGE_REFUNDED,
+                     DISPUTE_CREATED, DISPUTE_CLOSED, FUNDS_REINSTATED})
+
+def _id():
+    return fields.String(required=True, validate=validate.Length(1, 255))
+
+
+def _money():
+    return fields.Integer(strict=True, validate=validate.Range(0, 2**53), load_default=None, allow_none=True)
+
+
+def _ref(value):
+    """An id or an expanded object (``{"id": ...}``)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if value is not None and not (isinstance(value, str) and 0 < len(value) <= 255):
+        raise ValidationError("must be an id")
+    return value
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class EventSchema(_Lenient):
+    id = _id()
+    type = fields.String(required=True, validate=validate.Length(1, 128))
+    livemode = fields.Boolean(required=True, truthy={True}, falsy={False})
+    created = fields.Integer(strict=True, load_default=None)
+    data = fields.Dict(required=True)
+
+
+class CheckoutSessionSchema(_Lenient):
+    id = _id()
+    payment_status = fields.String(load_default=None, allow_none=True)
+    client_reference_id = fields.String(load_default=None, allow_none=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
+    payment_intent = fields.Raw(load_default=None, allow_none=True)
+    amount_total = _money()
+    currency = fields.String(load_default=None, allow_none=True)
+
+
+class PaymentIntentSchema(_Lenient):
+    id = _id()
+    metadata = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
+    amount = _money()
+    currency = fields.String(load_default=None, allow_none=True)
+
+
+class ChargeSchema(_Lenient):
+    id = _id()
+    payment_intent = fields.Raw(load_default=None, allow_none=True)
+    amount = _money()
+    amount_refunded = _money()
+    refunded = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+    currency = fields.String(load_default=None, allow_none=True)
+
+
+class DisputeSchema(_Lenient):
+    id = _id()
+    charge = fields.Raw(load_default=None, allow_none=True)
+    payment_intent = fields.Raw(load_default=None, allow_none=True)
+    amount = _money()
+    status = fields.String(load_default=None, allow_none=True)
+    currency = fields.String(load_default=None, allow_none=True)
+
+
+class PriceSchema(_Lenient):
+    id = _id()
+    product = fields.Raw(load_default=None, allow_none=True)
+    lookup_key = fields.String(load_default=None, allow_none=True)
+
+
+class LineItemSchema(_Lenient):
+    id = fields.String(load_default=None)
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2_147_483_647))
+    description = fields.String(load_default=None, allow_none=True)
+    price = fields.Nested(PriceSchema, required=True)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    livemode: bool
+    object: dict
+
+    @property
+    def environment(self) -> str:
+        return "production" if self.livemode else "sandbox"
+
+
+def parse_event(payload) -> Event:
+    """A Stripe event envelope; raises ValidationError if it is not one."""
+    if not isinstance(payload, dict):
+        raise ValidationError("a Stripe event is a JSON object")
+    data = EventSchema().load(payload)
+    obj = data["data"].get("object")
+    if not isinstance(obj, dict):
+        raise ValidationError({"data": {"object": ["missing or not an object"]}})
+    return Event(data["id"], data["type"], data["livemode"], obj)
+
+
+def check_object(event: Event) -> None:
+    """Refuse (ValidationError) an event of a type we act on whose object lacks what we rely on."""
+    if event.type in (CHECKOUT_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED):
+        checkout_session(event.object)
+    elif event.type == PI_SUCCEEDED:
+        direct_sku(payment_intent(event.object))
+    elif event.type == CHARGE_REFUNDED:
+        refund(event.object, event)
+    elif event.type in (DISPUTE_CREATED, DISPUTE_CLOSED):
+        dispute(event.object, event)
+
+
+def _metadata_text(metadata: dict, key: str) -> str | None:
+    value = metadata.get(key)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def player_of(session: dict, metadata_key: str) -> str | None:
+    """``client_reference_id``, else the configured metadata key; None if neither names a usable id."""
+    for value in (session.get("client_reference_id"), _metadata_text(session.get("metadata") or {}, metadata_key)):
+        if isinstance(value, str) and is_clean_id(value.strip()):
+            return value.strip()
+    return None
+
+
+def checkout_session(obj: dict) -> dict:
+    data = CheckoutSessionSchema().load(obj)
+    data["payment_intent"] = _ref(data["payment_intent"])
+    return data
+
+
+def session_namespace(session: dict) -> str | None:
+    return _metadata_text(session.get("metadata") or {}, NAMESPACE_KEY)
+
+
+def purchase_from_session(session: dict, event: Event, metadata_key: str) -> Purchase:
+    """A paid Checkout Session; its lines are fetched from Stripe's API when it is fulfilled."""
+    return Purchase(source=SOURCE, transaction_id=session["id"], player_id=player_of(session, metadata_key),
+                    environment=event.environment, lines=[], lookup=LOOKUP_CHECKOUT,
+                    payment_ref=session["payment_intent"],
+                    detail={"stripe_event": event.id, "amount": session["amount_total"],
+                            "currency": session["currency"],
+                            "player_hint": f"no client_reference_id and no metadata[{metadata_key}]"})
+
+
+def payment_intent(obj: dict) -> dict:
+    return PaymentIntentSchema().load(obj)
+
+
+def direct_sku(pi: dict) -> tuple[str, int] | None:
+    """(SKU, quantity) a direct PaymentIntent purchase names in its metadata, or None."""
+    sku = _metadata_text(pi["metadata"], SKU_KEY)
+    if sku is None:
+        return None
+    raw = _metadata_text(pi["metadata"], QUANTITY_KEY) or "1"
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10_000:
+        raise ValidationError({"metadata": {QUANTITY_KEY: ["must be an integer from 1 to 10000"]}})
+    return sku, int(raw)
+
+
+def purchase_from_payment_intent(pi: dict, event: Event, metadata_key: str) -> Purchase:
+    sku, quantity = direct_sku(pi)
+    return Purchase(source=SOURCE, transaction_id=pi["id"], player_id=player_of(pi, metadata_key),
+                    environment=event.environment, lines=[{"itemSku": sku, "quantity": quantity}],
+                    payment_ref=pi["id"],
+                    detail={"stripe_event": event.id, "amount": pi["amount"], "currency": pi["currency"],
+                            "player_hint": f"no metadata[{metadata_key}] on the PaymentIntent"})
+
+
+def lines_from_line_items(items: list[dict]) -> list[dict]:
+    """Checkout line items -> order lines naming the price id, product id and lookup key (tried in that order)."""
+    loaded = LineItemSchema(many=True).load(items)
+    return [{"store": SOURCE, "price": item["price"]["id"], "product": _ref(item["price"]["product"]),
+             "lookup_key": item["price"]["lookup_key"], "quantity": item["quantity"],
+             "description": item["description"]} for item in loaded]
+
+
+def refund(obj: dict, event: Event) -> Reversal:
+    """``charge.refunded``: ``amount_refunded`` is cumulative, so each new total is one refund, taken once."""
+    charge = ChargeSchema().load(obj)
+    pi = _ref(charge["payment_intent"]) or charge["id"]
+    refunded = charge["amount_refunded"] or 0
+    total = charge["amount"]
+    if charge["refunded"] and total is not None:
+        refunded = max(refunded, total)
+    return Reversal(source=SOURCE, key=f"refund:{charge['id']}:{refunded}", ref=pi, kind="refund",
+                    amount=refunded, total=total, currency=charge["currency"],
+                    detail={"stripe_event": event.id, "charge": charge["id"]})
+
+
+DISPUTE_KINDS = {"won": "dispute_won", "lost": "dispute_lost"}
+
+
+def dispute(obj: dict, event: Event) -> Reversal | None:
+    """``charge.dispute.created`` -> opened; ``charge.dispute.closed`` -> won or lost (others: None)."""
+    data = DisputeSchema().load(obj)
+    if event.type == DISPUTE_CREATED:
+        kind, what = "dispute_opened", "opened"
+    else:
+        kind = DISPUTE_KINDS.get(data["status"])
+        if kind is None:
+            return None
+        what = data["status"]
+    ref = _ref(data["payment_intent"]) or _ref(data["charge"])
+    if ref is None:
+        raise ValidationError({"payment_intent": ["a dispute names its payment_intent or charge"]})
+    return Reversal(source=SOURCE, key=f"dispute:{data['id']}:{what}", ref=ref, kind=kind, amount=data["amount"],
+                    currency=data["currency"], detail={"stripe_event": event.id, "dispute": data["id"]})

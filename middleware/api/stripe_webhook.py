@@ -1,0 +1,115 @@
+"""``POST /webhooks/stripe/<namespace>``: verify a Stripe event, record it once, answer 2xx fast.
+
+Each game's Stripe webhook endpoint has its own path (and signing secrets); ``/webhooks/stripe``
+serves the one game when only one has a ``[stripe]`` table. Verify first, on the raw bytes
+(the ``stripe`` library's ``WebhookSignature``, against every live secret of the game); then
+parse; then commit; then enqueue the job that acts on it (``workers/events.py``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import stripe
+from flask import Blueprint, jsonify, request
+from marshmallow import ValidationError
+from redis.exceptions import RedisError
+
+from mappers import stripe as m
+from middleware.ledger import repository as repo
+from middleware.services import services
+from workers.queues import enqueue_event
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("stripe_webhook", __name__)
+
+
+def _game(namespace: str | None):
+    catalog = services().catalog
+    if namespace is None:
+        games = catalog.stripe_games()
+        if len(games) != 1:
+            raise ApiError(404, "not_found", f"{len(games)} games take Stripe events: post to "
+                                             "/webhooks/stripe/<namespace>")
+        return games[0]
+    game = catalog.game(namespace)
+    if game is None or game.stripe is None:
+        raise ApiError(404, "not_found", f"no game {namespace!r} takes Stripe events")
+    return game
+
+
+def _timestamp(header: str | None) -> int:
+    """The header's ``t``, if the header has the shape ``t=<unix>,v1=<hex>[,...]``; else 400."""
+    if not header:
+        raise ApiError(400, "bad_signature_header", "the Stripe-Signature header is missing")
+    parts = [part.split("=", 1) for part in header.split(",")]
+    if any(len(part) != 2 for part in parts):
+        raise ApiError(400, "bad_signature_header", "the Stripe-Signature header is not t=...,v1=...")
+    values = dict(parts)
+    if "t" not in values or not values["t"].isascii() or not values["t"].isdigit() or len(values["t"]) > 12:
+        raise ApiError(400, "bad_signature_header", "the Stripe-Signature header has no valid timestamp t")
+    if not any(key == "v1" for key, _ in parts):
+        raise ApiError(400, "bad_signature_header", "the Stripe-Signature header has no v1 signature")
+    return int(values["t"])
+
+
+def _verify(game, raw: bytes, header: str) -> None:
+    tolerance = services().settings.stripe_tolerance_seconds
+    if abs(time.time() - _timestamp(header)) > tolerance:  # the library checks only the past
+        raise ApiError(401, "invalid_signature", f"the signature's timestamp is more than {tolerance} s "
+                                                 "from now")
+    try:
+        payload = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed_body", "the body is not UTF-8") from None
+    for secret in game.stripe.webhook_secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+            return
+        except stripe.SignatureVerificationError:
+            continue
+    raise ApiError(401, "invalid_signature", "no v1 signature matches any of this endpoint's signing secrets")
+
+
+def _event(raw: bytes) -> m.Event:
+    try:
+        event = m.parse_event(json.loads(raw))
+        if event.type in m.HANDLED:
+            m.check_object(event)
+    except ValueError:  # json.JSONDecodeError included
+        raise ApiError(400, "malformed_body", "the body is not JSON") from None
+    except ValidationError as exc:
+        raise ApiError(400, "malformed_event", "not a Stripe event we can read", {"fields": exc.messages}) from None
+    return event
+
+
+@bp.post("/webhooks/stripe", defaults={"namespace": None})
+@bp.post("/webhooks/stripe/<namespace>")
+def receive(namespace: str | None):
+    game = _game(namespace)
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Stripe events are application/json")
+    raw = request.get_data(cache=False)
+    _verify(game, raw, request.headers.get("Stripe-Signature"))
+    event = _event(raw)
+    if not event.livemode and not game.allow_sandbox:
+        raise ApiError(422, "sandbox_not_allowed", f"test-mode events are not accepted for {game.namespace} "
+                                                   "(allow_sandbox is false)")
+    outcome = "pending" if event.type in m.HANDLED else "ignored"
+    svc = services()
+    with svc.session() as session:
+        event_id = repo.insert_event(session, source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
+                                     namespace=game.namespace, content_type=request.content_type, raw_body=raw,
+                                     outcome=outcome, event_type=event.type,
+                                     detail=None if outcome == "pending" else "event type not acted on")
+        session.commit()
+    if event_id is not None and outcome == "pending":
+        try:
+            enqueue_event(svc.redis, event_id)
+        except RedisError as exc:  # committed: the reconciler enqueues it later
+            log.warning("could not enqueue stripe event %s (%s); the reconciler will", event.id, exc)
+    return jsonify({"received": True, "id": event.id, "duplicate": event_id is None,
+                    "sandbox": not event.livemode, "outcome": outcome})

@@ -1,0 +1,91 @@
+"""Stripe events for tests: built like Stripe's, signed with real HMAC-SHA256 by the tests themselves."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+
+SECRET = "whsec_demo_test_secret"   # config/examples/catalog.toml, game demo
+PATH = "/webhooks/stripe/demo"
+_ids = itertools.count(1)
+
+
+def sign(body: bytes, secret: str = SECRET, t: int | None = None, extra: str = "") -> str:
+    t = int(time.time()) if t is None else t
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}{extra}"
+
+
+def event(type_: str, obj: dict, livemode: bool = False, event_id: str | None = None) -> dict:
+    return {"id": event_id or f"evt_test_{next(_ids)}_{int(time.time() * 1000)}", "object": "event",
+            "api_version": "2025-01-27.acacia", "created": int(time.time()), "livemode": livemode,
+            "type": type_, "data": {"object": obj}, "pending_webhooks": 1, "request": {"id": None}}
+
+
+def body_of(ev: dict) -> bytes:
+    return json.dumps(ev).encode()
+
+
+def post(client, ev: dict | bytes, *, secret: str = SECRET, t: int | None = None, path: str = PATH,
+         signature: str | None = None, content_type: str = "application/json; charset=utf-8"):
+    body = ev if isinstance(ev, bytes) else body_of(ev)
+    headers = {"Stripe-Signature": signature if signature is not None else sign(body, secret, t)}
+    return client.post(path, data=body, headers=headers, content_type=content_type)
+
+
+def completed(session: dict, **kw) -> dict:
+    return event("checkout.session.completed", session, **kw)
+
+
+def charge(pi: str, amount: int, refunded: int, charge_id: str | None = None) -> dict:
+    return {"id": charge_id or f"ch_{pi[3:]}", "object": "charge", "payment_intent": pi, "amount": amount,
+            "amount_refunded": refunded, "refunded": refunded >= amount, "currency": "usd", "livemode": False}
+
+
+def dispute(pi: str, status: str, amount: int = 999, dispute_id: str = "du_1") -> dict:
+    return {"id": dispute_id, "object": "dispute", "charge": f"ch_{pi[3:]}", "payment_intent": pi,
+            "amount": amount, "status": status, "currency": "usd", "livemode": False}
+
+
+def order(services, transaction_id: str, namespace: str = "demo"):
+    """The order's state, reason, attention and rows, read fresh from the ledger (or None)."""
+    from middleware.ledger import repository as repo
+    with services.session() as session:
+        f = repo.find(session, namespace, "stripe", transaction_id)
+        if f is None:
+            return None
+        return {"id": f.id, "state": f.state, "reason": f.reason, "attention": f.attention,
+                "player": f.player_id, "environment": f.environment, "lookup": f.lookup,
+                "items": [(i.target, i.amount, i.state, i.revoked_amount, i.error_code) for i in f.items]}
+
+
+def inbound(services, event_id: str | None = None):
+    """Inbound Stripe events as (provider event id, outcome, detail), oldest first."""
+    from sqlalchemy import select
+
+    from middleware.ledger.models import InboundEvent
+    with services.session() as session:
+        stmt = select(InboundEvent).where(InboundEvent.source == "stripe").order_by(InboundEvent.id)
+        rows = session.scalars(stmt).all()
+        return [(r.provider_event_id, r.outcome, r.detail) for r in rows
+                if event_id is None or r.provider_event_id.endswith(":" + event_id)]
+
+
+def balances(emulator, player: str = "player-1") -> tuple[dict, dict]:
+    """(wallet, inventory) of a player in Kraty; empty for an unknown player."""
+    from .test_accelbyte_support import balances as kraty_balances
+    return kraty_balances(emulator, player)
+
+
+def write_catalog(catalog_path: str, target, **changes: str) -> str:
+    """A copy of the test catalog with lines of the demo game's [stripe] table replaced, e.g.
+    ``partial_refunds='"proportional"'``, ``allow_sandbox="false"``."""
+    import re
+    text = open(catalog_path).read()
+    for key, value in changes.items():
+        text, count = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+        assert count == 1, key
+    target.write_text(text)
+    return str(target)
