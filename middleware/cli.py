@@ -1,4 +1,4 @@
-"""``flask`` commands: migrations, the reconciler, storefront tokens."""
+"""``flask`` commands: migrations, the reconciler, storefront tokens, orders (see orders_cli.py)."""
 from __future__ import annotations
 
 import click
@@ -7,6 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from config.storefronts import hash_token, new_token
 from middleware.ledger import migrate
+from middleware.orders_cli import orders
 from middleware.services import services
 
 db = AppGroup("db", help="Ledger database migrations (Alembic).")
@@ -53,3 +54,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(db)
     app.cli.add_command(storefronts)
     app.cli.add_command(reconcile_command)
+    app.cli.add_command(orders)

@@ -191,6 +191,17 @@ def test_a_checkout_payment_intent_is_never_fulfilled_twice(client, services, re
     assert balances(emulator)[0] == {"gems": 100}
 
 
+def test_a_payment_intent_with_bad_metadata_is_recorded_as_failed(client, services, redis, emulator, stripe_fake):
+    """Paid, so never refused (Stripe would give up after 3 days): recorded, failed, visible to ops."""
+    pi = stripe_fake.payment_intent(amount=100, metadata={"kraty_sku": "gems_100", "kraty_quantity": "lots",
+                                                          "player_id": "player-1"})
+    ev = pi_event(pi)
+    deliver(client, redis, ev)
+    [(_, outcome, detail)] = inbound(services, ev["id"])
+    assert outcome == "failed" and "kraty_quantity" in detail
+    assert emulator.ledger() == []
+
+
 def test_a_payment_intent_without_a_sku_is_ignored(client, services, redis, emulator, stripe_fake):
     pi = stripe_fake.payment_intent(amount=100, metadata={"player_id": "player-1"})
     ev = pi_event(pi)

@@ -1,0 +1,41 @@
+"""flask orders: list, show, retry, revoke — and what bad references get."""
+from __future__ import annotations
+
+import json
+
+from .helpers import drain
+from .stripe_support import balances, completed, order, post
+
+
+def failed_order(client, redis, services, stripe_fake) -> dict:
+    session = stripe_fake.session(client_reference_id=None, line_items=[{"price": "price_gems_100", "quantity": 1}])
+    post(client, completed(session))
+    drain(redis)
+    return order(services, session["id"]) | {"session": session["id"]}
+
+
+def test_list_show_retry_and_revoke(client, runner, redis, services, emulator, stripe_fake):
+    o = failed_order(client, redis, services, stripe_fake)
+    listed = runner.invoke(args=["orders", "list", "--state", "FULFILL_FAILED"])
+    assert listed.exit_code == 0 and o["id"] in listed.output and "player_unresolved" in listed.output
+    shown = runner.invoke(args=["orders", "show", o["session"]])  # by the store's transaction id
+    assert shown.exit_code == 0, shown.output
+    detail = json.loads(shown.output)
+    assert detail["id"] == o["id"] and detail["state"] == "FULFILL_FAILED"
+    assert detail["store_events"][0]["type"] == "checkout.session.completed"
+    retried = runner.invoke(args=["orders", "retry", o["id"], "--player", "player-4", "--actor", "ops:alice"])
+    assert retried.exit_code == 0 and retried.output.strip().endswith("FULFILLED"), retried.output
+    assert balances(emulator, "player-4")[0] == {"gems": 100}
+    revoked = runner.invoke(args=["orders", "revoke", o["id"], "--reason", "goodwill test"])
+    assert revoked.exit_code == 0 and "REVOKED" in revoked.output
+    assert balances(emulator, "player-4")[0] == {"gems": 0}
+    actors = [h["actor"] for h in json.loads(runner.invoke(args=["orders", "show", o["id"]]).output)["history"]]
+    assert "ops:alice" in actors and any(a.startswith("ops:cli:") for a in actors)
+
+
+def test_bad_references_and_options_fail_clearly(runner):
+    missing = runner.invoke(args=["orders", "show", "nope"])
+    assert missing.exit_code != 0 and "no order nope" in missing.output
+    assert runner.invoke(args=["orders", "revoke", "nope"]).exit_code != 0            # --reason is required
+    assert runner.invoke(args=["orders", "list", "--state", "WHATEVER"]).exit_code != 0
+    assert runner.invoke(args=["orders", "list", "--limit", "0"]).exit_code != 0
