@@ -240,14 +240,19 @@ class FaultMiddleware:
     def _drop(self, environ, start_response):
         with self.stats.lock:
             self.stats.dropped += 1
-        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
-        if sock is None:
-            raise ConnectionDropped("emulator dropped the connection (fault rule)")
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        # The server's attempt to write these headers fails on the closed socket (EPIPE), which
-        # both werkzeug and gunicorn treat as a client disconnect.
-        start_response("500 Dropped", [("Content-Length", "0"), ("Connection", "close")])
-        return []
+        return drop_connection(environ, start_response, "emulator")
+
+
+def drop_connection(environ, start_response, who: str):
+    """Close the client's socket without answering (a fault rule's ``drop``)."""
+    sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+    if sock is None:
+        raise ConnectionDropped(f"{who} dropped the connection (fault rule)")
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    # The server's attempt to write these headers fails on the closed socket (EPIPE), which
+    # both werkzeug and gunicorn treat as a client disconnect.
+    start_response("500 Dropped", [("Content-Length", "0"), ("Connection", "close")])
+    return []

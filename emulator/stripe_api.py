@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -29,7 +28,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from .faults import ConnectionDropped, Faults
+from .faults import Faults, drop_connection
 from .model import ApiError
 from .stripe_store import StripeError, StripeStore, list_object, new_id
 
@@ -142,17 +141,7 @@ class ApiMiddleware:
 
     @staticmethod
     def _drop(environ, start_response):
-        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
-        if sock is None:
-            raise ConnectionDropped("stripe fake dropped the connection (fault rule)")
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        # As in emulator/faults.py: writing the headers fails on the closed socket (EPIPE),
-        # which werkzeug and gunicorn both treat as a client disconnect.
-        start_response("500 Dropped", [("Content-Length", "0"), ("Connection", "close")])
-        return []
+        return drop_connection(environ, start_response, "stripe fake")
 
 
 def read_params(allowed: tuple = (), expandable: tuple = ()) -> tuple[dict, list[str]]:
