@@ -9,6 +9,7 @@ launcher exits non-zero.
 Launcher variables (the app's own ``KB_*`` settings pass through unchanged):
 ``PORT`` (8000), ``KRATY_EMULATOR_PORT`` (8100), ``KB_INSTANCE_DIR`` (``instance/``: the SQLite file,
 the Redis data, a catalog copy when the emulator port is not 8100), ``KB_WEB_WORKERS`` (2).
+Unless set, ``KB_STRIPE_API_BASE`` points at the emulator's Stripe fake (``<emulator>/stripe``).
 """
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
+from config.embedded_banner import READY_LINE, banner  # noqa: F401  (READY_LINE: callers read it here)
 from config.settings import ROOT, SettingsError, load_settings
 
 HOST = "127.0.0.1"
 EXAMPLE_EMULATOR_URL = "http://127.0.0.1:8100"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
-READY_LINE = "kraty-bridge ready"
 # Read by the launcher only (the README documents them beside the KB_* settings).
 LAUNCHER_VARIABLES = ("PORT", "KRATY_EMULATOR_PORT", "KB_INSTANCE_DIR", "KB_WEB_WORKERS")
 
@@ -94,6 +95,8 @@ def child_environment(environ, instance: Path, emulator_port: int) -> dict:
         copy = catalog_for_port(instance, emulator_port)
         if copy:
             env["KB_CATALOG"] = copy
+    if not env.get("KB_STRIPE_API_BASE"):
+        env["KB_STRIPE_API_BASE"] = f"http://{HOST}:{emulator_port}/stripe"  # the emulator's Stripe fake
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -251,25 +254,10 @@ class Launcher:
             if time.monotonic() > deadline:
                 raise LaunchError(f"not ready after {READY_TIMEOUT:.0f} s; stopping")
             self._sleep(0.2)
-        return {"app": app_url, "emulator": emulator_url}
+        return {"app": app_url, "emulator": emulator_url, "stripe": settings.stripe_api_base}
 
     def announce(self, urls: dict) -> None:
-        app_url, emulator_url = urls["app"], urls["emulator"]
-        print(f"""
-{READY_LINE}: {app_url}
-  app        {app_url}
-  readiness  {app_url}/readyz
-  emulator   {emulator_url}   (Kraty stand-in; admin API under /_emulator)
-
-Fulfil a sample order through the AccelByte-compatible API:
-  curl -X PUT {app_url}/platform/v2/admin/namespaces/demo/users/player-1/fulfillments/order-1001 \\
-    -H 'Authorization: Bearer demo-storefront-token' -H 'Content-Type: application/json' \\
-    -d '{{"items":[{{"itemSku":"starter_pack","quantity":1}}]}}'
-See what the player got:
-  curl {emulator_url}/_emulator/players/demo/player-1
-
-Ctrl-C stops everything.
-""", flush=True)
+        print(banner(urls), flush=True)
 
     def stop(self) -> None:
         """Web and worker first (a worker finishes its job while Kraty still answers), then the emulator."""

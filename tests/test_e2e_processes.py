@@ -1,4 +1,5 @@
-"""End to end with real processes: gunicorn serving the app, an RQ worker, the Kraty emulator."""
+"""End to end with real processes: gunicorn serving the app, an RQ worker, the Kraty emulator (which also
+serves the Stripe fake under /stripe)."""
 from __future__ import annotations
 
 import os
@@ -9,10 +10,15 @@ import sys
 
 import pytest
 import requests
+from sqlalchemy import create_engine, select
 
 from config.settings import ROOT
+from middleware.ledger.models import Fulfilment
 
 from .helpers import AUTH, fulfil_path, poll
+from .stripe_fake import StripeFake
+from .stripe_support import PATH as STRIPE_PATH
+from .stripe_support import body_of, charge, completed, event, sign
 
 
 def free_port() -> int:
@@ -58,6 +64,7 @@ def stack(tmp_path, database_url, redis_url, clean):
     catalog = tmp_path / "catalog.toml"
     catalog.write_text((ROOT / "config/examples/catalog.toml").read_text().replace("http://127.0.0.1:8100", kraty))
     env = dict(os.environ, KB_DATABASE_URL=database_url, KB_REDIS_URL=redis_url, KB_CATALOG=str(catalog),
+               KB_STRIPE_API_BASE=f"{kraty}/stripe",
                KB_RETRY_BASE_SECONDS="0.2", KB_RETRY_MAX_DELAY_SECONDS="0.5", KB_LOG_LEVEL="INFO",
                PYTHONPATH=str(ROOT))
     procs = Processes()
@@ -105,3 +112,45 @@ def test_order_through_gunicorn_worker_and_emulator(stack):
     assert player["wallet"]["gems"] == 200 + 1000
     ledger = requests.get(f"{kraty}/_emulator/ledger", params={"player": "p-e2e"}, timeout=5).json()["entries"]
     assert len([e for e in ledger if e["sourceRefId"] == "e2e-2"]) == 1
+
+
+def _player(kraty: str, player: str) -> dict:
+    body = requests.get(f"{kraty}/_emulator/players/demo/{player}", timeout=5).json()
+    return body.get("data", body)
+
+
+def _post_signed(web: str, ev: dict) -> requests.Response:
+    body = body_of(ev)
+    return requests.post(web + STRIPE_PATH, data=body, timeout=10,
+                         headers={"Content-Type": "application/json", "Stripe-Signature": sign(body)})
+
+
+def test_stripe_purchase_and_refund_through_gunicorn_worker_and_emulator(stack, database_url):
+    """The worker fetches the session's line items from the emulator's Stripe fake (KB_STRIPE_API_BASE)."""
+    web, kraty = stack
+    fake = StripeFake(f"{kraty}/stripe")
+    session = fake.session(client_reference_id="p-stripe", line_items=[{"price": "price_gems_100", "quantity": 2}])
+    engine = create_engine(database_url)
+
+    def state():
+        with engine.connect() as connection:
+            return connection.scalar(select(Fulfilment.state).where(
+                Fulfilment.source == "stripe", Fulfilment.transaction_id == session["id"]))
+
+    try:
+        r = _post_signed(web, completed({k: v for k, v in session.items() if k != "line_items"}))
+        assert r.status_code == 200 and r.json()["duplicate"] is False, r.text
+        poll(lambda: _player(kraty, "p-stripe").get("wallet", {}).get("gems") == 200 and state() == "FULFILLED",
+             timeout=30, interval=0.2, what="the Stripe purchase to be granted")
+        assert any(call["path"] == f"/v1/checkout/sessions/{session['id']}" for call in fake.requests())
+
+        total = session["amount_total"]
+        r = _post_signed(web, event("charge.refunded", charge(session["payment_intent"], total, total)))
+        assert r.status_code == 200, r.text
+        poll(lambda: _player(kraty, "p-stripe").get("wallet", {}).get("gems") == 0 and state() == "REVOKED",
+             timeout=30, interval=0.2, what="the Stripe refund to be taken back")
+        ledger = requests.get(f"{kraty}/_emulator/ledger", params={"player": "p-stripe"}, timeout=5).json()["entries"]
+        assert sorted(e["kind"] for e in ledger) == ["credit", "debit"]
+    finally:
+        engine.dispose()
+        fake.http.close()

@@ -16,7 +16,10 @@ import pytest
 import requests
 
 from config import embedded
+from config.embedded_banner import banner
 from config.settings import ROOT
+
+from .helpers import poll
 
 README_ORDER = {"items": [{"itemSku": "starter_pack", "quantity": 1}]}
 README_HEADERS = {"Authorization": "Bearer demo-storefront-token", "Content-Type": "application/json"}
@@ -119,6 +122,19 @@ def test_make_run_fulfils_the_readme_order_and_stops_everything(launched):
     assert player["wallet"] == {"gems": 200}
     assert player["inventory"] == {"sword": 1, "shield": 1}
 
+    # The banner's Stripe demo: the launcher pointed KB_STRIPE_API_BASE at the emulator's Stripe fake.
+    emulator_url = f"http://127.0.0.1:{stack.emulator_port}"
+    assert f"stripe     {emulator_url}/stripe" in stack.output
+    demo = subprocess.run([sys.executable, "-m", "emulator.stripe_demo", "--bridge", app, "--emulator", emulator_url,
+                           "--player", "player-2"], check=False, cwd=ROOT, capture_output=True, text=True,
+                          timeout=30)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+
+    def gems():
+        body = requests.get(f"{emulator_url}/_emulator/players/demo/player-2", timeout=5).json()
+        return body.get("data", body).get("wallet", {}).get("gems") == 200
+    poll(gems, timeout=30, interval=0.2, what="the Stripe purchase to reach the wallet")
+
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=30) == 0, stack.output
     assert not still_running(procs), stack.output
@@ -156,6 +172,23 @@ def test_the_catalog_follows_the_emulator_port(tmp_path):
     assert "KB_CATALOG" not in embedded.child_environment({}, tmp_path, 8100)
     mine = embedded.child_environment({"KB_CATALOG": "mine.toml", "KB_DATABASE_URL": "sqlite:///x.db"}, tmp_path, 8123)
     assert mine["KB_CATALOG"] == "mine.toml" and mine["KB_DATABASE_URL"] == "sqlite:///x.db"
+
+
+def test_stripe_calls_go_to_the_emulators_fake_unless_set(tmp_path):
+    assert embedded.child_environment({}, tmp_path, 8123)["KB_STRIPE_API_BASE"] == "http://127.0.0.1:8123/stripe"
+    assert embedded.child_environment({"KB_STRIPE_API_BASE": ""}, tmp_path, 8100)["KB_STRIPE_API_BASE"] == \
+        "http://127.0.0.1:8100/stripe"
+    mine = embedded.child_environment({"KB_STRIPE_API_BASE": "https://api.stripe.com"}, tmp_path, 8123)
+    assert mine["KB_STRIPE_API_BASE"] == "https://api.stripe.com"
+
+
+def test_the_banner_shows_the_stripe_api_and_the_demo_only_for_the_fake():
+    urls = {"app": "http://127.0.0.1:8000", "emulator": "http://127.0.0.1:8100"}
+    text = banner(dict(urls, stripe="http://127.0.0.1:8100/stripe"))
+    assert "stripe     http://127.0.0.1:8100/stripe" in text
+    assert ("-m emulator.stripe_demo --bridge http://127.0.0.1:8000 --emulator http://127.0.0.1:8100" in text)
+    text = banner(dict(urls, stripe="https://api.stripe.com"))
+    assert "stripe     https://api.stripe.com" in text and "stripe_demo" not in text
 
 
 def test_bad_configuration_is_reported_before_anything_starts(tmp_path):

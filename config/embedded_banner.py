@@ -1,0 +1,41 @@
+"""What ``make run`` (config/embedded.py) prints once the stack answers: the URLs and how to try it."""
+from __future__ import annotations
+
+import os
+import sys
+
+from config.settings import ROOT
+
+READY_LINE = "kraty-bridge ready"
+
+
+def python_command() -> str:
+    """This interpreter, as a path to type in the repository (``.venv/bin/python`` under ``make run``)."""
+    path = os.path.abspath(sys.executable)
+    return os.path.relpath(path, ROOT) if path.startswith(f"{ROOT}{os.sep}") else path
+
+
+def banner(urls: dict) -> str:
+    """``urls``: ``app``, ``emulator`` and ``stripe`` (the KB_STRIPE_API_BASE the processes got)."""
+    app_url, emulator_url, stripe_url = urls["app"], urls["emulator"], urls["stripe"]
+    fake = stripe_url == f"{emulator_url}/stripe"
+    text = f"""
+{READY_LINE}: {app_url}
+  app        {app_url}
+  readiness  {app_url}/readyz
+  emulator   {emulator_url}   (Kraty stand-in; admin API under /_emulator)
+  stripe     {stripe_url}   ({"Stripe API fake; admin API under /stripe/_stripe" if fake else "KB_STRIPE_API_BASE"})
+
+Fulfil a sample order through the AccelByte-compatible API:
+  curl -X PUT {app_url}/platform/v2/admin/namespaces/demo/users/player-1/fulfillments/order-1001 \\
+    -H 'Authorization: Bearer demo-storefront-token' -H 'Content-Type: application/json' \\
+    -d '{{"items":[{{"itemSku":"starter_pack","quantity":1}}]}}'
+See what the player got:
+  curl {emulator_url}/_emulator/players/demo/player-1
+"""
+    if fake:
+        text += f"""
+Try a Stripe purchase (a signed checkout.session.completed to {app_url}/webhooks/stripe/demo):
+  {python_command()} -m emulator.stripe_demo --bridge {app_url} --emulator {emulator_url}
+"""
+    return text + "\nCtrl-C stops everything.\n"
