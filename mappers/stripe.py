@@ -109,6 +109,12 @@ class LineItemSchema(_Lenient):
     price = fields.Nested(PriceSchema, required=True)
 
 
+# one instance each (pure objects; marshmallow keeps no state between loads): building one per call
+# costs more than the load itself on the webhook's hot path
+EVENT, SESSION, PAYMENT_INTENT = EventSchema(), CheckoutSessionSchema(), PaymentIntentSchema()
+CHARGE, DISPUTE, LINE_ITEMS = ChargeSchema(), DisputeSchema(), LineItemSchema(many=True)
+
+
 @dataclass(frozen=True)
 class Event:
     id: str
@@ -125,7 +131,7 @@ def parse_event(payload) -> Event:
     """A Stripe event envelope; raises ValidationError if it is not one."""
     if not isinstance(payload, dict):
         raise ValidationError("a Stripe event is a JSON object")
-    data = EventSchema().load(payload)
+    data = EVENT.load(payload)
     obj = data["data"].get("object")
     if not isinstance(obj, dict):
         raise ValidationError({"data": {"object": ["missing or not an object"]}})
@@ -158,7 +164,7 @@ def player_of(session: dict, metadata_key: str) -> str | None:
 
 
 def checkout_session(obj: dict) -> dict:
-    data = CheckoutSessionSchema().load(obj)
+    data = SESSION.load(obj)
     data["payment_intent"] = _ref(data["payment_intent"])
     return data
 
@@ -178,7 +184,7 @@ def purchase_from_session(session: dict, event: Event, metadata_key: str) -> Pur
 
 
 def payment_intent(obj: dict) -> dict:
-    return PaymentIntentSchema().load(obj)
+    return PAYMENT_INTENT.load(obj)
 
 
 def direct_sku(pi: dict) -> tuple[str, int] | None:
@@ -203,7 +209,7 @@ def purchase_from_payment_intent(pi: dict, event: Event, metadata_key: str) -> P
 
 def lines_from_line_items(items: list[dict]) -> list[dict]:
     """Checkout line items -> order lines naming the price id, product id and lookup key (tried in that order)."""
-    loaded = LineItemSchema(many=True).load(items)
+    loaded = LINE_ITEMS.load(items)
     return [{"store": SOURCE, "price": item["price"]["id"], "product": _ref(item["price"]["product"]),
              "lookup_key": item["price"]["lookup_key"], "quantity": item["quantity"],
              "description": item["description"]} for item in loaded]
@@ -211,7 +217,7 @@ def lines_from_line_items(items: list[dict]) -> list[dict]:
 
 def refund(obj: dict, event: Event) -> Reversal:
     """``charge.refunded``: ``amount_refunded`` is cumulative, so each new total is one refund, taken once."""
-    charge = ChargeSchema().load(obj)
+    charge = CHARGE.load(obj)
     pi = _ref(charge["payment_intent"]) or charge["id"]
     refunded = charge["amount_refunded"] or 0
     total = charge["amount"]
@@ -227,7 +233,7 @@ DISPUTE_KINDS = {"won": "dispute_won", "lost": "dispute_lost"}
 
 def dispute(obj: dict, event: Event) -> Reversal | None:
     """``charge.dispute.created`` -> opened; ``charge.dispute.closed`` -> won or lost (others: None)."""
-    data = DisputeSchema().load(obj)
+    data = DISPUTE.load(obj)
     if event.type == DISPUTE_CREATED:
         kind, what = "dispute_opened", "opened"
     else:

@@ -45,3 +45,17 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
     for leg in memory["legs"]:
         assert leg["fulfilled"] == leg["orders"] and leg["errors"] == 0
         assert all(_positive(leg[k]) for k in ("rss_at_half_mb", "rss_at_end_mb", "peak_mb"))
+
+    stripe = json.loads((tmp_path / "stripe.json").read_text())
+    assert stripe["correct"] is True
+    for run in stripe["configs"]:
+        for side in ("bare", "app"):
+            assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
+        assert run["app"]["errors"] == 0 and run["app"]["wrapped"] == 0   # every app request a new event
+        assert _positive(run["duplicates"]["rps"]) and run["duplicates"]["errors"] == 0
+        check = run["correctness"]
+        assert check["ok"], check["problems"]
+        assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
+        assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
+        assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
+    assert _positive(stripe["best"]["ratio"])

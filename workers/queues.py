@@ -58,8 +58,10 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
     job_id = f"event-{inbound_event_id}-{attempt}"
     if attempt and is_waiting(redis, job_id):
         return job_id
-    queue(redis).enqueue("workers.events.handle", inbound_event_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                         result_ttl=600, failure_ttl=7 * 86400)
+    with redis.pipeline() as pipe:  # one round trip: the job's hash and its place in the queue
+        queue(redis).enqueue("workers.events.handle", inbound_event_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
+                             result_ttl=600, failure_ttl=7 * 86400, pipeline=pipe)
+        pipe.execute()
     return job_id
 
 

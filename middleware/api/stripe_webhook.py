@@ -100,12 +100,10 @@ def receive(namespace: str | None):
                                                    "(allow_sandbox is false)")
     outcome = "pending" if event.type in m.HANDLED else "ignored"
     svc = services()
-    with svc.session() as session:
-        event_id = repo.insert_event(session, source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
-                                     namespace=game.namespace, content_type=request.content_type, raw_body=raw,
-                                     outcome=outcome, event_type=event.type,
-                                     detail=None if outcome == "pending" else "event type not acted on")
-        session.commit()
+    event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
+                                 namespace=game.namespace, content_type=request.content_type, raw_body=raw,
+                                 outcome=outcome, event_type=event.type,
+                                 detail=None if outcome == "pending" else "event type not acted on")
     if event_id is not None and outcome == "pending":
         try:
             enqueue_event(svc.redis, event_id)

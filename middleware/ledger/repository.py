@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
 from . import states
@@ -83,14 +84,20 @@ def dialect_insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def insert_event(session: Session, **values) -> int | None:
-    """Insert an inbound event in one statement; its id, or None if (source, provider event id) exists."""
-    insert = dialect_insert(session)
+_EVENT_INSERT = {name: insert(InboundEvent.__table__)
+                 .on_conflict_do_nothing(index_elements=["source", "provider_event_id"])
+                 .returning(InboundEvent.__table__.c.id)
+                 for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+
+
+def insert_event(engine: Engine, **values) -> int | None:
+    """Record an inbound event in its own transaction, committed on return: one prebuilt statement on a
+    pooled connection (the hot path of every store webhook). Its id, or None if (source, provider
+    event id) is already there."""
     values.setdefault("received_at", utcnow())
     values["content_type"] = (values.get("content_type") or "")[:128] or None
-    return session.execute(insert(InboundEvent).values(**values)
-                           .on_conflict_do_nothing(index_elements=["source", "provider_event_id"])
-                           .returning(InboundEvent.id)).scalar_one_or_none()
+    with engine.begin() as connection:
+        return connection.execute(_EVENT_INSERT[connection.dialect.name], values).scalar_one_or_none()
 
 
 def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:
