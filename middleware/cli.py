@@ -7,6 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from config.storefronts import hash_token, new_token
 from middleware.ledger import migrate
+from middleware.events_cli import events
 from middleware.orders_cli import orders
 from middleware.services import services
 
@@ -55,3 +56,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(storefronts)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(orders)
+    app.cli.add_command(events)

@@ -39,3 +39,29 @@ def test_bad_references_and_options_fail_clearly(runner):
     assert runner.invoke(args=["orders", "revoke", "nope"]).exit_code != 0            # --reason is required
     assert runner.invoke(args=["orders", "list", "--state", "WHATEVER"]).exit_code != 0
     assert runner.invoke(args=["orders", "list", "--limit", "0"]).exit_code != 0
+
+
+def test_events_list_and_replay(client, runner, redis, services, stripe_fake):
+    from .stripe_support import event, inbound
+    pi = stripe_fake.payment_intent(amount=100, metadata={"kraty_sku": "gems_100", "kraty_quantity": "many",
+                                                          "player_id": "player-1"})
+    ev = event("payment_intent.succeeded", pi)
+    post(client, ev)
+    drain(redis)
+    [(_, outcome, _)] = inbound(services, ev["id"])
+    assert outcome == "failed"
+    listed = runner.invoke(args=["events", "list", "--outcome", "failed"])
+    assert listed.exit_code == 0 and ev["id"] in listed.output and "kraty_quantity" in listed.output
+    event_id = listed.output.split()[0]
+    replayed = runner.invoke(args=["events", "replay", event_id])
+    assert replayed.exit_code == 0 and "replayed" in replayed.output
+    assert inbound(services, ev["id"])[0][1] == "pending"
+    drain(redis)
+    assert inbound(services, ev["id"])[0][1] == "failed"  # the metadata is still wrong: failed again, visibly
+    assert runner.invoke(args=["events", "replay", "999999"]).exit_code != 0
+    ignored = post(client, event("customer.created", {"id": "cus_1"}))
+    assert ignored.status_code == 200
+    ignored_id = runner.invoke(args=["events", "list", "--outcome", "ignored"]).output.split()[0]
+    refused = runner.invoke(args=["events", "replay", ignored_id])
+    assert refused.exit_code != 0 and "nothing to handle" in refused.output
+    assert runner.invoke(args=["events", "list", "--outcome", "nope"]).exit_code != 0
