@@ -4,7 +4,10 @@
 marshmallow schemas of ``config.catalog_schema`` plus the cross-product checks below, and returns an
 immutable, hashable ``Catalog`` whose lookups (by SKU, AccelByte item id, store product id) are
 dictionaries built once at load. Every problem found is reported in one ``CatalogError``.
-A game's optional ``[stripe]`` table becomes ``Game.stripe`` (a ``config.stripe_config.StripeConfig``).
+A game's optional ``[stripe]`` table becomes ``Game.stripe`` (a ``config.stripe_config.StripeConfig``),
+its optional ``[app_store]`` table ``Game.app_store`` (a ``config.app_store_config.AppStoreConfig``; checked
+here rather than by ``GameSchema`` because its certificate files are read relative to the catalog file,
+and its bundle id must be unique across games).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from config.app_store_config import AppStoreConfig, load_app_store
 from config.catalog_schema import (
     INT32_MAX,
     SUPPORTED_TYPES,
@@ -28,7 +32,8 @@ from config.catalog_schema import (
 from config.stripe_config import StripeConfig
 
 __all__ = [
-    "Catalog", "CatalogError", "Component", "FrozenMap", "Game", "Grant", "Product", "StripeConfig", "load_catalog",
+    "AppStoreConfig", "Catalog", "CatalogError", "Component", "FrozenMap", "Game", "Grant", "Product", "StripeConfig",
+    "load_catalog",
 ]
 
 
@@ -106,6 +111,7 @@ class Game:
     negative_balance_policy: str  # "fail" | "allow_negative"
     products: FrozenMap = field(repr=False)  # sku -> Product, file order
     stripe: StripeConfig | None = None  # the [stripe] table; None: the game takes no Stripe events
+    app_store: AppStoreConfig | None = None  # the [app_store] table; None: the game takes no App Store data
     _by_item_id: dict = field(init=False, repr=False, compare=False)
     _by_store_id: dict = field(init=False, repr=False, compare=False)
 
@@ -136,11 +142,23 @@ class Catalog:
         """The games with a ``[stripe]`` table, in file order."""
         return [game for game in self.games.values() if game.stripe is not None]
 
+    def app_store_games(self) -> list[Game]:
+        """The games with an ``[app_store]`` table, in file order."""
+        return [game for game in self.games.values() if game.app_store is not None]
+
+    def by_bundle_id(self, bundle_id: str) -> Game | None:
+        """The game whose ``[app_store]`` table has this bundle id (unique across games)."""
+        for game in self.games.values():
+            if game.app_store is not None and game.app_store.bundle_id == bundle_id:
+                return game
+        return None
+
 
 def load_catalog(path: str | os.PathLike) -> Catalog:
     """Read and validate a catalog TOML file; raise ``CatalogError`` listing every problem."""
     source = os.fspath(path)
     raw = read_toml(source, CatalogError)
+    raw, app_store_tables = _split_app_store(raw)
     problems: list[tuple[str, str]] = []
     try:
         data = CatalogSchema().load(raw)
@@ -148,14 +166,49 @@ def load_catalog(path: str | os.PathLike) -> Catalog:
         problems += flatten_errors(exc.messages)
         data = None
     problems += _check_references(raw)
+    app_store = _load_app_store(app_store_tables, os.path.dirname(os.path.abspath(source)), problems)
     if problems or data is None:
         raise CatalogError(source, problems)
     games = {}
     for namespace, game in data["games"].items():
-        games[namespace] = _build_game(namespace, game, problems)
+        games[namespace] = _build_game(namespace, game, problems, app_store.get(namespace))
     if problems:
         raise CatalogError(source, problems)
     return Catalog(games=FrozenMap(games), source=source)
+
+
+# ---------------------------------------------------------------- the [app_store] tables
+def _split_app_store(raw: Any) -> tuple[Any, dict[str, Any]]:
+    """The document without the games' ``app_store`` tables (copied, not changed), and those tables by namespace."""
+    games = raw.get("games") if isinstance(raw, dict) else None
+    if not isinstance(games, dict):
+        return raw, {}
+    tables = {ns: game["app_store"] for ns, game in games.items() if isinstance(game, dict) and "app_store" in game}
+    if not tables:
+        return raw, {}
+    rest = {ns: ({k: v for k, v in game.items() if k != "app_store"} if ns in tables else game)
+            for ns, game in games.items()}
+    return {**raw, "games": rest}, tables
+
+
+def _load_app_store(tables: dict[str, Any], base_dir: str, problems: list[tuple[str, str]]) -> dict[str, AppStoreConfig]:
+    """Each game's ``[app_store]`` table -> ``AppStoreConfig``; bundle ids must be unique across games."""
+    configs: dict[str, AppStoreConfig] = {}
+    owners: dict[str, str] = {}
+    for namespace, table in tables.items():
+        where = ("games", namespace, "app_store")
+        bundle_id = table.get("bundle_id") if isinstance(table, dict) else None
+        if isinstance(bundle_id, str) and bundle_id in owners:
+            problems.append((join_path(*where, "bundle_id"),
+                             (f"{bundle_id!r} is already the bundle_id of game {owners[bundle_id]} "
+                              "(a notification's bundleId picks the game, so each game needs its own)")))
+        elif isinstance(bundle_id, str):
+            owners[bundle_id] = namespace
+        config, found = load_app_store(table, base_dir, *where)
+        problems += found
+        if config is not None:
+            configs[namespace] = config
+    return configs
 
 
 # ---------------------------------------------------------------- cross-product checks (on the raw TOML)
@@ -229,7 +282,8 @@ def _find_cycles(edges: dict[str, list[tuple[int, str]]], base: tuple) -> list[t
 
 
 # ---------------------------------------------------------------- building the immutable objects
-def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]]) -> Game:
+def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]],
+                app_store: AppStoreConfig | None = None) -> Game:
     raw_products = data["products"]
     built: dict[str, Product] = {}
 
@@ -267,7 +321,7 @@ def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]]) -> 
     return Game(
         namespace=namespace, kraty_base_url=data["kraty_base_url"], server_key=data["server_key"],
         allow_sandbox=data["allow_sandbox"], negative_balance_policy=data["negative_balance_policy"],
-        products=FrozenMap(products), stripe=data.get("stripe"),
+        products=FrozenMap(products), stripe=data.get("stripe"), app_store=app_store,
     )
 
 

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from config.app_store_config import APPLE_ROOT_CA_G3_SHA256, parse_fingerprints
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +39,7 @@ class Settings:
     put_wait_seconds: float
     stripe_api_base: str
     stripe_tolerance_seconds: int
+    apple_root_sha256: frozenset[str]
     log_level: str
     log_json: bool
 
@@ -85,6 +88,10 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                             "point it at a local fake")),
     "KB_STRIPE_TOLERANCE_SECONDS": ("stripe_tolerance_seconds", int, 300,
                                     "How old (or how far in the future) a Stripe-Signature timestamp may be"),
+    "KB_APPLE_ROOT_SHA256": ("apple_root_sha256", str, APPLE_ROOT_CA_G3_SHA256,
+                             ("Comma-separated SHA-256 fingerprints (hex) of the root certificates Production App Store "
+                              "data may chain to; a game taking Production data must list one of them in its "
+                              "app_store.root_certificates, or the app does not start. Default: Apple Root CA - G3")),
     "KB_LOG_LEVEL": ("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "KB_LOG_JSON": ("log_json", bool, True, "JSON log lines (true) or plain text (false)"),
 }
@@ -128,4 +135,8 @@ def load_settings(environ=None, **overrides) -> Settings:
     if not re.match(r"https?://[^\s/]+", values["stripe_api_base"]):
         raise SettingsError(f"KB_STRIPE_API_BASE: expected an http:// or https:// URL, got {values['stripe_api_base']!r}")
     values["stripe_api_base"] = values["stripe_api_base"].rstrip("/")
+    try:
+        values["apple_root_sha256"] = parse_fingerprints(values["apple_root_sha256"])
+    except ValueError as exc:
+        raise SettingsError(f"KB_APPLE_ROOT_SHA256: {exc}") from None
     return Settings(**values)

@@ -14,6 +14,10 @@ class Purchase:
     lookup: str | None = None        # what to fetch from the store before the lines are known
     payment_ref: str | None = None   # the payment refunds and disputes will name (a PaymentIntent id)
     detail: dict = field(default_factory=dict)
+    # (kind, value) ids a studio's receipt may link to a player (player_links), most specific first;
+    # the first is the purchase's own id. ``player_key``: the id a held order is found by when linked.
+    player_keys: tuple[tuple[str, str], ...] = ()
+    player_key: str | None = None
 
 
 @dataclass(frozen=True)
