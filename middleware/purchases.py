@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from config.catalog import Game
 from mappers.canonical import Purchase
 from mappers.canonical import Reversal as ReversalNotice
 
-from . import actions, engine, reversals
+from . import actions, engine, player_links, reversals
 from .changes import PLAYER_UNRESOLVED
 from .ledger import repository as repo
 from .ledger import states
@@ -48,11 +48,11 @@ def lock_payment_ref(session: Session, source: str, ref: str) -> PaymentRef:
                            .with_for_update()).one()
 
 
-def _new_order(game: Game, p: Purchase, actor: str) -> Fulfilment:
+def _new_order(game: Game, p: Purchase, player_id: str | None, actor: str) -> Fulfilment:
     now = utcnow()
     items = build_items([resolve_line(game, line) for line in p.lines])
-    f = Fulfilment(namespace=game.namespace, source=p.source, transaction_id=p.transaction_id,
-                   player_id=p.player_id, environment=p.environment, state=states.RECEIVED,
+    f = Fulfilment(namespace=game.namespace, source=p.source, transaction_id=p.transaction_id, player_key=p.player_key,
+                   player_id=player_id, environment=p.environment, state=states.RECEIVED,
                    request_hash=request_hash(p.lines), lines=p.lines, items=items, lookup=p.lookup,
                    created_at=now, updated_at=now, state_changed_at=now)
     f.history.append(HistoryEntry(at=now, actor=actor, from_state=None, to_state=states.RECEIVED,
@@ -60,41 +60,87 @@ def _new_order(game: Game, p: Purchase, actor: str) -> Fulfilment:
     return f
 
 
-def record_purchase(svc: Services, game: Game, p: Purchase, actor: str) -> Recorded:
-    """Create the order (once) and attempt it; a payment already fulfilled as another order is not."""
+class OtherPlayer(Exception):
+    """A receipt for a purchase that is another player's."""
+
+    def __init__(self, fulfilment_id: str | None, message: str):
+        super().__init__(message)
+        self.fulfilment_id = fulfilment_id
+
+
+def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, receipt_player: str | None = None) -> Recorded:
+    """Create the order (once) and attempt it; a payment already fulfilled as another order is not.
+
+    ``receipt_player``: a studio backend says the purchase is this player's (a receipt): its ids are
+    linked to the player, an order held without a player is given it, and a purchase that is another
+    player's raises OtherPlayer (nothing changes).
+    """
+    give_player = None
     with svc.session() as session:
         ref = lock_payment_ref(session, p.source, p.payment_ref) if p.payment_ref else None
+        if receipt_player is not None:
+            taken = player_links.link(session, game.namespace, p.source, receipt_player, list(p.player_keys[:1]))
+            if taken:
+                session.rollback()
+                raise OtherPlayer(ref.fulfilment_id if ref else None, f"{p.source} purchase {p.transaction_id} was "
+                                                                      "redeemed by another player")
+            player_links.link(session, game.namespace, p.source, receipt_player, list(p.player_keys[1:]))
+        existing = None
         if ref is not None and ref.fulfilment_id is not None:
-            other = session.get(Fulfilment, ref.fulfilment_id)
-            if other.namespace != game.namespace or other.transaction_id != p.transaction_id:
-                return Recorded("duplicate_payment", other.id,
-                                f"payment {p.payment_ref} was already fulfilled as {other.transaction_id}")
-            return Recorded("duplicate", other.id)
-        existing = repo.find(session, game.namespace, p.source, p.transaction_id)
+            existing = session.get(Fulfilment, ref.fulfilment_id)
+            if existing.namespace != game.namespace or existing.transaction_id != p.transaction_id:
+                return Recorded("duplicate_payment", existing.id,
+                                f"payment {p.payment_ref} was already fulfilled as {existing.transaction_id}")
+        existing = existing or repo.find(session, game.namespace, p.source, p.transaction_id)
         if existing is not None:
-            return Recorded("duplicate", existing.id)
-        f = _new_order(game, p, actor)
-        try:
-            with session.begin_nested():
-                session.add(f)
-        except IntegrityError:  # recorded meanwhile by a purchase without a payment ref to lock
-            session.rollback()
-            return Recorded("duplicate", None)
-        if ref is not None:
-            ref.fulfilment_id = f.id
-            reversals.link_waiting(session, p.source, p.payment_ref, f.id)
-        if f.player_id is None:
-            repo.set_state(f, states.FULFILL_FAILED, actor, {"error": PLAYER_UNRESOLVED},
-                           reason=f"{PLAYER_UNRESOLVED}: {p.detail.get('player_hint') or 'no player named'}")
-        reversals.apply_pending(session, f, game, actor)
-        session.commit()
-        fulfilment_id, state = f.id, f.state
+            if receipt_player is not None and existing.player_id not in (None, receipt_player):
+                session.rollback()
+                raise OtherPlayer(existing.id, f"{p.source} purchase {p.transaction_id} belongs to another player")
+            give_player = receipt_player if existing.player_id is None else None
+            session.commit()
+            fulfilment_id = existing.id
+        else:
+            player_id = receipt_player or p.player_id or player_links.find_player(session, p.source,
+                                                                                 list(p.player_keys))
+            f = _new_order(game, p, player_id, actor)
+            try:
+                with session.begin_nested():
+                    session.add(f)
+            except IntegrityError:  # recorded meanwhile by a purchase without a payment ref to lock
+                session.rollback()
+                return Recorded("duplicate", None)
+            if ref is not None:
+                ref.fulfilment_id = f.id
+                reversals.link_waiting(session, p.source, p.payment_ref, f.id)
+            if f.player_id is None:
+                repo.set_state(f, states.FULFILL_FAILED, actor, {"error": PLAYER_UNRESOLVED},
+                               reason=f"{PLAYER_UNRESOLVED}: {p.detail.get('player_hint') or 'no player named'}")
+            reversals.apply_pending(session, f, game, actor)
+            session.commit()
+            fulfilment_id, state = f.id, f.state
+    if existing is not None:
+        if give_player is not None:  # held as player_unresolved: the receipt names the player
+            state = actions.run(svc, fulfilment_id, actor, actions.RETRY, player_id=give_player)
+            return Recorded("player_attached", fulfilment_id, state or "")
+        return Recorded("duplicate", fulfilment_id)
     log.info("order %s recorded from %s %s: %s", fulfilment_id, p.source, p.transaction_id, state)
     if state in states.ACTIVE:
         outcome = engine.attempt_fulfil(svc, fulfilment_id, actor) if state != states.REVOKING else \
             engine.attempt_revoke(svc, fulfilment_id, actor)
         actions.schedule_retry(svc, fulfilment_id, outcome)
     return Recorded("created", fulfilment_id, state)
+
+
+def release_held(svc: Services, game: Game, source: str, player_id: str, keys: list[str], actor: str) -> list[str]:
+    """Orders held as player_unresolved that one of ``keys`` names: given the player and fulfilled."""
+    with svc.session() as session:
+        ids = session.scalars(select(Fulfilment.id).where(
+            Fulfilment.namespace == game.namespace, Fulfilment.source == source, Fulfilment.player_id.is_(None),
+            Fulfilment.state == states.FULFILL_FAILED,
+            or_(Fulfilment.transaction_id.in_(keys), Fulfilment.player_key.in_(keys)))).all()
+    for fulfilment_id in ids:
+        actions.run(svc, fulfilment_id, actor, actions.RETRY, player_id=player_id)
+    return list(ids)
 
 
 def record_reversal(svc: Services, notice: ReversalNotice, namespace: str | None, actor: str) -> Recorded:

@@ -27,7 +27,8 @@ REFUND = "refund"
 DISPUTE_OPENED = "dispute_opened"
 DISPUTE_LOST = "dispute_lost"
 DISPUTE_WON = "dispute_won"
-KINDS = (REFUND, DISPUTE_OPENED, DISPUTE_LOST, DISPUTE_WON)
+REFUND_REVERSED = "refund_reversed"  # the store gave the money back to the studio: grant again
+KINDS = (REFUND, DISPUTE_OPENED, DISPUTE_LOST, DISPUTE_WON, REFUND_REVERSED)
 
 PENDING, APPLIED, IGNORED = "pending", "applied", "ignored"
 
@@ -116,6 +117,16 @@ def _dispute(session: Session, f: Fulfilment, r: Reversal, rules: Policy, actor:
     return "given back"
 
 
+def _refund_reversed(f: Fulfilment, r: Reversal, actor: str) -> str | None:
+    """Give back everything the order's refund took (a new cycle: new idempotency keys)."""
+    if f.state == states.REVOKING:
+        return None  # the take-back is still settling
+    if f.state != states.REVOKED:
+        return f"nothing to give back: the order is {f.state}"
+    apply_regrant(f, actor, {}, f"{r.source} refund reversed")
+    return "given back"
+
+
 def apply_pending(session: Session, f: Fulfilment, game: Game, actor: str) -> int:
     """Apply the order's pending reversals in arrival order (caller holds the lease). Returns how many."""
     rows = list(session.scalars(select(Reversal).where(Reversal.fulfilment_id == f.id, Reversal.state == PENDING)
@@ -123,7 +134,12 @@ def apply_pending(session: Session, f: Fulfilment, game: Game, actor: str) -> in
     applied = 0
     for r in rows:
         rules = policy(game, r.source)
-        outcome = _refund(f, r, rules, actor) if r.kind == REFUND else _dispute(session, f, r, rules, actor)
+        if r.kind == REFUND:
+            outcome = _refund(f, r, rules, actor)
+        elif r.kind == REFUND_REVERSED:
+            outcome = _refund_reversed(f, r, actor)
+        else:
+            outcome = _dispute(session, f, r, rules, actor)
         if outcome is None:
             continue  # not yet: it stays pending
         r.state = IGNORED if outcome.startswith(("ignored", "nothing", "already")) else APPLIED

@@ -13,13 +13,13 @@ from marshmallow import ValidationError
 from middleware import actions
 from middleware.ledger.models import InboundEvent, utcnow
 from middleware.services import Services, services
-from middleware.stores import stripe_events
+from middleware.stores import app_store_events, stripe_events
 
 from . import runtime
 
 log = logging.getLogger(__name__)
 
-HANDLERS = {"stripe": stripe_events.handle_recorded}
+HANDLERS = {"stripe": stripe_events.handle_recorded, "app_store": app_store_events.handle_recorded}
 PENDING = "pending"
 
 

@@ -47,7 +47,8 @@ def error_response(status: int, code, message: str, variables: dict | None = Non
 HTTP_CODES = {400: UNPARSEABLE, 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND, 405: VALIDATION,
               413: TOO_LARGE, 415: UNSUPPORTED_MEDIA}
 HTTP_NAMES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+              422: "validation_failed"}
 
 
 def register(app: Flask) -> None:
@@ -59,6 +60,9 @@ def register(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         status = exc.code or 500
         code = HTTP_CODES.get(status, UNAVAILABLE) if _platform() else HTTP_NAMES.get(status, f"http_{status}")
+        messages = (getattr(exc, "data", None) or {}).get("messages")  # webargs' field errors (flask-smorest)
+        if messages:
+            return error_response(status, code, "the request does not validate", {"fields": messages})
         return error_response(status, code, exc.description or exc.name)
 
     @app.errorhandler(OperationalError)

@@ -96,6 +96,8 @@ class Fulfilment(Base):
     # what must be fetched from the store before the lines are known (e.g. "stripe:checkout_session")
     lookup: Mapped[str | None] = mapped_column(String(64))
     attention: Mapped[str | None] = mapped_column(Text)  # why ops should look at this order (partial refund...)
+    # a store id through which a studio's receipt can name the player later (App Store original transaction...)
+    player_key: Mapped[str | None] = mapped_column(String(255), index=True)
     version: Mapped[int] = mapped_column(Integer)  # optimistic lock: a stale writer fails instead of overwriting
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -199,6 +201,36 @@ class Reversal(Base):
     fulfilment_id: Mapped[str | None] = mapped_column(ForeignKey("fulfilments.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """A key for our own ``/v1`` APIs: a name, a role, optionally the games it may touch; only its hash is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    namespaces: Mapped[list | None] = mapped_column(JSON)  # None: every game
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PlayerLink(Base):
+    """What a studio backend told us about a store purchase's player (a transaction, a token...):
+    how a notification that names no player finds one. Unique per (source, kind, value)."""
+
+    __tablename__ = "player_links"
+    __table_args__ = (UniqueConstraint("source", "kind", "value", name="uq_player_link"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))      # transaction | original_transaction | account_token | ...
+    value: Mapped[str] = mapped_column(String(255))
+    player_id: Mapped[str] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 def table_names_children_first() -> list[str]:

@@ -1,0 +1,79 @@
+"""``POST /webhooks/app-store``: App Store Server Notifications V2, verified with Apple's library.
+
+The notification (and its nested signed transaction) is verified first; its ``bundleId`` picks the
+game. It is then recorded once per ``notificationUUID`` and a worker acts on it. Apple retries any
+non-2xx: a verification Apple's OCSP responder could not finish (status 7) answers 503 so it does.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, request
+from redis.exceptions import RedisError
+
+from mappers import app_store as m
+from middleware.ledger import repository as repo
+from middleware.services import services
+from middleware.stores.app_store_verify import AppStoreVerificationError
+from workers.queues import enqueue_event
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("app_store_webhook", __name__)
+
+MAX_PAYLOAD = 64 * 1024
+
+
+def verification_failed(exc: AppStoreVerificationError, what: str) -> ApiError:
+    """malformed -> 400, retryable (OCSP unreachable) -> 503, not accepted -> 422, else -> 401."""
+    if exc.kind == "retryable":
+        return ApiError(503, "verification_unavailable", f"{what} could not be verified now; try again")
+    if exc.kind == "malformed":
+        return ApiError(400, "malformed_jws", str(exc))
+    if exc.kind == "not_accepted":
+        return ApiError(422, "not_accepted", str(exc))
+    return ApiError(401, "invalid_signature", str(exc))
+
+
+def _signed_payload() -> str:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "App Store notifications are application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("signedPayload"), str) or not body["signedPayload"]:
+        raise ApiError(400, "malformed_body", 'the body is not {"signedPayload": "<JWS>"}')
+    if len(body["signedPayload"]) > MAX_PAYLOAD:
+        raise ApiError(400, "malformed_body", "signedPayload is too long")
+    return body["signedPayload"]
+
+
+@bp.post("/webhooks/app-store")
+def receive():
+    signed = _signed_payload()
+    svc = services()
+    try:
+        verified = svc.app_store.notification(signed)
+    except AppStoreVerificationError as exc:
+        log.info("app store notification refused: %s (%s)", exc, exc.detail)
+        raise verification_failed(exc, "the notification") from None
+    notification = verified.notification
+    kind = notification.get("notificationType")
+    uuid = notification.get("notificationUUID")
+    if not isinstance(kind, str) or not isinstance(uuid, str) or not 0 < len(uuid) <= 128:
+        raise ApiError(400, "malformed_notification", "the notification has no notificationType / notificationUUID")
+    acts = kind in m.GRANT_TYPES or kind in m.REVERSAL_KINDS
+    if acts and verified.transaction is None:
+        raise ApiError(400, "malformed_notification", f"a {kind} notification carries data.signedTransactionInfo")
+    game = verified.game
+    outcome = "pending" if acts else "ignored"
+    detail = None if acts else ("TEST notification: nothing changes" if kind == m.TEST else f"{kind}: recorded")
+    event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=uuid, namespace=game.namespace,
+                                 content_type=request.content_type, raw_body=request.get_data(),
+                                 outcome=outcome, event_type=kind, detail=detail)
+    if event_id is not None and acts:
+        try:
+            enqueue_event(svc.redis, event_id)
+        except RedisError as exc:
+            log.warning("could not enqueue app store notification %s (%s); the reconciler will", uuid, exc)
+    return jsonify({"received": True, "notificationUUID": uuid, "duplicate": event_id is None,
+                    "environment": verified.environment, "outcome": outcome})

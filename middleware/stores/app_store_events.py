@@ -1,0 +1,31 @@
+"""What a verified, recorded App Store notification does: grant, take back, give back, or nothing.
+
+Runs in a worker (``workers/events.py``) after the webhook answered 2xx; the notification was
+verified (chain, signature, bundle, environment, nested transaction) before it was recorded.
+"""
+from __future__ import annotations
+
+import json
+
+from config.catalog import Game
+from mappers import app_store as m
+
+from ..purchases import record_purchase, record_reversal
+from ..services import Services
+from .app_store_verify import decode_recorded
+
+ACTOR = "app_store"
+
+
+def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
+    notification, transaction = decode_recorded(json.loads(raw_body)["signedPayload"])
+    what, notice = m.classify(notification, transaction, game.app_store.player_ids)
+    kind = notification.get("notificationType")
+    if what == m.GRANT:
+        recorded = record_purchase(svc, game, notice, ACTOR)
+    elif what == m.REVERSE:
+        recorded = record_reversal(svc, notice, game.namespace, ACTOR)
+    else:
+        return "processed", f"{kind}: recorded, nothing to change", None
+    detail = f"{kind}: {recorded.outcome}{': ' + recorded.detail if recorded.detail else ''}"
+    return "processed", detail, recorded.fulfilment_id
