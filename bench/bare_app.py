@@ -3,7 +3,8 @@
     gunicorn bench.bare_app:app      (served with exactly the settings the real app gets)
 
 - the fulfil PUT (``bench/ingest.py``);
-- the Stripe webhook POST (``bench/stripe_ingest.py``): reads the body, answers a small JSON 200.
+- the Stripe webhook POST (``bench/stripe_ingest.py``): reads the body, answers a small JSON 200;
+- the App Store notification POST (``bench/app_store_ingest.py``): the same.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask import Flask, request
 
 BODY = b'{"state":"FULFILLED"}'
 STRIPE_BODY = b'{"received":true}'
+APP_STORE_BODY = b'{"received":true}'
 
 app = Flask(__name__)
 
@@ -24,3 +26,9 @@ def fulfil(namespace, user_id, transaction_id):
 def stripe_event(namespace):
     request.get_data(cache=False)
     return STRIPE_BODY, 200, {"Content-Type": "application/json"}
+
+
+@app.post("/webhooks/app-store")
+def app_store_notification():
+    request.get_data(cache=False)
+    return APP_STORE_BODY, 200, {"Content-Type": "application/json"}

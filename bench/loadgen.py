@@ -36,7 +36,9 @@ def fulfil_path(prefix: str, n: int) -> str:
 class SignedPosts:
     """POST ``path``, the requests taken in turn from ``file``: one a line, ``<header value>\t<body>``
     (the body one line of JSON). Each client thread / connection group takes its own lines; one that
-    runs out starts again from its first line (``wrapped`` counts those repeats)."""
+    runs out starts again from its first line (``wrapped`` counts those repeats). ``header`` "": no
+    extra header is sent (the requests carry their signature in the body; the lines' first field is
+    empty)."""
     path: str
     header: str
     file: str
@@ -127,8 +129,7 @@ function request()
   if at > count then at = 1 end
   if sent >= count then wrapped = wrapped + 1 end
   sent = sent + 1
-  wrk.headers["%(header)s"] = values[at]
-  return wrk.format(nil, nil, nil, bodies[at])
+%(set_header)s  return wrk.format(nil, nil, nil, bodies[at])
 end
 function done(summary, latency, requests)
   local e, s, w = summary.errors, 0, 0
@@ -151,7 +152,8 @@ def run_wrk(base_url: str, prefix: str, seconds: float, connections: int, thread
     if posts is None:
         script, extra = WRK_SCRIPT % {"body": BODY.decode(), "token": TOKEN, "users": USERS}, [prefix]
     else:
-        script, extra = WRK_SIGNED_SCRIPT % {"path": posts.path, "header": posts.header}, [posts.file, str(threads)]
+        set_header = f'  wrk.headers["{posts.header}"] = values[at]\n' if posts.header else ""
+        script, extra = WRK_SIGNED_SCRIPT % {"path": posts.path, "set_header": set_header}, [posts.file, str(threads)]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
     try:
@@ -210,7 +212,8 @@ def _client_process(url: str, prefix: str, threads: int, seconds: float | None, 
                     conn.request("PUT", fulfil_path(f"{prefix}-{t}", n), BODY, HEADERS)
                 else:
                     value, body = lines[n % len(lines)]
-                    conn.request("POST", posts.path, body, {posts.header: value, "Content-Type": "application/json"})
+                    headers = {posts.header: value} if posts.header else {}
+                    conn.request("POST", posts.path, body, {**headers, "Content-Type": "application/json"})
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status >= 400:

@@ -59,3 +59,21 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
         assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
         assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
     assert _positive(stripe["best"]["ratio"])
+
+    app_store = json.loads((tmp_path / "app_store.json").read_text())
+    assert app_store["correct"] is True
+    for run in app_store["configs"]:
+        for side in ("bare", "app"):
+            assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
+        assert run["app"]["errors"] == 0 and run["app"]["wrapped"] == 0   # every app request a new notification
+        for leg in ("production", "duplicates"):
+            assert _positive(run[leg]["rps"]) and run[leg]["errors"] == 0
+        check = run["correctness"]
+        assert check["ok"], check["problems"]
+        assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
+        assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
+        assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
+    assert _positive(app_store["best"]["ratio"])
+    verify = app_store["verification_in_process"]
+    # one chain signs everything: after the first sight, every chain check is a cache hit
+    assert verify["chain_cache_hits"] == verify["chain_verifications"] > 0
