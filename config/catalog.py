@@ -5,9 +5,11 @@ marshmallow schemas of ``config.catalog_schema`` plus the cross-product checks b
 immutable, hashable ``Catalog`` whose lookups (by SKU, AccelByte item id, store product id) are
 dictionaries built once at load. Every problem found is reported in one ``CatalogError``.
 A game's optional ``[stripe]`` table becomes ``Game.stripe`` (a ``config.stripe_config.StripeConfig``),
-its optional ``[app_store]`` table ``Game.app_store`` (a ``config.app_store_config.AppStoreConfig``; checked
-here rather than by ``GameSchema`` because its certificate files are read relative to the catalog file,
-and its bundle id must be unique across games).
+its optional ``[app_store]`` table ``Game.app_store`` (a ``config.app_store_config.AppStoreConfig``) and its
+optional ``[google_play]`` table ``Game.google_play`` (a ``config.google_play_config.GooglePlayConfig``). Those
+two are checked here rather than by ``GameSchema`` because they read files relative to the catalog file,
+their bundle id / package name must be unique across games, and ``google_play.non_consumable`` names the
+game's products.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from config.catalog_schema import (
     join_path,
     read_toml,
 )
+from config.google_play_config import GooglePlayConfig, load_google_play
 from config.stripe_config import StripeConfig
 
 __all__ = [
-    "AppStoreConfig", "Catalog", "CatalogError", "Component", "FrozenMap", "Game", "Grant", "Product", "StripeConfig",
-    "load_catalog",
+    "AppStoreConfig", "Catalog", "CatalogError", "Component", "FrozenMap", "Game", "GooglePlayConfig", "Grant",
+    "Product", "StripeConfig", "load_catalog",
 ]
 
 
@@ -112,6 +115,7 @@ class Game:
     products: FrozenMap = field(repr=False)  # sku -> Product, file order
     stripe: StripeConfig | None = None  # the [stripe] table; None: the game takes no Stripe events
     app_store: AppStoreConfig | None = None  # the [app_store] table; None: the game takes no App Store data
+    google_play: GooglePlayConfig | None = None  # the [google_play] table; None: the game takes no Google Play data
     _by_item_id: dict = field(init=False, repr=False, compare=False)
     _by_store_id: dict = field(init=False, repr=False, compare=False)
 
@@ -153,12 +157,23 @@ class Catalog:
                 return game
         return None
 
+    def google_play_games(self) -> list[Game]:
+        """The games with a ``[google_play]`` table, in file order."""
+        return [game for game in self.games.values() if game.google_play is not None]
+
+    def by_package_name(self, package_name: str) -> Game | None:
+        """The game whose ``[google_play]`` table has this package name (unique across games)."""
+        for game in self.games.values():
+            if game.google_play is not None and game.google_play.package_name == package_name:
+                return game
+        return None
+
 
 def load_catalog(path: str | os.PathLike) -> Catalog:
     """Read and validate a catalog TOML file; raise ``CatalogError`` listing every problem."""
     source = os.fspath(path)
     raw = read_toml(source, CatalogError)
-    raw, app_store_tables = _split_app_store(raw)
+    raw, tables = _split_tables(raw, ("app_store", "google_play"))
     problems: list[tuple[str, str]] = []
     try:
         data = CatalogSchema().load(raw)
@@ -166,29 +181,34 @@ def load_catalog(path: str | os.PathLike) -> Catalog:
         problems += flatten_errors(exc.messages)
         data = None
     problems += _check_references(raw)
-    app_store = _load_app_store(app_store_tables, os.path.dirname(os.path.abspath(source)), problems)
+    base_dir = os.path.dirname(os.path.abspath(source))
+    app_store = _load_app_store(tables["app_store"], base_dir, problems)
+    google_play = _load_google_play(tables["google_play"], base_dir, raw, problems)
     if problems or data is None:
         raise CatalogError(source, problems)
     games = {}
     for namespace, game in data["games"].items():
-        games[namespace] = _build_game(namespace, game, problems, app_store.get(namespace))
+        games[namespace] = _build_game(namespace, game, problems, app_store.get(namespace), google_play.get(namespace))
     if problems:
         raise CatalogError(source, problems)
     return Catalog(games=FrozenMap(games), source=source)
 
 
-# ---------------------------------------------------------------- the [app_store] tables
-def _split_app_store(raw: Any) -> tuple[Any, dict[str, Any]]:
-    """The document without the games' ``app_store`` tables (copied, not changed), and those tables by namespace."""
+# ---------------------------------------------------------------- the [app_store] and [google_play] tables
+def _split_tables(raw: Any, names: tuple[str, ...]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The document without the games' tables ``names`` (copied, not changed), and those tables by
+    name, then namespace."""
+    found: dict[str, dict[str, Any]] = {name: {} for name in names}
     games = raw.get("games") if isinstance(raw, dict) else None
     if not isinstance(games, dict):
-        return raw, {}
-    tables = {ns: game["app_store"] for ns, game in games.items() if isinstance(game, dict) and "app_store" in game}
-    if not tables:
-        return raw, {}
-    rest = {ns: ({k: v for k, v in game.items() if k != "app_store"} if ns in tables else game)
+        return raw, found
+    for name in names:
+        found[name] = {ns: game[name] for ns, game in games.items() if isinstance(game, dict) and name in game}
+    if not any(found.values()):
+        return raw, found
+    rest = {ns: ({k: v for k, v in game.items() if k not in names} if isinstance(game, dict) else game)
             for ns, game in games.items()}
-    return {**raw, "games": rest}, tables
+    return {**raw, "games": rest}, found
 
 
 def _load_app_store(tables: dict[str, Any], base_dir: str, problems: list[tuple[str, str]]) -> dict[str, AppStoreConfig]:
@@ -205,6 +225,30 @@ def _load_app_store(tables: dict[str, Any], base_dir: str, problems: list[tuple[
         elif isinstance(bundle_id, str):
             owners[bundle_id] = namespace
         config, found = load_app_store(table, base_dir, *where)
+        problems += found
+        if config is not None:
+            configs[namespace] = config
+    return configs
+
+
+def _load_google_play(tables: dict[str, Any], base_dir: str, raw: Any,
+                      problems: list[tuple[str, str]]) -> dict[str, GooglePlayConfig]:
+    """Each game's ``[google_play]`` table -> ``GooglePlayConfig``; package names must be unique across
+    games, and ``non_consumable`` must name the game's products (read from the raw document)."""
+    configs: dict[str, GooglePlayConfig] = {}
+    owners: dict[str, str] = {}
+    for namespace, table in tables.items():
+        where = ("games", namespace, "google_play")
+        package = table.get("package_name") if isinstance(table, dict) else None
+        if isinstance(package, str) and package in owners:
+            problems.append((join_path(*where, "package_name"),
+                             (f"{package!r} is already the package_name of game {owners[package]} "
+                              "(a notification's packageName picks the game, so each game needs its own)")))
+        elif isinstance(package, str):
+            owners[package] = namespace
+        products = raw["games"][namespace].get("products")
+        config, found = load_google_play(table, base_dir, set(products) if isinstance(products, dict) else None,
+                                         *where)
         problems += found
         if config is not None:
             configs[namespace] = config
@@ -283,7 +327,7 @@ def _find_cycles(edges: dict[str, list[tuple[int, str]]], base: tuple) -> list[t
 
 # ---------------------------------------------------------------- building the immutable objects
 def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]],
-                app_store: AppStoreConfig | None = None) -> Game:
+                app_store: AppStoreConfig | None = None, google_play: GooglePlayConfig | None = None) -> Game:
     raw_products = data["products"]
     built: dict[str, Product] = {}
 
@@ -321,7 +365,7 @@ def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]],
     return Game(
         namespace=namespace, kraty_base_url=data["kraty_base_url"], server_key=data["server_key"],
         allow_sandbox=data["allow_sandbox"], negative_balance_policy=data["negative_balance_policy"],
-        products=FrozenMap(products), stripe=data.get("stripe"), app_store=app_store,
+        products=FrozenMap(products), stripe=data.get("stripe"), app_store=app_store, google_play=google_play,
     )
 
 

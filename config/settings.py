@@ -40,6 +40,10 @@ class Settings:
     stripe_api_base: str
     stripe_tolerance_seconds: int
     apple_root_sha256: frozenset[str]
+    google_voided_poll_seconds: float
+    google_certs_url: str
+    google_api_base: str
+    google_token_uri: str | None
     log_level: str
     log_json: bool
 
@@ -92,6 +96,20 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                              ("Comma-separated SHA-256 fingerprints (hex) of the root certificates Production App Store "
                               "data may chain to; a game taking Production data must list one of them in its "
                               "app_store.root_certificates, or the app does not start. Default: Apple Root CA - G3")),
+    "KB_GOOGLE_VOIDED_POLL_SECONDS": ("google_voided_poll_seconds", float, 3600.0,
+                                      "How often the reconciler lists Google Play's voided purchases (refunds whose "
+                                      "notification never came) for each game"),
+    "KB_GOOGLE_CERTS_URL": ("google_certs_url", str, "https://www.googleapis.com/oauth2/v1/certs",
+                            ("Where the keys that sign Pub/Sub push tokens (Google Play notifications) are published, "
+                             "as {key id: PEM certificate}; fetched again only when the response's Cache-Control "
+                             "max-age runs out. Tests point it at a local endpoint")),
+    "KB_GOOGLE_API_BASE": ("google_api_base", str, "https://androidpublisher.googleapis.com",
+                           ("Base URL of the Google Play Developer (Android Publisher) API; tests and `make run` "
+                            "point it at a local fake")),
+    "KB_GOOGLE_TOKEN_URI": ("google_token_uri", str, None,
+                            ("OAuth token endpoint for the games' Google service accounts. Default: empty, each "
+                             "service account JSON's own token_uri; when set it overrides them (tests and "
+                             "`make run` point it at a local fake)")),
     "KB_LOG_LEVEL": ("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "KB_LOG_JSON": ("log_json", bool, True, "JSON log lines (true) or plain text (false)"),
 }
@@ -135,6 +153,12 @@ def load_settings(environ=None, **overrides) -> Settings:
     if not re.match(r"https?://[^\s/]+", values["stripe_api_base"]):
         raise SettingsError(f"KB_STRIPE_API_BASE: expected an http:// or https:// URL, got {values['stripe_api_base']!r}")
     values["stripe_api_base"] = values["stripe_api_base"].rstrip("/")
+    values["google_token_uri"] = values["google_token_uri"] or None
+    for name, key in (("KB_GOOGLE_CERTS_URL", "google_certs_url"), ("KB_GOOGLE_API_BASE", "google_api_base"),
+                      ("KB_GOOGLE_TOKEN_URI", "google_token_uri")):
+        if values[key] is not None and not re.match(r"https?://[^\s/]+\S*\Z", values[key]):
+            raise SettingsError(f"{name}: expected an http:// or https:// URL, got {values[key]!r}")
+    values["google_api_base"] = values["google_api_base"].rstrip("/")
     try:
         values["apple_root_sha256"] = parse_fingerprints(values["apple_root_sha256"])
     except ValueError as exc:
