@@ -2,7 +2,8 @@
 
 Serves the emulator as ONE process holding the state (gunicorn: one gthread worker; werkzeug:
 one threaded server). ``--port 0`` picks a free port; the start line shows the real one.
-The fake Stripe API (stripe_api.py) is served on the same port under ``/stripe``.
+The fake Stripe API (stripe_api.py) is served on the same port under ``/stripe``, the fake Google
+Play API (google_play_api.py: Android Publisher v3 + OAuth token endpoint) under ``/google``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from .app import create_app
+from .google_play_api import mount_google
 from .stripe_api import mount_stripe
 
 DEFAULT_SERVER = "gunicorn"
@@ -124,6 +126,7 @@ def main(argv=None) -> int:
         return 2
     app = create_app(cfg)
     mount_stripe(app)  # /stripe/v1/... and /stripe/_stripe/...; other paths reach Kraty unchanged
+    mount_google(app)  # /google/token, /google/androidpublisher/v3/..., /google/_google/...
     if args.server == "werkzeug":
         serve_werkzeug(app, args.host, args.port, args.access_log)
     else:
