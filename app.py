@@ -10,7 +10,8 @@ from config.catalog import load_catalog
 from config.settings import Settings, load_settings
 from config.storefronts import load_storefronts
 from middleware import cli, logs
-from middleware.api import accelbyte, app_store_webhook, errors, health, receipts, stripe_webhook, v1
+from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, receipts,
+                            stripe_webhook, v1)
 from middleware.services import Services
 
 
@@ -35,6 +36,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(accelbyte.bp)
     app.register_blueprint(stripe_webhook.bp)
     app.register_blueprint(app_store_webhook.bp)
+    app.register_blueprint(google_play_webhook.bp)
     v1.init_api(app, [receipts.blp])
     cli.register(app)
     return app

@@ -18,6 +18,7 @@ class Purchase:
     # the first is the purchase's own id. ``player_key``: the id a held order is found by when linked.
     player_keys: tuple[tuple[str, str], ...] = ()
     player_key: str | None = None
+    followup: str | None = None      # what the store must be told once granted (workers/followups.py)
 
 
 @dataclass(frozen=True)

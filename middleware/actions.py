@@ -6,7 +6,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from workers.queues import enqueue_attempt
+from workers.queues import enqueue_attempt, enqueue_followup
 
 from . import engine, reversals
 from .changes import apply_retry, apply_revoke
@@ -54,11 +54,13 @@ def run(services: Services, fulfilment_id: str, actor: str, action: str, *, reas
 
 
 def schedule_retry(services: Services, fulfilment_id: str, outcome: engine.Outcome) -> None:
-    """Enqueue the next attempt; if Redis is down the stored next_attempt_at lets the reconciler do it."""
-    if outcome.retry_in is None:
-        return
+    """Enqueue what an attempt left to do: the next attempt, or telling the store the order is granted.
+    If Redis is down, what is stored (next_attempt_at, followup_at) lets the reconciler do it."""
     try:
-        enqueue_attempt(services.redis, fulfilment_id, outcome.state, outcome.attempts, delay=outcome.retry_in)
+        if outcome.retry_in is not None:
+            enqueue_attempt(services.redis, fulfilment_id, outcome.state, outcome.attempts, delay=outcome.retry_in)
+        if outcome.followup:
+            enqueue_followup(services.redis, fulfilment_id, 0)
     except RedisError as exc:
-        log.warning("could not enqueue retry of %s (%s); the reconciler will pick it up", fulfilment_id, exc)
+        log.warning("could not enqueue the next step of %s (%s); the reconciler will pick it up", fulfilment_id, exc)
 

@@ -7,7 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from config.storefronts import hash_token, new_token
 from middleware.ledger import migrate
-from middleware.events_cli import events
+from middleware.events_cli import events, google
 from middleware.keys_cli import keys
 from middleware.orders_cli import orders
 from middleware.services import services
@@ -59,3 +59,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(orders)
     app.cli.add_command(keys)
     app.cli.add_command(events)
+    app.cli.add_command(google)

@@ -40,6 +40,7 @@ class Outcome:
     state: str | None = None
     retry_in: float | None = None
     attempts: int = 0
+    followup: bool = False  # granted: the store is now to be told (Google Play consume / acknowledge)
 
 
 def backoff_delay(settings, attempt: int, retry_after: float | None) -> float:
@@ -141,7 +142,10 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
     else:
         repo.set_state(f, success, actor, detail, now=now)
     log.info("order %s attempt %d: %s%s", f.id, f.attempts, f.state, f" ({f.reason})" if f.reason else "")
-    return Outcome(True, f.state, None, f.attempts)
+    followup = bool(f.followup) and f.followup_state is None and f.state == states.FULFILLED
+    if followup:
+        f.followup_state, f.followup_at = "pending", now
+    return Outcome(True, f.state, None, f.attempts, followup)
 
 
 def _commit(session, fulfilment_id: str, outcome: Outcome, results: bool = False) -> Outcome:

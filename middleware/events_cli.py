@@ -14,7 +14,7 @@ from .ledger.models import InboundEvent
 from .services import services
 
 events = AppGroup("events", help="Recorded store events: list, replay.")
-OUTCOMES = ("recorded", "pending", "processed", "ignored", "failed")
+OUTCOMES = ("recorded", "pending", "processed", "ignored", "failed", "rejected")
 
 
 @events.command("list")
@@ -53,3 +53,17 @@ def replay(event_id):
         click.echo(f"recorded as pending; Redis is unreachable ({exc}): the reconciler will enqueue it")
         return
     click.echo(f"event {event_id} replayed")
+
+
+google = AppGroup("google", help="Google Play: the voided-purchases poll.")
+
+
+@google.command("poll-voided")
+def poll_voided():
+    """List every Google Play game's voided purchases now and take back what they refunded."""
+    from workers.google_voided import poll_due
+    for result in poll_due(services(), force=True):
+        if "error" in result:
+            click.echo(f"{result['namespace']}: {result['error']}")
+        else:
+            click.echo(f"{result['namespace']}: {result['seen']} voided purchase(s), {result['recorded']} new")

@@ -40,6 +40,8 @@ class Policy:
 
 
 def policy(game: Game, source: str) -> Policy:
+    if source == "google_play":  # quantity-based refunds void whole units: take back exactly those units
+        return Policy(partial_refunds="proportional")
     config = getattr(game, source, None) if source == "stripe" else None
     if config is None:
         return Policy()

@@ -16,6 +16,8 @@ from config.storefronts import Storefronts
 from .kraty import KratyClient
 from .ledger.db import dispose_after_fork, make_engine, make_sessionmaker
 from .stores.app_store_verify import AppStoreVerifiers
+from .stores.google_play_api import GooglePlayApi
+from .stores.google_push_verify import PushVerifier
 from .stores.stripe_api import StripeApi
 
 STORE_API_TIMEOUT = 10.0  # seconds, per call to a store's API (Stripe...)
@@ -32,6 +34,8 @@ class Services:
         self._kraty: dict[str, KratyClient] = {}
         self.stripe_api = StripeApi(settings.stripe_api_base, timeout=STORE_API_TIMEOUT)
         self.app_store = AppStoreVerifiers(catalog, settings.apple_root_sha256)  # refuses unpinned Production roots
+        self.google_play_api = GooglePlayApi(settings.google_api_base, settings.google_token_uri, STORE_API_TIMEOUT)
+        self.google_push = PushVerifier.from_settings(settings)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         os.register_at_fork(after_in_child=self._after_fork)
 

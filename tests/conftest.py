@@ -20,6 +20,7 @@ from middleware.ledger.db import normalise_url
 from workers import runtime
 
 from .helpers import emulator_config
+from .google_fake import google_api_url, google_fake  # noqa: F401  (fixtures)
 from .stripe_fake import stripe_api_url, stripe_fake  # noqa: F401  (fixtures)
 
 TABLES = table_names_children_first()

@@ -65,6 +65,20 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
     return job_id
 
 
+def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
+    """Tell the store a granted order is granted (``workers/followups.py``: Google Play consume / acknowledge)."""
+    job_id = f"followup-{fulfilment_id}-{attempt}"
+    if is_waiting(redis, job_id):
+        return None
+    q = queue(redis)
+    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400)
+    if delay > 0:
+        q.enqueue_in(timedelta(seconds=delay), "workers.followups.followup", fulfilment_id, **options)
+    else:
+        q.enqueue("workers.followups.followup", fulfilment_id, **options)
+    return job_id
+
+
 def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
     """Apply an order's pending refunds and disputes (the reconciler, when the order was busy)."""
     job_id = f"reverse-{fulfilment_id}-{slot}"

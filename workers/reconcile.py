@@ -11,11 +11,11 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from middleware.ledger import repository as repo
-from middleware.ledger.models import InboundEvent, Reversal, utcnow
+from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
 
 from . import runtime
-from .queues import enqueue_attempt, enqueue_event, enqueue_reverse
+from .queues import enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
 
 BATCH = 500
 
@@ -38,11 +38,14 @@ def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
     waiting = _waiting_reversals(svc, now - timedelta(seconds=stale))
     for fulfilment_id, last in waiting:
         enqueue_reverse(svc.redis, fulfilment_id, last)
-    if rows or events or failed or waiting:
+    followups = _due_followups(svc, now - timedelta(seconds=stale))
+    for fulfilment_id, attempts in followups:
+        enqueue_followup(svc.redis, fulfilment_id, attempts)
+    if rows or events or failed or waiting or followups:
         log.info("reconciler: %d stalled orders (%d enqueued), %d events re-enqueued, %d given up, "
                  "%d orders with waiting refunds/disputes", len(rows), enqueued, len(events), failed, len(waiting))
     return {"stalled": len(rows), "enqueued": enqueued, "events": len(events), "events_failed": failed,
-            "reversals": len(waiting)}
+            "reversals": len(waiting), "followups": len(followups)}
 
 
 def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]], int]:
@@ -62,6 +65,15 @@ def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]],
     return [tuple(row) for row in rows], failed
 
 
+def _due_followups(svc: Services, stale_before) -> list[tuple[str, int]]:
+    """Granted orders whose store was not told yet and whose next try is overdue (a lost job)."""
+    with svc.session() as session:
+        return [tuple(row) for row in session.execute(
+            select(Fulfilment.id, Fulfilment.followup_attempts)
+            .where(Fulfilment.followup_state == "pending", Fulfilment.followup_at <= stale_before)
+            .limit(BATCH)).all()]
+
+
 def _waiting_reversals(svc: Services, stale_before) -> list[tuple[str, int]]:
     """Orders with a refund or dispute still to apply (their order was busy when it came)."""
     with svc.session() as session:
@@ -73,4 +85,8 @@ def _waiting_reversals(svc: Services, stale_before) -> list[tuple[str, int]]:
 
 def reconcile() -> dict:
     with runtime.app().app_context():
-        return reconcile_now(services())
+        svc = services()
+        counts = reconcile_now(svc)
+        from .google_voided import poll_due  # Google Play's voided purchases, when their poll is due
+        counts["voided_polls"] = poll_due(svc)
+        return counts

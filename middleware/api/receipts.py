@@ -9,6 +9,7 @@ Answers the order: 200 when its state is final, 202 while it is being worked on 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from flask import g
 from flask_smorest import Blueprint
@@ -22,6 +23,7 @@ from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.services import services
 from middleware.stores.app_store_verify import AppStoreVerificationError
+from middleware.stores.errors import StoreError
 
 from .app_store_webhook import verification_failed
 from .errors import ApiError
@@ -149,3 +151,90 @@ def app_store(body, args):
         purchases.record_reversal(services(), notice, game.namespace, f"receipts:{g.receipts_key.name}")
     keys = [value for value in (tx.get("transactionId"), tx.get("originalTransactionId")) if value]
     return redeem(game, purchase, body["playerId"], args["wait"], keys)
+
+
+def _link_pending(game, player: str, token: str) -> None:
+    from middleware import player_links
+    with services().session() as session:
+        taken = player_links.link(session, game.namespace, "google_play", player, [("purchase_token", token)])
+        if taken:
+            session.rollback()
+            raise ApiError(409, "receipt_already_redeemed", "the purchase token is linked to another player")
+        session.commit()
+
+
+class GooglePlayReceipt(_Strict):
+    playerId = fields.String(required=True, validate=_player_id, metadata={"description": "the Kraty player"})
+    productId = fields.String(required=True, validate=validate.Length(1, 255),
+                              metadata={"description": "the Play Console product (or subscription) id"})
+    purchaseToken = fields.String(required=True, validate=validate.Length(1, 4096))
+    packageName = fields.String(validate=validate.Length(1, 255),
+                                metadata={"description": "needed only when several games take Google Play"})
+
+
+def _google_game(body):
+    catalog = services().catalog
+    if "packageName" in body:
+        game = catalog.by_package_name(body["packageName"])
+        if game is None:
+            raise ApiError(422, "not_accepted", f"no game has packageName {body['packageName']!r}")
+        return game
+    key = g.receipts_key
+    games = [game for game in catalog.google_play_games()
+             if key.namespaces is None or game.namespace in key.namespaces]
+    if len(games) != 1:
+        raise ApiError(422, "validation_failed", "give packageName: several games take Google Play",
+                       {"fields": {"packageName": ["required when several games take Google Play"]}})
+    return games[0]
+
+
+@blp.route("/google-play", methods=["POST"])
+@blp.arguments(GooglePlayReceipt, location="json")
+@blp.arguments(WaitArgs, location="query")
+@blp.response(200, ReceiptResult, description="the order, in a final state")
+@blp.alt_response(202, schema=ReceiptResult, description="the order (or a PENDING purchase), still being worked on")
+@blp.doc(security=[{"apiKey": []}])
+def google_play(body, args):
+    """Redeem a Google Play purchase token for a player.
+
+    The purchase is read from the Publisher API: granted only when PURCHASED (a PENDING one answers
+    202 with state `PENDING` and is granted when Google says it is purchased). A purchase whose
+    `obfuscatedExternalAccountId` names another player: 409 `player_mismatch`. The same token for
+    another player: 409 `receipt_already_redeemed`. A token Google does not know: 422 `receipt_invalid`.
+    """
+    from middleware.stores import google_play_events as events
+    from mappers import google_play as gp
+
+    game = _google_game(body)
+    product = game.by_store_id(gp.SOURCE, body["productId"])
+    if product is None:
+        raise ApiError(422, "unknown_product", f"productId {body['productId']!r} is not in the catalog of "
+                                               f"{game.namespace}")
+    api, token, player = services().google_play_api, body["purchaseToken"], body["playerId"]
+    try:
+        if product.type == "SUBSCRIPTION":
+            state = gp.subscription_v2(api.subscription(game, token))
+            purchase = gp.subscription_period(token, state, player_id=player) if state.paid else None
+        else:
+            state = gp.product_purchase_v2(api.product(game, token))
+            purchase = gp.purchase(token, state, player_id=player) if state.state == gp.PURCHASED else None
+    except StoreError as exc:
+        if exc.transient:
+            raise ApiError(503, "store_unavailable", str(exc)) from None
+        raise ApiError(422, "receipt_invalid", str(exc)) from None
+    if state.obfuscated_account_id and state.obfuscated_account_id != player:
+        raise ApiError(409, "player_mismatch", "the purchase names another player (obfuscatedExternalAccountId)")
+    if body["productId"] not in [line["product"] for line in state.lines]:
+        raise ApiError(422, "receipt_invalid", f"the purchase is not of {body['productId']}")
+    if state.test and not game.allow_sandbox:
+        raise ApiError(422, "not_accepted", f"test purchase: game {game.namespace} does not accept sandbox purchases")
+    if purchase is None:
+        if state.state != gp.PENDING:
+            raise ApiError(422, "not_purchased", f"the purchase is {state.state}: nothing to grant")
+        _link_pending(game, player, token)  # its notification, once purchased, finds the player
+        return {"namespace": game.namespace, "source": gp.SOURCE, "transactionId": token, "playerId": player,
+                "state": "PENDING", "reason": "the payment is pending: granted when Google says it is purchased",
+                "items": []}, 202
+    purchase = replace(purchase, followup=events.followup_for(game, purchase.lines,
+                                                              subscription=product.type == "SUBSCRIPTION"))
+    return redeem(game, purchase, player, args["wait"], [token])

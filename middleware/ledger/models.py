@@ -98,6 +98,11 @@ class Fulfilment(Base):
     attention: Mapped[str | None] = mapped_column(Text)  # why ops should look at this order (partial refund...)
     # a store id through which a studio's receipt can name the player later (App Store original transaction...)
     player_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    # what the store must be told once the order is granted (Google Play: consume / acknowledge)
+    followup: Mapped[str | None] = mapped_column(String(255))
+    followup_state: Mapped[str | None] = mapped_column(String(16))  # pending | done | failed
+    followup_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    followup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # next try
     version: Mapped[int] = mapped_column(Integer)  # optimistic lock: a stale writer fails instead of overwriting
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -231,6 +236,16 @@ class PlayerLink(Base):
     value: Mapped[str] = mapped_column(String(255))
     player_id: Mapped[str] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StoreCursor(Base):
+    """Where a periodic store poll got to (Google Play's voided purchases...), so it resumes there."""
+
+    __tablename__ = "store_cursors"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 def table_names_children_first() -> list[str]:

@@ -1,4 +1,4 @@
-"""receipts
+"""receipts, player links, API keys, store follow-ups and cursors
 
 Revision ID: 0003
 Revises: 0002
@@ -42,8 +42,18 @@ def upgrade() -> None:
     with op.batch_alter_table('player_links', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_player_links_player_id'), ['player_id'], unique=False)
 
+    op.create_table('store_cursors',
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('value', sa.String(length=255), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
     with op.batch_alter_table('fulfilments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('player_key', sa.String(length=255), nullable=True))
+        batch_op.add_column(sa.Column('followup', sa.String(length=255), nullable=True))
+        batch_op.add_column(sa.Column('followup_state', sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column('followup_attempts', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('followup_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f('ix_fulfilments_player_key'), ['player_key'], unique=False)
 
 
@@ -53,8 +63,13 @@ def downgrade() -> None:
 
     with op.batch_alter_table('fulfilments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_fulfilments_player_key'))
+        batch_op.drop_column('followup_at')
+        batch_op.drop_column('followup_attempts')
+        batch_op.drop_column('followup_state')
+        batch_op.drop_column('followup')
         batch_op.drop_column('player_key')
 
+    op.drop_table('store_cursors')
     with op.batch_alter_table('player_links', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_player_links_player_id'))
 
