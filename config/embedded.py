@@ -9,7 +9,8 @@ launcher exits non-zero.
 Launcher variables (the app's own ``KB_*`` settings pass through unchanged):
 ``PORT`` (8000), ``KRATY_EMULATOR_PORT`` (8100), ``KB_INSTANCE_DIR`` (``instance/``: the SQLite file,
 the Redis data, a catalog copy when the emulator port is not 8100), ``KB_WEB_WORKERS`` (2).
-Unless set, ``KB_STRIPE_API_BASE`` points at the emulator's Stripe fake (``<emulator>/stripe``).
+Unless set, ``KB_STRIPE_API_BASE`` points at the emulator's Stripe fake (``<emulator>/stripe``), and
+``KB_GOOGLE_API_BASE`` / ``KB_GOOGLE_TOKEN_URI`` at its Google Play fake (``<emulator>/google``).
 """
 from __future__ import annotations
 
@@ -97,6 +98,9 @@ def child_environment(environ, instance: Path, emulator_port: int) -> dict:
             env["KB_CATALOG"] = copy
     if not env.get("KB_STRIPE_API_BASE"):
         env["KB_STRIPE_API_BASE"] = f"http://{HOST}:{emulator_port}/stripe"  # the emulator's Stripe fake
+    if not env.get("KB_GOOGLE_API_BASE"):  # the emulator's Google Play fake (Publisher API + token endpoint)
+        env["KB_GOOGLE_API_BASE"] = f"http://{HOST}:{emulator_port}/google"
+        env.setdefault("KB_GOOGLE_TOKEN_URI", f"http://{HOST}:{emulator_port}/google/token")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

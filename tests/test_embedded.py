@@ -178,6 +178,11 @@ def test_stripe_calls_go_to_the_emulators_fake_unless_set(tmp_path):
     assert embedded.child_environment({}, tmp_path, 8123)["KB_STRIPE_API_BASE"] == "http://127.0.0.1:8123/stripe"
     assert embedded.child_environment({"KB_STRIPE_API_BASE": ""}, tmp_path, 8100)["KB_STRIPE_API_BASE"] == \
         "http://127.0.0.1:8100/stripe"
+    google = embedded.child_environment({}, tmp_path, 8123)
+    assert (google["KB_GOOGLE_API_BASE"], google["KB_GOOGLE_TOKEN_URI"]) == (
+        "http://127.0.0.1:8123/google", "http://127.0.0.1:8123/google/token")
+    real = embedded.child_environment({"KB_GOOGLE_API_BASE": "https://androidpublisher.googleapis.com"}, tmp_path, 8123)
+    assert real["KB_GOOGLE_API_BASE"] == "https://androidpublisher.googleapis.com" and "KB_GOOGLE_TOKEN_URI" not in real
     mine = embedded.child_environment({"KB_STRIPE_API_BASE": "https://api.stripe.com"}, tmp_path, 8123)
     assert mine["KB_STRIPE_API_BASE"] == "https://api.stripe.com"
 
