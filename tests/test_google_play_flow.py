@@ -211,7 +211,8 @@ def test_receipt_for_another_player_and_mismatched_account(google, google_fake):
     assert wrong_product.status_code == 422
 
 
-def test_publisher_api_5xx_is_retried(google, redis, emulator, google_fake):
+@pytest.mark.parametrize("status", [503, 429])
+def test_publisher_api_5xx_and_429_are_retried(google, redis, emulator, google_fake, status):
     from sqlalchemy import select
 
     from middleware.ledger.models import InboundEvent
@@ -219,7 +220,7 @@ def test_publisher_api_5xx_is_retried(google, redis, emulator, google_fake):
     p = google_fake.product(productId="gems_100", state="PENDING")
     assert google.receipt("player-1", "gems_100", p["token"], wait=0).status_code == 202  # links the token
     google_fake.update_product(p["token"], state="PURCHASED")
-    google_fake.faults({"path": "productsv2", "status": 503, "count": 1})
+    google_fake.faults({"path": "productsv2", "status": status, "count": 1})
     google.push(one_time(p["token"]))
     drain(redis)  # the job met the 503 and raised: the event stays pending
     assert gp_order(google.services, p["token"]) is None
@@ -230,3 +231,12 @@ def test_publisher_api_5xx_is_retried(google, redis, emulator, google_fake):
         row = session.scalars(select(InboundEvent).where(InboundEvent.source == "google_play")).one()
         assert (row.outcome, row.attempts) == ("processed", 2)
     assert balances(emulator)[0] == {"gems": 100}
+
+
+def test_database_down_is_503(make_app, catalog_path, tmp_path, google_fake, certs_server):
+    certs_server.reset()
+    app = make_app(catalog_path=write_catalog(catalog_path, tmp_path, google_fake.service_account()),
+                   google_certs_url=certs_server.url, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    answer = app.test_client().post("/webhooks/google-play", json=message(one_time("t")),
+                                    headers={"Authorization": f"Bearer {make_push_token()}"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
