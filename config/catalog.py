@@ -21,7 +21,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from config.app_store_config import AppStoreConfig, load_app_store
+from config.app_store_config import AppStoreConfig
 from config.catalog_schema import (
     INT32_MAX,
     SUPPORTED_TYPES,
@@ -31,7 +31,8 @@ from config.catalog_schema import (
     join_path,
     read_toml,
 )
-from config.google_play_config import GooglePlayConfig, load_google_play
+from config.google_play_config import GooglePlayConfig
+from config.store_tables import load_app_store_tables, load_google_play_tables, split_tables
 from config.stripe_config import StripeConfig
 
 __all__ = [
@@ -173,7 +174,7 @@ def load_catalog(path: str | os.PathLike) -> Catalog:
     """Read and validate a catalog TOML file; raise ``CatalogError`` listing every problem."""
     source = os.fspath(path)
     raw = read_toml(source, CatalogError)
-    raw, tables = _split_tables(raw, ("app_store", "google_play"))
+    raw, tables = split_tables(raw, ("app_store", "google_play"))
     problems: list[tuple[str, str]] = []
     try:
         data = CatalogSchema().load(raw)
@@ -182,8 +183,8 @@ def load_catalog(path: str | os.PathLike) -> Catalog:
         data = None
     problems += _check_references(raw)
     base_dir = os.path.dirname(os.path.abspath(source))
-    app_store = _load_app_store(tables["app_store"], base_dir, problems)
-    google_play = _load_google_play(tables["google_play"], base_dir, raw, problems)
+    app_store = load_app_store_tables(tables["app_store"], base_dir, problems)
+    google_play = load_google_play_tables(tables["google_play"], base_dir, raw, problems)
     if problems or data is None:
         raise CatalogError(source, problems)
     games = {}
@@ -192,67 +193,6 @@ def load_catalog(path: str | os.PathLike) -> Catalog:
     if problems:
         raise CatalogError(source, problems)
     return Catalog(games=FrozenMap(games), source=source)
-
-
-# ---------------------------------------------------------------- the [app_store] and [google_play] tables
-def _split_tables(raw: Any, names: tuple[str, ...]) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """The document without the games' tables ``names`` (copied, not changed), and those tables by
-    name, then namespace."""
-    found: dict[str, dict[str, Any]] = {name: {} for name in names}
-    games = raw.get("games") if isinstance(raw, dict) else None
-    if not isinstance(games, dict):
-        return raw, found
-    for name in names:
-        found[name] = {ns: game[name] for ns, game in games.items() if isinstance(game, dict) and name in game}
-    if not any(found.values()):
-        return raw, found
-    rest = {ns: ({k: v for k, v in game.items() if k not in names} if isinstance(game, dict) else game)
-            for ns, game in games.items()}
-    return {**raw, "games": rest}, found
-
-
-def _load_app_store(tables: dict[str, Any], base_dir: str, problems: list[tuple[str, str]]) -> dict[str, AppStoreConfig]:
-    """Each game's ``[app_store]`` table -> ``AppStoreConfig``; bundle ids must be unique across games."""
-    configs: dict[str, AppStoreConfig] = {}
-    owners: dict[str, str] = {}
-    for namespace, table in tables.items():
-        where = ("games", namespace, "app_store")
-        bundle_id = table.get("bundle_id") if isinstance(table, dict) else None
-        if isinstance(bundle_id, str) and bundle_id in owners:
-            problems.append((join_path(*where, "bundle_id"),
-                             (f"{bundle_id!r} is already the bundle_id of game {owners[bundle_id]} "
-                              "(a notification's bundleId picks the game, so each game needs its own)")))
-        elif isinstance(bundle_id, str):
-            owners[bundle_id] = namespace
-        config, found = load_app_store(table, base_dir, *where)
-        problems += found
-        if config is not None:
-            configs[namespace] = config
-    return configs
-
-
-def _load_google_play(tables: dict[str, Any], base_dir: str, raw: Any,
-                      problems: list[tuple[str, str]]) -> dict[str, GooglePlayConfig]:
-    """Each game's ``[google_play]`` table -> ``GooglePlayConfig``; package names must be unique across
-    games, and ``non_consumable`` must name the game's products (read from the raw document)."""
-    configs: dict[str, GooglePlayConfig] = {}
-    owners: dict[str, str] = {}
-    for namespace, table in tables.items():
-        where = ("games", namespace, "google_play")
-        package = table.get("package_name") if isinstance(table, dict) else None
-        if isinstance(package, str) and package in owners:
-            problems.append((join_path(*where, "package_name"),
-                             (f"{package!r} is already the package_name of game {owners[package]} "
-                              "(a notification's packageName picks the game, so each game needs its own)")))
-        elif isinstance(package, str):
-            owners[package] = namespace
-        products = raw["games"][namespace].get("products")
-        config, found = load_google_play(table, base_dir, set(products) if isinstance(products, dict) else None,
-                                         *where)
-        problems += found
-        if config is not None:
-            configs[namespace] = config
-    return configs
 
 
 # ---------------------------------------------------------------- cross-product checks (on the raw TOML)
