@@ -23,24 +23,18 @@ Config: ``token_lifetime`` (seconds, default 3600), ``request_log_size`` (defaul
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections import deque
-from urllib.parse import parse_qsl
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from .faults import Faults, drop_connection
+from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
+                       register_common_admin)
 from .google_play_auth import Accounts, OAuthError
 from .google_play_store import PlayStore
 from .google_play_wire import (DAY_MS, GoogleError, bad, decode_page_token, encode_page_token,
                                now_ms, render_product_v1, render_product_v2,
                                render_subscription_v2)
-from .model import ApiError
 
-LOOPBACK = ("127.", "::1", "::ffff:127.")
 API = "/androidpublisher/v3/applications/<package>/purchases"
 STANDARD_PARAMS = {"alt", "fields", "prettyPrint", "quotaUser", "$.xgafv", "key"}
 VOIDED_PARAMS = {"startTime", "endTime", "maxResults", "token", "type",
@@ -51,7 +45,7 @@ MAX_RESULTS = 1000
 SLACK_MS = 60_000
 
 
-class GooglePlayFake:
+class GooglePlayFake(FakeState):
     """Everything one fake holds; ``app.extensions["google_play_fake"]``."""
 
     def __init__(self, config: dict):
@@ -60,76 +54,25 @@ class GooglePlayFake:
             raise ValueError("token_lifetime must be a positive int (seconds)")
         self.accounts = Accounts(lifetime)
         self.store = PlayStore()
-        self.faults = Faults()
-        self.log_lock = threading.Lock()
-        self.log: deque[dict] = deque(maxlen=int(config.get("request_log_size", 10000)))
-
-    def record(self, method: str, path: str, query: str) -> dict:
-        values: dict[str, list[str]] = {}
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            values.setdefault(key, []).append(value)
-        entry = {"method": method, "path": path, "status": None,
-                 "query": {k: v[0] if len(v) == 1 else v for k, v in values.items()}}
-        with self.log_lock:
-            self.log.append(entry)
-        return entry
-
-    def requests(self) -> list[dict]:
-        with self.log_lock:
-            return [dict(e) for e in self.log]
+        super().__init__(config)
 
     def reset(self) -> None:
         self.accounts.reset()
         self.store.reset()
-        self.faults.clear()
-        with self.log_lock:
-            self.log.clear()
+        super().reset()
 
 
-def _json(status: int, body: dict, headers: dict | None = None) -> Response:
-    response = Response(json.dumps(body), status, mimetype="application/json")
-    response.headers.update(headers or {})
-    return response
+def is_api_call(path: str) -> bool:
+    return path == "/token" or path.startswith("/androidpublisher/")
 
 
-class ApiMiddleware:
-    """Logs every ``/token`` and ``/androidpublisher/`` call and applies the fault rules (rule
-    format: emulator/faults.py; ``phase`` makes no difference here)."""
-
-    def __init__(self, app, fake: GooglePlayFake):
-        self.app, self.fake = app, fake
-
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if path != "/token" and not path.startswith("/androidpublisher/"):
-            return self.app(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "GET")
-        entry = self.fake.record(method, path, environ.get("QUERY_STRING", ""))
-
-        def logging_start_response(status, headers, exc_info=None):
-            entry["status"] = int(status[:3])
-            return start_response(status, headers, exc_info)
-        fired = self.fake.faults.pick(method, path) if self.fake.faults.rules else ()
-        delay = sum(r["latency_ms"] for r in fired)
-        if delay:
-            time.sleep(delay / 1000.0)
-        rule = next((r for r in fired if r["drop"] or r["status"] is not None), None)
-        if rule is None:
-            return self.app(environ, logging_start_response)
-        if rule["drop"]:
-            entry["status"] = "dropped"
-            return drop_connection(environ, start_response, "google play fake")
-        return self._fault_response(rule, path)(environ, logging_start_response)
-
-    @staticmethod
-    def _fault_response(rule, path: str) -> Response:
-        status, message = rule["status"], rule["message"] or f"Injected fault ({rule['status']})."
-        headers = {"Retry-After": str(rule["retry_after"])} if status == 429 else {}
-        if path == "/token":
-            error = rule["code"] or ("temporarily_unavailable" if status >= 500
-                                     else "invalid_request")
-            return _json(status, {"error": error, "error_description": message}, headers)
-        return _json(status, GoogleError(status, message, rule["code"]).body(), headers)
+def fault_response(rule: dict, path: str, message: str) -> Response:
+    """An injected fault's answer: OAuth's error shape on ``/token``, else Google's."""
+    status = rule["status"]
+    if path == "/token":
+        error = rule["code"] or ("temporarily_unavailable" if status >= 500 else "invalid_request")
+        return json_response(status, {"error": error, "error_description": message})
+    return json_response(status, GoogleError(status, message, rule["code"]).body())
 
 
 def query(allowed: set = frozenset()) -> dict:
@@ -181,18 +124,15 @@ def split_action(token_action: str, allowed: tuple) -> tuple[str, str]:
 
 def create_google_app(config: dict | None = None) -> Flask:
     fake = GooglePlayFake(config or {})
-    app = Flask("google_play_fake")
-    app.json.sort_keys = False
-    app.extensions["google_play_fake"] = fake
-    app.wsgi_app = ApiMiddleware(app.wsgi_app, fake)
+    app = new_fake_app("google_play_fake", fake, "google play fake", is_api_call, fault_response)
 
     @app.errorhandler(GoogleError)
     def google_error(err: GoogleError):
-        return _json(err.code, err.body(), err.headers)
+        return json_response(err.code, err.body(), err.headers)
 
     @app.errorhandler(OAuthError)
     def oauth_error(err: OAuthError):
-        return _json(err.status, err.body())
+        return json_response(err.status, err.body())
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
@@ -202,18 +142,18 @@ def create_google_app(config: dict | None = None) -> Flask:
                               "emulator/google_play_api.py.")
         else:
             err = GoogleError(err.code or 500, err.description or "HTTP error")
-        return _json(err.code, err.body())
+        return json_response(err.code, err.body())
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception):
         app.logger.exception("google play fake error")
-        return _json(500, GoogleError(500, "Internal error in the Google Play fake.").body())
+        err = GoogleError(500, "Internal error in the Google Play fake.")
+        return json_response(500, err.body())
 
     @app.before_request
     def guard():
         if request.path.startswith("/_google"):
-            addr = request.remote_addr or "127.0.0.1"
-            if not addr.startswith(LOOPBACK) and addr != "localhost":
+            if not from_loopback():
                 raise GoogleError(403, "the Google Play fake's admin API is loopback only")
         elif request.path.startswith("/androidpublisher/"):
             fake.accounts.check(request.headers.get("Authorization", ""))
@@ -299,10 +239,7 @@ def register_admin(app: Flask, fake: GooglePlayFake) -> None:
     store = fake.store
 
     def body():
-        data = request.get_json(silent=True)
-        if data is None:
-            raise bad("the body must be JSON")
-        return data
+        return json_body(bad)
 
     @app.post("/_google/service_accounts")
     def admin_service_account():
@@ -344,30 +281,9 @@ def register_admin(app: Flask, fake: GooglePlayFake) -> None:
     def admin_void():
         return store.void(body())
 
-    @app.route("/_google/faults", methods=["GET", "PUT", "POST", "DELETE"])
-    def faults():
-        if request.method == "DELETE":
-            fake.faults.clear()
-        elif request.method != "GET":
-            try:
-                fake.faults.replace(request.get_json(silent=True))
-            except ApiError as err:
-                raise bad(err.message)
-        return {"rules": fake.faults.describe()}
-
-    @app.get("/_google/requests")
-    def requests_log():
-        entries = fake.requests()
-        return {"requests": entries, "count": len(entries)}
-
-    @app.post("/_google/reset")
-    def reset():
-        fake.reset()
-        return {"reset": True}
+    register_common_admin(app, "/_google", fake, lambda err: bad(err.message))
 
 
 def mount_google(app: Flask, prefix: str = "/google", config: dict | None = None) -> Flask:
     """Serve a new fake under ``prefix`` in front of ``app``; other paths reach it unchanged."""
-    google_app = create_google_app(config)
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {prefix: google_app})
-    return google_app
+    return mount(app, prefix, create_google_app(config))

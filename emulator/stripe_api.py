@@ -17,23 +17,16 @@ objects (as on Stripe, the other mode's object is a 404); other configured keys 
 """
 from __future__ import annotations
 
-import json
 import re
-import threading
-import time
-from collections import deque
-from urllib.parse import parse_qsl
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from .faults import Faults, drop_connection
-from .model import ApiError
+from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
+                       register_common_admin)
 from .stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
-LOOPBACK = ("127.", "::1", "::ffff:127.")
 EXPAND_KEY = re.compile(r"expand\[\d*\]")
 PAGE_PARAMS = ("limit", "starting_after", "ending_before")
 SESSION_FILTERS = ("payment_intent", "customer", "status")
@@ -42,7 +35,7 @@ FAULT_TYPES = {402: ("card_error", "card_declined"),
                429: ("invalid_request_error", "rate_limit")}
 
 
-class StripeFake:
+class StripeFake(FakeState):
     """Everything one fake holds; ``app.extensions["stripe_fake"]``."""
 
     def __init__(self, config: dict):
@@ -52,9 +45,7 @@ class StripeFake:
             raise ValueError("api_keys must be a list of non-empty strings")
         self.api_keys = None if keys is None else frozenset(keys)
         self.store = StripeStore()
-        self.faults = Faults()
-        self.log_lock = threading.Lock()
-        self.log: deque[dict] = deque(maxlen=int(config.get("request_log_size", 10000)))
+        super().__init__(config)
 
     def key_mode(self, header: str) -> str | None:
         """The key's mode ("test", "live", or None: both), or Stripe's 401."""
@@ -71,77 +62,18 @@ class StripeFake:
             raise StripeError(401, f"Invalid API Key provided: {shown}")
         return "live" if "_live_" in key else "test" if "_test_" in key else None
 
-    def record(self, method: str, path: str, query: str) -> dict:
-        values: dict[str, list[str]] = {}
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            values.setdefault(key, []).append(value)
-        entry = {"method": method, "path": path, "status": None,
-                 "query": {k: v[0] if len(v) == 1 else v for k, v in values.items()}}
-        with self.log_lock:
-            self.log.append(entry)
-        return entry
-
-    def requests(self) -> list[dict]:
-        with self.log_lock:
-            return [dict(e) for e in self.log]
-
     def reset(self) -> None:
         self.store.reset()
-        self.faults.clear()
-        with self.log_lock:
-            self.log.clear()
+        super().reset()
 
 
-def _json(status: int, body: dict, headers: dict | None = None) -> Response:
-    response = Response(json.dumps(body), status, mimetype="application/json")
-    response.headers.update(headers or {})
-    return response
-
-
-class ApiMiddleware:
-    """Logs every ``/v1/`` call and applies the fault rules (rule format: emulator/faults.py;
-    ``phase`` makes no difference here, the API only reads)."""
-
-    def __init__(self, app, fake: StripeFake):
-        self.app, self.fake = app, fake
-
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if not path.startswith("/v1/"):
-            return self.app(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "GET")
-        entry = self.fake.record(method, path, environ.get("QUERY_STRING", ""))
-
-        def logging_start_response(status, headers, exc_info=None):
-            entry["status"] = int(status[:3])
-            return start_response(status, headers, exc_info)
-        fired = self.fake.faults.pick(method, path) if self.fake.faults.rules else ()
-        delay = sum(r["latency_ms"] for r in fired)
-        if delay:
-            time.sleep(delay / 1000.0)
-        rule = next((r for r in fired if r["drop"] or r["status"] is not None), None)
-        if rule is None:
-            return self.app(environ, logging_start_response)
-        if rule["drop"]:
-            entry["status"] = "dropped"
-            return self._drop(environ, start_response)
-        return self._fault_response(rule)(environ, logging_start_response)
-
-    @staticmethod
-    def _fault_response(rule) -> Response:
-        status = rule["status"]
-        type_, code = FAULT_TYPES.get(
-            status, ("api_error" if status >= 500 else "invalid_request_error", None))
-        err = StripeError(status, rule["message"] or f"Injected fault ({status}).", type_,
-                          rule["code"] or code)
-        headers = {"Request-Id": new_id("req", 14)}
-        if status == 429:
-            headers["Retry-After"] = str(rule["retry_after"])
-        return _json(status, err.body(), headers)
-
-    @staticmethod
-    def _drop(environ, start_response):
-        return drop_connection(environ, start_response, "stripe fake")
+def fault_response(rule: dict, path: str, message: str) -> Response:
+    """An injected fault's answer, in Stripe's error shape."""
+    status = rule["status"]
+    type_, code = FAULT_TYPES.get(
+        status, ("api_error" if status >= 500 else "invalid_request_error", None))
+    err = StripeError(status, message, type_, rule["code"] or code)
+    return json_response(status, err.body(), {"Request-Id": new_id("req", 14)})
 
 
 def read_params(allowed: tuple = (), expandable: tuple = ()) -> tuple[dict, list[str]]:
@@ -164,14 +96,12 @@ def read_params(allowed: tuple = (), expandable: tuple = ()) -> tuple[dict, list
 
 def create_stripe_app(config: dict | None = None) -> Flask:
     fake = StripeFake(config or {})
-    app = Flask("stripe_fake")
-    app.json.sort_keys = False
-    app.extensions["stripe_fake"] = fake
-    app.wsgi_app = ApiMiddleware(app.wsgi_app, fake)
+    app = new_fake_app("stripe_fake", fake, "stripe fake", lambda path: path.startswith("/v1/"),
+                       fault_response)
 
     @app.errorhandler(StripeError)
     def stripe_error(err: StripeError):
-        return _json(err.status, err.body(), err.headers)
+        return json_response(err.status, err.body(), err.headers)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
@@ -180,19 +110,18 @@ def create_stripe_app(config: dict | None = None) -> Flask:
                               "The Stripe fake serves only a few calls: emulator/stripe_api.py.")
         else:
             err = StripeError(err.code or 500, err.description or "HTTP error")
-        return _json(err.status, err.body())
+        return json_response(err.status, err.body())
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception):
         app.logger.exception("stripe fake error")
         err = StripeError(500, "Internal error in the Stripe fake.", "api_error")
-        return _json(500, err.body())
+        return json_response(500, err.body())
 
     @app.before_request
     def guard():
         if request.path.startswith("/_stripe"):
-            addr = request.remote_addr or "127.0.0.1"
-            if not addr.startswith(LOOPBACK) and addr != "localhost":
+            if not from_loopback():
                 raise StripeError(403, "the Stripe fake's admin API is loopback only")
         elif request.path.startswith("/v1/"):
             g.mode = fake.key_mode(request.headers.get("Authorization", ""))
@@ -251,10 +180,7 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
     store = fake.store
 
     def body():
-        data = request.get_json(silent=True)
-        if data is None:
-            raise StripeError(400, "the body must be JSON")
-        return data
+        return json_body(lambda message: StripeError(400, message))
 
     def with_items(session: dict, items: list[dict]) -> dict:
         """Admin answers carry ALL the line items (the API's expand gives the first 10)."""
@@ -275,30 +201,10 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
     def admin_create_intent():
         return store.create_intent(body())
 
-    @app.route("/_stripe/faults", methods=["GET", "PUT", "POST", "DELETE"])
-    def faults():
-        if request.method == "DELETE":
-            fake.faults.clear()
-        elif request.method != "GET":
-            try:
-                fake.faults.replace(request.get_json(silent=True))
-            except ApiError as err:
-                raise StripeError(400, err.message, param=next(iter(err.details), None))
-        return {"rules": fake.faults.describe()}
-
-    @app.get("/_stripe/requests")
-    def requests_log():
-        entries = fake.requests()
-        return {"requests": entries, "count": len(entries)}
-
-    @app.post("/_stripe/reset")
-    def reset():
-        fake.reset()
-        return {"reset": True}
+    register_common_admin(app, "/_stripe", fake, lambda err: StripeError(
+        400, err.message, param=next(iter(err.details), None)))
 
 
 def mount_stripe(app: Flask, prefix: str = "/stripe", config: dict | None = None) -> Flask:
     """Serve a new fake under ``prefix`` in front of ``app``; other paths reach it unchanged."""
-    stripe_app = create_stripe_app(config)
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {prefix: stripe_app})
-    return stripe_app
+    return mount(app, prefix, create_stripe_app(config))

@@ -9,25 +9,17 @@ loopback, reset before each test that asks for ``google_fake``.
 """
 from __future__ import annotations
 
-import threading
-
 import pytest
 import requests
 from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2 import service_account
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from emulator.google_play_api import create_google_app
 from emulator.google_play_store import DEFAULT_PACKAGE
 
+from .fake_server import AdminClient, serve
+
 SCOPES = ["https://www.googleapis.com/auth/androidpublisher"]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like a real API
-
-    def log_request(self, code="-", size="-"):
-        pass
 
 
 class NoHttpsAdapter(requests.adapters.BaseAdapter):
@@ -50,21 +42,15 @@ class NoHttpsAdapter(requests.adapters.BaseAdapter):
         pass
 
 
-class GoogleFake:
+class GoogleFake(AdminClient):
     """Admin client of one served fake; ``url`` is the API base: ``/androidpublisher/v3/...`` and
-    ``/token`` live under it."""
+    ``/token`` live under it. ``requests()`` lists the ``/token`` and API calls."""
+
+    ADMIN = "/_google"
 
     def __init__(self, url: str, session: requests.Session | None = None):
-        self.url = url
+        super().__init__(url, session)
         self.token_uri = f"{url}/token"
-        self.http = session or requests.Session()
-        self.http.trust_env = False  # never a proxy for loopback
-
-    def _call(self, method: str, path: str, json=None) -> dict:
-        response = self.http.request(method, f"{self.url}/_google{path}", json=json, timeout=10)
-        if response.status_code != 200:
-            raise AssertionError(f"{method} /_google{path}: {response.status_code} {response.text}")
-        return response.json()
 
     def purchases_url(self, package: str = DEFAULT_PACKAGE) -> str:
         return f"{self.url}/androidpublisher/v3/applications/{package}/purchases"
@@ -129,36 +115,15 @@ class GoogleFake:
         """Make every access token issued so far invalid (the API answers 401 to them)."""
         return self._call("POST", "/tokens/expire")["expired"]
 
-    def faults(self, *rules: dict) -> list[dict]:
-        return self._call("PUT", "/faults", {"rules": list(rules)})["rules"]
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
-
-    def requests(self) -> list[dict]:
-        """``/token`` and API calls made so far: ``{method, path, query, status}``."""
-        return self._call("GET", "/requests")["requests"]
-
-    def reset(self) -> None:
-        self._call("POST", "/reset")
-
 
 @pytest.fixture(scope="session")
 def google_api_url():
     """Base URL of a fake Google Play API served in a thread for the whole test session."""
-    server = make_server("127.0.0.1", 0, create_google_app(), threaded=True,
-                         request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serve(create_google_app()) as url:
+        yield url
 
 
 @pytest.fixture
 def google_fake(google_api_url):
     """The fake's admin client, with accounts, tokens, purchases, faults and the log reset."""
-    fake = GoogleFake(google_api_url)
-    fake.reset()
-    yield fake
-    fake.http.close()
+    yield from GoogleFake(google_api_url).fresh()

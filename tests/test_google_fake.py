@@ -4,10 +4,6 @@ service-account credentials whose token_uri is the fake, wrapped in an Authorize
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
@@ -15,15 +11,12 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from google.auth import crypt, exceptions, jwt
-from werkzeug.serving import make_server
 
-from config.settings import ROOT
-from emulator.app import create_app as create_emulator
 from emulator.faults import ConnectionDropped
 from emulator.google_play_api import create_google_app, mount_google
 
+from .fake_server import emulator_process, emulator_with
 from .google_fake import GoogleFake, google_api_url, google_fake  # noqa: F401
-from .helpers import emulator_config
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
@@ -437,36 +430,15 @@ def test_request_log_and_reset(google_fake):
 
 
 def test_mounted_under_a_prefix_next_to_the_kraty_emulator():
-    kraty = create_emulator(emulator_config())
-    google_app = mount_google(kraty)
-    assert google_app.extensions["google_play_fake"].store is not None
-    server = make_server("127.0.0.1", 0, kraty, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with emulator_with(mount_google) as (url, google_app):
+        assert google_app.extensions["google_play_fake"].store is not None
         fake = GoogleFake(f"{url}/google")
         assert fake.service_account()["token_uri"] == f"{url}/google/token"
         exercise_product_calls(fake)
         assert requests.get(f"{url}/_emulator/health").json()["ok"] is True
         assert requests.post(f"{url}/token").status_code == 404  # only under /google
-    finally:
-        server.shutdown()
-        server.server_close()
-        kraty.extensions["kraty_emulator"].dispatcher.close()
 
 
 def test_python_m_emulator_serves_the_fake_under_google():
-    with subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        try:
-            line = proc.stdout.readline()
-            match = re.fullmatch(r"kraty emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
-            assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
-            exercise_product_calls(GoogleFake(f"{match.group(1)}/google"))
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(15) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+    with emulator_process() as url:
+        exercise_product_calls(GoogleFake(f"{url}/google"))

@@ -2,23 +2,14 @@
 # ruff: noqa: F811  (the fixtures imported below are test parameters)
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
-import threading
-
 import pytest
 import requests
 import stripe
-from werkzeug.serving import make_server
 
-from config.settings import ROOT
-from emulator.app import create_app as create_emulator
 from emulator.faults import ConnectionDropped
 from emulator.stripe_api import create_stripe_app, mount_stripe
 
-from .helpers import emulator_config
+from .fake_server import emulator_process, emulator_with
 from .stripe_fake import StripeFake, stripe_api_url, stripe_fake  # noqa: F401
 
 LINE = {"price": "price_gems_100", "product": "prod_gems", "lookup_key": "gems_100",
@@ -295,38 +286,16 @@ def test_unknown_url_is_a_stripe_404(stripe_fake):
 
 
 def test_mounted_under_a_prefix_next_to_the_kraty_emulator():
-    kraty = create_emulator(emulator_config())
-    stripe_app = mount_stripe(kraty)
-    assert stripe_app.extensions["stripe_fake"].store is not None
-    server = make_server("127.0.0.1", 0, kraty, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with emulator_with(mount_stripe) as (url, stripe_app):
+        assert stripe_app.extensions["stripe_fake"].store is not None
         fake = StripeFake(f"{url}/stripe")
         exercise_four_calls(fake)
         assert [r["path"] for r in fake.requests()][-1].startswith("/v1/payment_intents/")
         assert requests.get(f"{url}/_emulator/health").json()["ok"] is True
         assert requests.get(f"{url}/stripe/_emulator/health").status_code == 404
         assert requests.get(f"{url}/v1/payment_intents/pi_x").status_code == 404
-    finally:
-        server.shutdown()
-        server.server_close()
-        kraty.extensions["kraty_emulator"].dispatcher.close()
 
 
 def test_python_m_emulator_serves_the_fake_under_stripe():
-    with subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        try:
-            line = proc.stdout.readline()
-            match = re.fullmatch(r"kraty emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
-            assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
-            base = f"{match.group(1)}/stripe"
-            exercise_four_calls(StripeFake(base))
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(15) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+    with emulator_process() as url:
+        exercise_four_calls(StripeFake(f"{url}/stripe"))
