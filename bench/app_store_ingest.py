@@ -20,7 +20,7 @@ In-process, the same notifications are verified by the app's ``AppStoreVerifiers
 cache's hits) and by Apple's library's stock ``SignedDataVerifier``: the CPU one verification costs
 with and without what the bridge caches.
 
-Correctness, per configuration: as for the Stripe benchmark (``bench/stripe_ingest.py``): no answer
+Correctness, per configuration: as for the Stripe benchmark (``bench/ingest_common.py``): no answer
 other than 2xx; no request to the app repeated a notification; inbound_events rows lie between the 2xx
 answers and the requests written, one RQ job per row; the duplicate run adds no row; a count-bounded leg
 adds exactly one row per 2xx answer.
@@ -37,18 +37,25 @@ from pathlib import Path
 from . import common
 from .common import ROOT, BenchError, kb_env, table, verdict
 from .ingest import FULL as INGEST_FULL
-from .loadgen import SignedPosts, have_wrk, run_load, run_python
-from .measure import service_pids
-from .procs import Gunicorn
-from .stripe_ingest import COMPONENTS, Ledger, _check, _combine, _lines_for, _per_request, _slice
+from .ingest_common import (
+    Ledger,
+    best_summary,
+    client_check,
+    lines_for,
+    per_request,
+    print_cpu_legend,
+    print_ledger_checks,
+    raise_if_incorrect,
+    run_config,
+    slice_run,
+)
+from .loadgen import SignedPosts, have_wrk
 
 TARGET = 0.3
 FULL = dict(configs=INGEST_FULL["configs"], seconds=5.0, rounds=2, warmup=2.0, connections=16, unloaded=3.0,
             duplicates=3.0, production=3.0, exact=1200, exact_connections=8, bare_lines=1500, verify=1000)
 QUICK = dict(configs=[("gthread", 2, 2)], seconds=1.0, rounds=1, warmup=0.5, connections=4, unloaded=1.0,
              duplicates=1.0, production=1.0, exact=48, exact_connections=4, bare_lines=200, verify=40)
-BARE = "bench.bare_app:app"
-APP = "app:create_app()"
 PATH = "/webhooks/app-store"
 KIND = "ONE_TIME_CHARGE"
 APP_STORE_TABLE = """
@@ -178,77 +185,14 @@ def verify_costs(catalog_path: str, chain, count: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def _one_config(kind: str, workers: int, threads: int, env: dict, ledger: Ledger, workdir: Path, chain,
-                opts: dict) -> dict:
-    """Both servers up side by side (an idle one costs nothing); bare and app runs alternate, so a burst
-    of other work on the shared machine hits both sides alike."""
-    name = f"{kind} w={workers}" + (f" t={threads}" if kind == "gthread" else "")
-    groups = service_pids(env["KB_DATABASE_URL"])
-    ledger.clear()
-    files = NotificationFiles(workdir, chain)
-    fresh: list = []              # every app run that sent new notifications: (label, LoadResult-like dict)
-    servers = {}
-    try:
-        servers["bare"] = Gunicorn(BARE, workers, kind, threads, env, workdir / "gunicorn-app-store-bare.log")
-        servers["app"] = Gunicorn(APP, workers, kind, threads, env, workdir / "gunicorn-app-store-app.log",
-                                  ready_path="/healthz")
-        bare_posts = files.write("bare", opts["bare_lines"])
-        warm_posts = files.write("warm-app", _lines_for(1000, opts["warmup"], opts["connections"]))
-        run_load(servers["bare"].url, "warm-bare", opts["warmup"], opts["connections"], posts=bare_posts)
-        warm = run_load(servers["app"].url, "warm-app", opts["warmup"], opts["connections"], posts=warm_posts)
-        fresh.append(("warm-up", warm.as_dict()))
-        estimate = warm.rps
-        slices: dict[str, list] = {"bare": [], "app": []}
-        app_files = []
-        for n in range(opts["rounds"]):
-            for label, server in servers.items():
-                if label == "bare":
-                    posts, spy_name = bare_posts, None
-                else:
-                    posts = files.write(f"app-{n}", _lines_for(estimate, opts["seconds"], opts["connections"]))
-                    app_files.append(posts)
-                    spy_name = f"app-store-app-{kind}-w{workers}" if n == 0 else None
-                slices[label].append(_slice(server, groups, posts, opts, label, opts["seconds"], spy_name))
-                if label == "app":
-                    fresh.append((f"round {n + 1}", slices[label][-1]))
+def _production_leg(opts: dict):
+    """After the rounds: a run of Production notifications (the pinned-root verifier, the app Apple id check)."""
+    def legs(app, groups, slices, files) -> dict:
         rate = max(s["rps"] for s in slices["app"])
-        prod_posts = files.write("production", _lines_for(rate, opts["production"], opts["connections"]),
-                                 environment="Production")
-        production = _slice(servers["app"], groups, prod_posts, opts, "app-production", opts["production"])
-        fresh.append(("production", production))
-        rows_before_dup, jobs_before_dup = ledger.settle(), ledger.jobs()
-        dup_posts = files.replay(app_files, ledger.recorded(), limit=50_000)
-        duplicates = _slice(servers["app"], groups, dup_posts, opts, "app-duplicates", opts["duplicates"])
-        rows_after_dup, jobs_after_dup = ledger.settle(), ledger.jobs()
-        unloaded = {}
-        for label, server in servers.items():
-            rate = max(s["rps"] for s in slices[label])
-            posts = bare_posts if label == "bare" else files.write("one-app", _lines_for(rate, opts["unloaded"], 1))
-            unloaded[label] = run_load(server.url, f"one-{label}", opts["unloaded"], 1, posts=posts)
-            if label == "app":
-                fresh.append(("1 connection", unloaded[label].as_dict()))
-        rows_before_exact = ledger.settle()
-        exact = run_python(servers["app"].url, "exact", opts["exact_connections"], total=opts["exact"], processes=1,
-                           posts=files.write("exact", opts["exact"]))
-        fresh.append(("count-bounded", exact.as_dict()))
-        rows_after_exact = ledger.settle()
-    finally:
-        for server in servers.values():
-            server.close()
-        files.close()
-    out = {"config": name, "worker_class": kind, "workers": workers, "threads": threads}
-    for label in servers:
-        out[label] = _combine(slices[label], unloaded[label])
-    bare_rps = out["bare"]["rps"]
-    for key, run in (("production", production), ("duplicates", duplicates)):
-        out[key] = {k: run[k] for k in ("requests", "errors", "seconds", "rps", "p50_ms", "p99_ms", "wrapped")}
-        out[key]["cpu_ms_per_request"] = {k: round((run["cpu_cores"].get(k) or 0) / run["rps"] * 1000, 3)
-                                          if run["rps"] else None for k in COMPONENTS}
-        out[key]["ratio"] = round(run["rps"] / bare_rps, 3) if bare_rps else None
-    out["ratio"] = round(out["app"]["rps"] / bare_rps, 3) if bare_rps else None
-    out["correctness"] = _check(fresh, ledger, (rows_before_dup, rows_after_dup, jobs_before_dup, jobs_after_dup,
-                                                duplicates), (rows_before_exact, rows_after_exact, exact))
-    return out
+        posts = files.write("production", lines_for(rate, opts["production"], opts["connections"]),
+                            environment="Production")
+        return {"production": slice_run(app, groups, posts, opts, "app-production", opts["production"])}
+    return legs
 
 
 def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
@@ -263,7 +207,9 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
     results = []
     try:
         for kind, workers, threads in opts["configs"]:
-            results.append(_one_config(kind, workers, threads, env, ledger, workdir, chain, opts))
+            results.append(run_config("app-store", kind, workers, threads, env, ledger, workdir,
+                                      NotificationFiles(workdir, chain), opts, warm_rate=1000,
+                                      extra_legs=_production_leg(opts)))
         ledger.clear()
     finally:
         ledger.close()
@@ -283,21 +229,13 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
         rows.append([r["config"], b["rps"], b["p50_ms"], b["p99_ms"], a["rps"], a["p50_ms"], a["p99_ms"], r["ratio"],
                      p["rps"], p["ratio"], d["rps"], d["ratio"], a["errors"],
                      f"{b['unloaded']['p50_ms']:.2f}/{b['unloaded']['p99_ms']:.2f}",
-                     f"{a['unloaded']['p50_ms']:.2f}/{a['unloaded']['p99_ms']:.2f}", _per_request(b), _per_request(a),
+                     f"{a['unloaded']['p50_ms']:.2f}/{a['unloaded']['p99_ms']:.2f}", per_request(b), per_request(a),
                      "ok" if r["correctness"]["ok"] else "FAILED"])
     print(table(["gunicorn", "bare req/s", "p50 ms", "p99 ms", "app req/s", "p50 ms", "p99 ms", "ratio",
                  "prod req/s", "prod ratio", "dup req/s", "dup ratio", "errors", "bare 1-conn p50/p99",
                  "app 1-conn p50/p99", "bare: CPU ms/req", "app: CPU ms/req", "ledger check"], rows))
-    print("1-conn: latency with one connection (no queueing); p50/p99 under load include queueing.")
-    print("CPU ms/req = CPU time per request of gunicorn (master+workers) / PostgreSQL (our backends + server "
-          "processes) / redis-server / the load client")
-    for r in results:
-        c = r["correctness"]
-        print(f"ledger check {r['config']}: {c['answered_2xx']} 2xx answers, {c['requests_written']} requests "
-              f"written ({c['in_flight_at_stop']} in flight when the client stopped), {c['inbound_events']} "
-              f"inbound_events rows, {c['rq_jobs']} RQ jobs; duplicates: {c['duplicate_answers_2xx']} 2xx, "
-              f"{c['duplicate_rows_added']} rows added; count-bounded leg: {c['exact_leg']['answered_2xx']} 2xx, "
-              f"{c['exact_leg']['rows_added']} rows added" + ("" if c["ok"] else f"; PROBLEMS: {c['problems']}"))
+    print_cpu_legend()
+    print_ledger_checks(results)
     v = in_process
     print(f"verification in this process, {v['notifications']} notifications (2 JWS + 2 chains each): "
           f"{v['ms_per_notification']:.3f} ms CPU per notification with the app's verifiers (chain cache hits "
@@ -307,27 +245,16 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
           f"{verdict(best['ratio'], TARGET)}); Production {best['production']['rps']:,.0f} req/s (ratio "
           f"{best['production']['ratio']}); duplicates {best['duplicates']['rps']:,.0f} req/s "
           f"(ratio {best['duplicates']['ratio']})")
-    top_bare = max(r["bare"]["rps"] for r in results)
-    headroom = top_bare / max(best["app"]["rps"], 1)
-    print(f"client check: this client drove the bare endpoint at {top_bare:,.0f} req/s, {headroom:.1f}x the best app "
-          f"rate" + (": the client is not what limits the app" if headroom >= 2 else
-                     ": too close to tell whether the client limits the app"))
+    headroom = client_check(results, best)
     correct = all(r["correctness"]["ok"] for r in results)
     summary = {"benchmark": "app_store", "quick": quick, "backends": backends.describe(), "client": client,
                "wrk_installed": have_wrk(), "client_headroom": round(headroom, 1), "connections": opts["connections"],
                "seconds": opts["seconds"], "rounds": opts["rounds"], "target_ratio": TARGET,
-               "best": {"config": best["config"], "ratio": best["ratio"], "app_rps": best["app"]["rps"],
-                        "bare_rps": best["bare"]["rps"], "app_p50_ms": best["app"]["p50_ms"],
-                        "app_p99_ms": best["app"]["p99_ms"], "bare_p50_ms": best["bare"]["p50_ms"],
-                        "bare_p99_ms": best["bare"]["p99_ms"], "production_rps": best["production"]["rps"],
-                        "production_ratio": best["production"]["ratio"], "duplicate_rps": best["duplicates"]["rps"],
-                        "duplicate_ratio": best["duplicates"]["ratio"]},
+               "best": best_summary(best, production="production", duplicate="duplicates"),
                "verification_in_process": in_process,
                "meets_target": best["ratio"] is not None and best["ratio"] >= TARGET, "correct": correct,
                "configs": results, "elapsed_s": round(time.perf_counter() - started, 1),
                "load_average_after": common.load_average()}
     print(f"wrote {common.save('app_store', summary)}")
-    if not correct:
-        raise BenchError("the ledger check failed: " + "; ".join(p for r in results
-                                                                  for p in r["correctness"]["problems"]))
+    raise_if_incorrect(results)
     return summary

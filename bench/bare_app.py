@@ -4,7 +4,8 @@
 
 - the fulfil PUT (``bench/ingest.py``);
 - the Stripe webhook POST (``bench/stripe_ingest.py``): reads the body, answers a small JSON 200;
-- the App Store notification POST (``bench/app_store_ingest.py``): the same.
+- the App Store notification POST (``bench/app_store_ingest.py``): the same;
+- the Google Play push POST (``bench/google_play_ingest.py``): the same.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flask import Flask, request
 BODY = b'{"state":"FULFILLED"}'
 STRIPE_BODY = b'{"received":true}'
 APP_STORE_BODY = b'{"received":true}'
+GOOGLE_PLAY_BODY = b'{"received":true}'
 
 app = Flask(__name__)
 
@@ -32,3 +34,9 @@ def stripe_event(namespace):
 def app_store_notification():
     request.get_data(cache=False)
     return APP_STORE_BODY, 200, {"Content-Type": "application/json"}
+
+
+@app.post("/webhooks/google-play")
+def google_play_push():
+    request.get_data(cache=False)
+    return GOOGLE_PLAY_BODY, 200, {"Content-Type": "application/json"}

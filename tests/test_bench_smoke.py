@@ -77,3 +77,20 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
     verify = app_store["verification_in_process"]
     # one chain signs everything: after the first sight, every chain check is a cache hit
     assert verify["chain_cache_hits"] == verify["chain_verifications"] > 0
+
+    google_play = json.loads((tmp_path / "google_play.json").read_text())
+    assert google_play["correct"] is True and google_play["one_token_for_all_requests"] is True
+    for run in google_play["configs"]:
+        for side in ("bare", "app"):
+            assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
+        assert run["app"]["errors"] == 0 and run["app"]["wrapped"] == 0   # every app request a new messageId
+        assert _positive(run["duplicates"]["rps"]) and run["duplicates"]["errors"] == 0
+        check = run["correctness"]
+        assert check["ok"], check["problems"]
+        assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
+        assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
+        assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
+        assert 0 < run["certs_fetches"] <= run["workers"]   # the certs' max-age outlasts the run
+    assert _positive(google_play["best"]["ratio"])
+    verify = google_play["verification_in_process"]
+    assert all(_positive(verify[k]) for k in ("ms_per_token", "ms_per_distinct_token", "stock_verify_token_ms"))
