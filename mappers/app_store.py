@@ -57,6 +57,9 @@ class TransactionSchema(_Lenient):
     currency = fields.String(load_default=None, allow_none=True)
 
 
+_TRANSACTION, _NOTIFICATION = TransactionSchema(), NotificationSchema()  # built once: pure, no state between loads
+
+
 def account_token(value: str | None) -> str | None:
     """An appAccountToken as the lower-case canonical UUID string, or None if it is not a UUID."""
     try:
@@ -80,7 +83,7 @@ def transaction(payload: dict) -> dict:
     """A decoded transaction, checked (ValidationError if a field we rely on is missing or wrong)."""
     if not isinstance(payload, dict):
         raise ValidationError("a transaction is a JSON object")
-    data = TransactionSchema().load(payload)
+    data = _TRANSACTION.load(payload)
     data["quantity"] = data["quantity"] or 1
     return data
 
@@ -135,7 +138,7 @@ def classify(notification: dict, transaction_payload: dict | None = None, player
     Raises ValidationError when a notification that grants or takes back lacks what that needs."""
     if not isinstance(notification, dict):
         raise ValidationError("a notification is a JSON object")
-    checked = NotificationSchema().load(notification)
+    checked = _NOTIFICATION.load(notification)
     kind = checked["notificationType"]
     if kind == TEST:
         return TEST_MARKER, None

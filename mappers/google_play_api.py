@@ -141,10 +141,14 @@ class _SubscriptionV2Schema(_Lenient):
     linkedPurchaseToken = _optional(2048)
 
 
+_SCHEMAS: dict[type, Schema] = {}  # one instance per schema class, built on first use
+
+
 def _load(schema: type[Schema], payload, what: str) -> dict:
     if not isinstance(payload, dict):
         raise ValidationError(f"{what} is a JSON object")
-    return schema().load(payload)
+    instance = _SCHEMAS.get(schema) or _SCHEMAS.setdefault(schema, schema())
+    return instance.load(payload)
 
 
 def _acknowledged(value: str | None) -> bool | None:
