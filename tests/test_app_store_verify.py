@@ -5,7 +5,14 @@ for real, in strict mode, against the roots the catalog names and the fingerprin
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import itertools
+import json
+import random
+import re
+import string
+import threading
 
 import pytest
 from appstoreserverlibrary.signed_data_verifier import (
@@ -16,6 +23,8 @@ from appstoreserverlibrary.signed_data_verifier import (
 
 from config.app_store_config import APPLE_ROOT_CA_G3_SHA256
 from config.catalog import CatalogError, load_catalog
+from middleware.stores import app_store_verify
+from middleware.stores import jws as jws_reader
 from middleware.stores.app_store_verify import (
     AppStoreVerificationError,
     AppStoreVerifiers,
@@ -382,3 +391,198 @@ def test_plain_jws_takes_the_single_parse_path(catalog, monkeypatch):
     assert calls == []
     odd = sign_jws(transaction(), header={"typ": "JWT"})
     assert verifiers.transaction(odd).transaction["transactionId"] and calls == [odd]
+
+
+def test_handed_parse_and_own_parse_agree_with_the_library(catalog):
+    """Through ``check`` (the parse the caller already made) the verifier decides as the library does."""
+    verifier = AppStoreVerifiers(catalog, {default_chain().root.sha256})._verifiers[BUNDLE_ID, "Sandbox"]
+    good = sign_jws(transaction())
+    head, body, signature = good.split(".")
+    tokens = [good, sign_jws(transaction(), other_chain()), sign_jws(transaction(), alg="ES384"), tamper_signature(good),
+              tamper_payload(good, quantity=3), sign_jws(transaction(), header={"kid": "x"}), f"{head}=.{body}.{signature}",
+              f"{head}.{body}.{signature}A"]
+    for token in tokens:
+        outcomes = []
+        for decode in (lambda t: verifier.check(verifier._decode_signed_object, t, jws_reader.read(t)),
+                       lambda t: SignedDataVerifier._decode_signed_object(verifier, t)):
+            try:
+                outcomes.append(("ok", decode(token)))
+            except VerificationException as exc:
+                outcomes.append(("refused", exc.status))
+        assert outcomes[0] == outcomes[1], token
+    assert verifier._handed.jws is None  # handed only while check runs
+
+
+# ---------------------------------------------------------------- reading a JWS once (middleware.stores.jws)
+def test_each_signed_part_is_read_once(catalog, monkeypatch):
+    """The parse that picked the game is the one the verifier checks: no JWS is decoded twice."""
+    verifiers = AppStoreVerifiers(catalog, {default_chain().root.sha256})
+    reads, real = [], app_store_verify._read
+    monkeypatch.setattr(app_store_verify, "_read", lambda token, what: reads.append(what) or real(token, what))
+    assert verifiers.notification(signed_notification()).transaction["transactionId"]
+    assert reads == ["signedPayload", "data.signedTransactionInfo"]
+    reads.clear()
+    assert verifiers.transaction(sign_jws(transaction())).transaction["transactionId"]
+    assert reads == ["signedTransaction"]
+    reads.clear()
+    unverified(verifiers.notification, sign_jws(notification(signed_transaction=tamper_signature(sign_jws(transaction())))))
+    assert reads == ["signedPayload", "data.signedTransactionInfo"]
+
+
+def test_a_handed_parse_stands_only_for_its_own_string(catalog, stranger):
+    """While ``check`` runs on one string, any other string the verifier decodes is read and checked."""
+    verifier = AppStoreVerifiers(catalog, {default_chain().root.sha256})._verifiers[BUNDLE_ID, "Sandbox"]
+    good = sign_jws(transaction())
+    for bad in (tamper_signature(good), tamper_payload(good, quantity=2), sign_jws(transaction(), stranger)):
+        with pytest.raises(VerificationException):
+            verifier.check(lambda _, bad=bad: verifier.verify_and_decode_signed_transaction(bad), good, jws_reader.read(good))
+    assert verifier.check(verifier.verify_and_decode_signed_transaction, good, jws_reader.read(good)).transactionId
+
+
+def test_concurrent_checks_each_use_their_own_parse(catalog, monkeypatch):
+    """The handed parse is per thread: threads checking on one verifier at once each use their own."""
+    verifier = AppStoreVerifiers(catalog, {default_chain().root.sha256})._verifiers[BUNDLE_ID, "Sandbox"]
+    signed = [sign_jws(transaction(transaction_id=str(2_000_000_000_100_000 + i))) for i in range(5)]
+    expected = {token: jws_reader.read(token).payload for token in signed}
+    signed += [tamper_signature(signed[0]), tamper_payload(signed[1], quantity=7)]
+    expected.update({token: VerificationStatus.VERIFICATION_FAILURE for token in signed[5:]})
+    barrier, results, reads, real = threading.Barrier(len(signed)), {}, [], app_store_verify._read
+    monkeypatch.setattr(app_store_verify, "_read", lambda token, what: reads.append(what) or real(token, what))
+
+    def verify(token):
+        barrier.wait(timeout=10)  # every thread has handed its parse before any decodes
+        return verifier._decode_signed_object(token)
+
+    def work(token):
+        try:
+            results[token] = verifier.check(verify, token, jws_reader.read(token))
+        except VerificationException as exc:
+            results[token] = exc.status
+
+    threads = [threading.Thread(target=work, args=(token,)) for token in signed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == expected and reads == []
+
+
+def test_header_cache_is_bounded_and_keyed_by_the_exact_text():
+    jws_reader._cached_header.cache_clear()
+    good = sign_jws(transaction())
+    head, body, signature = good.split(".")
+    first = jws_reader.read(good)
+    again = jws_reader.read(sign_jws(transaction(transaction_id="2000000000000777")))
+    assert again.header is first.header and jws_reader._cached_header.cache_info().hits == 1
+    # the same JSON in other text is decoded on its own, and keeps its own canonical flag
+    padded = jws_reader.read(f"{head}=.{body}.{signature}")
+    assert padded.header == first.header and padded.header is not first.header
+    assert first.canonical and not padded.canonical
+    spaced = jws_reader.read(f"{ca.b64url(json.dumps(first.header).encode())}.{body}.{signature}")
+    assert spaced.header == first.header and spaced.header is not first.header and spaced.canonical
+    other = jws_reader.read(sign_jws(transaction(), other_chain()))
+    assert other.header["x5c"] != first.header["x5c"]
+    assert jws_reader._cached_header.cache_info().currsize == 4
+    # bounded: the oldest texts are forgotten
+    for i in range(jws_reader.HEADER_CACHE_SIZE + 10):
+        jws_reader.read(f"{ca.b64url(json.dumps({'alg': 'ES256', 'n': i}).encode())}.{body}.{signature}")
+    info = jws_reader._cached_header.cache_info()
+    assert info.currsize == info.maxsize == jws_reader.HEADER_CACHE_SIZE
+    # a header text too long to keep is decoded every time, and not kept
+    long_head = ca.b64url(json.dumps({"alg": "ES256", "pad": "x" * jws_reader.HEADER_CACHE_TEXT}).encode())
+    assert jws_reader.read(f"{long_head}.{body}.{signature}").header["alg"] == "ES256"
+    assert jws_reader._cached_header.cache_info().misses == info.misses
+    # what fails to decode is never kept
+    jws_reader._cached_header.cache_clear()
+    for bad in ("e30=x", "e30+", "bm90IGpzb24", ca.b64url(b"[" * 10_000)):
+        with pytest.raises(jws_reader.NotAJws):
+            jws_reader.read(f"{bad}.{body}.{signature}")
+    assert jws_reader._cached_header.cache_info().currsize == 0
+
+
+def test_a_cached_header_vouches_for_nothing_else(verifiers):
+    """With the header decoded from the cache, payload and signature are still checked in full."""
+    good = sign_jws(transaction())
+    assert verifiers.transaction(good).transaction["transactionId"]
+    hits = jws_reader._cached_header.cache_info().hits
+    head, _, signature = good.split(".")
+    other_head, other_body, _ = sign_jws(transaction(transaction_id="2000000000000999")).split(".")
+    assert other_head == head  # the same chain, the same header text
+    unverified(verifiers.transaction, f"{head}.{other_body}.{signature}")  # another payload under this signature
+    unverified(verifiers.transaction, tamper_payload(good, quantity=100))
+    unverified(verifiers.transaction, tamper_signature(good))
+    unverified(verifiers.transaction, f"{head}.{other_body}.{ca.b64url(b'x' * 64)}")
+    signed = signed_notification("ONE_TIME_CHARGE")
+    assert verifiers.notification(signed).transaction
+    unverified(verifiers.notification, tamper_payload(signed, notificationType="REFUND"))
+    unverified(verifiers.notification, tamper_signature(signed))
+    inner = tamper_payload(sign_jws(transaction()), quantity=9)
+    error = unverified(verifiers.notification, sign_jws(notification(signed_transaction=inner)))
+    assert error.message.startswith("data.signedTransactionInfo: ")
+    assert jws_reader._cached_header.cache_info().hits >= hits + 10
+
+
+# ---------------------------------------------------------------- base64url segments
+_OLD_SEGMENT = re.compile(r"[A-Za-z0-9_-]*={0,2}\Z")
+_OLD_CANONICAL = re.compile(r"[A-Za-z0-9_-]*\Z")
+
+
+def reference_segment(text: str) -> tuple[bytes, bool]:
+    """The regex-and-re-encode reading ``jws.segment`` replaced (app_store_verify's ``_segment``): the reference."""
+    if not _OLD_SEGMENT.match(text) or len(text.rstrip("=")) % 4 == 1:
+        raise ValueError("not base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return raw, bool(_OLD_CANONICAL.match(text)) and base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == text
+
+
+def segment_outcome(function, text: str):
+    try:
+        return function(text)
+    except ValueError:  # binascii.Error, UnicodeEncodeError: both functions raise nothing else
+        return "ValueError"
+
+
+def segment_inputs():
+    rng = random.Random(20_240_613)
+    alphabet = string.ascii_letters + string.digits + "-_"
+    odd = "=+/ \n\t.!*\x00\x7fé\u0660Ａ"
+    yield from ["", "=", "==", "===", "====", "A=B", "QUJD=", "QUJD==", "QUJD===", "QUJDRA=", "QUJ==", "QQ=", "QQ==",
+                "QR==", "QUI=", "QUJ=", "\n", "QUJD\n", "QUJD=\n", " QUJD", "QU JD", "QU=D", "Q=UJ", "=QUJ", "==QU",
+                "ab+c", "ab/c", "-_-_", "+/+/", "QUJD\x00", "QUJé", "٠١٢٣", "ＱＵＪＤ", "QUJ\u0660"]
+    for text in itertools.product("AQw_-=+/! é", repeat=4):  # every short mix, padding anywhere
+        yield "".join(text)
+    for n in range(5):  # every last character, every padding, every length % 4
+        for last in alphabet + odd:
+            for padding in ("", "=", "==", "==="):
+                yield "QUJD" * (n // 4) + "A" * (n % 4) + last + padding
+    for size in range(48):
+        for _ in range(40):
+            encoded = base64.urlsafe_b64encode(rng.randbytes(size)).decode()
+            body = encoded.rstrip("=")
+            yield encoded
+            yield body
+            if body:
+                yield body[:-1] + rng.choice(alphabet) + "=" * rng.randint(0, 3)  # spare bits set, odd padding
+                cut = rng.randrange(len(body))
+                yield body[:cut] + rng.choice(odd) + body[cut + 1:]
+    for _ in range(20_000):
+        chars = alphabet if rng.random() < 0.7 else alphabet + odd
+        yield "".join(rng.choice(chars) for _ in range(rng.randint(0, 14))) + "=" * rng.choice((0, 0, 0, 1, 2, 3))
+    token = sign_jws(notification(signed_transaction=sign_jws(transaction())))
+    for part in token.split("."):
+        yield from (part, part + "=", part + "==", part[:-1], part[1:], part + "A", part.replace("_", "/"))
+
+
+def test_segment_reads_exactly_as_the_regex_reading_did():
+    seen = kinds = 0
+    ok = set()
+    for text in segment_inputs():
+        expected = segment_outcome(reference_segment, text)
+        assert segment_outcome(jws_reader.segment, text) == expected, repr(text)
+        seen += 1
+        if expected != "ValueError":
+            ok.add((len(text) % 4, expected[1]))
+        else:
+            kinds += 1
+    assert seen > 40_000 and kinds > 10_000
+    assert {(0, True), (0, False), (2, True), (2, False), (3, True), (3, False), (1, False)} <= ok  # every case met

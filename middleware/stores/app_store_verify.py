@@ -9,20 +9,21 @@ OIDs, ``alg`` ES256, the signature, the bundle id, the environment and (Producti
 A notification's nested ``signedTransactionInfo`` is verified the same way. Production verifiers
 trust only the pinned roots (``config.app_store_config.check_pins``).
 
-Two things make a verification cheaper without skipping any check (see ``_CachingChainVerifier`` and
+Three things make a verification cheaper without skipping any check (see ``_CachingChainVerifier`` and
 ``_Verifier._decode_signed_object``): a chain that verified is remembered with the time window in
 which every certificate of it is valid, so the same x5c is accepted again only for an effective date
-inside that window; and a JWS of the plain shape Apple sends is parsed once and its ES256 signature
-checked directly, as the library's PyJWT calls would (anything else takes the library's own path).
+inside that window; a JWS of the plain shape Apple sends is parsed once — the parse that picked the
+game is handed to the verifier (``_Verifier.check``) — and its ES256 signature checked directly, as the
+library's PyJWT calls would (anything else takes the library's own path); and the decoded JWS header,
+the same x5c chain on everything Apple signs, is remembered by its exact text (``middleware.stores.jws``).
 """
 from __future__ import annotations
 
 import base64
 import functools
-import json
-import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from config.app_store_config import parse_fingerprints, pin_problems
 from config.catalog import Catalog, CatalogError, Game
 
+from .jws import Jws, NotAJws, read
+
 __all__ = ["AppStoreVerificationError", "AppStoreVerifiers", "VerifiedNotification", "VerifiedTransaction"]
 
 MALFORMED, UNVERIFIED, RETRYABLE, NOT_ACCEPTED = "malformed", "unverified", "retryable", "not_accepted"
@@ -56,8 +59,6 @@ REASONS = {
     VerificationStatus.INVALID_ENVIRONMENT: "the environment does not match",
     VerificationStatus.RETRYABLE_VERIFICATION_FAILURE: "Apple's OCSP responder could not be asked; try again later",
 }
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]*={0,2}\Z")
-_CANONICAL = re.compile(r"[A-Za-z0-9_-]*\Z")
 _REGISTERED_CLAIMS = frozenset({"exp", "nbf", "iat", "aud", "iss", "sub", "jti"})  # PyJWT validates these
 
 
@@ -89,35 +90,12 @@ class VerifiedTransaction:
 
 
 # ---------------------------------------------------------------- reading a JWS (no verification)
-@dataclass(frozen=True)
-class _Jws:
-    header: dict
-    payload: dict
-    signing_input: bytes
-    signature: bytes
-    canonical: bool  # every segment is unpadded base64url that re-encodes to itself (PyJWT's own rule)
-
-
-def _segment(text: str) -> tuple[bytes, bool]:
-    if not _SEGMENT.match(text) or len(text.rstrip("=")) % 4 == 1:
-        raise ValueError("not base64url")
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    return raw, bool(_CANONICAL.match(text)) and base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == text
-
-
-def _read(token: Any, what: str) -> _Jws:
+def _read(token: Any, what: str) -> Jws:
     """Split and decode a compact JWS; ``AppStoreVerificationError("malformed")`` if it is not one."""
-    parts = token.split(".") if isinstance(token, str) else []
-    if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise AppStoreVerificationError(MALFORMED, f"{what} is not a JWS (three base64url segments)")
     try:
-        (head, c1), (body, c2), (signature, c3) = (_segment(part) for part in parts)
-        header, payload = json.loads(head), json.loads(body)
-    except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise AppStoreVerificationError(MALFORMED, f"{what} is not a JWS of JSON objects") from None
-    if not isinstance(header, dict) or not isinstance(payload, dict):
-        raise AppStoreVerificationError(MALFORMED, f"{what} is not a JWS of JSON objects")
-    return _Jws(header, payload, f"{parts[0]}.{parts[1]}".encode(), signature, c1 and c2 and c3)
+        return read(token)
+    except NotAJws as exc:
+        raise AppStoreVerificationError(MALFORMED, f"{what} {exc}") from None
 
 
 def _identity(payload: dict) -> tuple[Any, Any]:
@@ -204,18 +182,33 @@ class _Verifier(SignedDataVerifier):
     header of only ``alg`` and ``x5c``, a payload without JWT registered claims) it parses once and
     checks the ES256 signature with ``cryptography`` exactly as PyJWT would (a P-256 key, 64-byte
     r||s, SHA-256), instead of letting PyJWT parse the token three times. Anything else, and the
-    Xcode / LocalTesting environments, go through the library's method unchanged.
+    Xcode / LocalTesting environments, go through the library's method unchanged. Run through
+    ``check``, it does not even parse: it takes the parse of that very string the caller already has.
     """
 
     def __init__(self, root_certificates, enable_online_checks, environment, bundle_id, app_apple_id=None):
         super().__init__(list(root_certificates), enable_online_checks, environment, bundle_id, app_apple_id)
         self._chain_verifier = _CachingChainVerifier(list(root_certificates))
+        self._handed = threading.local()  # (token, its Jws) while ``check`` runs in this thread
+
+    def check(self, verify: Callable[[str], Any], signed: str, jws: Jws) -> Any:
+        """``verify`` (one of this verifier's ``verify_and_decode_*``) on ``signed``, ``jws`` being
+        ``_read(signed)``: ``_decode_signed_object`` uses it for that same string object."""
+        self._handed.jws = (signed, jws)
+        try:
+            return verify(signed)
+        finally:
+            self._handed.jws = None
 
     def _decode_signed_object(self, signed_obj: str) -> dict:
-        try:
-            jws = _read(signed_obj, "JWS")
-        except AppStoreVerificationError:
-            jws = None
+        handed = getattr(self._handed, "jws", None)
+        if handed is not None and handed[0] is signed_obj:
+            jws = handed[1]
+        else:
+            try:
+                jws = _read(signed_obj, "JWS")
+            except AppStoreVerificationError:
+                jws = None
         if (jws is None or not jws.canonical or not set(jws.header) <= {"alg", "x5c"}
                 or _REGISTERED_CLAIMS.intersection(jws.payload)
                 or self._environment not in (Environment.PRODUCTION, Environment.SANDBOX)):
@@ -254,11 +247,11 @@ def _refused(exc: VerificationException, what: str) -> AppStoreVerificationError
                                      exc.status, detail)
 
 
-def _check(verify, signed: str, what: str) -> None:
-    """Run one of the library's verify_and_decode methods; its decoded model is not used (the caller
-    returns the JSON it read from the very same, now verified, string)."""
+def _check(verifier: _Verifier, verify, signed: str, jws: Jws, what: str) -> None:
+    """Run one of the library's verify_and_decode methods on ``signed`` (``jws`` its parse); its decoded
+    model is not used (the caller returns the JSON it read from the very same, now verified, string)."""
     try:
-        verify(signed)
+        verifier.check(verify, signed, jws)
     except VerificationException as exc:
         raise _refused(exc, what) from None
     except (BaseValidationError, ValueError, TypeError) as exc:  # verified, but not the shape Apple documents
@@ -312,7 +305,7 @@ class AppStoreVerifiers:
         outer = _read(signed_payload, "signedPayload")
         bundle_id, environment = _identity(outer.payload)
         game, verifier = self._verifier(bundle_id, environment, "signedPayload")
-        _check(verifier.verify_and_decode_notification, signed_payload, "signedPayload")
+        _check(verifier, verifier.verify_and_decode_notification, signed_payload, outer, "signedPayload")
         data = outer.payload.get("data")
         signed_transaction = data.get("signedTransactionInfo") if isinstance(data, dict) else None
         transaction = None
@@ -325,13 +318,13 @@ class AppStoreVerifiers:
         jws = _read(signed_transaction, "signedTransaction")
         game, verifier = self._verifier(jws.payload.get("bundleId"), jws.payload.get("environment"),
                                         "signedTransaction")
-        payload = self._transaction(verifier, signed_transaction, "signedTransaction")
+        payload = self._transaction(verifier, signed_transaction, "signedTransaction", jws)
         return VerifiedTransaction(game, jws.payload["environment"], payload)
 
     @staticmethod
-    def _transaction(verifier: _Verifier, signed: Any, what: str) -> dict:
-        jws = _read(signed, what)
-        _check(verifier.verify_and_decode_signed_transaction, signed, what)
+    def _transaction(verifier: _Verifier, signed: Any, what: str, jws: Jws | None = None) -> dict:
+        jws = jws if jws is not None else _read(signed, what)
+        _check(verifier, verifier.verify_and_decode_signed_transaction, signed, jws, what)
         return jws.payload
 
     def chain_cache_hits(self) -> int:
