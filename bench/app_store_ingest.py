@@ -28,34 +28,27 @@ adds exactly one row per 2xx answer.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import tomllib
 import uuid
 from pathlib import Path
 
-from . import common
-from .common import ROOT, BenchError, kb_env, table, verdict
-from .ingest import FULL as INGEST_FULL
+from . import common, ingest_common
+from .common import ROOT, BenchError, kb_env
 from .ingest_common import (
-    Ledger,
-    best_summary,
-    client_check,
+    Leg,
+    RequestFiles,
+    duplicates_leg,
     lines_for,
-    per_request,
-    print_cpu_legend,
-    print_ledger_checks,
-    raise_if_incorrect,
-    run_config,
+    report,
+    run_configs,
     slice_run,
 )
-from .loadgen import SignedPosts, have_wrk
+from .loadgen import SignedPosts
 
 TARGET = 0.3
-FULL = dict(configs=INGEST_FULL["configs"], seconds=5.0, rounds=2, warmup=2.0, connections=16, unloaded=3.0,
-            duplicates=3.0, production=3.0, exact=1200, exact_connections=8, bare_lines=1500, verify=1000)
-QUICK = dict(configs=[("gthread", 2, 2)], seconds=1.0, rounds=1, warmup=0.5, connections=4, unloaded=1.0,
-             duplicates=1.0, production=1.0, exact=48, exact_connections=4, bare_lines=200, verify=40)
+FULL = {**ingest_common.FULL, "production": 3.0, "bare_lines": 1500, "verify": 1000}
+QUICK = {**ingest_common.QUICK, "production": 1.0, "bare_lines": 200, "verify": 40}
 PATH = "/webhooks/app-store"
 KIND = "ONE_TIME_CHARGE"
 APP_STORE_TABLE = """
@@ -90,17 +83,15 @@ def write_catalog(workdir: Path, chain) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ notifications
-class NotificationFiles:
+class NotificationFiles(RequestFiles):
     """Files of distinct signed notifications (``SignedPosts`` without a header: the signature is in the
     body), generated on demand; every notificationUUID and transactionId unique in the run."""
+    PATH, NOUN = PATH, "notification"
 
     def __init__(self, workdir: Path, chain):
-        self.dir = workdir / f"app-store-notifications-{uuid.uuid4().hex[:6]}"
-        self.dir.mkdir()
+        super().__init__(workdir, "app-store-notifications")
         self.chain = chain
-        self.serial = 0
         self.next_transaction = 2_000_000_000_000_000 + int(time.time()) % 100_000 * 1_000_000_000
-        self.uuids: dict[str, list[str]] = {}   # file -> the notificationUUID of each line
 
     def signed(self, environment: str = "Sandbox") -> tuple[str, str, str]:
         """(notificationUUID, signedPayload, its signedTransactionInfo) of a new notification, signed now."""
@@ -116,34 +107,11 @@ class NotificationFiles:
 
     def write(self, label: str, count: int, environment: str = "Sandbox") -> SignedPosts:
         """``count`` new notifications, signed now."""
-        self.serial += 1
-        path, notes = self.dir / f"{self.serial:02d}-{label}.txt", []
-        with open(path, "w") as fh:
+        def lines():
             for _ in range(count):
                 note, signed, _ = self.signed(environment)
-                notes.append(note)
-                fh.write("\t" + json.dumps({"signedPayload": signed}, separators=(",", ":")) + "\n")
-        self.uuids[str(path)] = notes
-        return SignedPosts(PATH, "", str(path))
-
-    def replay(self, sources: list[SignedPosts], recorded: set[str], limit: int) -> SignedPosts:
-        """A file of lines from ``sources`` whose notifications are already recorded."""
-        self.serial += 1
-        path, kept = self.dir / f"{self.serial:02d}-duplicates.txt", 0
-        with open(path, "w") as out:
-            for source in sources:
-                with open(source.file) as fh:
-                    for line, note in zip(fh, self.uuids[source.file], strict=True):
-                        if note in recorded and kept < limit:
-                            out.write(line)
-                            kept += 1
-        if kept == 0:
-            raise BenchError("no recorded notification to replay as a duplicate")
-        self.uuids[str(path)] = []
-        return SignedPosts(PATH, "", str(path))
-
-    def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+                yield note, "\t" + json.dumps({"signedPayload": signed}, separators=(",", ":"))
+        return self._write(label, lines())
 
 
 # ------------------------------------------------------------------------------------------------ in-process
@@ -203,58 +171,17 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
     env = kb_env(backends, catalog, KB_APPLE_ROOT_SHA256=chain.root.sha256)
     started = time.perf_counter()
     in_process = verify_costs(catalog, chain, opts["verify"])
-    ledger = Ledger(backends.database_url, backends.redis_url)
-    results = []
-    try:
-        for kind, workers, threads in opts["configs"]:
-            results.append(run_config("app-store", kind, workers, threads, env, ledger, workdir,
-                                      NotificationFiles(workdir, chain), opts, warm_rate=1000,
-                                      extra_legs=_production_leg(opts)))
-        ledger.clear()
-    finally:
-        ledger.close()
-    best = max(results, key=lambda r: r["app"]["rps"])
-    client = results[0]["bare"]["client"]
-    print(f"\nAPP STORE  signed App Store notifications ingested vs bare Flask endpoint, same gunicorn settings  "
-          f"[{backends.describe()}]")
-    print(f"client: {client}, {opts['connections']} keep-alive connections; per configuration {opts['rounds']} "
-          f"round(s) of bare {opts['seconds']:.0f} s then app {opts['seconds']:.0f} s, after {opts['warmup']:.1f} s "
-          f"warm-up; every app request a new signed {KIND} notification (Sandbox, "
-          f"~{in_process['body_bytes'] / 1000:.0f} KB, two ES256 JWS with x5c chains); p50 = mean over rounds, "
-          f"p99 = worst round; prod = {opts['production']:.0f} s of Production notifications; "
-          f"dup = {opts['duplicates']:.0f} s replaying recorded notifications")
-    rows = []
-    for r in results:
-        b, a, p, d = r["bare"], r["app"], r["production"], r["duplicates"]
-        rows.append([r["config"], b["rps"], b["p50_ms"], b["p99_ms"], a["rps"], a["p50_ms"], a["p99_ms"], r["ratio"],
-                     p["rps"], p["ratio"], d["rps"], d["ratio"], a["errors"],
-                     f"{b['unloaded']['p50_ms']:.2f}/{b['unloaded']['p99_ms']:.2f}",
-                     f"{a['unloaded']['p50_ms']:.2f}/{a['unloaded']['p99_ms']:.2f}", per_request(b), per_request(a),
-                     "ok" if r["correctness"]["ok"] else "FAILED"])
-    print(table(["gunicorn", "bare req/s", "p50 ms", "p99 ms", "app req/s", "p50 ms", "p99 ms", "ratio",
-                 "prod req/s", "prod ratio", "dup req/s", "dup ratio", "errors", "bare 1-conn p50/p99",
-                 "app 1-conn p50/p99", "bare: CPU ms/req", "app: CPU ms/req", "ledger check"], rows))
-    print_cpu_legend()
-    print_ledger_checks(results)
+    results = run_configs("app-store", backends, env, workdir, opts, lambda: NotificationFiles(workdir, chain),
+                          warm_rate=1000, extra_legs=_production_leg(opts))
     v = in_process
-    print(f"verification in this process, {v['notifications']} notifications (2 JWS + 2 chains each): "
-          f"{v['ms_per_notification']:.3f} ms CPU per notification with the app's verifiers (chain cache hits "
-          f"{v['chain_cache_hits']} of {v['chain_verifications']} chain checks), "
-          f"{v['stock_library_ms_per_notification']:.3f} ms with the library's stock SignedDataVerifier")
-    print(f"best app throughput: {best['config']}: ratio {best['ratio']} (target >= {TARGET}: "
-          f"{verdict(best['ratio'], TARGET)}); Production {best['production']['rps']:,.0f} req/s (ratio "
-          f"{best['production']['ratio']}); duplicates {best['duplicates']['rps']:,.0f} req/s "
-          f"(ratio {best['duplicates']['ratio']})")
-    headroom = client_check(results, best)
-    correct = all(r["correctness"]["ok"] for r in results)
-    summary = {"benchmark": "app_store", "quick": quick, "backends": backends.describe(), "client": client,
-               "wrk_installed": have_wrk(), "client_headroom": round(headroom, 1), "connections": opts["connections"],
-               "seconds": opts["seconds"], "rounds": opts["rounds"], "target_ratio": TARGET,
-               "best": best_summary(best, production="production", duplicate="duplicates"),
-               "verification_in_process": in_process,
-               "meets_target": best["ratio"] is not None and best["ratio"] >= TARGET, "correct": correct,
-               "configs": results, "elapsed_s": round(time.perf_counter() - started, 1),
-               "load_average_after": common.load_average()}
-    print(f"wrote {common.save('app_store', summary)}")
-    raise_if_incorrect(results)
-    return summary
+    production = Leg("production", "prod", "Production", "production",
+                     f"prod = {opts['production']:.0f} s of Production notifications")
+    return report("app_store", "APP STORE  signed App Store notifications ingested", backends, opts, quick, results,
+                  started, TARGET, f"every app request a new signed {KIND} notification (Sandbox, "
+                  f"~{v['body_bytes'] / 1000:.0f} KB, two ES256 JWS with x5c chains)",
+                  (production, duplicates_leg(opts, "notifications")),
+                  in_process=f"verification in this process, {v['notifications']} notifications (2 JWS + 2 chains "
+                  f"each): {v['ms_per_notification']:.3f} ms CPU per notification with the app's verifiers (chain "
+                  f"cache hits {v['chain_cache_hits']} of {v['chain_verifications']} chain checks), "
+                  f"{v['stock_library_ms_per_notification']:.3f} ms with the library's stock SignedDataVerifier",
+                  extra={"verification_in_process": in_process})

@@ -129,6 +129,27 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def combine(slices: list[dict], unloaded, components: tuple[str, ...], wrapped: bool = True) -> dict:
+    """Rounds of one side added up: req/s over all rounds, p50 the mean, p99 the worst of the rounds; CPU per
+    process group of ``components``; ``wrapped`` (repeated request lines) summed when asked."""
+    requests, seconds = sum(s["requests"] for s in slices), sum(s["seconds"] for s in slices)
+    rps = round(requests / seconds, 1) if seconds else 0.0
+    cpu = {k: round(sum((s["cpu_cores"].get(k) or 0) * s["seconds"] for s in slices) / seconds, 3)
+           for k in components} if seconds else {}
+    p50s = [s["p50_ms"] for s in slices if s["p50_ms"] is not None]
+    p99s = [s["p99_ms"] for s in slices if s["p99_ms"] is not None]
+    return {"client": slices[0]["client"], "connections": slices[0]["connections"], "requests": requests,
+            "errors": sum(s["errors"] for s in slices),
+            **({"wrapped": sum(s["wrapped"] or 0 for s in slices)} if wrapped else {}),
+            "seconds": round(seconds, 3), "rps": rps,
+            "p50_ms": round(sum(p50s) / len(p50s), 2) if p50s else None, "p99_ms": max(p99s) if p99s else None,
+            "cpu_cores": cpu, "cpu_ms_per_request": {k: round(v / rps * 1000, 3) if rps else None
+                                                     for k, v in cpu.items()},
+            "unloaded": {"rps": unloaded.rps, "p50_ms": unloaded.p50_ms, "p99_ms": unloaded.p99_ms,
+                         "errors": unloaded.errors},
+            "rounds": slices}
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

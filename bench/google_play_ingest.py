@@ -35,32 +35,18 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 import time
 import tomllib
-import uuid
 from pathlib import Path
 
-from . import common
-from .common import ROOT, BenchError, kb_env, table, verdict
-from .ingest import FULL as INGEST_FULL
-from .ingest_common import (
-    Ledger,
-    best_summary,
-    client_check,
-    per_request,
-    print_cpu_legend,
-    print_ledger_checks,
-    raise_if_incorrect,
-    run_config,
-)
-from .loadgen import SignedPosts, have_wrk
+from . import common, ingest_common
+from .common import ROOT, BenchError, kb_env
+from .ingest_common import RequestFiles, duplicates_leg, report, run_configs
+from .loadgen import SignedPosts
 
 TARGET = 0.4
-FULL = dict(configs=INGEST_FULL["configs"], seconds=5.0, rounds=2, warmup=2.0, connections=16, unloaded=3.0,
-            duplicates=3.0, exact=1200, exact_connections=8, bare_lines=4000, verify=2000)
-QUICK = dict(configs=[("gthread", 2, 2)], seconds=1.0, rounds=1, warmup=0.5, connections=4, unloaded=1.0,
-             duplicates=1.0, exact=48, exact_connections=4, bare_lines=400, verify=50)
+FULL = {**ingest_common.FULL, "verify": 2000}
+QUICK = {**ingest_common.QUICK, "verify": 50}
 PATH = "/webhooks/google-play"
 HEADER = "Authorization"
 CERTS_MAX_AGE = 6 * 3600
@@ -108,18 +94,16 @@ def push_body(message_id: str) -> str:
                        "subscription": SUBSCRIPTION}, separators=(",", ":"))
 
 
-class PushFiles:
+class PushFiles(RequestFiles):
     """Files of distinct pushes (``SignedPosts``: ``Bearer <token>`` TAB envelope), generated on demand;
     every messageId and purchase token unique in the run, one push token for all (replaced when it is
     ``TOKEN_REUSE`` old, as Pub/Sub would before it expires)."""
+    PATH, HEADER, NOUN = PATH, HEADER, "push"
 
     def __init__(self, workdir: Path):
-        self.dir = workdir / f"google-play-pushes-{uuid.uuid4().hex[:6]}"
-        self.dir.mkdir()
-        self.serial = 0
+        super().__init__(workdir, "google-play-pushes")
         self.next_message = 10_000_000_000_000_000 + int(time.time()) % 100_000 * 10_000_000_000
         self.token, self.minted = "", 0.0
-        self.ids: dict[str, list[str]] = {}   # file -> the messageId of each line
 
     def bearer(self) -> str:
         if time.time() - self.minted > TOKEN_REUSE:
@@ -128,35 +112,14 @@ class PushFiles:
 
     def write(self, label: str, count: int) -> SignedPosts:
         """``count`` new pushes, published now."""
-        self.serial += 1
-        path, ids, bearer = self.dir / f"{self.serial:02d}-{label}.txt", [], self.bearer()
-        with open(path, "w") as fh:
+        bearer = self.bearer()
+
+        def lines():
             for _ in range(count):
                 self.next_message += 1
                 message_id = str(self.next_message)
-                ids.append(message_id)
-                fh.write(f"{bearer}\t{push_body(message_id)}\n")
-        self.ids[str(path)] = ids
-        return SignedPosts(PATH, HEADER, str(path))
-
-    def replay(self, sources: list[SignedPosts], recorded: set[str], limit: int) -> SignedPosts:
-        """A file of lines from ``sources`` whose pushes are already recorded."""
-        self.serial += 1
-        path, kept = self.dir / f"{self.serial:02d}-duplicates.txt", 0
-        with open(path, "w") as out:
-            for source in sources:
-                with open(source.file) as fh:
-                    for line, message_id in zip(fh, self.ids[source.file], strict=True):
-                        if message_id in recorded and kept < limit:
-                            out.write(line)
-                            kept += 1
-        if kept == 0:
-            raise BenchError("no recorded push to replay as a duplicate")
-        self.ids[str(path)] = []
-        return SignedPosts(PATH, HEADER, str(path))
-
-    def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+                yield message_id, f"{bearer}\t{push_body(message_id)}"
+        return self._write(label, lines())
 
 
 # ------------------------------------------------------------------------------------------------ in-process
@@ -205,71 +168,32 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
     _, tokens = _google()
     catalog = write_catalog(workdir)
     started = time.perf_counter()
-    ledger = Ledger(backends.database_url, backends.redis_url)
-    results = []
     with tokens.CertsServer(max_age=CERTS_MAX_AGE) as certs:
         env = kb_env(backends, catalog, KB_GOOGLE_CERTS_URL=certs.url)
         in_process = verify_costs(certs.url, opts["verify"])
-        try:
-            for kind, workers, threads in opts["configs"]:
-                certs.reset(max_age=CERTS_MAX_AGE)
-                result = run_config("google-play", kind, workers, threads, env, ledger, workdir, PushFiles(workdir),
-                                    opts, warm_rate=2000)
-                result["certs_fetches"] = certs.hits
-                if not 0 < certs.hits <= workers:
-                    result["correctness"]["ok"] = False
-                    result["correctness"]["problems"].append(
-                        f"the certs endpoint was fetched {certs.hits} times by {workers} workers (max-age "
-                        f"{CERTS_MAX_AGE} s: at most once each)")
-                results.append(result)
-            ledger.clear()
-        finally:
-            ledger.close()
-    best = max(results, key=lambda r: r["app"]["rps"])
-    client = results[0]["bare"]["client"]
+
+        def count_fetches(result: dict) -> None:
+            result["certs_fetches"], workers = certs.hits, result["workers"]
+            if not 0 < certs.hits <= workers:
+                result["correctness"]["ok"] = False
+                result["correctness"]["problems"].append(
+                    f"the certs endpoint was fetched {certs.hits} times by {workers} workers (max-age "
+                    f"{CERTS_MAX_AGE} s: at most once each)")
+        results = run_configs("google-play", backends, env, workdir, opts, lambda: PushFiles(workdir),
+                              warm_rate=2000, before=lambda: certs.reset(max_age=CERTS_MAX_AGE),
+                              after=count_fetches)
     v = in_process
-    print(f"\nGOOGLE PLAY  verified Pub/Sub push notifications ingested vs bare Flask endpoint, same gunicorn "
-          f"settings  [{backends.describe()}]")
-    print(f"client: {client}, {opts['connections']} keep-alive connections; per configuration {opts['rounds']} "
-          f"round(s) of bare {opts['seconds']:.0f} s then app {opts['seconds']:.0f} s, after {opts['warmup']:.1f} s "
-          f"warm-up; every app request a new push (distinct messageId and purchase token, one-time product "
-          f"PURCHASED, ~{v['body_bytes'] / 1000:.1f} KB envelope) with an RS256 OIDC push token; all requests "
-          f"carry the same valid token (exp an hour ahead), as Pub/Sub reuses one for its lifetime; the app "
-          f"verifies it on every request all the same; p50 = mean over rounds, p99 = worst round; "
-          f"dup = {opts['duplicates']:.0f} s replaying recorded pushes")
-    rows = []
-    for r in results:
-        b, a, d = r["bare"], r["app"], r["duplicates"]
-        rows.append([r["config"], b["rps"], b["p50_ms"], b["p99_ms"], a["rps"], a["p50_ms"], a["p99_ms"], r["ratio"],
-                     d["rps"], d["ratio"], a["errors"],
-                     f"{b['unloaded']['p50_ms']:.2f}/{b['unloaded']['p99_ms']:.2f}",
-                     f"{a['unloaded']['p50_ms']:.2f}/{a['unloaded']['p99_ms']:.2f}", per_request(b), per_request(a),
-                     r["certs_fetches"], "ok" if r["correctness"]["ok"] else "FAILED"])
-    print(table(["gunicorn", "bare req/s", "p50 ms", "p99 ms", "app req/s", "p50 ms", "p99 ms", "ratio",
-                 "dup req/s", "dup ratio", "errors", "bare 1-conn p50/p99", "app 1-conn p50/p99",
-                 "bare: CPU ms/req", "app: CPU ms/req", "certs GETs", "ledger check"], rows))
-    print_cpu_legend()
-    print("certs GETs: fetches of the certs endpoint by the app's workers during the configuration")
-    print_ledger_checks(results)
-    print(f"push token verification in this process: {v['ms_per_token']:.3f} ms CPU per request with the app's "
-          f"PushVerifier ({v['tokens']} checks of one token; {v['ms_per_distinct_token']:.3f} ms over "
-          f"{v['distinct_tokens']} distinct tokens), {v['stock_verify_token_ms']:.3f} ms with google-auth's "
-          f"id_token.verify_token (certs response cached, parsed on each call); certs fetched "
-          f"{v['certs_fetches']} times")
-    print(f"best app throughput: {best['config']}: ratio {best['ratio']} (target >= {TARGET}: "
-          f"{verdict(best['ratio'], TARGET)}); duplicates {best['duplicates']['rps']:,.0f} req/s "
-          f"(ratio {best['duplicates']['ratio']})")
-    headroom = client_check(results, best)
-    correct = all(r["correctness"]["ok"] for r in results)
-    summary = {"benchmark": "google_play", "quick": quick, "backends": backends.describe(), "client": client,
-               "wrk_installed": have_wrk(), "client_headroom": round(headroom, 1), "connections": opts["connections"],
-               "seconds": opts["seconds"], "rounds": opts["rounds"], "target_ratio": TARGET,
-               "best": best_summary(best, duplicate="duplicates"),
-               "one_token_for_all_requests": True, "certs_max_age_s": CERTS_MAX_AGE,
-               "verification_in_process": in_process,
-               "meets_target": best["ratio"] is not None and best["ratio"] >= TARGET, "correct": correct,
-               "configs": results, "elapsed_s": round(time.perf_counter() - started, 1),
-               "load_average_after": common.load_average()}
-    print(f"wrote {common.save('google_play', summary)}")
-    raise_if_incorrect(results)
-    return summary
+    return report("google_play", "GOOGLE PLAY  verified Pub/Sub push notifications ingested", backends, opts, quick,
+                  results, started, TARGET, "every app request a new push (distinct messageId and purchase token, "
+                  f"one-time product PURCHASED, ~{v['body_bytes'] / 1000:.1f} KB envelope) with an RS256 OIDC push "
+                  "token; all requests carry the same valid token (exp an hour ahead), as Pub/Sub reuses one for its "
+                  "lifetime; the app verifies it on every request all the same", (duplicates_leg(opts, "pushes"),),
+                  columns={"certs GETs": lambda r: r["certs_fetches"]},
+                  legend=("certs GETs: fetches of the certs endpoint by the app's workers during the configuration",),
+                  in_process=f"push token verification in this process: {v['ms_per_token']:.3f} ms CPU per request "
+                  f"with the app's PushVerifier ({v['tokens']} checks of one token; {v['ms_per_distinct_token']:.3f} "
+                  f"ms over {v['distinct_tokens']} distinct tokens), {v['stock_verify_token_ms']:.3f} ms with "
+                  f"google-auth's id_token.verify_token (certs response cached, parsed on each call); certs fetched "
+                  f"{v['certs_fetches']} times",
+                  extra={"one_token_for_all_requests": True, "certs_max_age_s": CERTS_MAX_AGE,
+                         "verification_in_process": in_process})

@@ -44,24 +44,6 @@ def _slice(server: Gunicorn, emulator: Emulator, groups: dict, opts: dict, label
     return {**result.as_dict(), "cpu_cores": cpu}
 
 
-def _combine(slices: list[dict], unloaded) -> dict:
-    """Rounds of one side added up: req/s over all rounds, p50 the mean, p99 the worst of the rounds."""
-    requests, seconds = sum(s["requests"] for s in slices), sum(s["seconds"] for s in slices)
-    rps = round(requests / seconds, 1) if seconds else 0.0
-    cpu = {k: round(sum((s["cpu_cores"].get(k) or 0) * s["seconds"] for s in slices) / seconds, 3)
-           for k in COMPONENTS} if seconds else {}
-    p50s, p99s = [s["p50_ms"] for s in slices if s["p50_ms"] is not None], [s["p99_ms"] for s in slices
-                                                                           if s["p99_ms"] is not None]
-    return {"client": slices[0]["client"], "connections": slices[0]["connections"], "requests": requests,
-            "errors": sum(s["errors"] for s in slices), "seconds": round(seconds, 3), "rps": rps,
-            "p50_ms": round(sum(p50s) / len(p50s), 2) if p50s else None, "p99_ms": max(p99s) if p99s else None,
-            "cpu_cores": cpu, "cpu_ms_per_request": {k: round(v / rps * 1000, 3) if rps else None
-                                                     for k, v in cpu.items()},
-            "unloaded": {"rps": unloaded.rps, "p50_ms": unloaded.p50_ms, "p99_ms": unloaded.p99_ms,
-                         "errors": unloaded.errors},
-            "rounds": slices}
-
-
 def _one_config(kind: str, workers: int, threads: int, env: dict, emulator: Emulator, engine, workdir: Path,
                 opts: dict) -> dict:
     """Both servers up side by side (an idle one costs nothing); bare and app runs alternate, so a burst
@@ -84,7 +66,7 @@ def _one_config(kind: str, workers: int, threads: int, env: dict, emulator: Emul
         out = {"config": name, "worker_class": kind, "workers": workers, "threads": threads}
         for label, server in servers.items():
             unloaded = run_load(server.url, f"one-{label}-{uuid.uuid4().hex[:8]}", opts["unloaded"], 1)
-            out[label] = _combine(slices[label], unloaded)
+            out[label] = common.combine(slices[label], unloaded, COMPONENTS, wrapped=False)
     finally:
         for server in servers.values():
             server.close()

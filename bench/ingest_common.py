@@ -2,9 +2,9 @@
 ``google_play_ingest``): the ledger they check, one measured configuration (the bare endpoint and the app
 under the same gunicorn settings, alternating), the correctness check and the common report lines.
 
-A benchmark brings a *request file maker*: an object with ``write(label, count) -> SignedPosts`` (``count``
-new, distinct requests, signed now), ``replay(sources, recorded, limit) -> SignedPosts`` (lines of
-``sources`` whose events are already recorded, by ``inbound_events.provider_event_id``) and ``close()``.
+A benchmark brings a *request file maker*: a ``RequestFiles`` whose ``write(label, count) -> SignedPosts``
+writes ``count`` new, distinct requests, signed now (``replay`` and ``close`` come with the base class),
+and calls ``run_configs`` then ``report`` with what its table and summary add.
 
 Correctness, per configuration: no answer other than 2xx; no request to the app repeated an event;
 inbound_events rows lie between the 2xx answers and the requests written (wrk stops its clock with up to
@@ -14,9 +14,12 @@ answer) adds exactly one row per 2xx answer.
 """
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from redis import Redis
 from rq import Queue
@@ -25,8 +28,9 @@ from sqlalchemy import create_engine, text
 from workers.queues import FULFILMENT_QUEUE
 
 from . import common, profile
-from .common import BenchError
-from .loadgen import SignedPosts, run_load, run_python
+from .common import BenchError, table, verdict
+from .ingest import FULL as INGEST_FULL
+from .loadgen import SignedPosts, have_wrk, run_load, run_python
 from .measure import CpuMeter, service_pids
 from .procs import Gunicorn
 from .profile import Profile
@@ -35,6 +39,11 @@ BARE = "bench.bare_app:app"
 APP = "app:create_app()"
 COMPONENTS = ("gunicorn", "postgres", "redis", "client")
 LEG_KEYS = ("requests", "errors", "seconds", "rps", "p50_ms", "p99_ms", "wrapped")
+# the options every store benchmark takes; a store adds its own (``{**FULL, "verify": 2000}``)
+FULL = dict(configs=INGEST_FULL["configs"], seconds=5.0, rounds=2, warmup=2.0, connections=16, unloaded=3.0,
+            duplicates=3.0, exact=1200, exact_connections=8, bare_lines=4000)
+QUICK = dict(configs=[("gthread", 2, 2)], seconds=1.0, rounds=1, warmup=0.5, connections=4, unloaded=1.0,
+             duplicates=1.0, exact=48, exact_connections=4, bare_lines=400)
 
 
 def lines_for(rate: float, seconds: float, connections: int) -> int:
@@ -44,6 +53,55 @@ def lines_for(rate: float, seconds: float, connections: int) -> int:
 
 def config_name(kind: str, workers: int, threads: int) -> str:
     return f"{kind} w={workers}" + (f" t={threads}" if kind == "gthread" else "")
+
+
+# ------------------------------------------------------------------------------------------------ request files
+class RequestFiles:
+    """Files of distinct signed requests (``SignedPosts``), generated on demand into a folder of their own.
+    A store's ``write`` hands ``_write`` its lines, each with the ``inbound_events.provider_event_id`` it
+    records; ``replay`` keeps the lines of earlier files whose events are recorded. Class attributes:
+    ``PATH`` and ``HEADER`` (of the ``SignedPosts``) and ``NOUN`` (what a line is, for the errors)."""
+    PATH = ""
+    HEADER = ""
+    NOUN = "event"
+
+    def __init__(self, workdir: Path, prefix: str):
+        self.dir = workdir / f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.dir.mkdir()
+        self.serial = 0
+        self.ids: dict[str, list[str]] = {}   # file -> the event id of each line
+
+    def _file(self, label: str) -> Path:
+        self.serial += 1
+        return self.dir / f"{self.serial:02d}-{label}.txt"
+
+    def _write(self, label: str, lines: Iterable[tuple[str, str]]) -> SignedPosts:
+        """A new file of ``lines``: (event id, ``<header value>\t<body>``)."""
+        path, ids = self._file(label), []
+        with open(path, "w") as fh:
+            for event_id, line in lines:
+                ids.append(event_id)
+                fh.write(line + "\n")
+        self.ids[str(path)] = ids
+        return SignedPosts(self.PATH, self.HEADER, str(path))
+
+    def replay(self, sources: list[SignedPosts], recorded: set[str], limit: int) -> SignedPosts:
+        """A file of lines from ``sources`` whose events are already recorded (their signatures still fresh)."""
+        path, kept = self._file("duplicates"), 0
+        with open(path, "w") as out:
+            for source in sources:
+                with open(source.file) as fh:
+                    for line, event_id in zip(fh, self.ids[source.file], strict=True):
+                        if event_id in recorded and kept < limit:
+                            out.write(line)
+                            kept += 1
+        if kept == 0:
+            raise BenchError(f"no recorded {self.NOUN} to replay as a duplicate")
+        self.ids[str(path)] = []
+        return SignedPosts(self.PATH, self.HEADER, str(path))
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------ ledger
@@ -100,25 +158,6 @@ def slice_run(server: Gunicorn, groups: dict, posts: SignedPosts, opts: dict, la
         print(f"profile of one {label} worker: {spy.out}")
     cpu["client"] = result.client_cpu
     return {**result.as_dict(), "cpu_cores": cpu}
-
-
-def combine(slices: list[dict], unloaded) -> dict:
-    """Rounds of one side added up: req/s over all rounds, p50 the mean, p99 the worst of the rounds."""
-    requests, seconds = sum(s["requests"] for s in slices), sum(s["seconds"] for s in slices)
-    rps = round(requests / seconds, 1) if seconds else 0.0
-    cpu = {k: round(sum((s["cpu_cores"].get(k) or 0) * s["seconds"] for s in slices) / seconds, 3)
-           for k in COMPONENTS} if seconds else {}
-    p50s = [s["p50_ms"] for s in slices if s["p50_ms"] is not None]
-    p99s = [s["p99_ms"] for s in slices if s["p99_ms"] is not None]
-    return {"client": slices[0]["client"], "connections": slices[0]["connections"], "requests": requests,
-            "errors": sum(s["errors"] for s in slices), "wrapped": sum(s["wrapped"] or 0 for s in slices),
-            "seconds": round(seconds, 3), "rps": rps,
-            "p50_ms": round(sum(p50s) / len(p50s), 2) if p50s else None, "p99_ms": max(p99s) if p99s else None,
-            "cpu_cores": cpu, "cpu_ms_per_request": {k: round(v / rps * 1000, 3) if rps else None
-                                                     for k, v in cpu.items()},
-            "unloaded": {"rps": unloaded.rps, "p50_ms": unloaded.p50_ms, "p99_ms": unloaded.p99_ms,
-                         "errors": unloaded.errors},
-            "rounds": slices}
 
 
 def leg(run: dict, bare_rps: float) -> dict:
@@ -190,7 +229,7 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
     out = {"config": config_name(kind, workers, threads), "worker_class": kind, "workers": workers,
            "threads": threads}
     for label in servers:
-        out[label] = combine(slices[label], unloaded[label])
+        out[label] = common.combine(slices[label], unloaded[label], COMPONENTS)
     bare_rps = out["bare"]["rps"]
     for key, run in (*extras.items(), ("duplicates", duplicates)):
         out[key] = leg(run, bare_rps)
@@ -198,6 +237,28 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
     out["correctness"] = check(fresh, ledger, (rows_before_dup, rows_after_dup, jobs_before_dup, jobs_after_dup,
                                                duplicates), (rows_before_exact, rows_after_exact, exact))
     return out
+
+
+def run_configs(tag: str, backends: common.Backends, env: dict, workdir: Path, opts: dict,
+                files: Callable[[], object], warm_rate: float, extra_legs=None,
+                before: Callable[[], None] | None = None, after: Callable[[dict], None] | None = None) -> list[dict]:
+    """``run_config`` for each of ``opts["configs"]`` (``files()`` a new request file maker for each), on one
+    ledger cleared at the end; ``before()`` ahead of each configuration, ``after(result)`` on its result."""
+    ledger = Ledger(backends.database_url, backends.redis_url)
+    results = []
+    try:
+        for kind, workers, threads in opts["configs"]:
+            if before is not None:
+                before()
+            result = run_config(tag, kind, workers, threads, env, ledger, workdir, files(), opts, warm_rate,
+                                extra_legs)
+            if after is not None:
+                after(result)
+            results.append(result)
+        ledger.clear()
+    finally:
+        ledger.close()
+    return results
 
 
 def check(fresh: list, ledger: Ledger, dup: tuple, exact: tuple) -> dict:
@@ -276,6 +337,72 @@ def best_summary(best: dict, **legs: str) -> dict:
     for prefix, name in legs.items():
         out[f"{prefix}_rps"], out[f"{prefix}_ratio"] = best[name]["rps"], best[name]["ratio"]
     return out
+
+
+class Leg(NamedTuple):
+    """A secondary app leg as the report shows it."""
+    key: str        # its figures in each configuration's result ("production")
+    short: str      # its table columns ("prod req/s", "prod ratio")
+    name: str       # in the best-throughput line ("Production")
+    prefix: str     # its figures in the summary's best ("production_rps")
+    note: str       # in the client line ("prod = 3 s of Production notifications")
+
+
+def duplicates_leg(opts: dict, what: str) -> Leg:
+    """The duplicate-delivery leg; ``what``: the recorded requests, plural ("events")."""
+    return Leg("duplicates", "dup", "duplicates", "duplicate",
+               f"dup = {opts['duplicates']:.0f} s replaying recorded {what}")
+
+
+def report(name: str, title: str, backends: common.Backends, opts: dict, quick: bool, results: list[dict],
+           started: float, target: float, workload: str, legs: tuple[Leg, ...],
+           columns: dict[str, Callable[[dict], object]] | None = None, legend: tuple[str, ...] = (),
+           in_process: str | None = None, extra: dict | None = None) -> dict:
+    """Prints a store benchmark's report, writes its summary (``bench/results/<name>.json``) and returns it;
+    BenchError if a configuration failed the ledger check. ``title``: the heading's start; ``workload``:
+    what an app request is, in the client line; ``legs``: the secondary legs (their columns, best figures,
+    notes); ``columns``: {heading: value of a configuration's result} put before the ledger check;
+    ``legend``: lines after the CPU legend; ``in_process``: a line after the ledger checks; ``extra``: more
+    summary keys, after ``best``."""
+    columns = columns or {}
+    best = max(results, key=lambda r: r["app"]["rps"])
+    client = results[0]["bare"]["client"]
+    print(f"\n{title} vs bare Flask endpoint, same gunicorn settings  [{backends.describe()}]")
+    print(f"client: {client}, {opts['connections']} keep-alive connections; per configuration {opts['rounds']} "
+          f"round(s) of bare {opts['seconds']:.0f} s then app {opts['seconds']:.0f} s, after {opts['warmup']:.1f} s "
+          f"warm-up; {workload}; p50 = mean over rounds, p99 = worst round; " + "; ".join(leg.note for leg in legs))
+    rows = []
+    for r in results:
+        b, a = r["bare"], r["app"]
+        rows.append([r["config"], b["rps"], b["p50_ms"], b["p99_ms"], a["rps"], a["p50_ms"], a["p99_ms"], r["ratio"],
+                     *(r[leg.key][k] for leg in legs for k in ("rps", "ratio")), a["errors"],
+                     f"{b['unloaded']['p50_ms']:.2f}/{b['unloaded']['p99_ms']:.2f}",
+                     f"{a['unloaded']['p50_ms']:.2f}/{a['unloaded']['p99_ms']:.2f}", per_request(b), per_request(a),
+                     *(value(r) for value in columns.values()), "ok" if r["correctness"]["ok"] else "FAILED"])
+    print(table(["gunicorn", "bare req/s", "p50 ms", "p99 ms", "app req/s", "p50 ms", "p99 ms", "ratio",
+                 *(f"{leg.short} {k}" for leg in legs for k in ("req/s", "ratio")), "errors", "bare 1-conn p50/p99",
+                 "app 1-conn p50/p99", "bare: CPU ms/req", "app: CPU ms/req", *columns, "ledger check"], rows))
+    print_cpu_legend()
+    for line in legend:
+        print(line)
+    print_ledger_checks(results)
+    if in_process is not None:
+        print(in_process)
+    print(f"best app throughput: {best['config']}: ratio {best['ratio']} (target >= {target}: "
+          f"{verdict(best['ratio'], target)}); " + "; ".join(f"{leg.name} {best[leg.key]['rps']:,.0f} req/s "
+                                                             f"(ratio {best[leg.key]['ratio']})" for leg in legs))
+    headroom = client_check(results, best)
+    summary = {"benchmark": name, "quick": quick, "backends": backends.describe(), "client": client,
+               "wrk_installed": have_wrk(), "client_headroom": round(headroom, 1), "connections": opts["connections"],
+               "seconds": opts["seconds"], "rounds": opts["rounds"], "target_ratio": target,
+               "best": best_summary(best, **{leg.prefix: leg.key for leg in legs}), **(extra or {}),
+               "meets_target": best["ratio"] is not None and best["ratio"] >= target,
+               "correct": all(r["correctness"]["ok"] for r in results),
+               "configs": results, "elapsed_s": round(time.perf_counter() - started, 1),
+               "load_average_after": common.load_average()}
+    print(f"wrote {common.save(name, summary)}")
+    raise_if_incorrect(results)
+    return summary
 
 
 def raise_if_incorrect(results: list[dict]) -> None:

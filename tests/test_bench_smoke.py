@@ -17,6 +17,29 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and value > 0
 
 
+def _both_sides_measured(run: dict) -> None:
+    for side in ("bare", "app"):
+        assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
+
+
+def _store_ingest(results, name: str, legs: tuple[str, ...] = ("duplicates",)) -> dict:
+    """A store-webhook benchmark's summary (``bench/ingest_common.py``), its common checks passed."""
+    summary = json.loads((results / f"{name}.json").read_text())
+    assert summary["correct"] is True
+    for run in summary["configs"]:
+        _both_sides_measured(run)
+        assert run["app"]["errors"] == 0 and run["app"]["wrapped"] == 0   # every app request a new event
+        for leg in legs:
+            assert _positive(run[leg]["rps"]) and run[leg]["errors"] == 0
+        check = run["correctness"]
+        assert check["ok"], check["problems"]
+        assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
+        assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
+        assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
+    assert _positive(summary["best"]["ratio"])
+    return summary
+
+
 def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
     env = dict(os.environ, KB_BENCH_RESULTS=str(tmp_path))
     for name in ("KB_DATABASE_URL", "KB_REDIS_URL", "KB_CATALOG"):
@@ -27,8 +50,7 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
 
     ingest = json.loads((tmp_path / "ingest.json").read_text())
     for run in ingest["configs"]:
-        for side in ("bare", "app"):
-            assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
+        _both_sides_measured(run)
         assert run["app"]["errors"] == 0
         assert run["app"]["ledger_states"].get("FULFILLED", 0) >= run["app"]["requests"]
     assert _positive(ingest["best"]["ratio"])
@@ -46,51 +68,16 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
         assert leg["fulfilled"] == leg["orders"] and leg["errors"] == 0
         assert all(_positive(leg[k]) for k in ("rss_at_half_mb", "rss_at_end_mb", "peak_mb"))
 
-    stripe = json.loads((tmp_path / "stripe.json").read_text())
-    assert stripe["correct"] is True
-    for run in stripe["configs"]:
-        for side in ("bare", "app"):
-            assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
-        assert run["app"]["errors"] == 0 and run["app"]["wrapped"] == 0   # every app request a new event
-        assert _positive(run["duplicates"]["rps"]) and run["duplicates"]["errors"] == 0
-        check = run["correctness"]
-        assert check["ok"], check["problems"]
-        assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
-        assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
-        assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
-    assert _positive(stripe["best"]["ratio"])
+    _store_ingest(tmp_path, "stripe")
 
-    app_store = json.loads((tmp_path / "app_store.json").read_text())
-    assert app_store["correct"] is True
-    for run in app_store["configs"]:
-        for side in ("bare", "app"):
-            assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
-        assert run["app"]["errors"] == 0 and run["app"]["wrapped"] == 0   # every app request a new notification
-        for leg in ("production", "duplicates"):
-            assert _positive(run[leg]["rps"]) and run[leg]["errors"] == 0
-        check = run["correctness"]
-        assert check["ok"], check["problems"]
-        assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
-        assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
-        assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
-    assert _positive(app_store["best"]["ratio"])
+    app_store = _store_ingest(tmp_path, "app_store", legs=("production", "duplicates"))
     verify = app_store["verification_in_process"]
     # one chain signs everything: after the first sight, every chain check is a cache hit
     assert verify["chain_cache_hits"] == verify["chain_verifications"] > 0
 
-    google_play = json.loads((tmp_path / "google_play.json").read_text())
-    assert google_play["correct"] is True and google_play["one_token_for_all_requests"] is True
+    google_play = _store_ingest(tmp_path, "google_play")
+    assert google_play["one_token_for_all_requests"] is True
     for run in google_play["configs"]:
-        for side in ("bare", "app"):
-            assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
-        assert run["app"]["errors"] == 0 and run["app"]["wrapped"] == 0   # every app request a new messageId
-        assert _positive(run["duplicates"]["rps"]) and run["duplicates"]["errors"] == 0
-        check = run["correctness"]
-        assert check["ok"], check["problems"]
-        assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
-        assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
-        assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
         assert 0 < run["certs_fetches"] <= run["workers"]   # the certs' max-age outlasts the run
-    assert _positive(google_play["best"]["ratio"])
     verify = google_play["verification_in_process"]
     assert all(_positive(verify[k]) for k in ("ms_per_token", "ms_per_distinct_token", "stock_verify_token_ms"))
