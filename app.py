@@ -10,8 +10,8 @@ from config.catalog import load_catalog
 from config.settings import Settings, load_settings
 from config.storefronts import load_storefronts
 from middleware import cli, logs
-from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, receipts,
-                            stripe_webhook, v1)
+from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, kraty_webhook,
+                            receipts, stripe_webhook, v1)
 from middleware.services import Services
 
 
@@ -37,6 +37,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(stripe_webhook.bp)
     app.register_blueprint(app_store_webhook.bp)
     app.register_blueprint(google_play_webhook.bp)
+    app.register_blueprint(kraty_webhook.bp)
     v1.init_api(app, [receipts.blp])
     cli.register(app)
     return app

@@ -117,6 +117,8 @@ class Game:
     stripe: StripeConfig | None = None  # the [stripe] table; None: the game takes no Stripe events
     app_store: AppStoreConfig | None = None  # the [app_store] table; None: the game takes no App Store data
     google_play: GooglePlayConfig | None = None  # the [google_play] table; None: the game takes no Google Play data
+    kraty_game_id: str = ""  # the game's id in Kraty's webhooks (default: the namespace)
+    kraty_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)  # none: Kraty's webhooks are refused
     _by_item_id: dict = field(init=False, repr=False, compare=False)
     _by_store_id: dict = field(init=False, repr=False, compare=False)
 
@@ -306,6 +308,7 @@ def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]],
         namespace=namespace, kraty_base_url=data["kraty_base_url"], server_key=data["server_key"],
         allow_sandbox=data["allow_sandbox"], negative_balance_policy=data["negative_balance_policy"],
         products=FrozenMap(products), stripe=data.get("stripe"), app_store=app_store, google_play=google_play,
+        kraty_game_id=data.get("kraty_game_id") or namespace, kraty_webhook_secrets=data.get("kraty_webhook_secrets", ()),
     )
 
 

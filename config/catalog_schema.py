@@ -11,8 +11,9 @@ here; a game's ``[stripe]`` table is ``config.stripe_config.StripeSchema``.
 from __future__ import annotations
 
 from marshmallow import ValidationError, fields, post_load, validates_schema
+from standardwebhooks.webhooks import Webhook
 
-from config.stripe_config import StripeSchema
+from config.stripe_config import StripeSchema, WebhookSecrets, secrets_from_env
 from config.toml_schema import (
     ENV_NAME_RE,
     INT32_MAX,
@@ -168,17 +169,30 @@ class GameSchema(StrictSchema):
     allow_sandbox = Flag(load_default=False)
     negative_balance_policy = Choice(NEGATIVE_BALANCE_POLICIES, load_default="fail")
     stripe = fields.Nested(StripeSchema)  # optional: a game without it takes no Stripe events
+    kraty_game_id = Text()  # the game's id in Kraty's webhooks (gameId); default: the namespace
+    kraty_webhook_secrets = WebhookSecrets()  # Kraty's Standard Webhooks secrets (rotation: every live one)
+    kraty_webhook_secrets_env = FromEnv(secrets_from_env)
     products = Table(ProductSchema, min_entries=1, min_message="must define at least one product", required=True)
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _one_key(self, data, original, **kwargs):
         if isinstance(original, dict) and ("server_key" in original) == ("server_key_env" in original):
             raise ValidationError("exactly one of server_key or server_key_env is required")
+        if isinstance(original, dict) and "kraty_webhook_secrets" in original and "kraty_webhook_secrets_env" in original:
+            raise ValidationError("at most one of kraty_webhook_secrets or kraty_webhook_secrets_env may be given")
+        for secret in data.get("kraty_webhook_secrets") or data.get("kraty_webhook_secrets_env") or ():
+            try:
+                Webhook(secret)
+            except Exception:  # noqa: BLE001 - the library raises plain errors for bad base64
+                raise ValidationError({"kraty_webhook_secrets": ["each secret must be whsec_ followed by base64 "
+                                                                 "(Standard Webhooks)"]}) from None
 
     @post_load
     def _resolve_key(self, data, **kwargs):
         if "server_key_env" in data:  # FromEnv loaded it as the variable's value
             data["server_key"] = data.pop("server_key_env")
+        if "kraty_webhook_secrets_env" in data:
+            data["kraty_webhook_secrets"] = data.pop("kraty_webhook_secrets_env")
         return data
 
 

@@ -60,7 +60,7 @@ def _api_key(pattern: re.Pattern, rule: str):
     return parse
 
 
-def _secrets_from_env(raw: str) -> tuple[str, ...]:
+def secrets_from_env(raw: str) -> tuple[str, ...]:
     """A comma-separated list of ``whsec_`` secrets; blanks around and between items are dropped."""
     secrets = [part.strip() for part in raw.split(",") if part.strip()]
     if not secrets:
@@ -99,7 +99,7 @@ class StripeSchema(StrictSchema):
     """``[games.<ns>.stripe]`` -> ``StripeConfig`` (environment variables resolved)."""
 
     webhook_secrets = WebhookSecrets()
-    webhook_secrets_env = FromEnv(_secrets_from_env)
+    webhook_secrets_env = FromEnv(secrets_from_env)
     api_key = _key_field(API_KEY_RE, API_KEY_RULE)
     api_key_env = FromEnv(_api_key(API_KEY_RE, API_KEY_RULE))
     test_api_key = _key_field(TEST_API_KEY_RE, TEST_API_KEY_RULE)

@@ -1,0 +1,80 @@
+"""``POST /webhooks/kraty``: Kraty's own webhooks, verified per Standard Webhooks, recorded once.
+
+The signature is checked with the ``standardwebhooks`` library against every secret of every game
+(rotation: each game lists all its live secrets); the body's ``gameId`` then names which of the games
+whose secret verified it is. Recorded once per ``webhook-id`` (stable across Kraty's retries) and
+handled by a worker. Unknown event types are accepted: Kraty adds types over time.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, jsonify, request
+from redis.exceptions import RedisError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from middleware.ledger import repository as repo
+from middleware.services import services
+from workers.queues import enqueue_event
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("kraty_webhook", __name__)
+
+SOURCE = "kraty"
+HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def _verified_games(raw: bytes, headers: dict) -> list:
+    games = []
+    for game in services().catalog.games.values():
+        for secret in game.kraty_webhook_secrets:
+            try:
+                Webhook(secret).verify(raw, headers, json_parse=False)
+            except (WebhookVerificationError, ValueError):  # ValueError: a malformed header
+                continue
+            games.append(game)
+            break
+    return games
+
+
+@bp.post("/webhooks/kraty")
+def receive():
+    catalog = services().catalog
+    if not any(game.kraty_webhook_secrets for game in catalog.games.values()):
+        raise ApiError(404, "not_found", "no game takes Kraty's webhooks (kraty_webhook_secrets)")
+    headers = {name: request.headers.get(name, "") for name in HEADERS}
+    if not all(headers.values()):
+        raise ApiError(401, "invalid_signature", "webhook-id, webhook-timestamp and webhook-signature are required")
+    if len(headers["webhook-id"]) > 255:
+        raise ApiError(400, "malformed_headers", "webhook-id is too long")
+    raw = request.get_data()
+    games = _verified_games(raw, headers)
+    if not games:
+        raise ApiError(401, "invalid_signature", "the signature does not verify with any game's secret, or its "
+                                                 "timestamp is more than 5 minutes from now")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "malformed_body", "the body is not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"] \
+            or not isinstance(body.get("data"), dict):
+        raise ApiError(400, "malformed_body", 'the body is not a Kraty event {"id", "type", "data": {...}}')
+    game_id = body.get("gameId")
+    game = next((g for g in games if g.kraty_game_id == game_id), None)
+    if game is None and game_id is None and len(games) == 1:
+        game = games[0]
+    if game is None:
+        raise ApiError(422, "unknown_game", f"gameId {game_id!r} is not a game this secret belongs to")
+    svc = services()
+    event_id = repo.insert_event(svc.engine, source=SOURCE, provider_event_id=headers["webhook-id"],
+                                 namespace=game.namespace, content_type=request.content_type, raw_body=raw,
+                                 outcome="pending", event_type=body["type"][:128])
+    if event_id is not None:
+        try:
+            enqueue_event(svc.redis, event_id)
+        except RedisError as exc:
+            log.warning("could not enqueue kraty webhook %s (%s); the reconciler will", headers["webhook-id"], exc)
+    return jsonify({"received": True, "id": headers["webhook-id"], "duplicate": event_id is None})

@@ -1,0 +1,143 @@
+"""POST /webhooks/kraty: Standard Webhooks signatures made by the tests (and by the emulator), what each
+request gets, and the "confirmed by Kraty" history entry."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+from standardwebhooks.webhooks import Webhook
+
+from middleware.ledger import repository as repo
+from middleware.ledger.models import InboundEvent
+
+from .conftest import Served
+from .helpers import drain, poll, put_order
+from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+
+SECRET = "whsec_" + "a2tyYXR5LWJyaWRnZS10ZXN0LXNlY3JldC0xMjM0NTY="
+OLD_SECRET = "whsec_" + "b2xkLWtyYXR5LWJyaWRnZS1zZWNyZXQtOTg3NjU0MzI="
+
+
+@pytest.fixture
+def kraty_app(make_app, catalog_path, tmp_path):
+    text = open(catalog_path).read().replace(
+        'negative_balance_policy = "fail"',
+        f'negative_balance_policy = "fail"\nkraty_webhook_secrets = ["{SECRET}", "{OLD_SECRET}"]', 1)
+    path = tmp_path / "catalog-kraty.toml"
+    path.write_text(text)
+    return make_app(catalog_path=str(path))
+
+
+def event(type_="wallet.changed", data=None, game="demo") -> dict:
+    return {"id": f"evt_{uuid.uuid4().hex}", "type": type_, "createdAt": "2026-11-21T10:00:00.123Z",
+            "studioId": "studio_demo", "gameId": game, "data": data or {"externalPlayerId": "player-1"}}
+
+
+def send(client, body: dict | bytes, secret=SECRET, msg_id=None, when=None, headers=None):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    when = when or datetime.now(timezone.utc)
+    signature = Webhook(secret).sign(msg_id, when, raw.decode())
+    sent = {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": signature,
+            "Content-Type": "application/json"}
+    sent.update(headers or {})
+    return client.post("/webhooks/kraty", data=raw, headers=sent)
+
+
+def recorded(services) -> int:
+    with services.session() as session:
+        return session.scalar(select(func.count()).select_from(InboundEvent).where(InboundEvent.source == "kraty"))
+
+
+def test_signed_webhooks_are_recorded_once(kraty_app, services):
+    client = kraty_app.test_client()
+    body = event()
+    first = send(client, body, msg_id="msg_1")
+    again = send(client, body, msg_id="msg_1")
+    assert first.status_code == again.status_code == 200
+    assert (first.get_json()["duplicate"], again.get_json()["duplicate"]) == (False, True)
+    assert send(client, event(), secret=OLD_SECRET).status_code == 200  # rotation: every live secret verifies
+    assert recorded(services) == 2
+
+
+def test_unknown_event_types_are_accepted(kraty_app, services):
+    response = send(kraty_app.test_client(), event("lobby.exploded", {"anything": 1}))
+    assert response.status_code == 200 and recorded(services) == 1
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "stale", "future", "missing signature", "missing id",
+                                  "garbled signature", "tampered"])
+def test_bad_signatures_are_401_and_record_nothing(kraty_app, services, case):
+    client = kraty_app.test_client()
+    body = event()
+    if case == "wrong secret":
+        response = send(client, body, secret="whsec_" + "d3JvbmctZ2FtZS1zZWNyZXQtMDAwMDAwMDAwMDA=")
+    elif case == "stale":
+        response = send(client, body, when=datetime.now(timezone.utc) - timedelta(minutes=6))
+    elif case == "future":
+        response = send(client, body, when=datetime.now(timezone.utc) + timedelta(minutes=6))
+    elif case == "missing signature":
+        response = send(client, body, headers={"webhook-signature": ""})
+    elif case == "missing id":
+        response = send(client, body, headers={"webhook-id": ""})
+    elif case == "garbled signature":
+        response = send(client, body, headers={"webhook-signature": "v1,@@@not-base64"})
+    else:
+        raw = json.dumps(body).encode()
+        msg_id, when = "msg_t", datetime.now(timezone.utc)
+        signature = Webhook(SECRET).sign(msg_id, when, raw.decode())
+        response = client.post("/webhooks/kraty", data=raw.replace(b"player-1", b"player-2"),
+                               headers={"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
+                                        "webhook-signature": signature, "Content-Type": "application/json"})
+    assert response.status_code == 401, response.get_json()
+    assert response.get_json()["error"]["code"] == "invalid_signature"
+    assert recorded(services) == 0
+
+
+@pytest.mark.parametrize("raw, status", [(b"{not json", 400), (b"[1, 2]", 400), (b'{"type": "x"}', 400),
+                                         (b'{"type": "wallet.changed", "gameId": "other", "data": {}}', 422)])
+def test_malformed_bodies(kraty_app, services, raw, status):
+    response = send(kraty_app.test_client(), raw)
+    assert response.status_code == status and recorded(services) == 0
+
+
+def test_without_secrets_the_endpoint_is_404(client):
+    assert send(client, event()).status_code == 404
+
+
+def test_kraty_confirms_what_the_bridge_granted(kraty_app, services, redis, emulator):
+    client = kraty_app.test_client()
+    assert put_order(client, [{"itemSku": "gems_100", "quantity": 1}], txn="txn-confirm").status_code == 200
+    entry = emulator.ledger(sourceRefId="txn-confirm")[0]
+    send(client, event("wallet.changed", {"externalPlayerId": "player-1", "currencyKey": "gems", "delta": 100,
+                                          "balance": 100, "reason": "x", "sourceRefId": "txn-confirm",
+                                          "ledgerEntryId": entry.get("id") or entry.get("ledgerEntryId")}))
+    drain(redis)
+    with services.session() as session:
+        f = repo.load(session, repo.find(session, "demo", "accelbyte", "txn-confirm").id, history=True)
+        notes = [h.detail for h in f.history if h.detail and "confirmed_by_kraty" in h.detail]
+    assert notes and notes[0]["confirmed_by_kraty"] == "wallet.changed" and notes[0]["delta"] == 100
+
+
+def test_end_to_end_emulator_webhook_reaches_the_bridge(kraty_app, services, redis, emulator):
+    served = Served(kraty_app)
+    try:
+        emulator.session.put(f"{emulator.url}/_emulator/webhooks/config",
+                             json={"url": f"{served.url}/webhooks/kraty", "secret": SECRET, "game": "demo"}
+                             ).raise_for_status()
+        client = kraty_app.test_client()
+        assert put_order(client, [{"itemSku": "gems_100", "quantity": 2}], txn="txn-e2e").status_code == 200
+
+        def confirmed():
+            drain(redis)
+            with services.session() as session:
+                f = repo.load(session, repo.find(session, "demo", "accelbyte", "txn-e2e").id, history=True)
+                return [h for h in f.history if h.detail and "confirmed_by_kraty" in h.detail]
+
+        assert poll(confirmed, what="the emulator's wallet.changed to confirm the order")
+    finally:
+        emulator.session.put(f"{emulator.url}/_emulator/webhooks/config", json={"url": "", "secret": "", "game": "demo"})
+        served.stop()
