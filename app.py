@@ -8,6 +8,7 @@ from flask import Flask
 
 from config.catalog import load_catalog
 from config.settings import Settings, load_settings
+from config.sinks import load_sinks
 from config.storefronts import load_storefronts
 from middleware import cli, logs
 from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, kraty_webhook,
@@ -24,11 +25,12 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     logs.configure_logging(settings.log_level, settings.log_json)
     catalog = load_catalog(settings.catalog_path)
     storefronts = load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
+    sinks = load_sinks(settings.sinks_path)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts)
+    app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts, sinks)
 
     logs.register_request_ids(app)
     errors.register(app)

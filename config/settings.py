@@ -26,6 +26,7 @@ class Settings:
     redis_url: str
     catalog_path: str
     storefronts_path: str
+    sinks_path: str | None
     max_body_bytes: int
     kraty_connect_timeout: float
     kraty_read_timeout: float
@@ -69,6 +70,9 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                    "TOML file: games (namespace -> Kraty base URL and server key) and sellable SKUs"),
     "KB_STOREFRONTS": ("storefronts_path", str, str(ROOT / "config" / "examples" / "storefronts.toml"),
                        "TOML file: third-party storefront bearer tokens (sha256 hashes) and their namespaces"),
+    "KB_SINKS": ("sinks_path", str, None,
+                 ("TOML file: the sinks events are delivered to (signed HTTP POSTs to a CRM, analytics...). "
+                  "Default: empty, no sinks")),
     "KB_MAX_BODY_BYTES": ("max_body_bytes", int, 1_048_576, "Largest request body accepted; larger answers 413"),
     "KB_KRATY_CONNECT_TIMEOUT": ("kraty_connect_timeout", float, 3.05, "Seconds to connect to Kraty"),
     "KB_KRATY_READ_TIMEOUT": ("kraty_read_timeout", float, 10.0, "Seconds to wait for Kraty's answer"),

@@ -11,6 +11,7 @@ from middleware.events_cli import events, google
 from middleware.keys_cli import keys
 from middleware.orders_cli import orders
 from middleware.services import services
+from middleware.sinks.cli import sinks
 
 db = AppGroup("db", help="Ledger database migrations (Alembic).")
 storefronts = AppGroup("storefronts", help="Third-party storefront bearer tokens.")
@@ -60,3 +61,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(keys)
     app.cli.add_command(events)
     app.cli.add_command(google)
+    app.cli.add_command(sinks)

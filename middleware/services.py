@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from config.catalog import Catalog
 from config.settings import Settings
+from config.sinks import Sinks
 from config.storefronts import Storefronts
 
 from .kraty import KratyClient
@@ -24,10 +25,11 @@ STORE_API_TIMEOUT = 10.0  # seconds, per call to a store's API (Stripe...)
 
 
 class Services:
-    def __init__(self, settings: Settings, catalog: Catalog, storefronts: Storefronts):
+    def __init__(self, settings: Settings, catalog: Catalog, storefronts: Storefronts, sinks: Sinks | None = None):
         self.settings = settings
         self.catalog = catalog
         self.storefronts = storefronts
+        self.sinks = sinks if sinks is not None else Sinks()
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self._redis: Redis | None = None

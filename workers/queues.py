@@ -16,7 +16,8 @@ from middleware.ledger.states import REVOKING
 
 FULFILMENT_QUEUE = "kb-fulfilment"   # fulfil and revoke attempts
 MAINTENANCE_QUEUE = "kb-maintenance"  # the reconciler
-QUEUES = (FULFILMENT_QUEUE, MAINTENANCE_QUEUE)
+SINK_QUEUE = "kb-sinks"               # deliveries to sinks (a slow CRM never holds up fulfilment)
+QUEUES = (FULFILMENT_QUEUE, MAINTENANCE_QUEUE, SINK_QUEUE)
 
 JOB_TIMEOUT = 300
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
@@ -86,6 +87,24 @@ def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
         return None
     queue(redis).enqueue("workers.events.reverse", fulfilment_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
                          result_ttl=600, failure_ttl=7 * 86400)
+    return job_id
+
+
+def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float = 0, tag: str = "") -> str | None:
+    """Enqueue attempt ``attempt`` of a delivery to a sink (``workers/deliver.py``) unless that job is waiting.
+
+    ``tag`` tells apart jobs for the same attempt that are not the same job: a retry after the rate limit
+    (``t<ms>``), a replay (``r<time>``).
+    """
+    job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
+    if is_waiting(redis, job_id):
+        return None
+    q = queue(redis, SINK_QUEUE)
+    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400)
+    if delay > 0:
+        q.enqueue_in(timedelta(seconds=delay), "workers.deliver.deliver", delivery_id, **options)
+    else:
+        q.enqueue("workers.deliver.deliver", delivery_id, **options)
     return job_id
 
 

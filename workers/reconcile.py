@@ -87,6 +87,8 @@ def reconcile() -> dict:
     with runtime.app().app_context():
         svc = services()
         counts = reconcile_now(svc)
+        from .deliver import reconcile_deliveries  # sink deliveries whose job was lost
         from .google_voided import poll_due  # Google Play's voided purchases, when their poll is due
+        counts["deliveries"] = reconcile_deliveries(svc)
         counts["voided_polls"] = poll_due(svc)
         return counts

@@ -1,0 +1,109 @@
+"""A local receiving server for sink deliveries: real HTTP on loopback, told how to answer, verifying each
+request's Standard Webhooks signature and keeping (and counting) what it received."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+HANG = "hang"  # an answer: hold the request until the server stops (the sender times out)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: bytes
+    verified: bool
+    at: float  # time.monotonic() on arrival
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+class SinkServer:
+    """``secrets``: URL path -> the whsec_ secret its sink signs with. Answers 200 unless told otherwise:
+    ``answer(...)`` queues answers for the next requests, ``always(...)`` sets the default,
+    ``fail_player(id)`` answers 500 to every event of that player. An answer is a status, a
+    ``(status, headers)`` pair or ``HANG``. A bad signature answers 401."""
+
+    def __init__(self, secrets: dict[str, str]):
+        self.secrets = secrets
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        self.script: deque = deque()
+        self.default = 200
+        self.failing_players: set[str] = set()
+        self.stopping = threading.Event()
+        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    # ---- telling it what to do
+    def answer(self, *answers) -> None:
+        with self.lock:
+            self.script.extend(answers)
+
+    def always(self, answer) -> None:
+        with self.lock:
+            self.default = answer
+
+    def fail_player(self, player_id: str) -> None:
+        with self.lock:
+            self.failing_players.add(player_id)
+
+    # ---- what it got
+    def count(self, path: str | None = None) -> int:
+        return len(self.got(path))
+
+    def got(self, path: str | None = None) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if path is None or r.path == path]
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+
+    # ---- the WSGI app
+    def wsgi(self, environ, start_response):
+        request = Request(environ)
+        body = request.get_data()
+        secret = self.secrets.get(request.path)
+        verified = False
+        if secret is not None:
+            try:
+                Webhook(secret).verify(body, dict(request.headers))
+                verified = True
+            except (WebhookVerificationError, ValueError):  # a malformed header can raise a plain ValueError
+                verified = False
+        with self.lock:
+            self.received.append(Received(request.path, dict(request.headers), body, verified, time.monotonic()))
+            if not verified:
+                answer = 401
+            elif self._player(body) in self.failing_players:
+                answer = 500
+            elif self.script:
+                answer = self.script.popleft()
+            else:
+                answer = self.default
+        if answer == HANG:
+            self.stopping.wait(30)
+            answer = 503
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return Response(json.dumps({"status": status}), status=status, headers=headers,
+                        content_type="application/json")(environ, start_response)
+
+    @staticmethod
+    def _player(body: bytes) -> str | None:
+        try:
+            return json.loads(body).get("playerId")
+        except (ValueError, AttributeError):
+            return None
