@@ -8,6 +8,8 @@ from redis.exceptions import RedisError
 
 from workers.queues import enqueue_attempt, enqueue_followup
 
+from .sinks.events import enqueue_new
+
 from . import engine, reversals
 from .changes import apply_retry, apply_revoke
 from .ledger import repository as repo
@@ -61,6 +63,8 @@ def schedule_retry(services: Services, fulfilment_id: str, outcome: engine.Outco
             enqueue_attempt(services.redis, fulfilment_id, outcome.state, outcome.attempts, delay=outcome.retry_in)
         if outcome.followup:
             enqueue_followup(services.redis, fulfilment_id, 0)
+        if outcome.deliveries:
+            enqueue_new(services.redis, outcome.deliveries)
     except RedisError as exc:
         log.warning("could not enqueue the next step of %s (%s); the reconciler will pick it up", fulfilment_id, exc)
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import reversals
+from . import purchase_events, reversals
 from .changes import PLAYER_UNRESOLVED
 from .kraty import KratyError
 from .ledger import repository as repo
@@ -41,6 +41,7 @@ class Outcome:
     retry_in: float | None = None
     attempts: int = 0
     followup: bool = False  # granted: the store is now to be told (Google Play consume / acknowledge)
+    deliveries: tuple = ()  # sink deliveries of the purchase event this attempt emitted (enqueued after commit)
 
 
 def backoff_delay(settings, attempt: int, retry_after: float | None) -> float:
@@ -145,7 +146,8 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
     followup = bool(f.followup) and f.followup_state is None and f.state == states.FULFILLED
     if followup:
         f.followup_state, f.followup_at = "pending", now
-    return Outcome(True, f.state, None, f.attempts, followup)
+    deliveries = purchase_events.emit_outcome(services, f, success, now)
+    return Outcome(True, f.state, None, f.attempts, followup, tuple(deliveries))
 
 
 def _commit(session, fulfilment_id: str, outcome: Outcome, results: bool = False) -> Outcome:
@@ -193,6 +195,12 @@ def attempt_loaded(services: Services, session, f: Fulfilment, actor: str) -> Ou
     return (revoke_loaded if f.state == states.REVOKING else fulfil_loaded)(services, session, f, actor)
 
 
+def _settled(services: Services, f: Fulfilment) -> Outcome:
+    """The outcome of an attempt that ended before any Kraty call (its event, if it failed, included)."""
+    deliveries = purchase_events.emit_outcome(services, f, states.FULFILLED, utcnow())
+    return Outcome(True, f.state, None, f.attempts, deliveries=tuple(deliveries))
+
+
 def _look_up(services: Services, session, f: Fulfilment, actor: str) -> Outcome | None:
     """Fetch the order's lines (and player) from its store; None to go on with the attempt."""
     try:
@@ -207,7 +215,7 @@ def _look_up(services: Services, session, f: Fulfilment, actor: str) -> Outcome 
         f.next_attempt_at = None
         repo.set_state(f, states.FULFILL_FAILED, actor, detail, reason=f"{exc.code}: {exc}")
         log.info("order %s lookup failed: %s", f.id, exc)
-        return _commit(session, f.id, Outcome(True, f.state, None, f.attempts), True)
+        return _commit(session, f.id, _settled(services, f), True)
     game = services.catalog.game(f.namespace)
     if f.items:  # looked up before (its player was missing): the old rows go before the new take their keys
         f.items.clear()
@@ -222,11 +230,11 @@ def _look_up(services: Services, session, f: Fulfilment, actor: str) -> Outcome 
         repo.release(f)
         repo.set_state(f, states.FULFILL_FAILED, actor, {"error": PLAYER_UNRESOLVED},
                        reason=f"{PLAYER_UNRESOLVED}: the store names no player for this order")
-        return _commit(session, f.id, Outcome(True, f.state, None, f.attempts), True)
+        return _commit(session, f.id, _settled(services, f), True)
     reversals.apply_pending(session, f, game, actor)  # partial refunds that waited for the lines
     if f.state not in FULFIL_STATES:
         repo.release(f)
-        return _commit(session, f.id, Outcome(True, f.state, None, f.attempts), True)
+        return _commit(session, f.id, _settled(services, f), True)
     return None
 
 

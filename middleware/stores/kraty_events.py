@@ -7,14 +7,16 @@ Kraty's ``sourceRefId`` with every grant and take-back).
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 from sqlalchemy import select
 
 from config.catalog import Game
 
 from ..ledger import repository as repo
-from ..ledger.models import Fulfilment
+from ..ledger.models import Fulfilment, utcnow
 from ..services import Services
+from ..sinks.events import emit, enqueue_new
 
 ACTOR = "kraty"
 CONFIRMS = ("wallet.changed", "inventory.changed")
@@ -38,8 +40,27 @@ def _confirm(svc: Services, game: Game, event: dict) -> tuple[str, str, str | No
     return "processed", f"{event['type']}: confirmed order {orders[0].id}", orders[0].id
 
 
+def _pass_on(svc: Services, game: Game, event: dict) -> int:
+    """Kraty's event, as it came, to every sink that wants its type (unknown types too)."""
+    data = event.get("data") or {}
+    player = data.get("externalPlayerId") if isinstance(data.get("externalPlayerId"), str) else None
+    try:
+        occurred = datetime.fromisoformat(str(event.get("createdAt")).replace("Z", "+00:00"))
+        occurred = occurred if occurred.tzinfo else occurred.replace(tzinfo=timezone.utc)
+    except ValueError:
+        occurred = utcnow()
+    with svc.session() as session:
+        ids = emit(session, event["type"], game.namespace, player, "production", occurred,
+                   {"source": "kraty", **event}, sinks=svc.sinks)
+        session.commit()
+    return enqueue_new(svc.redis, ids) if ids else 0
+
+
 def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
     event = json.loads(raw_body)
+    passed = _pass_on(svc, game, event) if svc.sinks is not None else 0
     if event["type"] in CONFIRMS:
-        return _confirm(svc, game, event)
-    return "processed", f"{event['type']}: recorded", None
+        outcome, detail, fulfilment_id = _confirm(svc, game, event)
+    else:
+        outcome, detail, fulfilment_id = "processed", f"{event['type']}: recorded", None
+    return outcome, f"{detail}; passed on to {passed} sink delivery(ies)", fulfilment_id
