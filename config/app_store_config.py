@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives import serialization
 from marshmallow import ValidationError, validates_schema
 
 from config.toml_schema import (
+    StringList,
     Checked,
     Choice,
     Flag,
     StrictSchema,
-    Value,
     flatten_errors,
     join_path,
 )
@@ -98,19 +98,6 @@ def _is_app_apple_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= APP_APPLE_ID_MAX
 
 
-class RootFiles(Value):
-    """A non-empty list of file names (read later, against the catalog's directory)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, list) or not value:
-            raise ValidationError(ROOTS_RULE)
-        errors = {index: ["must be a file name"] for index, name in enumerate(value)
-                  if not isinstance(name, str) or not name.strip()}
-        if errors:
-            raise ValidationError(errors)
-        return tuple(value)
-
-
 class AppStoreSchema(StrictSchema):
     """``[games.<ns>.app_store]`` -> a dict of checked values (the files are read by ``load_app_store``)."""
 
@@ -118,7 +105,8 @@ class AppStoreSchema(StrictSchema):
                         required=True)
     app_apple_id = Checked(_is_app_apple_id, APP_APPLE_ID_RULE)
     allow_production = Flag(load_default=True)
-    root_certificates = RootFiles(required=True)
+    root_certificates = StringList(lambda name: bool(name.strip()), ROOTS_RULE, "must be a file name",
+                                   allow_empty=False, required=True)  # read later, against the catalog's folder
     online_checks = Flag(load_default=False)
     player_ids = Choice(PLAYER_IDS, load_default="linked")
 

@@ -22,13 +22,13 @@ from google.auth import crypt
 from marshmallow import ValidationError, validates_schema
 
 from config.toml_schema import (
+    StringList,
     NAME_RE,
     NAME_RULE,
     Checked,
     Choice,
     FromEnv,
     StrictSchema,
-    Value,
     flatten_errors,
     join_path,
 )
@@ -112,19 +112,6 @@ def _is_file_name(value) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
-class Skus(Value):
-    """A list of SKUs -> a frozenset (checked against the game's products by ``load_google_play``)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, list):
-            raise ValidationError(NON_CONSUMABLE_RULE)
-        errors = {index: [f"invalid SKU: {NAME_RULE}"] for index, sku in enumerate(value)
-                  if not isinstance(sku, str) or not NAME_RE.match(sku)}
-        if errors:
-            raise ValidationError(errors)
-        return tuple(value)
-
-
 class GooglePlaySchema(StrictSchema):
     """``[games.<ns>.google_play]`` -> a dict of checked values (the key file is read by ``load_google_play``)."""
 
@@ -137,7 +124,8 @@ class GooglePlaySchema(StrictSchema):
     push_service_account = Checked(lambda v: isinstance(v, str) and EMAIL_RE.match(v) is not None, EMAIL_RULE,
                                    required=True)
     player_ids = Choice(PLAYER_IDS, load_default="linked")
-    non_consumable = Skus(load_default=())
+    non_consumable = StringList(lambda sku: NAME_RE.match(sku) is not None, NON_CONSUMABLE_RULE,
+                                f"invalid SKU: {NAME_RULE}", load_default=())  # checked against the products later
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _one_key_source(self, data, original, **kwargs):

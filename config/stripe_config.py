@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from marshmallow import ValidationError, post_load, validates_schema
 
-from config.toml_schema import Checked, Choice, FromEnv, StrictSchema, Value
+from config.toml_schema import Checked, Choice, FromEnv, StrictSchema, StringList
 
 __all__ = ["DISPUTE_POLICIES", "PARTIAL_REFUND_POLICIES", "StripeConfig", "StripeSchema"]
 
@@ -72,17 +72,10 @@ def secrets_from_env(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(secrets))
 
 
-class WebhookSecrets(Value):
+def WebhookSecrets(**kwargs) -> StringList:  # noqa: N802 - a field, named like the other fields
     """A non-empty TOML list of ``whsec_`` secrets -> a tuple (order kept, duplicates dropped)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, list) or not value:
-            raise ValidationError(WEBHOOK_SECRETS_RULE)
-        errors = {index: [WEBHOOK_SECRET_RULE] for index, secret in enumerate(value)
-                  if not isinstance(secret, str) or not WEBHOOK_SECRET_RE.match(secret)}
-        if errors:
-            raise ValidationError(errors)
-        return tuple(dict.fromkeys(value))
+    return StringList(lambda secret: WEBHOOK_SECRET_RE.match(secret) is not None, WEBHOOK_SECRETS_RULE,
+                      WEBHOOK_SECRET_RULE, allow_empty=False, unique=True, **kwargs)
 
 
 def _key_field(pattern: re.Pattern, rule: str) -> Checked:

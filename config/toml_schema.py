@@ -179,6 +179,27 @@ class TableList(Value):
         return out
 
 
+class StringList(Value):
+    """A TOML list of strings, each passing ``item_ok`` -> a tuple (order kept; ``unique``: duplicates dropped).
+    ``list_rule`` is the problem for a value that is not a list (or an empty one unless ``allow_empty``),
+    ``item_rule`` the problem of each item that does not pass."""
+
+    def __init__(self, item_ok: Callable[[str], bool], list_rule: str, item_rule: str, *, allow_empty: bool = True,
+                 unique: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.item_ok, self.list_rule, self.item_rule = item_ok, list_rule, item_rule
+        self.allow_empty, self.unique = allow_empty, unique
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list) or (not value and not self.allow_empty):
+            raise ValidationError(self.list_rule)
+        errors = {index: [self.item_rule] for index, item in enumerate(value)
+                  if not isinstance(item, str) or not self.item_ok(item)}
+        if errors:
+            raise ValidationError(errors)
+        return tuple(dict.fromkeys(value)) if self.unique else tuple(value)
+
+
 class StrictSchema(Schema):
     error_messages: ClassVar[dict[str, str]] = {"unknown": "unknown key", "type": "must be a table"}
 

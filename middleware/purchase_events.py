@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.orm import object_session
+
 from .ledger import states
 from .ledger.models import Fulfilment
 from .sinks.events import emit
@@ -42,6 +44,5 @@ def emit_outcome(services, f: Fulfilment, success: str, now: datetime) -> list[s
     kind, extra = event_type(f, success)
     if kind is None or services.sinks is None:
         return []
-    from sqlalchemy.orm import object_session
     return emit(object_session(f), kind, f.namespace, f.player_id, f.environment, now, payload(f, **extra),
                 sinks=services.sinks)

@@ -38,6 +38,11 @@ class Recorded:
     fulfilment_id: str | None
     detail: str = ""
 
+    def as_event_result(self, what: str = "") -> tuple[str, str, str | None]:
+        """(outcome, detail, fulfilment id) for the inbound event that led here (workers/events.py)."""
+        said = f"{self.outcome}{': ' + self.detail if self.detail else ''}"
+        return "processed", f"{what}: {said}" if what else said, self.fulfilment_id
+
 
 def lock_payment_ref(session: Session, source: str, ref: str) -> PaymentRef:
     """The payment's row, inserted if absent, locked until the transaction ends."""
@@ -109,7 +114,8 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
                     session.add(f)
             except IntegrityError:  # recorded meanwhile by a purchase without a payment ref to lock
                 session.rollback()
-                return Recorded("duplicate", None)
+                found = repo.find(session, game.namespace, p.source, p.transaction_id)
+                return Recorded("duplicate", found.id if found else None)
             if ref is not None:
                 ref.fulfilment_id = f.id
                 reversals.link_waiting(session, p.source, p.payment_ref, f.id)

@@ -61,13 +61,13 @@ def order(services, transaction_id: str, namespace: str = "demo"):
                 "items": [(i.target, i.amount, i.state, i.revoked_amount, i.error_code) for i in f.items]}
 
 
-def inbound(services, event_id: str | None = None):
-    """Inbound Stripe events as (provider event id, outcome, detail), oldest first."""
+def inbound(services, event_id: str | None = None, source: str = "stripe"):
+    """Inbound events of ``source`` as (provider event id, outcome, detail), oldest first."""
     from sqlalchemy import select
 
     from middleware.ledger.models import InboundEvent
     with services.session() as session:
-        stmt = select(InboundEvent).where(InboundEvent.source == "stripe").order_by(InboundEvent.id)
+        stmt = select(InboundEvent).where(InboundEvent.source == source).order_by(InboundEvent.id)
         rows = session.scalars(stmt).all()
         return [(r.provider_event_id, r.outcome, r.detail) for r in rows
                 if event_id is None or r.provider_event_id.endswith(":" + event_id)]

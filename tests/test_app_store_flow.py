@@ -178,7 +178,7 @@ def test_notification_bad_input(apple, services):
     other_bundle = c.post("/webhooks/app-store", json={"signedPayload": signed_notification(bundle_id="com.x")})
     assert other_bundle.status_code == 422
     from .stripe_support import inbound
-    assert [row for row in inbound(services)] == []
+    assert inbound(services, source="app_store") == []
 
 
 def test_sandbox_needs_a_game_that_allows_it(make_app, catalog_path, tmp_path):
@@ -226,7 +226,7 @@ def test_ocsp_unreachable_is_503_so_apple_retries(make_app, catalog_path, tmp_pa
     response = app.test_client().post("/webhooks/app-store", json={"signedPayload": signed_notification(chain=chain)})
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "verification_unavailable"
     from .stripe_support import inbound
-    assert inbound(services) == []
+    assert inbound(services, source="app_store") == []
 
 
 def test_production_without_a_pinned_root_refuses_to_start(settings_overrides, catalog_path, tmp_path):

@@ -15,6 +15,8 @@ from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
 
 from . import runtime
+from .deliver import reconcile_deliveries  # sink deliveries whose job was lost
+from .google_voided import poll_due  # Google Play's voided purchases, when their poll is due
 from .queues import enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
 
 BATCH = 500
@@ -87,8 +89,6 @@ def reconcile() -> dict:
     with runtime.app().app_context():
         svc = services()
         counts = reconcile_now(svc)
-        from .deliver import reconcile_deliveries  # sink deliveries whose job was lost
-        from .google_voided import poll_due  # Google Play's voided purchases, when their poll is due
         counts["deliveries"] = reconcile_deliveries(svc)
         counts["voided_polls"] = poll_due(svc)
         return counts

@@ -16,13 +16,15 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from mappers import app_store as app_store_mapper
+from mappers import google_play as gp
 from mappers.accelbyte import is_clean_id
 from mappers.canonical import Reversal
-from middleware import api_keys, purchases
+from middleware import api_keys, player_links, purchases
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.services import services
 from middleware.stores.app_store_verify import AppStoreVerificationError
+from middleware.stores import google_play_events as events
 from middleware.stores.errors import StoreError
 
 from .app_store_webhook import verification_failed
@@ -112,10 +114,6 @@ def redeem(game, purchase, player_id: str, wait: float, release_keys: list[str])
     except purchases.OtherPlayer as exc:
         raise ApiError(409, "receipt_already_redeemed", str(exc),
                        {"fulfilmentId": exc.fulfilment_id} if exc.fulfilment_id else None) from None
-    if recorded.fulfilment_id is None:  # recorded meanwhile by another request: find it
-        with svc.session() as session:
-            found = repo.find(session, game.namespace, purchase.source, purchase.transaction_id)
-            recorded = purchases.Recorded("duplicate", found.id if found else None)
     if recorded.outcome == "duplicate_payment" or recorded.fulfilment_id is None:
         raise ApiError(409, "receipt_already_redeemed", recorded.detail or "the purchase is another order's")
     purchases.release_held(svc, game, purchase.source, player_id, release_keys, actor)
@@ -154,7 +152,6 @@ def app_store(body, args):
 
 
 def _link_pending(game, player: str, token: str) -> None:
-    from middleware import player_links
     with services().session() as session:
         taken = player_links.link(session, game.namespace, "google_play", player, [("purchase_token", token)])
         if taken:
@@ -202,9 +199,6 @@ def google_play(body, args):
     `obfuscatedExternalAccountId` names another player: 409 `player_mismatch`. The same token for
     another player: 409 `receipt_already_redeemed`. A token Google does not know: 422 `receipt_invalid`.
     """
-    from middleware.stores import google_play_events as events
-    from mappers import google_play as gp
-
     game = _google_game(body)
     product = game.by_store_id(gp.SOURCE, body["productId"])
     if product is None:

@@ -27,5 +27,4 @@ def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, st
         recorded = record_reversal(svc, notice, game.namespace, ACTOR)
     else:
         return "processed", f"{kind}: recorded, nothing to change", None
-    detail = f"{kind}: {recorded.outcome}{': ' + recorded.detail if recorded.detail else ''}"
-    return "processed", detail, recorded.fulfilment_id
+    return recorded.as_event_result(kind)

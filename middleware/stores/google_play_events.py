@@ -14,18 +14,13 @@ from config.catalog import Game
 from mappers import google_play as m
 from mappers.canonical import Reversal
 
-from ..purchases import Recorded, record_purchase, record_reversal
+from ..purchases import record_purchase, record_reversal
 from ..services import Services
 from .errors import StoreError
 
 ACTOR = "google_play"
 PURCHASED, CANCELED = 1, 2                     # oneTimeProductNotification.notificationType
 SUB_REVOKED = 12
-
-
-def _done(recorded: Recorded, what: str) -> tuple[str, str, str | None]:
-    detail = f"{what}: {recorded.outcome}{': ' + recorded.detail if recorded.detail else ''}"
-    return "processed", detail, recorded.fulfilment_id
 
 
 def followup_for(game: Game, lines: list[dict], subscription: bool) -> str:
@@ -67,7 +62,7 @@ def _one_time(svc: Services, game: Game, n) -> tuple[str, str, str | None]:
         return "ignored", f"test purchase: game {game.namespace} does not accept sandbox purchases", None
     purchase = m.purchase(n.purchase_token, state, player_ids=game.google_play.player_ids, notification=n)
     purchase = replace(purchase, followup=followup_for(game, purchase.lines, subscription=False))
-    return _done(record_purchase(svc, game, purchase, ACTOR), "one-time purchase")
+    return record_purchase(svc, game, purchase, ACTOR).as_event_result("one-time purchase")
 
 
 def _subscription(svc: Services, game: Game, n) -> tuple[str, str, str | None]:
@@ -78,7 +73,7 @@ def _subscription(svc: Services, game: Game, n) -> tuple[str, str, str | None]:
             return "processed", "subscription revoked: no period to take back", None
         notice = Reversal(source=m.SOURCE, key=f"revoked:{state.latest_order_id}", ref=state.latest_order_id,
                           kind="refund", detail={"purchase_token": token, "notification": "SUBSCRIPTION_REVOKED"})
-        return _done(record_reversal(svc, notice, game.namespace, ACTOR), "subscription revoked")
+        return record_reversal(svc, notice, game.namespace, ACTOR).as_event_result("subscription revoked")
     if n.notification_type not in m.SUBSCRIPTION_NEW_ORDER:
         kind = m.SUBSCRIPTION_TYPES.get(n.notification_type, n.notification_type)
         return "processed", f"subscription {kind}: recorded, nothing to change", None
@@ -88,8 +83,8 @@ def _subscription(svc: Services, game: Game, n) -> tuple[str, str, str | None]:
         return "ignored", f"test subscription: game {game.namespace} does not accept sandbox purchases", None
     period = m.subscription_period(token, state, player_ids=game.google_play.player_ids, notification=n)
     period = replace(period, followup=followup_for(game, period.lines, subscription=True))
-    return _done(record_purchase(svc, game, period, ACTOR),
-                 f"subscription {m.SUBSCRIPTION_TYPES.get(n.notification_type)}")
+    return record_purchase(svc, game, period, ACTOR).as_event_result(
+        f"subscription {m.SUBSCRIPTION_TYPES.get(n.notification_type)}")
 
 
 def voided_notice(svc: Services, game: Game, item: dict, subscription: bool) -> Reversal:
@@ -125,7 +120,7 @@ def handle(svc: Services, game: Game, n) -> tuple[str, str, str | None]:
             return _subscription(svc, game, n)
         if n.kind == "voided":
             notice = voided_notice(svc, game, m.voided_from_notification(n), n.product_type == 1)
-            return _done(record_reversal(svc, notice, game.namespace, ACTOR), "voided purchase")
+            return record_reversal(svc, notice, game.namespace, ACTOR).as_event_result("voided purchase")
     except StoreError as exc:
         if exc.transient:
             raise  # the event stays pending and is tried again

@@ -18,11 +18,6 @@ from .errors import StoreError
 ACTOR = "stripe"
 
 
-def _outcome(recorded) -> tuple[str, str, str | None]:
-    return "processed", f"{recorded.outcome}{': ' + recorded.detail if recorded.detail else ''}", \
-        recorded.fulfilment_id
-
-
 def _checkout(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | None]:
     session = m.checkout_session(event.object)
     owner = m.session_namespace(session)
@@ -31,7 +26,7 @@ def _checkout(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str 
     if event.type == m.CHECKOUT_COMPLETED and session["payment_status"] not in m.PAID:
         return "processed", f"completed but {session['payment_status']}: granted when the payment succeeds", None
     purchase = m.purchase_from_session(session, event, game.stripe.player_metadata_key)
-    return _outcome(record_purchase(svc, game, purchase, ACTOR))
+    return record_purchase(svc, game, purchase, ACTOR).as_event_result()
 
 
 def _payment_intent(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | None]:
@@ -47,7 +42,7 @@ def _payment_intent(svc: Services, game: Game, event: m.Event) -> tuple[str, str
     if sessions:
         return "ignored", f"{pi['id']} paid Checkout Session {sessions[0]}: fulfilled as that session", None
     purchase = m.purchase_from_payment_intent(pi, event, game.stripe.player_metadata_key)
-    return _outcome(record_purchase(svc, game, purchase, ACTOR))
+    return record_purchase(svc, game, purchase, ACTOR).as_event_result()
 
 
 def handle(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | None]:
@@ -60,12 +55,12 @@ def handle(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | N
     if event.type == m.PI_SUCCEEDED:
         return _payment_intent(svc, game, event)
     if event.type == m.CHARGE_REFUNDED:
-        return _outcome(record_reversal(svc, m.refund(event.object, event), game.namespace, ACTOR))
+        return record_reversal(svc, m.refund(event.object, event), game.namespace, ACTOR).as_event_result()
     if event.type in (m.DISPUTE_CREATED, m.DISPUTE_CLOSED):
         notice = m.dispute(event.object, event)
         if notice is None:
             return "processed", f"dispute closed {event.object.get('status')}: nothing to change", None
-        return _outcome(record_reversal(svc, notice, game.namespace, ACTOR))
+        return record_reversal(svc, notice, game.namespace, ACTOR).as_event_result()
     return "processed", f"{event.type}: recorded (a closed dispute won gives back)", None
 
 
