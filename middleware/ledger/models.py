@@ -65,6 +65,8 @@ class InboundEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of the job handling it
     attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fulfilment_id: Mapped[str | None] = mapped_column(ForeignKey("fulfilments.id"), index=True)
+    # the player a Kraty webhook names (data.externalPlayerId), so erasure and export find its events
+    player_id: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class Fulfilment(Base):
@@ -103,6 +105,9 @@ class Fulfilment(Base):
     followup_state: Mapped[str | None] = mapped_column(String(16))  # pending | done | failed
     followup_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     followup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # next try
+    # what was paid, where the store says: a decimal in major units ("4.99") and the ISO 4217 code ("USD")
+    price: Mapped[str | None] = mapped_column(String(32))
+    currency: Mapped[str | None] = mapped_column(String(8))
     version: Mapped[int] = mapped_column(Integer)  # optimistic lock: a stale writer fails instead of overwriting
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -310,6 +315,43 @@ class PlayerSequence(Base):
     namespace: Mapped[str] = mapped_column(String(64), primary_key=True)
     player_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class Erasure(Base):
+    """A player erased after Kraty's ``player.deleted``: the placeholder their id became, and what changed.
+    The original id is not kept (only its SHA-256, to recognise the same request again)."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    player_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    placeholder: Mapped[str] = mapped_column(String(64))
+    kraty_player_id: Mapped[str | None] = mapped_column(String(128))
+    counts: Mapped[dict] = mapped_column(JSON)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    """An ops action (retry, revoke, attach a player, make good, resolve, replay...): who, when, why, and the
+    state before and after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))        # key:<name>, cli:<user>...
+    role: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))   # fulfilment | delivery | sink | player
+    target_id: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
 
 
 def table_names_children_first() -> list[str]:
