@@ -16,6 +16,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from mappers.accelbyte import is_clean_id
 from mappers.canonical import Purchase, Reversal
+from mappers.money import from_milli, price_fields
 
 SOURCE = "app_store"
 GRANT_TYPES = frozenset({"ONE_TIME_CHARGE", "SUBSCRIBED", "DID_RENEW"})
@@ -112,6 +113,7 @@ def purchase(payload: dict, *, player_ids: str = PLAYER_IDS_LINKED, player_id: s
                     environment=ENVIRONMENTS[tx["environment"]],
                     lines=[{"store": SOURCE, "product": tx["productId"], "quantity": tx["quantity"]}],
                     payment_ref=tx["transactionId"], detail=detail,
+                    **price_fields(from_milli(tx["price"], tx["currency"])),
                     player_keys=tuple((kind, value) for kind, value in keys if value),
                     player_key=tx["originalTransactionId"])
 

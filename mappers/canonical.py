@@ -19,6 +19,8 @@ class Purchase:
     player_keys: tuple[tuple[str, str], ...] = ()
     player_key: str | None = None
     followup: str | None = None      # what the store must be told once granted (workers/followups.py)
+    price: str | None = None         # what was paid, in major units ("4.99"), where the store says (mappers/money.py)
+    currency: str | None = None      # its ISO 4217 code ("USD")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from mappers.accelbyte import is_clean_id
 from mappers.canonical import Purchase, Reversal
+from mappers.money import from_minor, price_fields
 
 SOURCE = "stripe"
 PAID = ("paid", "no_payment_required")
@@ -178,6 +179,7 @@ def purchase_from_session(session: dict, event: Event, metadata_key: str) -> Pur
     return Purchase(source=SOURCE, transaction_id=session["id"], player_id=player_of(session, metadata_key),
                     environment=event.environment, lines=[], lookup=LOOKUP_CHECKOUT,
                     payment_ref=session["payment_intent"],
+                    **price_fields(from_minor(session["amount_total"], session["currency"])),
                     detail={"stripe_event": event.id, "amount": session["amount_total"],
                             "currency": session["currency"],
                             "player_hint": f"no client_reference_id and no metadata[{metadata_key}]"})
@@ -202,7 +204,7 @@ def purchase_from_payment_intent(pi: dict, event: Event, metadata_key: str) -> P
     sku, quantity = direct_sku(pi)
     return Purchase(source=SOURCE, transaction_id=pi["id"], player_id=player_of(pi, metadata_key),
                     environment=event.environment, lines=[{"itemSku": sku, "quantity": quantity}],
-                    payment_ref=pi["id"],
+                    payment_ref=pi["id"], **price_fields(from_minor(pi["amount"], pi["currency"])),
                     detail={"stripe_event": event.id, "amount": pi["amount"], "currency": pi["currency"],
                             "player_hint": f"no metadata[{metadata_key}] on the PaymentIntent"})
 

@@ -24,7 +24,7 @@ def _lines(f: Fulfilment) -> list[dict]:
 def payload(f: Fulfilment, **extra) -> dict:
     return {"fulfilmentId": f.id, "store": f.source, "environment": f.environment,
             "transactionId": f.transaction_id, "playerId": f.player_id, "state": f.state, "reason": f.reason,
-            "products": _lines(f), **extra}
+            "products": _lines(f), "price": f.price, "currency": f.currency, **extra}
 
 
 def event_type(f: Fulfilment, success: str) -> tuple[str | None, dict]:
@@ -45,4 +45,4 @@ def emit_outcome(services, f: Fulfilment, success: str, now: datetime) -> list[s
     if kind is None or services.sinks is None:
         return []
     return emit(object_session(f), kind, f.namespace, f.player_id, f.environment, now, payload(f, **extra),
-                sinks=services.sinks)
+                sinks=services.sinks, fulfilment_id=f.id)

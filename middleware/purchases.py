@@ -57,7 +57,7 @@ def _new_order(game: Game, p: Purchase, player_id: str | None, actor: str) -> Fu
     now = utcnow()
     items = build_items([resolve_line(game, line) for line in p.lines])
     f = Fulfilment(namespace=game.namespace, source=p.source, transaction_id=p.transaction_id, player_key=p.player_key,
-                   followup=p.followup,
+                   followup=p.followup, price=p.price, currency=p.currency,
                    player_id=player_id, environment=p.environment, state=states.RECEIVED,
                    request_hash=request_hash(p.lines), lines=p.lines, items=items, lookup=p.lookup,
                    created_at=now, updated_at=now, state_changed_at=now)

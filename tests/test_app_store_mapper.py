@@ -30,7 +30,7 @@ def test_grants(kind, subtype):
                 "player_hint": "no player is linked to this transaction (the receipts API links them)"},
         player_keys=(("transaction", "2000000000000007"), ("original_transaction", "2000000000000001"),
                      ("account_token", TOKEN.lower())),
-        player_key="2000000000000001")
+        player_key="2000000000000001", price="0.99", currency="USD")   # Apple's 990 milli-units
 
 
 def test_player_from_app_account_token():
@@ -105,3 +105,12 @@ def test_refused(note, tx):
 def test_account_token():
     assert account_token(TOKEN) == TOKEN.lower() and account_token(TOKEN.replace("-", "")) == TOKEN.lower()
     assert account_token("nope") is None and account_token(None) is None
+
+
+def test_prices_in_milli_units_become_decimals():
+    from mappers.money import from_milli, from_minor
+    assert from_milli(990, "USD") == ("0.99", "USD") and from_milli(5000, "eur") == ("5.00", "EUR")
+    assert from_milli(4999, "USD") == ("4.999", "USD") and from_milli(None, "USD") == (None, None)
+    assert from_milli(990, "dollars") == (None, None)
+    assert from_minor(499, "usd") == ("4.99", "USD") and from_minor(500, "jpy") == ("500", "JPY")
+    assert from_minor(1500, "kwd") == ("1.500", "KWD") and from_minor(True, "usd") == (None, None)

@@ -14,6 +14,7 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import SimpleWorker
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import func, select
@@ -30,7 +31,9 @@ from .sink_server import HANG, SinkServer
 
 CRM_SECRET = "whsec_" + base64.b64encode(b"c" * 32).decode()
 ANALYTICS_SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+# the controllable clock starts tomorrow at 10:00 UTC: after every delivery's first due time (real now), whatever
+# the day the tests run
+T0 = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -102,7 +105,7 @@ def test_a_delivery_is_signed_and_carries_the_event(services, redis, server):
     assert got.headers["Content-Type"] == "application/json"
     body = got.json
     assert body["id"] == got.headers["Webhook-Id"] and body["id"].startswith("evt_")
-    assert body["type"] == "purchase.completed" and body["timestamp"] == "2026-11-21T10:00:00.000Z"
+    assert body["type"] == "purchase.completed" and body["timestamp"] == f"{T0:%Y-%m-%d}T10:00:00.000Z"
     assert (body["namespace"], body["environment"], body["playerId"], body["playerSequence"]) == (
         "demo", "production", "p-1", 1)
     assert body["data"] == {"sku": "gems_100", "amount": 499}
@@ -317,7 +320,11 @@ def test_rate_limit_holds_across_four_concurrent_workers(services, redis, server
     def release_due():  # the scheduler's job: move throttled jobs onto the queue when due
         q = queue(redis, SINK_QUEUE)
         for job_id in q.scheduled_job_registry.get_jobs_to_schedule(int(time.time()) + 1):
-            job = Job.fetch(job_id, connection=redis)
+            try:
+                job = Job.fetch(job_id, connection=redis)
+            except NoSuchJobError:  # already run and removed by a worker that re-enqueued the same id
+                q.scheduled_job_registry.remove(job_id)
+                continue
             if q.scheduled_job_registry.remove(job):
                 q.enqueue_job(job)
 

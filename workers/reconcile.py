@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
+from middleware import privacy
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
@@ -91,4 +92,13 @@ def reconcile() -> dict:
         counts = reconcile_now(svc)
         counts["deliveries"] = reconcile_deliveries(svc)
         counts["voided_polls"] = poll_due(svc)
+        counts["deletions_scrubbed"] = scrub_deletions(svc)
         return counts
+
+
+def scrub_deletions(svc: Services) -> int:
+    """Anonymise the player.deleted events every sink has received (middleware/privacy.py)."""
+    with svc.session() as session:
+        done = privacy.scrub_delivered_deletions(session)
+        session.commit()
+    return done

@@ -40,6 +40,13 @@ def _verified_games(raw: bytes, headers: dict) -> list:
     return games
 
 
+def player_of(event: dict) -> str | None:
+    """The player a Kraty event is about (erasure and export find its events by it)."""
+    data = event.get("data") or {}
+    player = data.get("externalPlayerId") or data.get("intoExternalPlayerId")
+    return player if isinstance(player, str) and 0 < len(player) <= 255 else None
+
+
 @bp.post("/webhooks/kraty")
 def receive():
     catalog = services().catalog
@@ -71,7 +78,7 @@ def receive():
     svc = services()
     event_id = repo.insert_event(svc.engine, source=SOURCE, provider_event_id=headers["webhook-id"],
                                  namespace=game.namespace, content_type=request.content_type, raw_body=raw,
-                                 outcome="pending", event_type=body["type"][:128])
+                                 outcome="pending", event_type=body["type"][:128], player_id=player_of(body))
     if event_id is not None:
         try:
             enqueue_event(svc.redis, event_id)

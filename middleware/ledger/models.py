@@ -268,6 +268,7 @@ class OutboundEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     player_seq: Mapped[int | None] = mapped_column(BigInteger)
     payload: Mapped[dict] = mapped_column(JSON)
+    fulfilment_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the order it reports, if any
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -8,9 +8,9 @@ analytics tools, each sink with its own filters, secret, retry schedule and rate
 from __future__ import annotations
 
 from .events import emit, enqueue_new, envelope, next_player_seq
-from .states import (ACTIVE, DEAD, DELIVERED, DISABLED, FAILED, PENDING, ReplayError, disable_sink, enable_sink,
+from .states import (ACTIVE, CANCELLED, DEAD, DELIVERED, DISABLED, FAILED, PENDING, ReplayError, disable_sink, enable_sink,
                      is_disabled, replay_delivery, replay_since)
 
-__all__ = ["ACTIVE", "DEAD", "DELIVERED", "DISABLED", "FAILED", "PENDING", "ReplayError", "disable_sink",
+__all__ = ["ACTIVE", "CANCELLED", "DEAD", "DELIVERED", "DISABLED", "FAILED", "PENDING", "ReplayError", "disable_sink",
            "emit", "enable_sink", "enqueue_new", "envelope", "is_disabled", "next_player_seq", "replay_delivery",
            "replay_since"]

@@ -10,10 +10,11 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from middleware.ledger.models import Delivery, OutboundEvent, SinkState, utcnow
+from middleware.ledger.models import Delivery, OutboundEvent, SinkState
 from middleware.services import services
 
-from .states import STATES, ReplayError, enable_sink, replay_delivery, replay_since
+from .replay import replay as replay_deliveries
+from .states import STATES, ReplayError, enable_sink
 
 sinks = AppGroup("sinks", help="Sinks: list them and their deliveries, replay dead-lettered deliveries, enable.")
 
@@ -24,12 +25,6 @@ def _since(value: str) -> datetime:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time (2026-11-21T10:00:00Z)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _enqueue(ids: list[str], now: datetime) -> None:
-    from workers.queues import enqueue_delivery  # the one module that enqueues
-    for delivery_id in ids:
-        enqueue_delivery(services().redis, delivery_id, 1, tag=f"r{int(now.timestamp() * 1000)}")
 
 
 @sinks.command("list")
@@ -82,19 +77,11 @@ def replay(delivery_id, sink_name, since):
     Each starts its sink's retry schedule from the beginning."""
     if bool(delivery_id) == bool(sink_name or since) or (not delivery_id and not (sink_name and since)):
         raise click.UsageError("give a DELIVERY_ID, or --sink NAME and --since TIME")
-    svc, now = services(), utcnow()
-    with svc.session() as session:
-        try:
-            if delivery_id:
-                ids = [replay_delivery(session, delivery_id, now).id]
-            else:
-                if svc.sinks.get(sink_name) is None:
-                    raise ReplayError(f"no sink {sink_name} is configured")
-                ids = replay_since(session, sink_name, _since(since), now)
-        except ReplayError as exc:
-            raise click.ClickException(str(exc)) from None
-        session.commit()
-    _enqueue(ids, now)
+    try:
+        ids = replay_deliveries(services(), delivery_id=delivery_id, sink=sink_name,
+                                since=_since(since) if since else None)
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{len(ids)} deliver{'y' if len(ids) == 1 else 'ies'} replayed")
 
 

@@ -47,9 +47,13 @@ def next_player_seq(session: Session, namespace: str, player_id: str) -> int:
 
 
 def emit(session: Session, type: str, namespace: str, player_id: str | None, environment: str,
-         occurred_at: datetime, payload: dict, sinks: Sinks | None = None) -> list[str]:
+         occurred_at: datetime, payload: dict, sinks: Sinks | None = None, *, event_id: str | None = None,
+         fulfilment_id: str | None = None) -> list[str]:
     """Record an event for every sink that wants it (type and environment filters); returns the new
     deliveries' ids, to give ``enqueue_new`` after the caller commits. No matching sink: nothing is stored.
+
+    ``event_id`` makes the event's id (the ``webhook-id`` receivers dedupe on) stable: a second emit with
+    the same id records nothing (a Kraty webhook handled twice is passed on once).
 
     ``sinks`` defaults to the app's (``services().sinks``). A sink disabled after a 410 gets its delivery
     in the ``disabled`` state, sent when the sink is enabled again and the delivery replayed.
@@ -62,9 +66,12 @@ def emit(session: Session, type: str, namespace: str, player_id: str | None, env
         return []
     if occurred_at.tzinfo is None:
         raise ValueError("occurred_at must be timezone-aware")
+    if event_id is not None and session.get(OutboundEvent, event_id) is not None:
+        return []
     now = utcnow()
-    event = OutboundEvent(id=f"evt_{new_id()}", type=type, namespace=namespace, player_id=player_id,
+    event = OutboundEvent(id=event_id or f"evt_{new_id()}", type=type, namespace=namespace, player_id=player_id,
                           environment=environment, occurred_at=occurred_at, payload=payload, created_at=now,
+                          fulfilment_id=fulfilment_id,
                           player_seq=next_player_seq(session, namespace, player_id) if player_id else None)
     session.add(event)
     disabled = disabled_names(session)

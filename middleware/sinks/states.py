@@ -3,6 +3,7 @@
 States: ``pending`` (waiting for its next attempt) -> ``delivered``; ``failed`` (an attempt failed, the next
 one is scheduled) -> ... -> ``dead`` (the sink's last attempt failed: dead-lettered); ``disabled`` (the sink
 was disabled by a 410 Gone). ``dead`` and ``disabled`` deliveries wait for an operator's replay.
+``cancelled``: the player was erased (GDPR) before it was delivered; it is never sent.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from sqlalchemy.orm import Session
 from middleware.ledger.models import Delivery, SinkState, utcnow
 
 PENDING, FAILED, DELIVERED, DEAD, DISABLED = "pending", "failed", "delivered", "dead", "disabled"
+CANCELLED = "cancelled"
 ACTIVE = (PENDING, FAILED)           # an attempt is still to come
 REPLAYABLE = (DEAD, DISABLED, DELIVERED)
-STATES = (PENDING, FAILED, DELIVERED, DEAD, DISABLED)
+STATES = (PENDING, FAILED, DELIVERED, DEAD, DISABLED, CANCELLED)
 
 
 class ReplayError(Exception):
@@ -68,6 +70,8 @@ def replay_delivery(session: Session, delivery_id: str, now: datetime | None = N
         raise ReplayError(f"no delivery {delivery_id}")
     if delivery.state in ACTIVE:
         raise ReplayError(f"delivery {delivery_id} is {delivery.state}: its next attempt is already scheduled")
+    if delivery.state == CANCELLED:
+        raise ReplayError(f"delivery {delivery_id} was cancelled: its player was erased")
     if is_disabled(session, delivery.sink):
         raise ReplayError(f"sink {delivery.sink} is disabled: enable it first (flask sinks enable {delivery.sink})")
     _restart(delivery, now)

@@ -6,6 +6,7 @@ Kraty's ``sourceRefId`` with every grant and take-back).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from config.catalog import Game
 
+from .. import privacy
 from ..ledger import repository as repo
 from ..ledger.models import Fulfilment, utcnow
 from ..services import Services
@@ -40,27 +42,51 @@ def _confirm(svc: Services, game: Game, event: dict) -> tuple[str, str, str | No
     return "processed", f"{event['type']}: confirmed order {orders[0].id}", orders[0].id
 
 
-def _pass_on(svc: Services, game: Game, event: dict) -> int:
-    """Kraty's event, as it came, to every sink that wants its type (unknown types too)."""
-    data = event.get("data") or {}
-    player = data.get("externalPlayerId") if isinstance(data.get("externalPlayerId"), str) else None
+def _occurred(event: dict) -> datetime:
     try:
         occurred = datetime.fromisoformat(str(event.get("createdAt")).replace("Z", "+00:00"))
-        occurred = occurred if occurred.tzinfo else occurred.replace(tzinfo=timezone.utc)
     except ValueError:
-        occurred = utcnow()
-    with svc.session() as session:
-        ids = emit(session, event["type"], game.namespace, player, "production", occurred,
-                   {"source": "kraty", **event}, sinks=svc.sinks)
-        session.commit()
-    return enqueue_new(svc.redis, ids) if ids else 0
+        return utcnow()
+    return occurred if occurred.tzinfo else occurred.replace(tzinfo=timezone.utc)
+
+
+def outbound_id(namespace: str, event: dict, raw_body: bytes) -> str:
+    """The id sinks see for a passed-on Kraty event: the same however often the webhook is handled."""
+    basis = event.get("id") if isinstance(event.get("id"), str) else hashlib.sha256(raw_body).hexdigest()
+    return "krt_" + hashlib.sha256(f"{namespace}\n{basis}".encode()).hexdigest()[:32]
+
+
+def _text(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and 0 < len(value) <= 255 else None
+
+
+def _pass_on(svc: Services, session, game: Game, event: dict, raw_body: bytes, player: str | None) -> tuple[str, list]:
+    """Kraty's event, as it came, for every sink that wants its type (unknown types too), in ``session``."""
+    event_id = outbound_id(game.namespace, event, raw_body)
+    ids = emit(session, event["type"], game.namespace, player, "production", _occurred(event),
+               {"source": "kraty", **event}, sinks=svc.sinks, event_id=event_id) if svc.sinks is not None else []
+    return event_id, ids
 
 
 def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
     event = json.loads(raw_body)
-    passed = _pass_on(svc, game, event) if svc.sinks is not None else 0
-    if event["type"] in CONFIRMS:
-        outcome, detail, fulfilment_id = _confirm(svc, game, event)
-    else:
-        outcome, detail, fulfilment_id = "processed", f"{event['type']}: recorded", None
-    return outcome, f"{detail}; passed on to {passed} sink delivery(ies)", fulfilment_id
+    data = event["data"]
+    kind = event["type"]
+    player = _text(data, "externalPlayerId") or _text(data, "intoExternalPlayerId")
+    detail = f"{kind}: recorded"
+    with svc.session() as session:
+        event_id, ids = _pass_on(svc, session, game, event, raw_body, player)
+        if kind == "player.deleted" and player:
+            erased = privacy.erase(session, game.namespace, player, kraty_player_id=_text(data, "playerId"),
+                                   keep_event=event_id, actor=ACTOR)
+            detail = f"player.deleted: erased, now {erased.placeholder} ({erased.counts})"
+        elif kind == "player.merged" and _text(data, "fromExternalPlayerId") and player:
+            counts = privacy.merge(session, game.namespace, data["fromExternalPlayerId"], player, actor=ACTOR)
+            detail = f"player.merged: moved to {player} ({counts})"
+        session.commit()
+    passed = enqueue_new(svc.redis, ids) if ids else 0
+    fulfilment_id = None
+    if kind in CONFIRMS:
+        _, detail, fulfilment_id = _confirm(svc, game, event)
+    return "processed", f"{detail}; passed on to {passed} sink delivery(ies)", fulfilment_id

@@ -53,6 +53,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('price', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('currency', sa.String(length=8), nullable=True))
 
+    with op.batch_alter_table('outbound_events', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('fulfilment_id', sa.String(length=32), nullable=True))
+        batch_op.create_index(batch_op.f('ix_outbound_events_fulfilment_id'), ['fulfilment_id'], unique=False)
+
     with op.batch_alter_table('inbound_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('player_id', sa.String(length=255), nullable=True))
         batch_op.create_index(batch_op.f('ix_inbound_events_player_id'), ['player_id'], unique=False)
@@ -60,6 +64,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('outbound_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbound_events_fulfilment_id'))
+        batch_op.drop_column('fulfilment_id')
+
     with op.batch_alter_table('inbound_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_events_player_id'))
         batch_op.drop_column('player_id')
