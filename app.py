@@ -14,6 +14,7 @@ from middleware import cli, logs
 from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, kraty_webhook, privacy,
                             receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
+from middleware.api import audit, fulfilments, players
 from middleware.services import Services
 
 
@@ -41,6 +42,6 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(app_store_webhook.bp)
     app.register_blueprint(google_play_webhook.bp)
     app.register_blueprint(kraty_webhook.bp)
-    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp])
+    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp, fulfilments.blp, audit.blp, players.blp])
     cli.register(app)
     return app

@@ -3,31 +3,40 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
+from sqlalchemy.orm import Session
 
 from workers.queues import enqueue_attempt, enqueue_followup
 
-from .sinks.events import enqueue_new
-
 from . import engine, reversals
-from .changes import apply_retry, apply_revoke
+from .changes import apply_resolve, apply_retry, apply_retry_revoke, apply_revoke
 from .ledger import repository as repo
 from .ledger import states
+from .ledger.models import Fulfilment
 from .services import Services
+from .sinks.events import enqueue_new
 
 log = logging.getLogger(__name__)
 
 RETRY = "retry"    # carry on with whatever is owed; on FULFILL_FAILED retry the failed items
 REVOKE = "revoke"
 REVERSE = "reverse"  # apply the store's pending refunds and disputes, then carry on
+RETRY_FAILED = "retry_failed"  # ops: RETRY, and on REVOKE_FAILED take back again what Kraty refused
+RESOLVE = "resolve"  # ops: close a FULFILL_FAILED / REVOKE_FAILED order without granting (RESOLVED)
 
 
 def run(services: Services, fulfilment_id: str, actor: str, action: str, *, reason: str = "",
-        wait: float | None = None, player_id: str | None = None) -> str | None:
+        wait: float | None = None, player_id: str | None = None,
+        guard: Callable[[Fulfilment], None] | None = None,
+        on_change: Callable[[Session, Fulfilment], None] | None = None) -> str | None:
     """Take the lease (waiting up to ``wait`` s for a concurrent attempt), apply ``action``, attempt.
 
-    Returns the order's state afterwards, or None if the lease could not be had in time.
+    ``guard(order)`` runs under the lease before the change; an exception from it gives the lease back and
+    changes nothing. ``on_change(session, order)`` runs after the change, in its transaction (an audit entry
+    added there commits with it). Returns the order's state afterwards, or None if the lease could not be
+    had in time.
     """
     wait = services.settings.put_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
@@ -39,12 +48,20 @@ def run(services: Services, fulfilment_id: str, actor: str, action: str, *, reas
             time.sleep(0.02)
         f = repo.load(session, fulfilment_id)
         game = services.catalog.game(f.namespace)
+        if guard is not None:
+            guard(f)
         if action == REVOKE:
             apply_revoke(f, actor, reason)
         elif action == REVERSE:
             reversals.apply_pending(session, f, game, actor)
+        elif action == RESOLVE:
+            apply_resolve(f, actor, reason)
+        elif action == RETRY_FAILED and f.state == states.REVOKE_FAILED:
+            apply_retry_revoke(f, actor, reason)
         else:
-            apply_retry(f, actor, game, player_id)
+            apply_retry(f, actor, game, player_id, reason)
+        if on_change is not None:
+            on_change(session, f)
         if f.state not in states.ACTIVE:
             repo.release(f)
             session.commit()

@@ -30,7 +30,7 @@ def _reresolve_unknown_lines(f: Fulfilment, game: Game) -> None:
         f.items.extend(item_rows(line_no, resolved))
 
 
-def apply_retry(f: Fulfilment, actor: str, game: Game, player_id: str | None = None) -> bool:
+def apply_retry(f: Fulfilment, actor: str, game: Game, player_id: str | None = None, reason: str = "") -> bool:
     """FULFILL_FAILED -> FULFILLING: failed items are tried again, unknown lines resolved again.
 
     ``player_id``: the player an operator found for an order whose player could not be resolved.
@@ -45,8 +45,37 @@ def apply_retry(f: Fulfilment, actor: str, game: Game, player_id: str | None = N
         if item.state == states.ITEM_FAILED and item.kind is not None:
             item.state, retried = states.ITEM_PENDING, retried + 1
     f.attempts = 0
-    detail = {"action": "retry", "items": retried, **({"player": player_id} if player_id else {})}
+    detail = {"action": "retry", "items": retried, **({"player": player_id} if player_id else {}),
+              **({"reason": reason} if reason else {})}
     repo.set_state(f, states.FULFILLING, actor, detail)
+    return True
+
+
+def apply_retry_revoke(f: Fulfilment, actor: str, reason: str = "") -> bool:
+    """REVOKE_FAILED -> REVOKING: the take-backs Kraty refused are tried again (to the same targets:
+    a partial take-back stays partial)."""
+    if f.state != states.REVOKE_FAILED:
+        return False
+    retried = 0
+    for item in f.items:
+        if item.state == states.ITEM_REVOKE_FAILED:
+            item.state, retried = states.ITEM_GRANTED, retried + 1
+    f.attempts = 0
+    f.next_attempt_at = None
+    detail = {"action": "retry_revoke", "items": retried, **({"reason": reason} if reason else {})}
+    repo.set_state(f, states.REVOKING, actor, detail, reason=reason or None)
+    return True
+
+
+def apply_resolve(f: Fulfilment, actor: str, reason: str) -> bool:
+    """FULFILL_FAILED / REVOKE_FAILED -> RESOLVED: an operator closes the order without granting (or taking
+    back) anything more. Its rows stay as they are, for the record."""
+    if f.state not in (states.FULFILL_FAILED, states.REVOKE_FAILED):
+        return False
+    f.attempts = 0
+    f.next_attempt_at = None
+    repo.set_state(f, states.RESOLVED, actor, {"action": "resolve", "reason": reason},
+                   reason=f"resolved without granting: {reason}")
     return True
 
 

@@ -1,29 +1,24 @@
-"""``flask orders``: look at an order and fix it from a shell (list, show, retry, revoke).
+"""``flask orders``: look at an order and fix it from a shell (list, show, retry, revoke, resolve).
 
 Whoever can run this can already reach the database, so it asks for no token; every change it
-makes goes through the same actions as the APIs and is recorded in the order's history with the
-actor given (``--actor``, default ``ops:cli:<login>``).
+makes goes through the same service as the ops API (``middleware.ops``), needs a ``--reason``, and is
+recorded in the audit log and the order's history as ``cli:<login>``.
 """
 from __future__ import annotations
 
-import getpass
 import json
 
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from . import actions
+from . import ops
 from .ledger import repository as repo
 from .ledger import states
 from .ledger.models import Fulfilment, InboundEvent, Reversal
 from .services import services
 
-orders = AppGroup("orders", help="Look at orders and fix them: list, show, retry, revoke.")
-
-
-def _actor(value: str | None) -> str:
-    return value or f"ops:cli:{getpass.getuser()}"
+orders = AppGroup("orders", help="Look at orders and fix them: list, show, retry, revoke, resolve.")
 
 
 def _find(session, ref: str) -> Fulfilment:
@@ -81,28 +76,42 @@ def show(ref):
     click.echo(json.dumps(out, indent=2, default=str))
 
 
-def _act(ref: str, action: str, actor: str | None, **kw) -> None:
+def _act(ref: str, action: str, reason: str, **kw) -> None:
     with services().session() as session:
         fulfilment_id = _find(session, ref).id
-    state = actions.run(services(), fulfilment_id, _actor(actor), action, **kw)
-    if state is None:
-        raise click.ClickException("the order is busy (an attempt holds it); try again in a moment")
-    click.echo(f"{fulfilment_id}: {state}")
+    try:
+        done = ops.perform(services(), ops.Actor.cli(), fulfilment_id, action, reason, **kw)
+    except ops.OpsError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{fulfilment_id}: {done['state']}")
+
+
+REASON = click.option("--reason", required=True, help="Why (recorded in the audit log and the history).")
 
 
 @orders.command("retry")
 @click.argument("ref")
-@click.option("--player", help="The player, for an order failed with player_unresolved.")
-@click.option("--actor", help="Who is doing this (recorded in the history).")
-def retry(ref, player, actor):
-    """Retry a FULFILL_FAILED order (failed rows again; unknown products and the player resolved again)."""
-    _act(ref, actions.RETRY, actor, player_id=player)
+@REASON
+@click.option("--player", help="The player, for an order failed with player_unresolved (attaches it).")
+def retry(ref, reason, player):
+    """Retry a FULFILL_FAILED order (failed rows again) or a REVOKE_FAILED one (take-backs again)."""
+    if player:
+        _act(ref, ops.ATTACH_PLAYER, reason, player_id=player)
+    else:
+        _act(ref, ops.RETRY, reason)
 
 
 @orders.command("revoke")
 @click.argument("ref")
-@click.option("--reason", required=True, help="Why (recorded in the history).")
-@click.option("--actor", help="Who is doing this (recorded in the history).")
-def revoke(ref, reason, actor):
+@REASON
+def revoke(ref, reason):
     """Take back everything the order granted."""
-    _act(ref, actions.REVOKE, actor, reason=reason)
+    _act(ref, ops.REVOKE, reason)
+
+
+@orders.command("resolve")
+@click.argument("ref")
+@REASON
+def resolve(ref, reason):
+    """Close a FULFILL_FAILED or REVOKE_FAILED order as RESOLVED, granting nothing more."""
+    _act(ref, ops.RESOLVE, reason)

@@ -1,7 +1,12 @@
 """flask orders: list, show, retry, revoke — and what bad references get."""
 from __future__ import annotations
 
+import getpass
 import json
+
+from sqlalchemy import select
+
+from middleware.ledger.models import AuditEntry
 
 from .helpers import drain
 from .stripe_support import balances, completed, order, post
@@ -23,20 +28,27 @@ def test_list_show_retry_and_revoke(client, runner, redis, services, emulator, s
     detail = json.loads(shown.output)
     assert detail["id"] == o["id"] and detail["state"] == "FULFILL_FAILED"
     assert detail["store_events"][0]["type"] == "checkout.session.completed"
-    retried = runner.invoke(args=["orders", "retry", o["id"], "--player", "player-4", "--actor", "ops:alice"])
+    retried = runner.invoke(args=["orders", "retry", o["id"], "--player", "player-4", "--reason", "ticket 9"])
     assert retried.exit_code == 0 and retried.output.strip().endswith("FULFILLED"), retried.output
     assert balances(emulator, "player-4")[0] == {"gems": 100}
     revoked = runner.invoke(args=["orders", "revoke", o["id"], "--reason", "goodwill test"])
     assert revoked.exit_code == 0 and "REVOKED" in revoked.output
     assert balances(emulator, "player-4")[0] == {"gems": 0}
     actors = [h["actor"] for h in json.loads(runner.invoke(args=["orders", "show", o["id"]]).output)["history"]]
-    assert "ops:alice" in actors and any(a.startswith("ops:cli:") for a in actors)
+    assert f"cli:{getpass.getuser()}" in actors
+    with services.session() as session:
+        audited = [(e.action, e.actor, e.reason) for e in session.scalars(
+            select(AuditEntry).where(AuditEntry.target_id == o["id"]).order_by(AuditEntry.id))]
+    assert audited == [("attach-player", f"cli:{getpass.getuser()}", "ticket 9"),
+                       ("revoke", f"cli:{getpass.getuser()}", "goodwill test")]
 
 
 def test_bad_references_and_options_fail_clearly(runner):
     missing = runner.invoke(args=["orders", "show", "nope"])
     assert missing.exit_code != 0 and "no order nope" in missing.output
     assert runner.invoke(args=["orders", "revoke", "nope"]).exit_code != 0            # --reason is required
+    assert "--reason" in runner.invoke(args=["orders", "retry", "nope"]).output        # here too
+    assert "no order nope" in runner.invoke(args=["orders", "resolve", "nope", "--reason", "r"]).output
     assert runner.invoke(args=["orders", "list", "--state", "WHATEVER"]).exit_code != 0
     assert runner.invoke(args=["orders", "list", "--limit", "0"]).exit_code != 0
 

@@ -23,7 +23,7 @@ MAX_BULK = 50
 DIFFERENT_PAYLOAD = 38128
 UNKNOWN_TRANSACTION = 38145
 # a repeated PUT changes nothing on these (a FULFILL_FAILED one retries its failed items)
-NOTHING_TO_DO = (states.FULFILLED, states.REVOKING, states.REVOKED, states.REVOKE_FAILED)
+NOTHING_TO_DO = (states.FULFILLED, states.REVOKING, states.REVOKED, states.REVOKE_FAILED, states.RESOLVED)
 QUERY_PARAMS = {"transactionId", "userId", "state", "startTime", "endTime", "offset", "limit"}
 STATE_FILTER = {
     "FULFILLED": (states.FULFILLED,),

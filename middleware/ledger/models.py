@@ -76,8 +76,14 @@ class Fulfilment(Base):
     __table_args__ = (
         UniqueConstraint("namespace", "source", "transaction_id", name="uq_fulfilment_txn"),
         Index("ix_fulfilments_state_updated", "state", "updated_at"),
-        Index("ix_fulfilments_ns_created", "namespace", "created_at"),
-        Index("ix_fulfilments_player", "player_id"),
+        # the ops query (newest first, keyset on (created_at, id)): one index per filter
+        Index("ix_fulfilments_created", "created_at", "id"),
+        Index("ix_fulfilments_ns_created", "namespace", "created_at", "id"),
+        Index("ix_fulfilments_player_created", "player_id", "created_at", "id"),
+        Index("ix_fulfilments_source_created", "source", "created_at", "id"),
+        Index("ix_fulfilments_state_created", "state", "created_at", "id"),
+        Index("ix_fulfilments_env_created", "environment", "created_at", "id"),
+        Index("ix_fulfilments_txn", "transaction_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -126,7 +132,8 @@ class FulfilmentItem(Base):
     """One Kraty grant component of one order line: the unit of idempotency and retry."""
 
     __tablename__ = "fulfilment_items"
-    __table_args__ = (UniqueConstraint("fulfilment_id", "line_no", "component_no", name="uq_item_component"),)
+    __table_args__ = (UniqueConstraint("fulfilment_id", "line_no", "component_no", name="uq_item_component"),
+                      Index("ix_items_sku", "sku", "fulfilment_id"))  # the ops query's SKU filter (EXISTS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     fulfilment_id: Mapped[str] = mapped_column(ForeignKey("fulfilments.id"), index=True)

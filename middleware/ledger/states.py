@@ -8,8 +8,9 @@ FULFILL_FAILED = "FULFILL_FAILED"
 REVOKING = "REVOKING"
 REVOKED = "REVOKED"
 REVOKE_FAILED = "REVOKE_FAILED"
+RESOLVED = "RESOLVED"  # an operator closed a failed order without granting (more); nothing is owed on it
 
-STATES = (RECEIVED, FULFILLING, FULFILLED, FULFILL_FAILED, REVOKING, REVOKED, REVOKE_FAILED)
+STATES = (RECEIVED, FULFILLING, FULFILLED, FULFILL_FAILED, REVOKING, REVOKED, REVOKE_FAILED, RESOLVED)
 
 # Work is owed on these: the reconciler re-enqueues them when they stall.
 ACTIVE = (RECEIVED, FULFILLING, REVOKING)
@@ -18,10 +19,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     RECEIVED: frozenset({FULFILLING, FULFILL_FAILED, REVOKED}),
     FULFILLING: frozenset({FULFILLED, FULFILL_FAILED, REVOKING}),
     FULFILLED: frozenset({REVOKING}),
-    FULFILL_FAILED: frozenset({FULFILLING, REVOKING}),
+    FULFILL_FAILED: frozenset({FULFILLING, REVOKING, RESOLVED}),
     REVOKING: frozenset({REVOKED, REVOKE_FAILED, FULFILLED}),  # FULFILLED: a partial take-back finished
-    REVOKE_FAILED: frozenset({REVOKING}),
+    REVOKE_FAILED: frozenset({REVOKING, RESOLVED}),
     REVOKED: frozenset({FULFILLING}),
+    # terminal for the bridge's own work (never retried, left alone by the reconciler); a store's refund
+    # can still take back what it did grant
+    RESOLVED: frozenset({REVOKING}),
 }
 
 # Per item (one row per order line x Kraty grant component)

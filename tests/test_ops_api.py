@@ -1,0 +1,278 @@
+"""GET /v1/fulfilments (filters, keyset cursors), GET /v1/fulfilments/{id}, GET /v1/audit — and every bad input."""
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from middleware.api import cursors
+from middleware.ledger.models import (
+    Delivery,
+    Fulfilment,
+    InboundEvent,
+    OutboundEvent,
+    utcnow,
+)
+from middleware.ops import REDACTED, redact
+
+from .helpers import put_order
+from .ops_support import GEMS, SWORD, failed_order, fulfilled_order, key, order_id
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def _orders(client, services, emulator) -> list[str]:
+    """Five orders, created an hour apart (t-0 oldest): t-2 failed, t-3 a sword for player-2."""
+    ids = [fulfilled_order(client, services, txn="t-0"), fulfilled_order(client, services, txn="t-1")]
+    ids.append(failed_order(client, emulator, services, txn="t-2"))
+    ids.append(fulfilled_order(client, services, txn="t-3", user="player-2", items=[SWORD]))
+    ids.append(fulfilled_order(client, services, txn="t-4"))
+    with services.session() as session:
+        for n, fulfilment_id in enumerate(ids):
+            session.execute(update(Fulfilment).where(Fulfilment.id == fulfilment_id)
+                            .values(created_at=T0 + timedelta(hours=n)))
+        session.commit()
+    return ids
+
+
+def _txns(response) -> list[str]:
+    assert response.status_code == 200, response.get_json()
+    return [row["transactionId"] for row in response.get_json()["items"]]
+
+
+def test_list_newest_first_with_each_filter(client, services, emulator):
+    _orders(client, services, emulator)
+    viewer = key(services, "viewer")
+    get = lambda **q: client.get("/v1/fulfilments", query_string=q, headers=viewer)
+    assert _txns(get()) == ["t-4", "t-3", "t-2", "t-1", "t-0"]
+    assert _txns(get(state="FULFILL_FAILED")) == ["t-2"]
+    assert _txns(get(playerId="player-2")) == ["t-3"]
+    assert _txns(get(transactionId="t-1")) == ["t-1"]
+    assert _txns(get(sku="sword")) == ["t-3", "t-2"]
+    assert _txns(get(source="accelbyte", namespace="demo", environment="production")) == \
+        ["t-4", "t-3", "t-2", "t-1", "t-0"]
+    assert _txns(get(source="stripe")) == []
+    assert _txns(get(environment="sandbox")) == []
+    assert _txns(get(createdAfter="2026-11-01T13:00:00Z", createdBefore="2026-11-01T15:00:00Z")) == ["t-2", "t-1"]
+    assert _txns(get(createdAfter="2026-11-01T14:00:00+01:00")) == ["t-4", "t-3", "t-2", "t-1"]
+    assert _txns(get(sku="sword", state="FULFILLED", playerId="player-2")) == ["t-3"]
+    row = get(transactionId="t-3").get_json()["items"][0]
+    assert row["playerId"] == "player-2" and row["state"] == "FULFILLED" and row["createdAt"] == "2026-11-01T15:00:00Z"
+
+
+def test_keyset_pages_cover_everything_once(client, services, emulator):
+    _orders(client, services, emulator)
+    viewer = key(services, "viewer")
+    seen, cursor = [], None
+    for _ in range(5):
+        query = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/fulfilments", query_string=query, headers=viewer).get_json()
+        seen += [row["transactionId"] for row in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == ["t-4", "t-3", "t-2", "t-1", "t-0"]
+    # same created_at: the id breaks the tie, still each row once
+    with services.session() as session:
+        session.execute(update(Fulfilment).values(created_at=T0))
+        session.commit()
+    one = client.get("/v1/fulfilments", query_string={"limit": 3}, headers=viewer).get_json()
+    two = client.get("/v1/fulfilments", query_string={"limit": 3, "cursor": one["nextCursor"]},
+                     headers=viewer).get_json()
+    assert two["nextCursor"] is None
+    both = [r["id"] for r in one["items"] + two["items"]]
+    assert len(set(both)) == 5 and both == sorted(both, reverse=True)
+
+
+def _forge(cursor: str, change) -> str:
+    body, _, mac = cursor.partition(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    change(payload)
+    forged = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).rstrip(b"=").decode()
+    return f"{forged}.{mac}"
+
+
+def test_bad_cursors_are_400_invalid_cursor(client, services, emulator):
+    _orders(client, services, emulator)
+    viewer = key(services, "viewer")
+    cursor = client.get("/v1/fulfilments?limit=2", headers=viewer).get_json()["nextCursor"]
+    secret = cursors.secret_from(services)
+    bad = {
+        "garbage": "not-a-cursor",
+        "no mac": cursor.split(".")[0],
+        "bad base64": "!!!." + cursor.split(".")[1],
+        "tampered": _forge(cursor, lambda p: p["a"].__setitem__(1, "f" * 32)),
+        "other list": cursors.encode(secret, "audit", {}, [1]),
+        "wrong secret": cursors.encode(b"x" * 32, "fulfilments", {}, ["2026-11-01T12:00:00+00:00", "a"]),
+        "signed but not a key": cursors.encode(secret, "fulfilments",
+                                               {"namespace": None}, ["yesterday", "a"]),
+    }
+    for name, value in bad.items():
+        response = client.get("/v1/fulfilments", query_string={"limit": 2, "cursor": value}, headers=viewer)
+        assert response.status_code == 400, name
+        assert response.get_json()["error"]["code"] == "invalid_cursor", name
+        assert response.get_json()["error"]["requestId"]
+    # a good cursor with other filters than its first page
+    other = client.get("/v1/fulfilments", query_string={"limit": 2, "cursor": cursor, "state": "FULFILLED"},
+                       headers=viewer)
+    assert other.status_code == 400 and "other filters" in other.get_json()["error"]["message"]
+    assert client.get("/v1/fulfilments", query_string={"limit": 2, "cursor": cursor}, headers=viewer).status_code == 200
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"colour": "red"}, "colour"),
+    ({"state": "ALMOST"}, "state"),
+    ({"source": "ebay"}, "source"),
+    ({"environment": "staging"}, "environment"),
+    ({"limit": "0"}, "limit"),
+    ({"limit": "201"}, "limit"),
+    ({"limit": "ten"}, "limit"),
+    ({"createdAfter": "yesterday"}, "createdAfter"),
+    ({"createdAfter": "2026-11-01T12:00:00"}, "createdAfter"),   # no timezone
+    ({"createdBefore": "2026-13-01T00:00:00Z"}, "createdBefore"),
+    ({"createdAfter": "2026-11-02T00:00:00Z", "createdBefore": "2026-11-01T00:00:00Z"}, "createdAfter"),
+    ({"createdAfter": "2026-11-01T00:00:00Z", "createdBefore": "2026-11-01T00:00:00Z"}, "createdAfter"),
+    ({"playerId": "has space"}, "playerId"),
+    ({"namespace": "nope"}, "namespace"),
+])
+def test_unknown_filters_and_bad_values_are_422_naming_them(client, services, query, field):
+    response = client.get("/v1/fulfilments", query_string=query, headers=key(services, "viewer"))
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_failed" and error["requestId"]
+    assert field in json.dumps(error["details"]["fields"])
+
+
+def test_keys_missing_wrong_weak_and_namespace_limited(client, services, emulator):
+    fulfilment_id = fulfilled_order(client, services)
+    paths = ["/v1/fulfilments", f"/v1/fulfilments/{fulfilment_id}", "/v1/audit"]
+    for path in paths:
+        assert client.get(path).status_code == 401
+        wrong = client.get(path, headers={"Authorization": "Bearer kb_not-a-key"})
+        assert wrong.status_code == 401 and wrong.get_json()["error"]["code"] == "unauthenticated"
+        weak = client.get(path, headers=key(services, "receipts"))
+        assert weak.status_code == 403 and weak.get_json()["error"]["code"] == "forbidden"
+    elsewhere = key(services, "viewer", ["other-game"])
+    assert client.get("/v1/fulfilments", headers=elsewhere).get_json()["items"] == []
+    assert client.get(f"/v1/fulfilments/{fulfilment_id}", headers=elsewhere).status_code == 404
+    assert client.get("/v1/fulfilments?namespace=demo", headers=elsewhere).status_code == 403
+    mine = key(services, "viewer", ["demo"])
+    assert [r["id"] for r in client.get("/v1/fulfilments", headers=mine).get_json()["items"]] == [fulfilment_id]
+    assert client.get(f"/v1/fulfilments/{fulfilment_id}", headers=mine).status_code == 200
+
+
+def test_detail_has_items_history_events_redacted_webhooks_and_deliveries(client, services, emulator):
+    fulfilment_id = failed_order(client, emulator, services, txn="t-detail")
+    viewer = key(services, "viewer")
+    with services.session() as session:  # what a store, Kraty and a sink left about the order
+        session.add(InboundEvent(source="stripe", provider_event_id="evt_1", namespace="demo", received_at=utcnow(),
+                                 content_type="application/json", outcome="processed", fulfilment_id=fulfilment_id,
+                                 raw_body=json.dumps({"id": "evt_1", "data": {"client_secret": "pi_1_secret_x",
+                                                                              "amount": 100},
+                                                      "headers": {"Stripe-Signature": "t=1,v1=abc",
+                                                                  "Authorization": "Bearer sk_live_123"},
+                                                      "note": "Bearer abc.def"}).encode()))
+        session.add(InboundEvent(source="google_play", provider_event_id="m-1", namespace="demo", received_at=utcnow(),
+                                 content_type="text/plain", fulfilment_id=fulfilment_id, raw_body=b"\xff\x00binary"))
+        session.add(InboundEvent(source="kraty", provider_event_id="msg_1", namespace="demo", received_at=utcnow(),
+                                 content_type="application/json", outcome="processed", fulfilment_id=fulfilment_id,
+                                 raw_body=json.dumps({"type": "wallet.changed",
+                                                      "data": {"sourceRefId": "t-detail"}}).encode()))
+        session.add(OutboundEvent(id="evt_out_1", type="purchase.failed", namespace="demo", player_id="player-1",
+                                  occurred_at=utcnow(), payload={}, fulfilment_id=fulfilment_id))
+        session.flush()
+        session.add(Delivery(event_id="evt_out_1", sink="crm", state="dead", attempts=8, last_status=500))
+        session.commit()
+    response = client.get(f"/v1/fulfilments/{fulfilment_id}", headers=viewer)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["id"] == fulfilment_id and body["state"] == "FULFILL_FAILED" and body["transactionId"] == "t-detail"
+    items = {i["sku"]: i for i in body["items"]}
+    assert items["gems_100"]["state"] == "GRANTED" and items["gems_100"]["kratyLedgerEntryId"]
+    assert items["sword"]["state"] == "FAILED" and "validation_failed" in items["sword"]["error"]
+    assert [h["to"] for h in body["history"] if h["to"] != h["from"]][-2:] == ["FULFILLING", "FULFILL_FAILED"]
+    by_source = {e["source"]: e for e in body["inboundEvents"]}
+    assert set(by_source) == {"accelbyte", "stripe", "google_play"}
+    assert by_source["accelbyte"]["body"] == {"items": [GEMS, SWORD]}
+    stripe = by_source["stripe"]["body"]
+    assert stripe["data"] == {"client_secret": REDACTED, "amount": 100}
+    assert stripe["headers"] == {"Stripe-Signature": REDACTED, "Authorization": REDACTED}
+    assert stripe["note"] == REDACTED
+    assert by_source["google_play"]["body"] is None and "not JSON" in by_source["google_play"]["bodyNote"]
+    assert [e["providerEventId"] for e in body["kratyWebhooks"]] == ["msg_1"]
+    [sent] = body["sinkEvents"]
+    assert sent["eventId"] == "evt_out_1" and sent["deliveries"][0]["state"] == "dead"
+    assert "secret_x" not in response.get_data(as_text=True) and "sk_live" not in response.get_data(as_text=True)
+
+
+def test_unknown_order_is_404_not_found(client, services):
+    response = client.get("/v1/fulfilments/0123456789abcdef", headers=key(services, "viewer"))
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+    assert client.get("/v1/fulfilments/" + "x" * 300, headers=key(services, "viewer")).status_code == 404
+
+
+def test_redact_hides_credentials_and_keeps_the_rest():
+    value = {"Authorization": "Bearer abc", "webhook-signature": "v1,xyz", "purchaseToken": "tok",
+             "nested": [{"api_key": "k", "apiKey": "k", "password": "p", "client_secret": "s", "amount": 5}],
+             "idempotencyKey": "k-1", "text": "Basic dXNlcjpwYXNz", "stripe": "sk_test_abc", "whsec": "whsec_abc",
+             "ours": "kb_" + "a" * 43, "plain": "hello", "token": None, "n": 3}
+    assert redact(value) == {
+        "Authorization": REDACTED, "webhook-signature": REDACTED, "purchaseToken": REDACTED,
+        "nested": [{"api_key": REDACTED, "apiKey": REDACTED, "password": REDACTED, "client_secret": REDACTED,
+                    "amount": 5}],
+        "idempotencyKey": "k-1", "text": REDACTED, "stripe": REDACTED, "whsec": REDACTED, "ours": REDACTED,
+        "plain": "hello", "token": None, "n": 3}
+    assert redact([1, "x", None]) == [1, "x", None]
+
+
+def test_audit_lists_filters_and_pages(client, services, emulator):
+    operator = key(services, "operator")
+    ids = [failed_order(client, emulator, services, txn=f"t-a{n}") for n in range(3)]
+    for fulfilment_id in ids:
+        response = client.post(f"/v1/fulfilments/{fulfilment_id}/actions/retry", json={"reason": "ticket 1"},
+                               headers=operator)
+        assert response.status_code == 200, response.get_json()
+    viewer = key(services, "viewer")
+    page = client.get("/v1/audit?limit=2", headers=viewer).get_json()
+    assert [e["targetId"] for e in page["items"]] == [ids[2], ids[1]]
+    rest = client.get("/v1/audit", query_string={"limit": 2, "cursor": page["nextCursor"]}, headers=viewer).get_json()
+    assert [e["targetId"] for e in rest["items"]] == [ids[0]] and rest["nextCursor"] is None
+    entry = page["items"][0]
+    assert entry["action"] == "retry" and entry["role"] == "operator" and entry["actor"].startswith("key:operator-")
+    assert entry["reason"] == "ticket 1" and entry["before"]["state"] == "FULFILL_FAILED"
+    assert entry["after"]["state"] == "FULFILLED" and entry["namespace"] == "demo"
+    only = client.get("/v1/audit", query_string={"targetType": "fulfilment", "targetId": ids[1]}, headers=viewer)
+    assert [e["targetId"] for e in only.get_json()["items"]] == [ids[1]]
+    assert client.get("/v1/audit?action=resolve", headers=viewer).get_json()["items"] == []
+    actor = entry["actor"]
+    assert len(client.get("/v1/audit", query_string={"actor": actor}, headers=viewer).get_json()["items"]) == 3
+    future = (utcnow() + timedelta(hours=1)).isoformat()
+    assert client.get("/v1/audit", query_string={"after": future}, headers=viewer).get_json()["items"] == []
+    assert client.get("/v1/audit", headers=key(services, "viewer", ["other-game"])).get_json()["items"] == []
+    for bad in ({"after": "2026-11-02T00:00:00Z", "before": "2026-11-01T00:00:00Z"}, {"after": "soon"},
+                {"limit": 500}, {"who": "me"}, {"targetType": "planet"}):
+        assert client.get("/v1/audit", query_string=bad, headers=viewer).status_code == 422, bad
+    forged = _forge(page["nextCursor"], lambda p: p.__setitem__("a", [10**6]))
+    bad_cursor = client.get("/v1/audit", query_string={"limit": 2, "cursor": forged}, headers=viewer)
+    assert bad_cursor.status_code == 400 and bad_cursor.get_json()["error"]["code"] == "invalid_cursor"
+    fulfilment_cursor = client.get("/v1/fulfilments?limit=1", headers=viewer).get_json()["nextCursor"]
+    assert client.get("/v1/audit", query_string={"cursor": fulfilment_cursor}, headers=viewer).status_code == 400
+
+
+def test_openapi_describes_the_ops_endpoints(client):
+    spec = client.get("/openapi.json").get_json()
+    for path in ("/v1/fulfilments", "/v1/fulfilments/{fulfilment_id}", "/v1/audit", "/v1/players/{player_id}",
+                 "/v1/fulfilments/{fulfilment_id}/actions/make-good"):
+        assert path in spec["paths"], path
+
+
+def test_put_order_helper_still_fulfils(client):
+    assert put_order(client, [GEMS], txn="t-sanity").get_json()["state"] == "FULFILLED"
+
+
+def test_order_id_helper(client, services):
+    fulfilled_order(client, services, txn="t-x")
+    assert len(order_id(services, "t-x")) == 32
