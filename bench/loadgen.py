@@ -38,10 +38,21 @@ class SignedPosts:
     (the body one line of JSON). Each client thread / connection group takes its own lines; one that
     runs out starts again from its first line (``wrapped`` counts those repeats). ``header`` "": no
     extra header is sent (the requests carry their signature in the body; the lines' first field is
-    empty)."""
+    empty). Several headers: their names comma-separated in ``header`` ("webhook-id,webhook-signature"),
+    and each line has their values in that order, tab-separated, before the body."""
     path: str
     header: str
     file: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The headers each request sets from its line (none when ``header`` is "")."""
+        return tuple(name for name in self.header.split(",") if name)
+
+    @property
+    def fields(self) -> int:
+        """Tab-separated fields before the body on each line (at least one, empty when no header is sent)."""
+        return max(1, len(self.names))
 
 
 @dataclass
@@ -99,7 +110,7 @@ end
 """
 
 
-# Lines (header value TAB body) of the file, thread k of n keeps lines k, k+n, k+2n...: loaded in init(),
+# Lines (header values TAB body) of the file, thread k of n keeps lines k, k+n, k+2n...: loaded in init(),
 # before wrk starts its clock. ``sent`` and ``wrapped`` are globals so done() can read them per thread.
 WRK_SIGNED_SCRIPT = r"""
 wrk.method = "POST"
@@ -116,10 +127,15 @@ function init(args)
   local nthreads, k = tonumber(args[2]), 0
   for line in io.lines(args[1]) do
     if k %% nthreads == tid - 1 then
-      local tab = string.find(line, "\t", 1, true)
+      local fields, start = {}, 1
+      for i = 1, %(fields)d do
+        local tab = string.find(line, "\t", start, true)
+        fields[i] = string.sub(line, start, tab - 1)
+        start = tab + 1
+      end
       count = count + 1
-      values[count] = string.sub(line, 1, tab - 1)
-      bodies[count] = string.sub(line, tab + 1)
+      values[count] = fields
+      bodies[count] = string.sub(line, start)
     end
     k = k + 1
   end
@@ -152,8 +168,9 @@ def run_wrk(base_url: str, prefix: str, seconds: float, connections: int, thread
     if posts is None:
         script, extra = WRK_SCRIPT % {"body": BODY.decode(), "token": TOKEN, "users": USERS}, [prefix]
     else:
-        set_header = f'  wrk.headers["{posts.header}"] = values[at]\n' if posts.header else ""
-        script, extra = WRK_SIGNED_SCRIPT % {"path": posts.path, "set_header": set_header}, [posts.file, str(threads)]
+        set_header = "".join(f'  wrk.headers["{name}"] = values[at][{i}]\n' for i, name in enumerate(posts.names, 1))
+        script = WRK_SIGNED_SCRIPT % {"path": posts.path, "set_header": set_header, "fields": posts.fields}
+        extra = [posts.file, str(threads)]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
     try:
@@ -182,14 +199,14 @@ def run_wrk(base_url: str, prefix: str, seconds: float, connections: int, thread
 
 
 # ------------------------------------------------------------------------------------------------ Python
-def _signed_lines(posts: SignedPosts, worker: int, workers: int) -> list[tuple[str, bytes]]:
-    """The (header value, body) pairs of client worker ``worker`` of ``workers``: every workers-th line."""
-    out = []
+def _signed_lines(posts: SignedPosts, worker: int, workers: int) -> list[tuple[dict[str, str], bytes]]:
+    """The (headers, body) pairs of client worker ``worker`` of ``workers``: every workers-th line."""
+    out, names = [], posts.names
     with open(posts.file, "rb") as fh:
         for k, line in enumerate(fh):
             if k % workers == worker:
-                value, _, body = line.rstrip(b"\n").partition(b"\t")
-                out.append((value.decode(), body))
+                *values, body = line.rstrip(b"\n").split(b"\t", posts.fields)
+                out.append((dict(zip(names, (v.decode() for v in values), strict=False)), body))
     return out
 
 
@@ -211,8 +228,7 @@ def _client_process(url: str, prefix: str, threads: int, seconds: float | None, 
                 if lines is None:
                     conn.request("PUT", fulfil_path(f"{prefix}-{t}", n), BODY, HEADERS)
                 else:
-                    value, body = lines[n % len(lines)]
-                    headers = {posts.header: value} if posts.header else {}
+                    headers, body = lines[n % len(lines)]
                     conn.request("POST", posts.path, body, {**headers, "Content-Type": "application/json"})
                 resp = conn.getresponse()
                 resp.read()

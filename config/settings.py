@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from config.app_store_config import APPLE_ROOT_CA_G3_SHA256, parse_fingerprints
 
 ROOT = Path(__file__).resolve().parent.parent
+MIN_SECRET_KEY = 32
+MIN_METRICS_KEY = 16
 
 
 class SettingsError(Exception):
@@ -47,6 +50,9 @@ class Settings:
     google_token_uri: str | None
     log_level: str
     log_json: bool
+    secret_key: str | None = dataclass_field(repr=False)   # signs console sessions: kept out of repr and logs
+    metrics_key: str | None = dataclass_field(repr=False)  # the bearer key of /metrics
+    metrics_bind: str | None = None
 
     def replace(self, **changes) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -114,6 +120,18 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                             ("OAuth token endpoint for the games' Google service accounts. Default: empty, each "
                              "service account JSON's own token_uri; when set it overrides them (tests and "
                              "`make run` point it at a local fake)")),
+    "KB_SECRET_KEY": ("secret_key", str, None,
+                      ("Signs the web console's session cookies (and the ops API's cursors); the same value in every "
+                       "web process, at least 32 characters. Default: empty, the console is off. `make run` "
+                       "generates one in instance/secret_key")),
+    "KB_METRICS_KEY": ("metrics_key", str, None,
+                       ("Bearer key that may read the Prometheus metrics at /metrics (Authorization: Bearer <key>), "
+                        f"at least {MIN_METRICS_KEY} characters. Default: empty, /metrics answers 404 on the app's "
+                        "port; see docs/metrics.md")),
+    "KB_METRICS_BIND": ("metrics_bind", str, None,
+                        ("host:port of a separate listener serving the metrics without a key (e.g. 127.0.0.1:9108), "
+                         "started by gunicorn's master (config/gunicorn.conf.py) or `python -m middleware.metrics`. "
+                         "Default: empty, none")),
     "KB_LOG_LEVEL": ("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "KB_LOG_JSON": ("log_json", bool, True, "JSON log lines (true) or plain text (false)"),
 }
@@ -140,6 +158,26 @@ def _parse(name: str, kind: type, raw: str):
     return value
 
 
+def parse_bind(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9108`` for IPv6) -> (host, port); ValueError if it is not one."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:9108), got {value!r}")
+    return host, int(port)
+
+
+def _check_metrics(values: dict) -> None:
+    if values["metrics_key"] is not None and len(values["metrics_key"]) < MIN_METRICS_KEY:
+        raise SettingsError(f"KB_METRICS_KEY: at least {MIN_METRICS_KEY} characters (make one with "
+                            "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if values["metrics_bind"] is not None:
+        try:
+            parse_bind(values["metrics_bind"])
+        except ValueError as exc:
+            raise SettingsError(f"KB_METRICS_BIND: {exc}") from None
+
+
 def load_settings(environ=None, **overrides) -> Settings:
     """Read every ``KB_*`` setting from ``environ`` (default ``os.environ``)."""
     environ = os.environ if environ is None else environ
@@ -163,6 +201,10 @@ def load_settings(environ=None, **overrides) -> Settings:
         if values[key] is not None and not re.match(r"https?://[^\s/]+\S*\Z", values[key]):
             raise SettingsError(f"{name}: expected an http:// or https:// URL, got {values[key]!r}")
     values["google_api_base"] = values["google_api_base"].rstrip("/")
+    if values["secret_key"] is not None and len(values["secret_key"]) < MIN_SECRET_KEY:
+        raise SettingsError(f"KB_SECRET_KEY: at least {MIN_SECRET_KEY} characters (make one with "
+                            "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    _check_metrics(values)
     try:
         values["apple_root_sha256"] = parse_fingerprints(values["apple_root_sha256"])
     except ValueError as exc:

@@ -1,4 +1,5 @@
-"""``flask`` commands: migrations, the reconciler, storefront tokens, orders (see orders_cli.py)."""
+"""``flask`` commands: migrations, the reconciler, storefront tokens; orders, events, keys and sinks are in
+ their own modules (orders_cli.py...), all printing through cli_table.py (tables, ``--json``, progress)."""
 from __future__ import annotations
 
 import click
@@ -6,9 +7,10 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from config.storefronts import hash_token, new_token
-from middleware.ledger import migrate
+from middleware.cli_table import JSON_OPTION, echo_json
 from middleware.events_cli import events, google
 from middleware.keys_cli import keys
+from middleware.ledger import migrate
 from middleware.orders_cli import orders
 from middleware.services import services
 from middleware.sinks.cli import sinks
@@ -46,11 +48,23 @@ def storefronts_new_token():
 @with_appcontext
 @click.option("--stale-seconds", type=float, default=None,
               help="Re-enqueue work idle this long (default: KB_RECONCILE_STALE_SECONDS).")
-def reconcile_command(stale_seconds):
-    """Re-enqueue active orders that nobody is working on."""
+@JSON_OPTION
+def reconcile_command(stale_seconds, as_json):
+    """Re-enqueue active orders, store events, refunds and store follow-ups that nobody is working on."""
+    from redis.exceptions import RedisError
+
     from workers.reconcile import reconcile_now
-    counts = reconcile_now(services(), stale_seconds)
+    try:
+        counts = reconcile_now(services(), stale_seconds)
+    except RedisError as exc:
+        raise click.ClickException(f"Redis is unreachable ({exc}): nothing was enqueued") from None
+    if as_json:
+        echo_json(counts)
+        return
     click.echo(f"{counts['stalled']} stalled order(s), {counts['enqueued']} enqueued")
+    click.echo(f"{counts['events']} store event(s) re-enqueued, {counts['events_failed']} given up")
+    click.echo(f"{counts['reversals']} order(s) with waiting refunds or disputes, "
+               f"{counts['followups']} store follow-up(s) due")
 
 
 def register(app: Flask) -> None:

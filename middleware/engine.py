@@ -21,6 +21,7 @@ from .kraty import KratyError
 from .ledger import repository as repo
 from .ledger import states
 from .ledger.models import Fulfilment, FulfilmentItem, utcnow
+from .metrics import recorders as metrics
 from .orders import build_items, grant_amount, grant_key, request_hash, resolve_line, revoke_key, revoke_target
 from .services import Services
 from .stores import lookups
@@ -263,7 +264,7 @@ def fulfil_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
     outcome = _finish(services, f, actor, summary, transient, states.FULFILLED, states.FULFILL_FAILED,
                       pending, any_failed)
-    return _commit(session, f.id, outcome, results=True)
+    return metrics.after_fulfil_attempt(f, _commit(session, f.id, outcome, results=True))
 
 
 def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Outcome:

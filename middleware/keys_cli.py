@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import api_keys
+from .cli_table import JSON_OPTION, Column, echo_json, iso, table, when
 from .ledger.models import ApiKey, utcnow
 from .services import services
 
@@ -36,13 +37,30 @@ def create(name, role, namespaces):
     click.echo("The key is shown once; only its hash is stored.")
 
 
+COLUMNS = (
+    Column("NAME", "name", None), Column("ROLE", "role"), Column("NAMESPACES", "games", 40),
+    Column("CREATED", "created"), Column("REVOKED", "revoked"),
+)
+
+
+def _view(row: ApiKey) -> dict:
+    return {"name": row.name, "role": row.role, "namespaces": row.namespaces, "createdAt": iso(row.created_at),
+            "revokedAt": iso(row.revoked_at)}
+
+
 @keys.command("list")
-def list_keys():
-    """Every key: name, role, games, created, revoked."""
+@JSON_OPTION
+def list_keys(as_json):
+    """Every key: name, role, games (all when none are named), created, revoked. Never the key itself."""
     with services().session() as session:
-        for row in session.scalars(select(ApiKey).order_by(ApiKey.id)):
-            click.echo(f"{row.name:<24} {row.role:<9} {','.join(row.namespaces or ['all']):<16} "
-                       f"{row.created_at:%Y-%m-%d %H:%M}  {'revoked ' + f'{row.revoked_at:%Y-%m-%d %H:%M}' if row.revoked_at else ''}")
+        rows = list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+        views = [_view(row) for row in rows]
+        cells = [{**view, "games": row.namespaces or ["all"], "created": when(row.created_at),
+                  "revoked": when(row.revoked_at)} for row, view in zip(rows, views, strict=True)]
+    if as_json:
+        echo_json(views)
+    else:
+        click.echo(table(COLUMNS, cells, empty="no API keys (flask keys create NAME ROLE)"))
 
 
 @keys.command("revoke")

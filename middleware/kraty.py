@@ -13,6 +13,8 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
+from .metrics import recorders as metrics
+
 API_PREFIX = "/server/v1"
 
 
@@ -126,6 +128,10 @@ class KratyClient:
         return self._call("POST", path, json=body)
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
+        with metrics.kraty_call(method, path):  # kb_kraty_calls_total, kb_kraty_call_seconds
+            return self._send(method, path, **kwargs)
+
+    def _send(self, method: str, path: str, **kwargs) -> dict:
         try:
             response = pooled_session().request(method, self.base + path, headers=self.headers,
                                                 timeout=self.timeout, **kwargs)

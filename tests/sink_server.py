@@ -76,18 +76,13 @@ class SinkServer:
     def wsgi(self, environ, start_response):
         request = Request(environ)
         body = request.get_data()
-        secret = self.secrets.get(request.path)
-        verified = False
-        if secret is not None:
-            try:
-                Webhook(secret).verify(body, dict(request.headers))
-                verified = True
-            except (WebhookVerificationError, ValueError):  # a malformed header can raise a plain ValueError
-                verified = False
+        verified = self.verify(request, body)
         with self.lock:
             self.received.append(Received(request.path, dict(request.headers), body, verified, time.monotonic()))
             if not verified:
                 answer = 401
+            elif self.refuse(request, body):
+                answer = 400
             elif self._player(body) in self.failing_players:
                 answer = 500
             elif self.script:
@@ -100,6 +95,21 @@ class SinkServer:
         status, headers = answer if isinstance(answer, tuple) else (answer, {})
         return Response(json.dumps({"status": status}), status=status, headers=headers,
                         content_type="application/json")(environ, start_response)
+
+    def verify(self, request: Request, body: bytes) -> bool:
+        """Whether the request is signed with its path's secret (a subclass checks another kind of auth)."""
+        secret = self.secrets.get(request.path)
+        if secret is None:
+            return False
+        try:
+            Webhook(secret).verify(body, dict(request.headers))
+            return True
+        except (WebhookVerificationError, ValueError):  # a malformed header can raise a plain ValueError
+            return False
+
+    def refuse(self, request: Request, body: bytes) -> bool:
+        """Whether a verified request is malformed (answered 400 whatever the script says); never, here."""
+        return False
 
     @staticmethod
     def _player(body: bytes) -> str | None:

@@ -45,7 +45,7 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
     for name in ("KB_DATABASE_URL", "KB_REDIS_URL", "KB_CATALOG"):
         env.pop(name, None)
     done = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=240)
+                          text=True, timeout=360)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     ingest = json.loads((tmp_path / "ingest.json").read_text())
@@ -81,3 +81,18 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
         assert 0 < run["certs_fetches"] <= run["workers"]   # the certs' max-age outlasts the run
     verify = google_play["verification_in_process"]
     assert all(_positive(verify[k]) for k in ("ms_per_token", "ms_per_distinct_token", "stock_verify_token_ms"))
+
+    _store_ingest(tmp_path, "kraty")
+
+    deliveries = json.loads((tmp_path / "deliveries.json").read_text())
+    assert deliveries["correct"] is True
+    assert all(_positive(deliveries[k]) for k in ("deliveries_per_second", "noop_jobs_per_second", "ratio"))
+    assert {leg["kind"] for leg in deliveries["legs"]} == {"noop", "deliveries"}
+    for leg in deliveries["legs"]:
+        assert leg["correctness"]["ok"], leg["correctness"]["problems"]
+        assert leg["jobs_finished"] == leg["count"] > 0 and _positive(leg["per_second"])
+        if leg["kind"] == "deliveries":   # every event delivered, signed, at the receiver
+            assert leg["ledger_states"] == {"delivered": leg["count"]}
+            received = leg["receiver"]
+            assert received["distinct"] == leg["count"] and received["rejected"] == 0
+            assert received["verified"] == received["received"] == leg["count"] + received["duplicates"]

@@ -23,18 +23,20 @@ def test_list_show_retry_and_revoke(client, runner, redis, services, emulator, s
     o = failed_order(client, redis, services, stripe_fake)
     listed = runner.invoke(args=["orders", "list", "--state", "FULFILL_FAILED"])
     assert listed.exit_code == 0 and o["id"] in listed.output and "player_unresolved" in listed.output
-    shown = runner.invoke(args=["orders", "show", o["session"]])  # by the store's transaction id
+    shown = runner.invoke(args=["orders", "show", o["session"], "--json"])  # by the store's transaction id
     assert shown.exit_code == 0, shown.output
-    detail = json.loads(shown.output)
+    detail = json.loads(shown.stdout)
     assert detail["id"] == o["id"] and detail["state"] == "FULFILL_FAILED"
-    assert detail["store_events"][0]["type"] == "checkout.session.completed"
+    assert detail["inboundEvents"][0]["type"] == "checkout.session.completed"
+    readable = runner.invoke(args=["orders", "show", o["id"]]).output
+    assert "FULFILL_FAILED" in readable and "checkout.session.completed" in readable and "Timeline" in readable
     retried = runner.invoke(args=["orders", "retry", o["id"], "--player", "player-4", "--reason", "ticket 9"])
     assert retried.exit_code == 0 and retried.output.strip().endswith("FULFILLED"), retried.output
     assert balances(emulator, "player-4")[0] == {"gems": 100}
     revoked = runner.invoke(args=["orders", "revoke", o["id"], "--reason", "goodwill test"])
     assert revoked.exit_code == 0 and "REVOKED" in revoked.output
     assert balances(emulator, "player-4")[0] == {"gems": 0}
-    actors = [h["actor"] for h in json.loads(runner.invoke(args=["orders", "show", o["id"]]).output)["history"]]
+    actors = [h["actor"] for h in json.loads(runner.invoke(args=["orders", "show", o["id"], "--json"]).stdout)["history"]]
     assert f"cli:{getpass.getuser()}" in actors
     with services.session() as session:
         audited = [(e.action, e.actor, e.reason) for e in session.scalars(
@@ -64,7 +66,7 @@ def test_events_list_and_replay(client, runner, redis, services, stripe_fake):
     assert outcome == "failed"
     listed = runner.invoke(args=["events", "list", "--outcome", "failed"])
     assert listed.exit_code == 0 and ev["id"] in listed.output and "kraty_quantity" in listed.output
-    event_id = listed.output.split()[0]
+    event_id = listed.output.splitlines()[1].split()[0]  # under the header
     replayed = runner.invoke(args=["events", "replay", event_id])
     assert replayed.exit_code == 0 and "replayed" in replayed.output
     assert inbound(services, ev["id"])[0][1] == "pending"
@@ -73,7 +75,7 @@ def test_events_list_and_replay(client, runner, redis, services, stripe_fake):
     assert runner.invoke(args=["events", "replay", "999999"]).exit_code != 0
     ignored = post(client, event("customer.created", {"id": "cus_1"}))
     assert ignored.status_code == 200
-    ignored_id = runner.invoke(args=["events", "list", "--outcome", "ignored"]).output.split()[0]
-    refused = runner.invoke(args=["events", "replay", ignored_id])
+    ignored_id = json.loads(runner.invoke(args=["events", "list", "--outcome", "ignored", "--json"]).stdout)[0]["id"]
+    refused = runner.invoke(args=["events", "replay", str(ignored_id)])
     assert refused.exit_code != 0 and "nothing to handle" in refused.output
     assert runner.invoke(args=["events", "list", "--outcome", "nope"]).exit_code != 0

@@ -233,3 +233,22 @@ def test_export_bad_requests(client, services, case, status, code):
             "bad player id": "/v1/players/" + "x" * 200 + "/export"}.get(case, "/v1/players/player-e/export")
     answer = client.get(path, headers=headers)
     assert answer.status_code == status and answer.json["error"]["code"] == code, answer.json
+
+
+def test_a_delivery_erased_while_it_was_being_sent_is_not_retried(services, server):
+    """The sink fails the attempt that was in flight when the player was erased: no retry is scheduled."""
+    from middleware.sinks.events import emit
+    from middleware.sinks.http import SendResult
+    from workers.deliver import _record
+    with services.session() as session:
+        [delivery_id] = emit(session, "purchase.fulfilled", "demo", "player-x", "production", utcnow(), {},
+                             sinks=services.sinks)
+        session.commit()
+    with services.session() as session:
+        privacy.erase(session, "demo", "player-x")
+        session.commit()
+    sink = services.sinks.get("all")
+    assert _record(services, sink, {delivery_id: 1}, SendResult(503, "HTTP 503"), utcnow(), delivery_id) == \
+        "cancelled"
+    with services.session() as session:
+        assert session.get(Delivery, delivery_id).state == "cancelled"

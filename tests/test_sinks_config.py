@@ -30,6 +30,9 @@ def test_the_example_loads():
     crm = sinks.get("local_crm")
     assert crm.type == "http" and crm.rate_limit == 10 and crm.headers == (("X-Studio", "demo"),)
     assert "whsec" not in repr(crm)
+    analytics = sinks.get("local_analytics")
+    assert analytics.type == "segment" and analytics.url == "http://127.0.0.1:8080/v1/batch"
+    assert not analytics.takes("player.deleted") and "local-trial-write-key" not in repr(analytics)
 
 
 def test_defaults(tmp_path):
@@ -75,7 +78,7 @@ def test_a_bad_sinks_file_stops_the_app(settings_overrides, clean, tmp_path):
 def test_every_problem_is_reported_with_its_key_path(tmp_path):
     found = problems(tmp_path, """
 [sinks.a]
-type = "segment"
+type = "kafka"
 url = "ftp://x"
 secret = "whsec_c2hvcnQ="
 headers = { "webhook-id" = "x", "Bad Name" = "y", "X-Ok" = 3 }

@@ -1,24 +1,35 @@
-"""Delivery jobs: send one event to one sink, at least once, on the sink's retry schedule.
+"""Delivery jobs: send events to a sink, at least once, on the sink's retry schedule.
 
 ``deliver(delivery_id)`` makes one attempt: only 2xx is success; anything else (a timeout, no answer,
 another status) schedules the next attempt after the sink's delay for it, or later when the answer had a
 ``Retry-After``; 410 Gone disables the sink; a failure of the last attempt dead-letters the delivery. A
 delivery over its sink's rate limit is put back until the limit allows it, without counting an attempt.
 Each delivery is its own job, so one player's (or one event's) failures never hold up the others.
+
+An ``http`` sink gets one signed POST per delivery. A ``segment`` sink's job takes its delivery and up to
+``batch_size - 1`` other due deliveries of the sink (oldest first) into one ``/v1/batch`` request, claimed
+together in one UPDATE with the same lease; every claimed delivery then follows the answer on its own
+schedule. Segment's 400 (a malformed batch) dead-letters at once. ``player.deleted`` goes alone, as a
+deletion regulation. The rate limit counts requests, not events.
 """
 from __future__ import annotations
 
+import json
 import logging
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
-from config.sinks import Sink
-from middleware.ledger.models import Delivery, utcnow
+from config.sinks import DELETION, Sink
+from middleware.ledger.models import Delivery, OutboundEvent, utcnow
+from middleware.metrics import recorders as metrics
 from middleware.services import Services, services
-from middleware.sinks import http, ratelimit
+from middleware.sinks import http, ratelimit, segment
 from middleware.sinks.events import envelope
-from middleware.sinks.states import ACTIVE, DEAD, DELIVERED, DISABLED, FAILED, disable_sink, is_disabled
+from middleware.sinks.states import ACTIVE, CANCELLED, DEAD, DELIVERED, DISABLED, FAILED, disable_sink, is_disabled
 
 from . import runtime
 from .queues import enqueue_delivery
@@ -26,18 +37,32 @@ from .queues import enqueue_delivery
 log = logging.getLogger(__name__)
 
 EARLY_SLACK = timedelta(seconds=1)   # a job this much before its due time still runs
-LEASE_MARGIN = 30.0                  # seconds beyond the sink's timeout one attempt owns its delivery
+LEASE_MARGIN = 30.0                  # seconds beyond the sink's timeout one attempt owns its deliveries
 BATCH = 500
+PERMANENT = frozenset({400, 413, 422})  # a segment sink's request that can never succeed as it is: dead at once
+
+Sender = Callable[[list[str]], http.SendResult]  # sends the claimed deliveries (ids, in order)
 
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def deliver_now(svc: Services, delivery_id: str, now: datetime | None = None) -> str:
-    """One attempt at a delivery; returns what it is now (or ``early``, ``busy``, ``throttled``).
+def _later(kind: str, due: datetime) -> str:
+    """The tag of a job that puts its delivery back until ``due``: unique, so it never collides with the
+    running job or another waiting one (the delivery's lease and attempt count keep attempts single)."""
+    return f"{kind}{_ms(due)}-{uuid.uuid4().hex[:8]}"
 
-    ``now`` drives the schedule (tests pass a controllable clock); the signature's timestamp is always the
+
+def _lease_free(now: datetime):
+    return or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now)
+
+
+def deliver_now(svc: Services, delivery_id: str, now: datetime | None = None) -> str:
+    """One attempt at a delivery (for a segment sink, with the other due deliveries it batches); returns what
+    the delivery is now (or ``early``, ``busy``, ``throttled``).
+
+    ``now`` drives the schedule (tests pass a controllable clock); signatures and ``sentAt`` always carry the
     real time of sending.
     """
     clock = (lambda: now) if now is not None else utcnow
@@ -57,63 +82,141 @@ def deliver_now(svc: Services, delivery_id: str, now: datetime | None = None) ->
             return d.state
         if d.next_attempt_at is not None and d.next_attempt_at > started + EARLY_SLACK:
             wait = (d.next_attempt_at - started).total_seconds()
-            enqueue_delivery(svc.redis, delivery_id, d.attempts + 1, wait, tag=f"e{_ms(d.next_attempt_at)}")
+            enqueue_delivery(svc.redis, delivery_id, d.attempts + 1, wait, tag=_later("e", d.next_attempt_at))
             return "early"
         if d.lease_until is not None and d.lease_until > started:
             return "busy"
-        attempts, msg_id, body = d.attempts, d.event_id, envelope(d.event)  # webhook-id: the event's id
-        wait = ratelimit.acquire(svc.redis, sink)
+        attempts = d.attempts
+        try:
+            candidates, sender = (_segment_plan(session, sink, d, started) if sink.type == "segment"
+                                  else ([delivery_id], _http_sender(sink, d)))
+        except segment.Untranslatable as exc:
+            return _dead_unsent(session, d, str(exc), started)
+        wait = ratelimit.acquire(svc.redis, sink)  # one token per request, however many deliveries it carries
         if wait > 0:
-            enqueue_delivery(svc.redis, delivery_id, attempts + 1, wait, tag=f"t{_ms(started + timedelta(seconds=wait))}")
+            enqueue_delivery(svc.redis, delivery_id, attempts + 1, wait,
+                             tag=_later("t", started + timedelta(seconds=wait)))
             return "throttled"
-        claimed = session.execute(
-            update(Delivery).where(Delivery.id == delivery_id, Delivery.state.in_(ACTIVE),
-                                   Delivery.attempts == attempts,
-                                   or_(Delivery.lease_until.is_(None), Delivery.lease_until <= started))
-            .values(attempts=attempts + 1, updated_at=started,
-                    lease_until=started + timedelta(seconds=sink.timeout + LEASE_MARGIN))).rowcount
-        session.commit()
-        if not claimed:
+        claimed = _claim(session, sink, delivery_id, attempts, candidates, started)
+        if claimed is None:
             return "busy"
-    result = http.send(sink, msg_id, body)
-    return _record(svc, sink, delivery_id, attempts + 1, result, clock())
+    result = sender(list(claimed))
+    return _record(svc, sink, claimed, result, clock(), delivery_id)
 
 
-def _record(svc: Services, sink: Sink, delivery_id: str, attempt: int, result: http.SendResult,
-            now: datetime) -> str:
+def _http_sender(sink: Sink, d: Delivery) -> Sender:
+    msg_id, body = d.event_id, envelope(d.event)  # webhook-id: the event's id
+    return lambda ids: http.send(sink, msg_id, body)
+
+
+def _segment_plan(session: Session, sink: Sink, d: Delivery, started: datetime) -> tuple[list[str], Sender]:
+    """The deliveries one segment request carries (``d`` first) and how to send the claimed ones.
+    Raises ``segment.Untranslatable`` when ``d`` itself can never be sent."""
+    env = json.loads(envelope(d.event))
+    if d.event.type == DELETION:
+        subject = segment.deletion_subject(env)
+        if not sink.regulations_token:
+            raise segment.Untranslatable(f"sink {sink.name} has no regulations_token_env: {DELETION} not forwarded")
+        return [d.id], lambda ids: segment.send_regulation(sink, subject)
+    planned = {d.id: segment.messages(env)}
+    batch = segment.Batch()
+    batch.add(planned[d.id])
+    if sink.batch_size > 1:
+        others = session.execute(
+            select(Delivery.id, OutboundEvent).join(OutboundEvent, Delivery.event_id == OutboundEvent.id)
+            .where(Delivery.sink == sink.name, Delivery.id != d.id, Delivery.state.in_(ACTIVE),
+                   Delivery.next_attempt_at <= started + EARLY_SLACK, _lease_free(started),
+                   OutboundEvent.type != DELETION)
+            .order_by(Delivery.next_attempt_at, Delivery.id).limit(sink.batch_size - 1)).all()
+        for other_id, event in others:
+            try:
+                messages = segment.messages(json.loads(envelope(event)))
+            except segment.Untranslatable:
+                continue  # its own job dead-letters it
+            if not batch.add(messages):
+                break  # the request is full: the rest wait for the next one
+            planned[other_id] = messages
+
+    def send(ids: list[str]) -> http.SendResult:
+        return segment.send_batch(sink, [message for delivery_id in ids for message in planned[delivery_id]])
+    return list(planned), send
+
+
+def _claim(session: Session, sink: Sink, lead_id: str, lead_attempts: int, ids: list[str],
+           started: datetime) -> dict[str, int] | None:
+    """Lease ``ids`` for one attempt, in one UPDATE: those still active, due and not leased (the lead only at
+    the attempt it read). Returns each claimed delivery's attempt number, or None (nothing claimed) when the
+    lead itself was taken meanwhile."""
+    rows = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.state.in_(ACTIVE), _lease_free(started),
+               or_(Delivery.id != lead_id, Delivery.attempts == lead_attempts),
+               or_(Delivery.id == lead_id, Delivery.next_attempt_at <= started + EARLY_SLACK))
+        .values(attempts=Delivery.attempts + 1, updated_at=started,
+                lease_until=started + timedelta(seconds=sink.timeout + LEASE_MARGIN))
+        .returning(Delivery.id, Delivery.attempts)
+        .execution_options(synchronize_session=False)).all()
+    claimed = dict(rows)
+    if lead_id not in claimed:
+        session.rollback()
+        return None
+    session.commit()
+    return {delivery_id: claimed[delivery_id] for delivery_id in ids if delivery_id in claimed}  # in batch order
+
+
+def _dead_unsent(session: Session, d: Delivery, reason: str, now: datetime) -> str:
+    d.state, d.next_attempt_at, d.updated_at, d.last_error = DEAD, None, now, reason
+    session.commit()
+    log.error("delivery %s to sink %s dead-lettered unsent: %s", d.id, d.sink, reason)
+    return DEAD
+
+
+def _record(svc: Services, sink: Sink, claimed: dict[str, int], result: http.SendResult, now: datetime,
+            lead_id: str) -> str:
+    """The answer to one request, for every delivery it carried; returns what the lead delivery is now."""
+    states: dict[str, str] = {}
+    retries: list[tuple[str, int, float]] = []
+    permanent = sink.type == "segment" and result.status in PERMANENT
     with svc.session() as session:
-        d = session.get(Delivery, delivery_id)
-        if d is None:  # removed while it was being sent
-            return "missing"
-        d.lease_until, d.last_status, d.updated_at = None, result.status, now
-        if result.ok:
-            d.state, d.delivered_at, d.next_attempt_at, d.last_error = DELIVERED, now, None, None
-            session.commit()
-            return DELIVERED
-        d.last_error = result.error
+        rows = {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(list(claimed))))}
         if result.status == 410:
-            reason = f"{sink.url} answered 410 Gone (delivery {delivery_id})"
+            reason = f"{sink.url} answered 410 Gone (delivery {lead_id})"
             stopped = disable_sink(session, sink.name, reason, now)
-            d.state, d.next_attempt_at = DISABLED, None
-            session.commit()
             log.error("sink %s DISABLED: %s; %d waiting deliveries stopped. Fix the endpoint, then "
                       "`flask sinks enable %s` and `flask sinks replay --sink %s --since ...`",
                       sink.name, reason, stopped, sink.name, sink.name)
-            return DISABLED
-        delay = sink.delay_before(attempt + 1)
-        if delay is None:
-            d.state, d.next_attempt_at = DEAD, None
-            session.commit()
-            log.error("delivery %s to sink %s dead-lettered after %d attempts: %s",
-                      delivery_id, sink.name, attempt, result.error)
-            return DEAD
-        delay = max(delay, result.retry_after or 0.0)  # Retry-After: never sooner than the receiver asked
-        d.state, d.next_attempt_at = FAILED, now + timedelta(seconds=delay)
+        for delivery_id, attempt in claimed.items():
+            d = rows.get(delivery_id)
+            if d is None:  # removed while it was being sent
+                states[delivery_id] = "missing"
+                continue
+            d.lease_until, d.last_status, d.updated_at = None, result.status, now
+            if d.state == CANCELLED and not result.ok:  # its player was erased meanwhile: never retried
+                states[delivery_id] = d.state
+                continue
+            if result.ok:
+                d.state, d.delivered_at, d.next_attempt_at, d.last_error = DELIVERED, now, None, None
+                metrics.delivered(sink.name, d.created_at, now)  # kb_sink_delivery_seconds
+            elif result.status == 410:
+                d.state, d.next_attempt_at = DISABLED, None
+            else:
+                d.last_error = result.error
+                delay = None if permanent else sink.delay_before(attempt + 1)
+                if delay is None:
+                    d.state, d.next_attempt_at = DEAD, None
+                    log.error("delivery %s to sink %s dead-lettered after %d attempts: %s",
+                              delivery_id, sink.name, attempt, result.error)
+                else:
+                    delay = max(delay, result.retry_after or 0.0)  # Retry-After: never sooner than asked
+                    d.state, d.next_attempt_at = FAILED, now + timedelta(seconds=delay)
+                    retries.append((delivery_id, attempt + 1, delay))
+            states[delivery_id] = d.state
         session.commit()
-    enqueue_delivery(svc.redis, delivery_id, attempt + 1, delay)
-    log.info("delivery %s to sink %s: attempt %d failed (%s), next in %.0f s",
-             delivery_id, sink.name, attempt, result.error, delay)
-    return FAILED
+    for delivery_id, attempt, delay in retries:
+        enqueue_delivery(svc.redis, delivery_id, attempt, delay)
+        log.info("delivery %s to sink %s: attempt %d failed (%s), next in %.0f s",
+                 delivery_id, sink.name, attempt - 1, result.error, delay)
+    return states[lead_id]
 
 
 def reconcile_deliveries(svc: Services, stale_seconds: float | None = None, now: datetime | None = None) -> int:
@@ -125,8 +228,7 @@ def reconcile_deliveries(svc: Services, stale_seconds: float | None = None, now:
     with svc.session() as session:
         rows = session.execute(
             select(Delivery.id, Delivery.attempts)
-            .where(Delivery.state.in_(ACTIVE), Delivery.next_attempt_at <= before,
-                   or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now))
+            .where(Delivery.state.in_(ACTIVE), Delivery.next_attempt_at <= before, _lease_free(now))
             .order_by(Delivery.next_attempt_at).limit(BATCH)).all()
     return sum(1 for delivery_id, attempts in rows if enqueue_delivery(svc.redis, delivery_id, attempts + 1))
 

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 
 from middleware import actions
 from middleware.ledger.models import InboundEvent, utcnow
+from middleware.metrics import recorders as metrics
 from middleware.services import Services, services
 from middleware.stores import app_store_events, google_play_events, kraty_events, stripe_events
 
@@ -47,6 +48,7 @@ def handle_now(svc: Services, inbound_event_id: int) -> str | None:
         row.fulfilment_id = fulfilment_id or row.fulfilment_id
         session.commit()
     log.info("%s event %s: %s (%s)", source, inbound_event_id, outcome, detail)
+    metrics.handled(source, outcome)  # kb_handled_events_total
     return outcome
 
 

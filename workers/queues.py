@@ -94,7 +94,8 @@ def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float 
     """Enqueue attempt ``attempt`` of a delivery to a sink (``workers/deliver.py``) unless that job is waiting.
 
     ``tag`` tells apart jobs for the same attempt that are not the same job: a retry after the rate limit
-    (``t<ms>``), a replay (``r<time>``).
+    or an early run (``t<ms>-<random>``, ``e<ms>-<random>``: a running job putting its delivery back must never
+    reuse a waiting or running job's id, or the delivery would be left without a job), a replay (``r<time>``).
     """
     job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
     if is_waiting(redis, job_id):

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from mappers import app_store as m
 from middleware.ledger import repository as repo
+from middleware.metrics import recorders as metrics
 from middleware.services import services
 from middleware.stores.app_store_verify import AppStoreVerificationError
 from workers.queues import enqueue_event
@@ -70,6 +71,7 @@ def receive():
     event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=uuid, namespace=game.namespace,
                                  content_type=request.content_type, raw_body=request.get_data(),
                                  outcome=outcome, event_type=kind, detail=detail)
+    metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total
     if event_id is not None and acts:
         try:
             enqueue_event(svc.redis, event_id)

@@ -13,6 +13,7 @@ from middleware import actions, engine
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
+from middleware.metrics import recorders as metrics
 from middleware.orders import UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, request_hash, resolve_line
 from middleware.services import services
 
@@ -82,6 +83,7 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
         repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
                           content_type=request.content_type,
                           raw_body=raw_body, fulfilment_id=f.id, new=created)
+        metrics.ingested(SOURCE, created)  # kb_ingested_events_total
         session.commit()
         if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
             outcome = engine.fulfil_loaded(svc, session, f, actor)

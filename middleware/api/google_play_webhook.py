@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from mappers import google_play as m
 from middleware.ledger import repository as repo
+from middleware.metrics import recorders as metrics
 from middleware.services import services
 from middleware.stores.google_push_verify import (PushVerificationError, accepts_push, push_audiences,
                                                   push_service_accounts)
@@ -37,6 +38,7 @@ def _record(svc, envelope, raw: bytes, namespace, outcome: str, kind, detail) ->
 
 
 def _answer(envelope, event_id, outcome: str, detail: str | None = None):
+    metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total (every answer follows a _record)
     body = {"received": True, "messageId": envelope.message_id, "duplicate": event_id is None, "outcome": outcome}
     if detail:
         body["detail"] = detail

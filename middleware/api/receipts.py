@@ -22,6 +22,7 @@ from mappers.canonical import Reversal
 from middleware import api_keys, player_links, purchases
 from middleware.ledger import repository as repo
 from middleware.ledger import states
+from middleware.metrics import recorders as metrics
 from middleware.services import services
 from middleware.stores.app_store_verify import AppStoreVerificationError
 from middleware.stores import google_play_events as events
@@ -114,6 +115,7 @@ def redeem(game, purchase, player_id: str, wait: float, release_keys: list[str])
     except purchases.OtherPlayer as exc:
         raise ApiError(409, "receipt_already_redeemed", str(exc),
                        {"fulfilmentId": exc.fulfilment_id} if exc.fulfilment_id else None) from None
+    metrics.ingested(purchase.source, recorded.outcome == "created")  # kb_ingested_events_total
     if recorded.outcome == "duplicate_payment" or recorded.fulfilment_id is None:
         raise ApiError(409, "receipt_already_redeemed", recorded.detail or "the purchase is another order's")
     purchases.release_held(svc, game, purchase.source, player_id, release_keys, actor)

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from mappers import stripe as m
 from middleware.ledger import repository as repo
+from middleware.metrics import recorders as metrics
 from middleware.services import services
 from workers.queues import enqueue_event
 
@@ -104,6 +105,7 @@ def receive(namespace: str | None):
                                  namespace=game.namespace, content_type=request.content_type, raw_body=raw,
                                  outcome=outcome, event_type=event.type,
                                  detail=None if outcome == "pending" else "event type not acted on")
+    metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total
     if event_id is not None and outcome == "pending":
         try:
             enqueue_event(svc.redis, event_id)

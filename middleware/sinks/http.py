@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import requests
@@ -40,8 +40,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return min(max((when - (now or datetime.now(timezone.utc))).total_seconds(), 0.0), MAX_RETRY_AFTER)
+        when = when.replace(tzinfo=UTC)
+    return min(max((when - (now or datetime.now(UTC))).total_seconds(), 0.0), MAX_RETRY_AFTER)
 
 
 def _session() -> requests.Session:
@@ -56,7 +56,7 @@ def _session() -> requests.Session:
 
 
 def signed_headers(sink: Sink, msg_id: str, body: str, sent_at: datetime | None = None) -> dict[str, str]:
-    sent_at = sent_at or datetime.now(timezone.utc)
+    sent_at = sent_at or datetime.now(UTC)
     headers = dict(sink.headers)
     headers.update({
         "Content-Type": "application/json",
@@ -67,15 +67,14 @@ def signed_headers(sink: Sink, msg_id: str, body: str, sent_at: datetime | None 
     return headers
 
 
-def send(sink: Sink, msg_id: str, body: str) -> SendResult:
-    """POST ``body`` to the sink; only 2xx is success, redirects are not followed. Never raises for
-    network trouble: it comes back as a result without a status."""
-    headers = signed_headers(sink, msg_id, body)
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> SendResult:
+    """POST ``body``; only 2xx is success, redirects are not followed. Never raises for network trouble: it
+    comes back as a result without a status. The shared transport of every sink type."""
     try:
-        response = _session().post(sink.url, data=body.encode("utf-8"), headers=headers, timeout=sink.timeout,
-                                   allow_redirects=False, stream=True)
+        response = _session().post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                                   stream=True)
     except requests.Timeout:
-        return SendResult(None, f"timed out after {sink.timeout:g} s")
+        return SendResult(None, f"timed out after {timeout:g} s")
     except requests.RequestException as exc:
         return SendResult(None, f"{exc.__class__.__name__}: no answer")
     try:
@@ -89,3 +88,8 @@ def send(sink: Sink, msg_id: str, body: str) -> SendResult:
         text = snippet.decode("utf-8", "replace").strip().replace("\n", " ")
         result_error = f"HTTP {response.status_code}" + (f": {text}" if text else "")
     return SendResult(response.status_code, result_error, retry_after_seconds(response.headers.get("Retry-After")))
+
+
+def send(sink: Sink, msg_id: str, body: str) -> SendResult:
+    """POST ``body`` to an http sink, signed with its secret (``post`` says what comes back)."""
+    return post(sink.url, body.encode("utf-8"), signed_headers(sink, msg_id, body), sink.timeout)

@@ -1,0 +1,44 @@
+"""gunicorn settings for kraty-bridge: ``gunicorn -c config/gunicorn.conf.py 'app:create_app()' -w N -b ...``.
+
+Only the hooks that make the Prometheus metrics right with several worker processes (docs/metrics.md);
+command-line options still choose workers, threads and binds.
+
+- ``on_starting`` (the master, before any worker): multi-process mode. Uses ``PROMETHEUS_MULTIPROC_DIR``
+  if set (share it with the RQ workers of the same machine), else a new temporary directory; creates it
+  and removes the files of processes that no longer run. The workers, forked later, inherit the variable
+  before they import prometheus_client.
+- ``when_ready``: with ``KB_METRICS_BIND``, the master serves the metrics there (a thread).
+- ``child_exit``: ``multiprocess.mark_process_dead`` for the worker that exited.
+"""
+import os
+import sys
+import tempfile
+
+
+def on_starting(server):
+    from middleware.metrics.multiproc import MULTIPROC_ENV, prepare_dir  # imports no prometheus_client
+    if not os.environ.get(MULTIPROC_ENV) and "prometheus_client" in sys.modules:  # e.g. --preload
+        server.log.warning("metrics: prometheus_client was imported before %s was set: each worker will report "
+                           "only its own metrics; set %s in the environment", MULTIPROC_ENV, MULTIPROC_ENV)
+    path = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="kraty-bridge-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    removed = prepare_dir(path)
+    server.log.info("metrics: multi-process directory %s (%d stale files removed)", path, removed)
+
+
+def when_ready(server):
+    from config.settings import SettingsError, load_settings
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # the workers will say it too, and exit
+        server.log.error("metrics listener not started: %s", exc)
+        return
+    if settings.metrics_bind:
+        from middleware.metrics.listener import serve_bind
+        serve_bind(settings)
+        server.log.info("metrics: serving http://%s/metrics", settings.metrics_bind)
+
+
+def child_exit(server, worker):
+    from middleware.metrics.multiproc import mark_process_dead
+    mark_process_dead(worker.pid)

@@ -1,0 +1,152 @@
+"""The console's blueprint: who is signed in, CSRF on every POST, security headers, error pages."""
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
+
+from middleware import api_keys, ops
+from middleware.ledger.models import ApiKey
+from middleware.services import services
+
+from . import SESSION_HOURS
+
+bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates", static_folder="static")
+
+PUBLIC = {"console.sign_in", "console.static"}   # reachable without signing in
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+class ConsoleError(Exception):
+    """A page answering an error: status, message, and optional field problems (``{"fields": {...}}``)."""
+
+    def __init__(self, status: int, message: str, details: dict | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.details, self.code = status, message, details, code
+
+
+def actor() -> ops.Actor:
+    return g.console_actor
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_field() -> Markup:
+    return Markup(f'<input type="hidden" name="csrf_token" value="{escape(csrf_token())}">')
+
+
+def _csrf_ok() -> bool:
+    sent, kept = request.form.get("csrf_token", ""), session.get("csrf", "")
+    return bool(sent and kept) and hmac.compare_digest(sent.encode(), kept.encode())
+
+
+def _signed_in_key() -> tuple[ApiKey | None, str | None]:
+    """The session's key, or None and why the session ended (None: there was none)."""
+    ref = session.get("key")
+    if not ref:
+        return None, None
+    if not (isinstance(ref, list) and len(ref) == 2 and isinstance(ref[0], int)
+            and time.time() - float(session.get("since", 0)) < SESSION_HOURS * 3600):
+        return None, "Your session has expired: sign in again."
+    with services().session() as db:
+        row = db.get(ApiKey, ref[0])
+        if row is None or row.revoked_at is not None or not row.key_sha256.startswith(str(ref[1])):
+            return None, "Your API key was revoked: sign in with another one."
+        db.expunge(row)
+    if not api_keys.allows(row.role, "viewer"):
+        return None, f"The key {row.name} ({row.role}) cannot use the console."
+    return row, None
+
+
+@bp.before_request
+def _before():
+    if not services().settings.secret_key:
+        raise ConsoleError(503, "The console is off: set KB_SECRET_KEY (the same value in every web process; "
+                                "see docs/console.md) and restart.", code="console_off")
+    if request.endpoint == "console.static":
+        return None
+    if request.method == "POST" and not _csrf_ok():
+        raise ConsoleError(400, "The form's security token is missing or wrong (a stale page, another site's "
+                                "form, or cookies blocked). Nothing was changed: reload the page and try again.",
+                           code="csrf_failed")
+    key, ended = _signed_in_key()
+    if ended:
+        session.clear()
+        g.console_notice = ended
+    g.console_key = key
+    g.console_actor = ops.Actor.from_key(key, g.get("request_id"), prefix="console") if key else None
+    if key is None and request.endpoint not in PUBLIC:
+        if ended:
+            session["notice"] = ended
+        wanted = request.full_path if request.method == "GET" else None
+        return redirect(url_for("console.sign_in", next=wanted) if wanted else url_for("console.sign_in"), 303)
+    return None
+
+
+@bp.after_request
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def error_page(status: int, message: str, details: dict | None = None, code: str | None = None):
+    return render_template("console/error.html", status=status, message=message, details=details,
+                           code=code), status
+
+
+@bp.errorhandler(ConsoleError)
+def _console_error(exc: ConsoleError):
+    return error_page(exc.status, exc.message, exc.details, exc.code)
+
+
+@bp.errorhandler(ops.OpsError)
+def _ops_error(exc: ops.OpsError):
+    return error_page(exc.status, exc.message, exc.details, exc.code)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return error_page(exc.code or 500, exc.description or exc.name)
+
+
+def _when(value) -> str:
+    """``2026-11-21T10:00:00.123456Z`` as ``2026-11-21 10:00:00 UTC``."""
+    if not value:
+        return "—"
+    text = value if isinstance(value, str) else ops.iso(value)
+    date, _, rest = text.partition("T")
+    return f"{date} {rest[:8]} UTC" if rest else text
+
+
+def _pretty(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@bp.context_processor
+def _helpers():
+    return {"csrf_field": csrf_field, "me": g.get("console_key"), "may": _may}
+
+
+def _may(role: str) -> bool:
+    key = g.get("console_key")
+    return key is not None and api_keys.allows(key.role, role)
+
+
+bp.add_app_template_filter(_when, "when")
+bp.add_app_template_filter(_pretty, "pretty")

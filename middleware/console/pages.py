@@ -1,0 +1,139 @@
+"""Console pages: sign in and out, search, the failed-and-stuck queue, a player."""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from flask import g, redirect, render_template, request, session, url_for
+
+from mappers.accelbyte import is_clean_id
+from middleware import api_keys, ops
+from middleware.ledger import states
+from middleware.ledger.models import Fulfilment, utcnow
+from middleware.services import services
+
+from .blueprint import ConsoleError, actor, bp
+from .queries import stuck_orders
+
+log = logging.getLogger(__name__)
+MAX_QUERY = 255
+MAX_KEY = 256
+SEARCH_ROWS = 50
+QUEUE_ROWS = 100
+STUCK_AFTER = {"5": timedelta(minutes=5), "15": timedelta(minutes=15), "60": timedelta(hours=1),
+               "1440": timedelta(days=1)}   # minutes -> threshold offered on the queue page
+STUCK_LABELS = {"5": "5 minutes", "15": "15 minutes", "60": "1 hour", "1440": "1 day"}
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Where to go after signing in: only a console path of this site (never another host)."""
+    if target and (target == "/console" or target.startswith("/console/")) and "\\" not in target:
+        return target
+    return None
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    notice = session.pop("notice", None) or g.get("console_notice")
+    next_ = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if g.console_key is not None:
+            return redirect(next_ or url_for("console.search"), 303)
+        return render_template("console/sign_in.html", notice=notice, next=next_)
+    given = request.form.get("key", "").strip()
+    row = None
+    if given and len(given) <= MAX_KEY:
+        with services().session() as db:
+            row = api_keys.find(db, given)
+            if row is not None:
+                db.expunge(row)
+    if row is None:
+        log.warning("console sign-in refused: unknown or revoked API key")
+        return render_template("console/sign_in.html", error="Unknown or revoked API key.", next=next_), 401
+    if not api_keys.allows(row.role, "viewer"):
+        log.warning("console sign-in refused: key %s has role %s", row.name, row.role)
+        return render_template("console/sign_in.html", next=next_,
+                               error=f"The key {row.name} has the {row.role} role; the console needs viewer, "
+                                     "operator or admin."), 403
+    session.clear()  # a new session: a new CSRF token, nothing carried over from before signing in
+    session.update(key=[row.id, row.key_sha256[:16]], since=time.time(), csrf=secrets.token_urlsafe(32))
+    log.info("console sign-in: key %s (%s)", row.name, row.role)
+    return redirect(next_ or url_for("console.search"), 303)
+
+
+@bp.route("/sign-out", methods=["POST"])
+def sign_out():
+    session.clear()
+    session["notice"] = "Signed out."
+    return redirect(url_for("console.sign_in"), 303)
+
+
+def visible_games() -> list[str]:
+    return [ns for ns in services().catalog.games if actor().sees(ns)]
+
+
+def _namespace_arg() -> str | None:
+    namespace = request.args.get("namespace") or None
+    if namespace is not None and namespace not in visible_games():
+        raise ConsoleError(422, f"Unknown game {namespace!r}.", {"fields": {"namespace": ["not a game you see"]}})
+    return namespace
+
+
+@bp.route("/", methods=["GET"])
+def search():
+    """Search by player id, transaction id or order id."""
+    q = request.args.get("q", "").strip()
+    namespace = _namespace_arg()
+    if len(q) > MAX_QUERY:
+        raise ConsoleError(422, f"The search is too long (at most {MAX_QUERY} characters).",
+                           {"fields": {"q": [f"1-{MAX_QUERY} characters"]}})
+    results = None
+    if q:
+        me = actor()
+        with services().session() as db:
+            by_txn, more_txn = ops.list_fulfilments(db, me, ops.FulfilmentQuery(namespace=namespace,
+                                                                                transaction_id=q), SEARCH_ROWS)
+            by_player, more_player = ([], None)
+            if is_clean_id(q):
+                by_player, more_player = ops.list_fulfilments(
+                    db, me, ops.FulfilmentQuery(namespace=namespace, player_id=q), SEARCH_ROWS)
+            order = db.get(Fulfilment, q) if len(q) <= 64 else None
+            by_id = [ops.summary(order)] if order is not None and me.sees(order.namespace) else []
+        players = ([ns for ns in visible_games() if namespace in (None, ns)] if is_clean_id(q) else [])
+        results = {"byTransaction": by_txn, "moreByTransaction": more_txn is not None, "byPlayer": by_player,
+                   "morePlayer": more_player is not None, "byId": by_id, "players": players}
+    return render_template("console/search.html", q=q, namespace=namespace, games=visible_games(),
+                           results=results)
+
+
+@bp.route("/queue", methods=["GET"])
+def queue():
+    """Orders that need a person: FULFILL_FAILED, REVOKE_FAILED, and active ones whose state has not moved
+    for longer than the chosen threshold."""
+    namespace = _namespace_arg()
+    older = request.args.get("older", "15")
+    if older not in STUCK_AFTER:
+        raise ConsoleError(422, "Unknown threshold.", {"fields": {"older": [f"one of {', '.join(STUCK_AFTER)}"]}})
+    me = actor()
+    lists = {}
+    with services().session() as db:
+        for state in (states.FULFILL_FAILED, states.REVOKE_FAILED):
+            rows, more = ops.list_fulfilments(db, me, ops.FulfilmentQuery(namespace=namespace, state=state),
+                                              QUEUE_ROWS)
+            lists[state] = {"rows": rows, "more": more is not None}
+        stuck = stuck_orders(db, me, utcnow() - STUCK_AFTER[older], namespace, QUEUE_ROWS + 1)
+    lists["stuck"] = {"rows": stuck[:QUEUE_ROWS], "more": len(stuck) > QUEUE_ROWS}
+    return render_template("console/queue.html", lists=lists, older=older, choices=STUCK_LABELS,
+                           namespace=namespace, games=visible_games(), limit=QUEUE_ROWS)
+
+
+@bp.route("/players/<namespace>/<path:player_id>", methods=["GET"])
+def player(namespace, player_id):
+    """A player's orders with totals, beside Kraty's profile (or why Kraty could not say)."""
+    if not is_clean_id(player_id):
+        raise ConsoleError(422, "A player id is 1-128 printable characters without spaces.",
+                           {"fields": {"playerId": ["1-128 printable characters without spaces"]}})
+    view = ops.player_view(services(), actor(), namespace, player_id)
+    return render_template("console/player.html", view=view)
