@@ -10,12 +10,12 @@ from datetime import datetime
 from flask import g
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from middleware import api_keys
-from middleware.ledger.models import AuditEntry, Delivery, OutboundEvent, SinkState, utcnow
+from middleware.ledger.models import Delivery, OutboundEvent, utcnow
 from middleware.services import services
-from middleware.sinks.replay import UnknownTarget, replay
+from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import STATES, ReplayError, enable_sink
 
 from .errors import ApiError
@@ -97,11 +97,8 @@ def _sink(name: str):
 
 def _audit(action: str, target_type: str, target_id: str, reason: str, after: dict) -> None:
     key = g.api_key
-    with services().session() as session:
-        session.add(AuditEntry(at=utcnow(), actor=f"key:{key.name}", role=key.role, action=action,
-                               target_type=target_type, target_id=target_id, reason=reason, after=after,
-                               request_id=g.get("request_id")))
-        session.commit()
+    audit(services(), f"key:{key.name}", key.role, action, target_type, target_id, reason, after,
+          g.get("request_id"))
 
 
 def _delivery(d: Delivery, event: OutboundEvent) -> dict:
@@ -118,15 +115,7 @@ def list_sinks():
     """The configured sinks, whether each is enabled, and their deliveries by state."""
     api_keys.require("viewer")
     with services().session() as session:
-        counts: dict[str, dict[str, int]] = {}
-        for sink, state, count in session.execute(select(Delivery.sink, Delivery.state, func.count())
-                                                  .group_by(Delivery.sink, Delivery.state)):
-            counts.setdefault(sink, {})[state] = count
-        disabled = {s.name: s.reason for s in session.scalars(select(SinkState)
-                                                              .where(SinkState.disabled_at.is_not(None)))}
-    return [{"name": s.name, "type": s.type, "events": list(s.events), "environments": sorted(s.environments),
-             "enabled": s.name not in disabled, "disabledReason": disabled.get(s.name),
-             "deliveries": counts.get(s.name, {})} for s in services().sinks]
+        return overview(session, services().sinks)
 
 
 @blp.route("/<name>/deliveries", methods=["GET"])

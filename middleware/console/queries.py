@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from middleware import ops
 from middleware.ledger import states
-from middleware.ledger.models import Delivery, Fulfilment, OutboundEvent, SinkState
+from middleware.ledger.models import Delivery, Fulfilment, OutboundEvent
 from middleware.sinks.states import DEAD, DISABLED
 
 
@@ -24,18 +24,6 @@ def stuck_orders(session: Session, actor: ops.Actor, before: datetime, namespace
         stmt = stmt.where(f.namespace.in_(actor.namespaces))
     rows = session.scalars(stmt.order_by(f.state_changed_at, f.id).limit(limit))
     return [{**ops.summary(row), "stateChangedAt": ops.iso(row.state_changed_at)} for row in rows]
-
-
-def sinks_overview(session: Session, configured) -> list[dict]:
-    """The configured sinks: enabled or not (and why), and their deliveries by state."""
-    counts: dict[str, dict[str, int]] = {}
-    for sink, state, count in session.execute(select(Delivery.sink, Delivery.state, func.count())
-                                              .group_by(Delivery.sink, Delivery.state)):
-        counts.setdefault(sink, {})[state] = count
-    disabled = {s.name: s.reason for s in session.scalars(select(SinkState).where(SinkState.disabled_at.is_not(None)))}
-    return [{"name": s.name, "type": s.type, "events": list(s.events), "environments": sorted(s.environments),
-             "enabled": s.name not in disabled, "disabledReason": disabled.get(s.name),
-             "deliveries": counts.get(s.name, {})} for s in configured]
 
 
 def dead_letters(session: Session, actor: ops.Actor, sink: str, limit: int = 50) -> list[dict]:

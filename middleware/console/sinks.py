@@ -11,20 +11,20 @@ from datetime import UTC, datetime
 from flask import flash, g, redirect, render_template, request, url_for
 
 from middleware import ops
-from middleware.ledger.models import AuditEntry, utcnow
+from middleware.ledger.models import utcnow
 from middleware.services import services
-from middleware.sinks.replay import UnknownTarget, replay
+from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import ReplayError, enable_sink
 
 from .blueprint import ConsoleError, actor, bp
-from .queries import dead_letters, sinks_overview
+from .queries import dead_letters
 
 DEAD_LETTERS = 50
 
 
 def _overview():
     with services().session() as db:
-        sinks = sinks_overview(db, services().sinks)
+        sinks = overview(db, services().sinks)
         for sink in sinks:
             sink["deadLetters"] = dead_letters(db, actor(), sink["name"], DEAD_LETTERS)
     return sinks
@@ -53,10 +53,7 @@ def _checked(name: str) -> str:
 
 def _audit(action: str, target_type: str, target_id: str, reason: str, after: dict) -> None:
     me = actor()
-    with services().session() as db:
-        db.add(AuditEntry(at=utcnow(), actor=me.name, role=me.role, action=action, target_type=target_type,
-                          target_id=target_id, reason=reason, after=after, request_id=g.get("request_id")))
-        db.commit()
+    audit(services(), me.name, me.role, action, target_type, target_id, reason, after, g.get("request_id"))
 
 
 def _replayed(**target) -> dict:

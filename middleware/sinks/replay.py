@@ -1,10 +1,14 @@
-"""Replaying deliveries (one, or everything dead-lettered for a sink since a time): what ``flask sinks
-replay`` and ``POST /v1/sinks/...`` share. Each replayed delivery starts its sink's schedule again."""
+"""What ``flask sinks``, ``/v1/sinks`` and the console's sinks page share: the sinks' overview, replaying
+deliveries (one, or everything dead-lettered for a sink since a time; each starts its sink's schedule again)
+and the audit entry of an operator's sink action."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from middleware.ledger.models import Delivery, utcnow
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from middleware.ledger.models import AuditEntry, Delivery, SinkState, utcnow
 from middleware.services import Services
 
 from .states import ReplayError, replay_delivery, replay_since
@@ -34,3 +38,24 @@ def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = 
     for replayed in ids:
         enqueue_delivery(svc.redis, replayed, 1, tag=f"r{int(now.timestamp() * 1000)}")
     return ids
+
+
+def overview(session: Session, configured) -> list[dict]:
+    """The configured sinks: enabled or not (and why), and their deliveries by state."""
+    counts: dict[str, dict[str, int]] = {}
+    for sink, state, count in session.execute(select(Delivery.sink, Delivery.state, func.count())
+                                              .group_by(Delivery.sink, Delivery.state)):
+        counts.setdefault(sink, {})[state] = count
+    disabled = {s.name: s.reason for s in session.scalars(select(SinkState).where(SinkState.disabled_at.is_not(None)))}
+    return [{"name": s.name, "type": s.type, "events": list(s.events), "environments": sorted(s.environments),
+             "enabled": s.name not in disabled, "disabledReason": disabled.get(s.name),
+             "deliveries": counts.get(s.name, {})} for s in configured]
+
+
+def audit(svc: Services, actor: str, role: str | None, action: str, target_type: str, target_id: str,
+          reason: str, after: dict, request_id: str | None = None) -> None:
+    """Record an operator's sink action (``sink.replay``, ``sink.replay_since``, ``sink.enable``)."""
+    with svc.session() as session:
+        session.add(AuditEntry(at=utcnow(), actor=actor, role=role, action=action, target_type=target_type,
+                               target_id=target_id, reason=reason, after=after, request_id=request_id))
+        session.commit()
