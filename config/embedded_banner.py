@@ -38,4 +38,10 @@ See what the player got:
 Try a Stripe purchase (a signed checkout.session.completed to {app_url}/webhooks/stripe/demo):
   {python_command()} -m emulator.stripe_demo --bridge {app_url} --emulator {emulator_url}
 """
+    flask = os.path.join(os.path.dirname(python_command()), "flask")
+    text += f"""
+Ops console (sign in with an API key):
+  {app_url}/console/      make a key: {flask} --app app keys create alice operator
+API docs: {app_url}/docs
+"""
     return text + "\nCtrl-C stops everything.\n"
