@@ -40,7 +40,10 @@ def verification_failed(exc: AppStoreVerificationError, what: str) -> ApiError:
 def _signed_payload() -> str:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "App Store notifications are application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the JSON decoder goes (silent covers only ValueError)
+        body = None
     if not isinstance(body, dict) or not isinstance(body.get("signedPayload"), str) or not body["signedPayload"]:
         raise ApiError(400, "malformed_body", 'the body is not {"signedPayload": "<JWS>"}')
     if len(body["signedPayload"]) > MAX_PAYLOAD:

@@ -5,7 +5,6 @@ some games sees only their entries. Newest first (by entry id), keyset paginatio
 """
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from marshmallow import (
     RAISE,
     Schema,
@@ -20,6 +19,7 @@ from middleware.services import services
 
 from .errors import ApiError, error_response
 from .fulfilments import Page, actor, check_namespace, decode_cursor, encode_cursor
+from .v1 import Blueprint, UtcDateTime
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit",
                 description="The audit log of ops actions. Needs a `viewer` key.")
@@ -33,8 +33,8 @@ class AuditArgs(Page):
     actor = fields.String(validate=validate.Length(1, 128), metadata={"description": "key:<name>, cli:<user>..."})
     action = fields.String(validate=validate.Length(1, 64), metadata={"description": "retry, revoke, make-good..."})
     namespace = fields.String(validate=validate.Length(1, 64))
-    after = fields.AwareDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; inclusive"})
-    before = fields.AwareDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; exclusive"})
+    after = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; inclusive"})
+    before = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; exclusive"})
 
     @validates_schema
     def _range(self, data, **kwargs):

@@ -16,6 +16,7 @@ from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
 from middleware.metrics import recorders as metrics
 from middleware.orders import UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, request_hash, resolve_line
 from middleware.services import services
+from middleware.storable import MESSAGE, unstorable
 
 from .errors import VALIDATION, ApiError
 
@@ -152,6 +153,8 @@ def query(game, args) -> tuple[list[Fulfilment], dict]:
     unknown = sorted(set(args) - QUERY_PARAMS)
     if unknown:
         raise ApiError(400, VALIDATION, f"unknown query parameter(s): {', '.join(unknown)}")
+    if unstorable(list(args.items(multi=True))):
+        raise ApiError(400, VALIDATION, f"query parameters {MESSAGE}")
     offset = _int(args, "offset", 0, 0, 1_000_000)
     limit = _int(args, "limit", 20, 1, 100)
     start, end = _time(args, "startTime"), _time(args, "endTime")

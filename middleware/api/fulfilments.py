@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import (
     RAISE,
     Schema,
@@ -26,6 +25,7 @@ from middleware.services import services
 
 from . import cursors
 from .errors import ApiError, error_response
+from .v1 import Blueprint, UtcDateTime
 
 blp = Blueprint("fulfilments", __name__, url_prefix="/v1/fulfilments",
                 description="Orders: list and filter them, see one with everything behind it, fix it (retry, "
@@ -65,8 +65,8 @@ class FulfilmentArgs(Page):
                                   metadata={"description": "the store's transaction id (a Checkout Session id...)"})
     sku = fields.String(validate=validate.Length(1, 128), metadata={"description": "orders with a line of this SKU"})
     environment = fields.String(validate=validate.OneOf(ops.ENVIRONMENTS))
-    createdAfter = fields.AwareDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; inclusive"})
-    createdBefore = fields.AwareDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; exclusive"})
+    createdAfter = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; inclusive"})
+    createdBefore = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; exclusive"})
 
     @validates_schema
     def _range(self, data, **kwargs):

@@ -6,7 +6,6 @@ false and ``kraty.error`` says why. (The player's data export is ``/v1/players/{
 from __future__ import annotations
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from middleware import api_keys, ops
@@ -14,6 +13,7 @@ from middleware.services import services
 
 from .errors import ApiError, error_response
 from .fulfilments import FulfilmentSummary, Strict, actor
+from .v1 import Blueprint
 
 blp = Blueprint("players", __name__, url_prefix="/v1/players",
                 description="A player's orders beside Kraty's profile of them. Needs a `viewer` key.")

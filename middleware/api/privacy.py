@@ -7,7 +7,6 @@ place an erasure starts.
 from __future__ import annotations
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from mappers.accelbyte import is_clean_id
@@ -15,6 +14,7 @@ from middleware import api_keys, privacy
 from middleware.services import services
 
 from .errors import ApiError
+from .v1 import Blueprint
 
 blp = Blueprint("player_export", __name__, url_prefix="/v1/players",
                 description="A player's data, for access requests. Needs an `operator` key.")

@@ -12,7 +12,6 @@ import time
 from dataclasses import replace
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from mappers import app_store as app_store_mapper
@@ -30,6 +29,7 @@ from middleware.stores.errors import StoreError
 
 from .app_store_webhook import verification_failed
 from .errors import ApiError
+from .v1 import Blueprint
 
 blp = Blueprint("receipts", __name__, url_prefix="/v1/receipts",
                 description="Store purchases posted by the studio's backend, with their player. "

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 
@@ -19,6 +18,7 @@ from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import STATES, ReplayError, enable_sink
 
 from .errors import ApiError
+from .v1 import Blueprint, UtcDateTime
 
 blp = Blueprint("sinks", __name__, url_prefix="/v1/sinks",
                 description="Sinks (CRM and analytics destinations): their deliveries, replay and enable. "
@@ -41,7 +41,7 @@ class Reason(_Strict):
 
 
 class ReplaySince(Reason):
-    since = fields.AwareDateTime(required=True, validate=_aware,
+    since = UtcDateTime(required=True, validate=_aware,
                                  metadata={"description": "replay deliveries recorded at or after this time"})
 
     @validates_schema
@@ -52,7 +52,7 @@ class ReplaySince(Reason):
 
 class DeliveryArgs(_Strict):
     state = fields.String(validate=validate.OneOf(STATES))
-    since = fields.AwareDateTime(validate=_aware, metadata={"description": "recorded at or after this time"})
+    since = UtcDateTime(validate=_aware, metadata={"description": "recorded at or after this time"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
 
 

@@ -1,13 +1,87 @@
-"""Our own ``/v1`` APIs, described in OpenAPI by flask-smorest: ``/openapi.json`` and a docs page ``/docs``."""
+"""Our own ``/v1`` APIs, described in OpenAPI by flask-smorest: ``/openapi.json`` and a docs page ``/docs``.
+
+Their blueprints are :class:`Blueprint` (flask-smorest's, with the argument parser below), so every ``/v1``
+endpoint refuses with a 400 what would otherwise reach the code and answer 500: JSON that Python cannot
+decode (nested deeper than its recursion limit, integers of more than 4300 digits) and text the ledger
+cannot store (NUL characters, unpaired UTF-16 surrogates) in the path, the query or the body.
+"""
 from __future__ import annotations
 
-from flask import Flask
+import json
+from datetime import UTC
+
+import flask_smorest
+from flask import Flask, request
 from flask_smorest import Api
+from marshmallow import Schema, ValidationError, fields
+from webargs.flaskparser import FlaskParser, abort
+
+from middleware.storable import MESSAGE, unstorable
 
 REDOC = "https://cdn.jsdelivr.net/npm/redoc@2.1.5/bundles/redoc.standalone.js"
 
 
+class Parser(FlaskParser):
+    def _raw_load_json(self, req):
+        try:
+            data = super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise  # webargs answers these (400 "Invalid JSON body.", or an empty body read as missing)
+        except (ValueError, RecursionError):  # an integer of more than 4300 digits; nesting too deep
+            abort(400, messages={"json": ["Invalid JSON body: too deeply nested, or a number too long."]})
+        if unstorable(data):
+            abort(400, messages={"json": [MESSAGE]})
+        return data
+
+    def load_querystring(self, req, schema):
+        refused = {name: [MESSAGE] for name, value in req.args.items(multi=True)
+                   if unstorable(name) or unstorable(value)}
+        if refused:
+            abort(400, messages={"query": refused})
+        return super().load_querystring(req, schema)
+
+
+def _refuse_unstorable_path() -> None:
+    refused = {name: [MESSAGE] for name, value in (request.view_args or {}).items() if unstorable(value)}
+    if refused:
+        abort(400, messages={"path": refused})
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with a timezone, loaded in UTC; a time UTC cannot hold (year 1 at +14:00): invalid."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        aware = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return aware.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("out of range once converted to UTC") from None
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint with :class:`Parser`, refusing unstorable path parameters too."""
+    ARGUMENTS_PARSER = Parser()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.before_request(_refuse_unstorable_path)  # after the app's: the answer has its request id
+
+
+class ErrorDetail(Schema):
+    code = fields.String(required=True, metadata={"description": "what went wrong, e.g. `validation_failed`"})
+    message = fields.String(required=True)
+    requestId = fields.String(allow_none=True, metadata={"description": "the X-Request-Id of the answer"})
+    details = fields.Dict(metadata={"description": "e.g. `fields`: the problems by parameter and field"})
+
+
+class Error(Schema):
+    """The one error shape of our APIs (documented for every answer of an operation that is an error)."""
+    error = fields.Nested(ErrorDetail, required=True)
+
+
 class _Api(Api):
+    ERROR_SCHEMA = Error
+
     def _register_error_handlers(self):
         """Errors are answered by middleware/api/errors.py, in the one shape of our APIs."""
 

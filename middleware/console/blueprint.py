@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from middleware import api_keys, ops
 from middleware.ledger.models import ApiKey
 from middleware.services import services
+from middleware.storable import MESSAGE, unstorable
 
 from . import SESSION_HOURS
 
@@ -80,6 +81,10 @@ def _before():
         raise ConsoleError(400, "The form's security token is missing or wrong (a stale page, another site's "
                                 "form, or cookies blocked). Nothing was changed: reload the page and try again.",
                            code="csrf_failed")
+    sent = [*(request.view_args or {}).values(), *request.args.items(multi=True), *request.form.items(multi=True)]
+    if unstorable(sent):
+        raise ConsoleError(400, f"The address or the form holds text the ledger cannot store: it {MESSAGE}. "
+                                "Nothing was changed.", code="bad_request")
     key, ended = _signed_in_key()
     if ended:
         session.clear()

@@ -48,7 +48,7 @@ def parse_contents(text: str) -> list[dict]:
     contents, problems = [], {}
     for n, line in enumerate(line for line in text.splitlines() if line.strip()):
         parts = line.split()
-        if len(parts) != 3 or parts[0] not in CONTENT_KINDS or not parts[2].isdigit():
+        if len(parts) != 3 or parts[0] not in CONTENT_KINDS or not (parts[2].isascii() and parts[2].isdigit()):
             problems[str(n)] = ["write `currency KEY AMOUNT` or `item KEY QUANTITY`"]
             continue
         key, count = CONTENT_KINDS[parts[0]]

@@ -79,10 +79,10 @@ def _since(raw: str) -> datetime:
     """``2026-11-21T10:00`` (the form's datetime-local, read as UTC) or ISO 8601 with a timezone."""
     try:
         since = datetime.fromisoformat(raw.strip())
-    except ValueError:
+        since = (since.replace(tzinfo=UTC) if since.tzinfo is None else since).astimezone(UTC)
+    except (ValueError, OverflowError):  # not a time; a time UTC cannot hold (year 1 at +14:00)
         raise ConsoleError(422, "Since: a date and time such as 2026-11-21T10:00 (UTC).",
                            {"fields": {"since": ["a date and time"]}}, code="validation_failed") from None
-    since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
     if since > utcnow():
         raise ConsoleError(422, "Since is in the future.", {"fields": {"since": ["is in the future"]}},
                            code="validation_failed")
