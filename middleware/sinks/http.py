@@ -6,14 +6,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-import requests
+import urllib3
+from requests.certs import where as ca_bundle
 from standardwebhooks.webhooks import Webhook
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import LocationValueError, SSLError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from config.sinks import Sink
 
 USER_AGENT = "kraty-bridge-sinks/1"
 MAX_RETRY_AFTER = 7 * 86400.0
+BODY_CAP = 64 * 1024    # an answer's body read to its end (connection reused) up to this size
+BODY_CHUNK = 16 * 1024
+SNIPPET = 200           # bytes of a failed answer's body kept in last_error
+DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "*/*", **urllib3.make_headers(accept_encoding=True)}
 _local = threading.local()
 
 
@@ -44,15 +51,15 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return min(max((when - (now or datetime.now(UTC))).total_seconds(), 0.0), MAX_RETRY_AFTER)
 
 
-def _session() -> requests.Session:
-    """One session per thread (connection reuse; requests sessions are not shared between threads)."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxies or .netrc from the environment
-        session.headers["User-Agent"] = USER_AGENT
-        _local.session = session
-    return session
+def _pool() -> urllib3.PoolManager:
+    """One pool manager per thread: keep-alive connections per sink host, reused from one request to the next.
+    urllib3 itself (what requests sends through), without requests' per-request work: no proxies or .netrc
+    from the environment, certifi's CA bundle (as requests uses), gzip/deflate accepted."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = urllib3.PoolManager(num_pools=32, maxsize=4, cert_reqs="CERT_REQUIRED", ca_certs=ca_bundle())
+        _local.pool = pool
+    return pool
 
 
 def signed_headers(sink: Sink, msg_id: str, body: str, sent_at: datetime | None = None) -> dict[str, str]:
@@ -67,27 +74,52 @@ def signed_headers(sink: Sink, msg_id: str, body: str, sent_at: datetime | None 
     return headers
 
 
+def _read_body(response: urllib3.BaseHTTPResponse) -> tuple[bytes, bool]:
+    """The answer's body, read to its end when it is at most ``BODY_CAP`` bytes (so the connection can go back
+    to the pool for the next request), and whether it was: a longer body, or one that could not be read, is
+    left after what was read (its start, for last_error)."""
+    data = bytearray()
+    try:
+        for chunk in response.stream(BODY_CHUNK, decode_content=True):
+            data += chunk
+            if len(data) > BODY_CAP:
+                return bytes(data), False
+    except (Urllib3Error, OSError):  # the body is only for last_error
+        return bytes(data), False
+    return bytes(data), True
+
+
+def _no_answer(exc: Exception) -> str:
+    """What went wrong when there was no answer, named as requests names it."""
+    name = ("SSLError" if isinstance(exc, SSLError) else "InvalidURL" if isinstance(exc, LocationValueError)
+            else "ConnectionError")
+    return f"{name}: no answer"
+
+
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> SendResult:
     """POST ``body``; only 2xx is success, redirects are not followed. Never raises for network trouble: it
-    comes back as a result without a status. The shared transport of every sink type."""
+    comes back as a result without a status. The shared transport of every sink type.
+
+    The answer's body (up to ``BODY_CAP`` bytes; its start goes in the error) is read to its end, so the
+    connection is kept alive and the next request to the same host reuses it; a longer body closes it."""
     try:
-        response = _session().post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
-                                   stream=True)
-    except requests.Timeout:
+        response = _pool().request("POST", url, body=body, headers={**DEFAULT_HEADERS, **headers}, retries=False,
+                                   redirect=False, timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                                   preload_content=False)
+    except Urllib3Timeout:
         return SendResult(None, f"timed out after {timeout:g} s")
-    except requests.RequestException as exc:
-        return SendResult(None, f"{exc.__class__.__name__}: no answer")
-    try:
-        snippet = response.raw.read(200, decode_content=True) if not 200 <= response.status_code < 300 else b""
-    except (requests.RequestException, Urllib3Error, OSError):  # the body is only for last_error
-        snippet = b""
-    finally:
-        response.close()
+    except (Urllib3Error, OSError, ValueError) as exc:
+        return SendResult(None, _no_answer(exc))
+    data, complete = _read_body(response)
+    if not complete:
+        response.close()            # not read to its end: the connection cannot carry another request
+    response.release_conn()         # back to the pool (closed: the pool opens a new one when needed)
+    status = response.status
     result_error = None
-    if not 200 <= response.status_code < 300:
-        text = snippet.decode("utf-8", "replace").strip().replace("\n", " ")
-        result_error = f"HTTP {response.status_code}" + (f": {text}" if text else "")
-    return SendResult(response.status_code, result_error, retry_after_seconds(response.headers.get("Retry-After")))
+    if not 200 <= status < 300:
+        text = data[:SNIPPET].decode("utf-8", "replace").strip().replace("\n", " ")
+        result_error = f"HTTP {status}" + (f": {text}" if text else "")
+    return SendResult(status, result_error, retry_after_seconds(response.headers.get("Retry-After")))
 
 
 def send(sink: Sink, msg_id: str, body: str) -> SendResult:

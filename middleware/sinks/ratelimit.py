@@ -7,9 +7,11 @@ workers on machines with different clocks agree. At most ``rate_limit`` requests
 """
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from config.sinks import Sink
 
@@ -28,6 +30,7 @@ end
 local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
 return math.max(1, math.floor(tonumber(oldest[2]) + window - now + 1))
 """
+_SHA = hashlib.sha1(_SCRIPT.encode("utf-8")).hexdigest()  # what EVALSHA names it by (computed once)
 
 
 def key(sink: Sink) -> str:
@@ -39,5 +42,10 @@ def acquire(redis: Redis, sink: Sink) -> float:
     if not sink.rate_limit:
         return 0.0
     window_us = int(sink.rate_window * 1_000_000)
-    wait_us = redis.register_script(_SCRIPT)(keys=[key(sink)], args=[sink.rate_limit, window_us, uuid.uuid4().hex])
+    args = (key(sink), sink.rate_limit, window_us, uuid.uuid4().hex)
+    try:
+        wait_us = redis.evalsha(_SHA, 1, *args)
+    except NoScriptError:  # a new or restarted Redis server: load the script once, as redis-py's Script does
+        redis.script_load(_SCRIPT)
+        wait_us = redis.evalsha(_SHA, 1, *args)
     return int(wait_us) / 1_000_000
