@@ -10,7 +10,8 @@ after, then ``VACUUM ANALYZE``. Distributions: 5 games (namespaces, 40/25/15/12/
 FULFILL_FAILED, 2 % REVOKED, ...), 200,000 players with few orders each but a long tail (a player's share
 falls as 1/sqrt(rank): the top player has ~2,000 orders), unique store transaction ids, 10 % sandbox,
 ``created_at`` uniform over 90 days (rows written in time order, as a live ledger's are); 1-3 lines per order over 11 SKUs per game, Zipf-like (gems_100 ~25 %
-of orders, battle_pass ~4 %, a game's rarest skin ~0.1 %), bundles (starter_pack) as 3 item rows. The
+of orders, battle_pass ~4 %, a game's rarest skin ~0.1 %), bundles (starter_pack) as 3 item rows (every item row holding its
+order's created_at, as the app writes them: the SKU filter pages through (sku, order_created_at, fulfilment_id)). The
 full-size set lives in its own database, ``kb_bench_ops`` (``KB_BENCH_OPS_DATABASE_URL`` overrides), and a
 marker row (seed version, rows, and a digest of the migrations) lets reruns skip the seeding; a changed
 migration or generator reseeds. Quick runs seed the benchmark's usual (throwaway) database.
@@ -53,7 +54,7 @@ from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry
 from . import common
 from .common import ROOT, BenchError, table
 
-SEED_VERSION = 2
+SEED_VERSION = 3   # 3: item rows carry their order's created_at
 P95_MAX_MS = 20.0
 RATIO_MAX = 5.0
 FULL = {"rows": 1_000_000, "players": 200_000, "deep": 10_000, "samples": 200, "warmup": 20}
@@ -89,7 +90,7 @@ FCOLS = ("id", "namespace", "source", "transaction_id", "player_id", "environmen
          "updated_at", "state_changed_at")
 ICOLS = ("fulfilment_id", "line_no", "component_no", "sku", "item_id", "item_type", "line_quantity",
          "component_sku", "component_quantity", "kind", "target", "amount", "revoked_amount", "state", "cycle",
-         "idempotency_key", "kraty_entry_id", "updated_at")
+         "idempotency_key", "kraty_entry_id", "updated_at", "order_created_at")
 HCOLS = ("fulfilment_id", "at", "actor", "from_state", "to_state", "detail")
 
 
@@ -151,7 +152,7 @@ def generate(rows: int, players: int, start: int = 0, count: int | None = None, 
                               ctarget if kind is None else sku, camount * qty, ckind, ctarget, camount * qty,
                               camount * qty if istate == "REVOKED" else 0, istate, 0,
                               f"{source}:{n}:{line_no}:{comp_no}" if granted else None,
-                              f"le_{n}_{line_no}_{comp_no}" if granted else None, updated))
+                              f"le_{n}_{line_no}_{comp_no}" if granted else None, updated, created))
         reason = {"FULFILL_FAILED": "kraty_refused: validation_failed", "RESOLVED": "resolved by ops",
                   "REVOKED": "refunded", "REVOKE_FAILED": "kraty_refused: insufficient_balance"}.get(state)
         price = PRICES.get(lines[0]["itemSku"], "3.99")

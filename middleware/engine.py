@@ -222,7 +222,7 @@ def _look_up(services: Services, session, f: Fulfilment, actor: str) -> Outcome 
         f.items.clear()
         session.flush()
     f.lines, f.request_hash = found.lines, request_hash(found.lines)
-    f.items = build_items([resolve_line(game, line) for line in found.lines])
+    f.items = build_items([resolve_line(game, line) for line in found.lines], f.created_at)
     f.player_id = f.player_id or found.player_id
     repo.note(f, actor, {"lookup": "done", "lines": len(found.lines)})
     if f.player_id is not None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import exists, func, select, tuple_
+from sqlalchemy import and_, exists, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -164,36 +164,57 @@ def summary(f: Fulfilment) -> dict:
             "createdAt": iso(f.created_at), "updatedAt": iso(f.updated_at)}
 
 
+def _in_time(stmt, created, key, query: FulfilmentQuery, after: tuple[datetime, str] | None):
+    """``stmt`` limited to the query's time range and to the rows after the keyset ``after``, the order's
+    (created_at, id) being the columns ``created`` and ``key``."""
+    if query.created_after is not None:
+        stmt = stmt.where(created >= utc(query.created_after))
+    if query.created_before is not None:
+        stmt = stmt.where(created < utc(query.created_before))
+    if after is not None:
+        stmt = stmt.where(tuple_(created, key) < tuple_(utc(after[0]), after[1]))
+    return stmt
+
+
 def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, limit: int = 50,
                      after: tuple[datetime, str] | None = None) -> tuple[list[dict], tuple[datetime, str] | None]:
     """One page, newest first (created_at, then id, descending), after the keyset ``after``.
 
     Returns the rows and the keyset of the next page (None on the last page). Every filter is served by an
     index (see migration 0006) whose trailing columns are (created_at, id), so a page deep in the list costs
-    the same as the first.
+    the same as the first. A SKU filter pages through the item rows' index (sku, order_created_at,
+    fulfilment_id) instead: the page's keys are picked there, each order once however many of its rows name
+    the SKU (a bundle, a repeated line), the other filters checked on the order (a primary-key probe per
+    candidate), the LIMIT inside so the planner sizes that scan to the page. With a player or a transaction
+    id, which name a handful of orders, those orders are walked instead, each probed for the SKU.
     """
     if not 1 <= limit <= MAX_PAGE:
         raise OpsError(422, "validation_failed", f"limit must be 1-{MAX_PAGE}", {"fields": {"limit": ["1-200"]}})
     if query.namespace is not None and not actor.sees(query.namespace):
         raise OpsError(403, "forbidden", f"this key may not see namespace {query.namespace}")
     f = Fulfilment
-    stmt = select(f)
-    for column, value in ((f.namespace, query.namespace), (f.source, query.source), (f.state, query.state),
-                          (f.player_id, query.player_id), (f.transaction_id, query.transaction_id),
-                          (f.environment, query.environment)):
-        if value is not None:
-            stmt = stmt.where(column == value)
+    where = [column == value for column, value in (
+        (f.namespace, query.namespace), (f.source, query.source), (f.state, query.state),
+        (f.player_id, query.player_id), (f.transaction_id, query.transaction_id), (f.environment, query.environment))
+        if value is not None]
     if actor.namespaces is not None:
-        stmt = stmt.where(f.namespace.in_(actor.namespaces))
-    if query.sku is not None:
-        stmt = stmt.where(exists().where(FulfilmentItem.fulfilment_id == f.id, FulfilmentItem.sku == query.sku))
-    if query.created_after is not None:
-        stmt = stmt.where(f.created_at >= utc(query.created_after))
-    if query.created_before is not None:
-        stmt = stmt.where(f.created_at < utc(query.created_before))
-    if after is not None:
-        stmt = stmt.where(tuple_(f.created_at, f.id) < tuple_(utc(after[0]), after[1]))
-    rows = list(session.scalars(stmt.order_by(f.created_at.desc(), f.id.desc()).limit(limit + 1)))
+        where.append(f.namespace.in_(actor.namespaces))
+    i = FulfilmentItem
+    few = query.player_id is not None or query.transaction_id is not None   # a handful of orders
+    if query.sku is not None and few:   # each probed for the SKU (one index entry)
+        where.append(exists().where(i.sku == query.sku, i.order_created_at == f.created_at, i.fulfilment_id == f.id))
+    if query.sku is None or few:
+        stmt = _in_time(select(f).where(*where), f.created_at, f.id, query, after) \
+            .order_by(f.created_at.desc(), f.id.desc()).limit(limit + 1)
+    else:   # the page's (created_at, id) from the items' index, then the orders by primary key
+        keys = select(i.order_created_at, i.fulfilment_id).where(i.sku == query.sku)
+        if where:
+            keys = keys.where(exists().where(f.id == i.fulfilment_id, *where))
+        keys = _in_time(keys, i.order_created_at, i.fulfilment_id, query, after).distinct() \
+            .order_by(i.order_created_at.desc(), i.fulfilment_id.desc()).limit(limit + 1).subquery()
+        stmt = select(f).join(keys, and_(f.id == keys.c.fulfilment_id, f.created_at == keys.c.order_created_at)) \
+            .order_by(keys.c.order_created_at.desc(), keys.c.fulfilment_id.desc())
+    rows = list(session.scalars(stmt))
     more = len(rows) > limit
     rows = rows[:limit]
     return [summary(row) for row in rows], ((rows[-1].created_at, rows[-1].id) if more else None)

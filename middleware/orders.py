@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from config.catalog import Game, Product
 
@@ -78,11 +79,12 @@ def resolve_line(game: Game, line: dict) -> Resolved:
     return Resolved(line, product)
 
 
-def item_rows(line_no: int, resolved: Resolved) -> list[FulfilmentItem]:
-    """The rows of one order line; an unresolvable line gets one FAILED row saying why."""
+def item_rows(line_no: int, resolved: Resolved, created_at: datetime | None = None) -> list[FulfilmentItem]:
+    """The rows of one order line; an unresolvable line gets one FAILED row saying why. ``created_at``: the
+    order's (see build_items)."""
     line, product = resolved.line, resolved.product
     quantity = int(line["quantity"])
-    common = dict(line_no=line_no, line_quantity=quantity,
+    common = dict(line_no=line_no, line_quantity=quantity, order_created_at=created_at,
                   sku=product.sku if product else line.get("itemSku"),
                   item_id=product.item_id if product else line.get("itemId"),
                   item_type=product.type if product else None)
@@ -101,10 +103,12 @@ def item_rows(line_no: int, resolved: Resolved) -> list[FulfilmentItem]:
     return rows
 
 
-def build_items(resolved_lines: list[Resolved]) -> list[FulfilmentItem]:
+def build_items(resolved_lines: list[Resolved], created_at: datetime | None = None) -> list[FulfilmentItem]:
+    """The item rows of an order; ``created_at``: the order's (each row keeps a copy for the SKU filter; left
+    None, the row takes it from its order when inserted)."""
     rows: list[FulfilmentItem] = []
     for line_no, resolved in enumerate(resolved_lines):
-        rows.extend(item_rows(line_no, resolved))
+        rows.extend(item_rows(line_no, resolved, created_at))
     return rows
 
 

@@ -55,7 +55,7 @@ def lock_payment_ref(session: Session, source: str, ref: str) -> PaymentRef:
 
 def _new_order(game: Game, p: Purchase, player_id: str | None, actor: str) -> Fulfilment:
     now = utcnow()
-    items = build_items([resolve_line(game, line) for line in p.lines])
+    items = build_items([resolve_line(game, line) for line in p.lines], now)
     f = Fulfilment(namespace=game.namespace, source=p.source, transaction_id=p.transaction_id, player_key=p.player_key,
                    followup=p.followup, price=p.price, currency=p.currency,
                    player_id=player_id, environment=p.environment, state=states.RECEIVED,

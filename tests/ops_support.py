@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from middleware import api_keys
-from middleware.ledger.models import AuditEntry, Fulfilment
+from middleware.ledger.models import AuditEntry, Fulfilment, FulfilmentItem
 
 from .helpers import put_order
 
@@ -31,6 +32,19 @@ def key_name(services, headers: dict) -> str:
 def order_id(services, txn: str) -> str:
     with services.session() as session:
         return session.scalars(select(Fulfilment.id).where(Fulfilment.transaction_id == txn)).one()
+
+
+def set_created_at(services, when: datetime, fulfilment_id: str | None = None) -> None:
+    """Back-date an order (None: every order) and its item rows' copy of its created_at, as the SKU filter
+    reads that copy (in production an order's created_at never changes)."""
+    with services.session() as session:
+        orders, items = update(Fulfilment), update(FulfilmentItem)
+        if fulfilment_id is not None:
+            orders = orders.where(Fulfilment.id == fulfilment_id)
+            items = items.where(FulfilmentItem.fulfilment_id == fulfilment_id)
+        session.execute(orders.values(created_at=when))
+        session.execute(items.values(order_created_at=when))
+        session.commit()
 
 
 def state(services, fulfilment_id: str) -> str:

@@ -6,12 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select
 
 from middleware.api import cursors
 from middleware.ledger.models import (
     Delivery,
     Fulfilment,
+    FulfilmentItem,
     InboundEvent,
     OutboundEvent,
     utcnow,
@@ -19,7 +20,15 @@ from middleware.ledger.models import (
 from middleware.ops import REDACTED, redact
 
 from .helpers import put_order
-from .ops_support import GEMS, SWORD, failed_order, fulfilled_order, key, order_id
+from .ops_support import (
+    GEMS,
+    SWORD,
+    failed_order,
+    fulfilled_order,
+    key,
+    order_id,
+    set_created_at,
+)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -30,11 +39,8 @@ def _orders(client, services, emulator) -> list[str]:
     ids.append(failed_order(client, emulator, services, txn="t-2"))
     ids.append(fulfilled_order(client, services, txn="t-3", user="player-2", items=[SWORD]))
     ids.append(fulfilled_order(client, services, txn="t-4"))
-    with services.session() as session:
-        for n, fulfilment_id in enumerate(ids):
-            session.execute(update(Fulfilment).where(Fulfilment.id == fulfilment_id)
-                            .values(created_at=T0 + timedelta(hours=n)))
-        session.commit()
+    for n, fulfilment_id in enumerate(ids):
+        set_created_at(services, T0 + timedelta(hours=n), fulfilment_id)
     return ids
 
 
@@ -76,15 +82,111 @@ def test_keyset_pages_cover_everything_once(client, services, emulator):
             break
     assert seen == ["t-4", "t-3", "t-2", "t-1", "t-0"]
     # same created_at: the id breaks the tie, still each row once
-    with services.session() as session:
-        session.execute(update(Fulfilment).values(created_at=T0))
-        session.commit()
+    set_created_at(services, T0)
     one = client.get("/v1/fulfilments", query_string={"limit": 3}, headers=viewer).get_json()
     two = client.get("/v1/fulfilments", query_string={"limit": 3, "cursor": one["nextCursor"]},
                      headers=viewer).get_json()
     assert two["nextCursor"] is None
     both = [r["id"] for r in one["items"] + two["items"]]
     assert len(set(both)) == 5 and both == sorted(both, reverse=True)
+
+
+STARTER = {"itemSku": "starter_pack", "quantity": 1}   # a bundle: three item rows naming starter_pack
+
+
+def _sku_orders(client, services, emulator) -> dict[str, str]:
+    """Orders an hour apart (t-0 oldest), bundles among them: t-1 starter_pack; t-2 starter_pack FULFILL_FAILED
+    (its sword refused); t-3 two starter_pack lines and gems for player-2 (seven rows, six naming
+    starter_pack); t-4 gems for player-2; and, written straight to the ledger, a starter_pack order of another
+    game at 14:30 whose item rows are given no created_at."""
+    ids = {"t-0": fulfilled_order(client, services, txn="t-0"),
+           "t-1": fulfilled_order(client, services, txn="t-1", items=[STARTER])}
+    emulator.faults({"path": "/inventory/sword/grant", "status": 400, "code": "validation_failed", "message": "no"})
+    assert put_order(client, [STARTER], txn="t-2").get_json()["state"] == "FULFILL_FAILED"
+    emulator.clear_faults()
+    ids["t-2"] = order_id(services, "t-2")
+    ids["t-3"] = fulfilled_order(client, services, txn="t-3", user="player-2", items=[STARTER, STARTER, GEMS])
+    ids["t-4"] = fulfilled_order(client, services, txn="t-4", user="player-2")
+    with services.session() as session:
+        other = Fulfilment(namespace="other-game", source="accelbyte", transaction_id="o-1", player_id="player-1",
+                           state="FULFILLED", request_hash="h", lines=[STARTER],
+                           items=[FulfilmentItem(line_no=0, component_no=n, sku="starter_pack", line_quantity=1,
+                                                 component_quantity=1, amount=1, state="GRANTED")
+                                  for n in range(3)])
+        session.add(other)
+        session.commit()
+        ids["o-1"] = other.id
+        # every row holds its order's created_at, however it was written
+        pairs = session.execute(select(FulfilmentItem.order_created_at, Fulfilment.created_at)
+                                .join(Fulfilment, Fulfilment.id == FulfilmentItem.fulfilment_id)).all()
+    assert len(pairs) == 1 + 3 + 3 + 7 + 1 + 3 and all(mine == theirs for mine, theirs in pairs)
+    for n in range(5):
+        set_created_at(services, T0 + timedelta(hours=n), ids[f"t-{n}"])
+    set_created_at(services, T0 + timedelta(hours=2, minutes=30), ids["o-1"])
+    return ids
+
+
+def test_sku_filter_combined_with_the_other_filters(client, services, emulator):
+    _sku_orders(client, services, emulator)
+    viewer, demo_only = key(services, "viewer"), key(services, "viewer", ["demo"])
+    get = lambda headers=viewer, **q: client.get("/v1/fulfilments", query_string=q, headers=headers)
+    assert _txns(get(sku="starter_pack")) == ["t-3", "o-1", "t-2", "t-1"]   # each order once
+    assert _txns(get(sku="gems_100")) == ["t-4", "t-3", "t-0"]               # a bundle's gems are not the SKU
+    assert _txns(get(sku="sword")) == []
+    assert _txns(get(sku="starter_pack", namespace="demo")) == ["t-3", "t-2", "t-1"]
+    assert _txns(get(demo_only, sku="starter_pack")) == ["t-3", "t-2", "t-1"]
+    assert _txns(get(sku="starter_pack", state="FULFILL_FAILED")) == ["t-2"]
+    assert _txns(get(sku="starter_pack", state="FULFILLED")) == ["t-3", "o-1", "t-1"]
+    assert _txns(get(sku="starter_pack", playerId="player-2")) == ["t-3"]
+    assert _txns(get(sku="gems_100", playerId="player-1")) == ["t-0"]
+    assert _txns(get(sku="starter_pack", transactionId="t-2")) == ["t-2"]
+    assert _txns(get(sku="starter_pack", transactionId="t-4")) == []
+    assert _txns(get(sku="starter_pack", source="accelbyte", environment="production")) == \
+        ["t-3", "o-1", "t-2", "t-1"]
+    assert _txns(get(sku="starter_pack", source="stripe")) == []
+    assert _txns(get(sku="starter_pack", environment="sandbox")) == []
+    # the time range: createdAfter inclusive, createdBefore exclusive
+    assert _txns(get(sku="starter_pack", createdAfter="2026-11-01T13:00:00Z",
+                     createdBefore="2026-11-01T15:00:00Z")) == ["o-1", "t-2", "t-1"]
+    assert _txns(get(sku="starter_pack", createdAfter="2026-11-01T14:30:00Z")) == ["t-3", "o-1"]
+    assert _txns(get(sku="starter_pack", createdBefore="2026-11-01T14:30:00Z")) == ["t-2", "t-1"]
+    assert _txns(get(sku="starter_pack", namespace="demo", state="FULFILLED", playerId="player-1",
+                     createdAfter="2026-11-01T12:00:00Z", createdBefore="2026-11-01T16:00:00Z")) == ["t-1"]
+    assert _txns(get(sku="gems_100", createdAfter="2026-11-01T15:00:00+01:00")) == ["t-4", "t-3"]  # 14:00Z
+
+
+def _pages(client, headers: dict, limit: int, **query) -> list[list[str]]:
+    pages, cursor = [], None
+    for _ in range(20):
+        page = client.get("/v1/fulfilments", query_string={**query, "limit": limit, **({"cursor": cursor} if cursor
+                                                                                          else {})}, headers=headers)
+        assert page.status_code == 200, page.get_json()
+        pages.append([row["id"] for row in page.get_json()["items"]])
+        cursor = page.get_json()["nextCursor"]
+        if cursor is None:
+            return pages
+    raise AssertionError("no last page")
+
+
+def test_sku_pages_cover_each_order_once_across_bundle_rows(client, services, emulator):
+    ids = _sku_orders(client, services, emulator)
+    viewer = key(services, "viewer")
+    newest_first = [ids[t] for t in ("t-3", "o-1", "t-2", "t-1")]
+    for limit in (1, 2, 3):
+        pages = _pages(client, viewer, limit, sku="starter_pack")
+        assert [i for page in pages for i in page] == newest_first, limit
+        assert all(len(page) == limit for page in pages[:-1])
+    pages = _pages(client, viewer, 1, sku="starter_pack", namespace="demo", state="FULFILLED")
+    assert pages == [[ids["t-3"]], [ids["t-1"]]]
+    pages = _pages(client, viewer, 1, sku="starter_pack", playerId="player-1")   # the player's orders walked
+    assert pages == [[ids["o-1"]], [ids["t-2"]], [ids["t-1"]]]
+    # all at the same instant: the id breaks the tie, still each order once, none left out
+    set_created_at(services, T0)
+    for limit in (1, 2):
+        seen = [i for page in _pages(client, viewer, limit, sku="starter_pack") for i in page]
+        assert seen == sorted(newest_first, reverse=True), limit
+    seen = [i for page in _pages(client, viewer, 2, sku="gems_100") for i in page]
+    assert seen == sorted([ids["t-0"], ids["t-3"], ids["t-4"]], reverse=True)
 
 
 def _forge(cursor: str, change) -> str:

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, event, inspect, select)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -133,7 +133,8 @@ class FulfilmentItem(Base):
 
     __tablename__ = "fulfilment_items"
     __table_args__ = (UniqueConstraint("fulfilment_id", "line_no", "component_no", name="uq_item_component"),
-                      Index("ix_items_sku", "sku", "fulfilment_id"))  # the ops query's SKU filter (EXISTS)
+                      # the ops query's SKU filter: the orders of a SKU newest first, keyset on (created_at, id)
+                      Index("ix_items_sku_created", "sku", "order_created_at", "fulfilment_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     fulfilment_id: Mapped[str] = mapped_column(ForeignKey("fulfilments.id"), index=True)
@@ -160,8 +161,23 @@ class FulfilmentItem(Base):
     kraty_entry_id: Mapped[str | None] = mapped_column(String(128))
     revoke_entry_id: Mapped[str | None] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the order's created_at, copied (it never changes) so the SKU filter pages through one index; set by
+    # build_items' callers or, when left unset, from the order as the row is inserted (_copy_order_created_at)
+    order_created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     fulfilment: Mapped[Fulfilment] = relationship(back_populates="items")
+
+
+@event.listens_for(FulfilmentItem, "before_insert")
+def _copy_order_created_at(mapper, connection, item: FulfilmentItem) -> None:
+    """An item row inserted without its order's created_at gets it from the order (inserted before it)."""
+    if item.order_created_at is not None:
+        return
+    order = inspect(item).attrs.fulfilment.loaded_value   # no lazy load inside a flush
+    created = getattr(order, "created_at", None)
+    if created is None:   # a row added by fulfilment_id alone: the order is in the database
+        created = connection.scalar(select(Fulfilment.created_at).where(Fulfilment.id == item.fulfilment_id))
+    item.order_created_at = created
 
 
 class HistoryEntry(Base):
