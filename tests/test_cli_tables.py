@@ -219,14 +219,14 @@ def test_bulk_event_replay_asks_first_and_shows_progress_on_stderr(runner, clien
 def test_sinks_replay_since_shows_progress_on_stderr_only(runner, redis, services, sink_server):
     ids = dead_deliveries(services, sink_server, 3)
     sink_server.always(200)
-    result = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01T00:00:00Z"])
+    result = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01T00:00:00Z", "--reason", "test"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "3 deliveries replayed"
     assert "replaying 3 deliveries: 3/3" in result.stderr
     drain(redis)
     with services.session() as session:
         assert {session.get(Delivery, i).state for i in ids} == {"delivered"}
-    one = runner.invoke(args=["sinks", "replay", ids[0]])
+    one = runner.invoke(args=["sinks", "replay", ids[0], "--reason", "test"])
     assert one.stdout.strip() == "1 delivery replayed" and one.stderr == ""  # one delivery: no progress
 
 
@@ -267,7 +267,7 @@ def test_bulk_retry_confirms_goes_through_ops_and_keeps_json_clean(runner, clien
     (["events", "replay", "1", "--outcome", "failed"], "give EVENT_IDs, or --outcome"),
     (["events", "replay", "--outcome", "ignored"], "ignored"),
     (["sinks", "deliveries", "--sink", "nope"], "no sink nope is configured"),
-    (["sinks", "replay", "--sink", "crm", "--since", "soon"], "not an ISO 8601 time"),
+    (["sinks", "replay", "--sink", "crm", "--since", "soon", "--reason", "x"], "not an ISO 8601 time"),
 ])
 def test_usage_errors_are_clear_and_exit_2(runner, args, message):
     result = runner.invoke(args=args)

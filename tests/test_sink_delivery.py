@@ -227,11 +227,11 @@ def test_410_disables_the_sink_and_says_so(services, redis, server, runner, capl
         assert session.get(SinkState, "crm").disabled_at is not None
         assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "disabled")) == 3
     assert "DISABLED since" in runner.invoke(args=["sinks", "list"]).output
-    assert "disabled" in runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01"]).output
+    assert "disabled" in runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01", "--reason", "test"]).output
     sent = server.count()
     server.always(200)
-    assert runner.invoke(args=["sinks", "enable", "crm"]).output.strip() == "sink crm enabled"
-    result = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01T00:00:00Z"])
+    assert runner.invoke(args=["sinks", "enable", "crm", "--reason", "test"]).output.strip() == "sink crm enabled"
+    result = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01T00:00:00Z", "--reason", "test"])
     assert result.exit_code == 0 and "3 deliveries replayed" in result.output
     drain(redis)
     assert server.count() == sent + 3
@@ -247,24 +247,24 @@ def test_replay_one_dead_delivery_and_everything_dead_since_a_time(services, red
         deliver_now(services, delivery_id, now=T0)
         assert deliver_now(services, delivery_id, now=T0) == "dead"
     server.always(200)
-    assert runner.invoke(args=["sinks", "replay", first]).output.strip() == "1 delivery replayed"
+    assert runner.invoke(args=["sinks", "replay", first, "--reason", "test"]).output.strip() == "1 delivery replayed"
     drain(redis)
     assert delivery(services, first).state == "delivered" and delivery(services, second).state == "dead"
     got = server.got()
     assert got[-1].headers["Webhook-Id"] == got[0].headers["Webhook-Id"] and got[-1].verified
-    assert "is delivered" not in runner.invoke(args=["sinks", "replay", first]).output  # delivered: sent again
+    assert "is delivered" not in runner.invoke(args=["sinks", "replay", first, "--reason", "test"]).output  # delivered: sent again
     drain(redis)
-    bad = runner.invoke(args=["sinks", "replay", "--sink", "crm"])
+    bad = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--reason", "test"])
     assert bad.exit_code != 0 and "--since" in bad.output
     future = (utcnow() + timedelta(hours=1)).isoformat()
-    assert "0 deliveries replayed" in runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", future]).output
-    result = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01T00:00:00+00:00"])
+    assert "0 deliveries replayed" in runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", future, "--reason", "test"]).output
+    result = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01T00:00:00+00:00", "--reason", "test"])
     assert "2 deliveries replayed" in result.output
     drain(redis)
     assert {delivery(services, i).state for i in (first, second, third)} == {"delivered"}
     listing = runner.invoke(args=["sinks", "deliveries", "--sink", "crm", "--state", "delivered"]).output
     assert all(i in listing for i in (first, second, third))
-    missing = runner.invoke(args=["sinks", "replay", "nope"])
+    missing = runner.invoke(args=["sinks", "replay", "nope", "--reason", "test"])
     assert missing.exit_code != 0 and "no delivery nope" in missing.output
 
 

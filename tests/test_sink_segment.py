@@ -354,7 +354,7 @@ def test_replay_of_a_dead_segment_delivery(services, redis, server, runner):
     dead = record(services)
     assert deliver_now(services, dead, now=T0) == "dead"
     server.always(200)
-    result = runner.invoke(args=["sinks", "replay", dead])
+    result = runner.invoke(args=["sinks", "replay", dead, "--reason", "test"])
     assert result.exit_code == 0 and "1 delivery replayed" in result.output
     drain(redis)
     assert delivery(services, dead).state == "delivered"

@@ -140,3 +140,21 @@ def test_bad_requests(client, services, redis, server, case, status, code):
     with services.session() as session:
         assert session.scalars(select(AuditEntry)).all() == []   # a refused request changes nothing
         assert session.get(Delivery, pending).state == "pending"
+
+
+def test_the_cli_replays_and_enables_with_a_reason_and_audits(app, services, redis, server):
+    server.always(410)
+    put_order(app.test_client(), [{"itemSku": "gems_100", "quantity": 1}], txn="t-cli")
+    drain(redis)
+    runner = app.test_cli_runner()
+    missing = runner.invoke(args=["sinks", "enable", "crm"])
+    assert missing.exit_code == 2 and "--reason" in missing.output
+    assert runner.invoke(args=["sinks", "enable", "crm", "--reason", "endpoint back"]).exit_code == 0
+    server.always(200)
+    done = runner.invoke(args=["sinks", "replay", "--sink", "crm", "--since", "2000-01-01T00:00:00Z",
+                               "--reason", "after the outage"])
+    assert done.exit_code == 0 and "1 delivery replayed" in done.output
+    with services.session() as session:
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.action, e.reason, e.actor.startswith("cli:")) for e in entries] == [
+        ("sink.enable", "endpoint back", True), ("sink.replay_since", "after the outage", True)]

@@ -289,8 +289,8 @@ def _record(svc: Services, sink: Sink, claimed: dict[str, int], result: http.Sen
         if result.status == 410:
             reason = f"{sink.url} answered 410 Gone (delivery {lead_id})"
             stopped = disable_sink(session, sink.name, reason, now)
-            log.error("sink %s DISABLED: %s; %d waiting deliveries stopped. Fix the endpoint, then "
-                      "`flask sinks enable %s` and `flask sinks replay --sink %s --since ...`",
+            log.error("sink %s DISABLED: %s; %d waiting deliveries stopped. Fix the endpoint, then `flask sinks "
+                      "enable %s --reason ...` and `flask sinks replay --sink %s --since ... --reason ...`",
                       sink.name, reason, stopped, sink.name, sink.name)
         for delivery_id, attempt in claimed.items():
             d = rows.get(delivery_id)

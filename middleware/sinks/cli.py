@@ -4,7 +4,6 @@ Whoever can run this can already reach the database, so it asks for no token.
 """
 from __future__ import annotations
 
-from datetime import datetime
 
 import click
 from flask.cli import AppGroup
@@ -21,12 +20,13 @@ from middleware.cli_table import (
     table,
     when,
 )
-from middleware.ledger.models import Delivery, OutboundEvent, SinkState, utcnow
+from middleware import ops
+from middleware.ledger.models import Delivery, OutboundEvent, SinkState
 from middleware.services import services
 
-from .replay import UnknownTarget
+from .replay import audit
 from .replay import replay as replay_deliveries
-from .states import STATES, ReplayError, enable_sink, replay_since
+from .states import STATES, ReplayError, enable_sink
 
 sinks = AppGroup("sinks", help="Sinks: list them and their deliveries, replay dead-lettered deliveries, enable.")
 
@@ -106,47 +106,54 @@ def list_deliveries(sink_name, state, since, limit, as_json):
     click.echo(table(DELIVERY_COLUMNS, rows, empty="no deliveries match"))
 
 
+REASON = click.option("--reason", required=True, help="Why (kept in the audit log, actor cli:<login>).")
+
+
+def _audited(action: str, target_type: str, target_id: str, reason: str, after: dict) -> None:
+    actor = ops.Actor.cli()
+    audit(services(), actor.name, actor.role, action, target_type, target_id, reason, after)
+
+
 @sinks.command("replay")
 @click.argument("delivery_id", required=False)
 @click.option("--sink", "sink_name", help="With --since: every dead-lettered delivery of this sink.")
 @click.option("--since", type=ISO_TIME, help="With --sink: deliveries recorded at or after this ISO 8601 time.")
-def replay(delivery_id, sink_name, since):
+@REASON
+def replay(delivery_id, sink_name, since, reason):
     """Send DELIVERY_ID again, or every dead-lettered (or disabled) delivery of --sink recorded --since a time.
-    Each starts its sink's retry schedule from the beginning."""
+    Each starts its sink's retry schedule from the beginning. Audited."""
     if bool(delivery_id) == bool(sink_name or since) or (not delivery_id and not (sink_name and since)):
         raise click.UsageError("give a DELIVERY_ID, or --sink NAME and --since TIME")
-    svc = services()
+    if not reason.strip() or len(reason) > ops.MAX_REASON:
+        raise click.UsageError(f"--reason must be 1-{ops.MAX_REASON} characters")
+
+    def bar(ids: list[str]):
+        with progress(ids, f"replaying {len(ids)} deliveries") as shown:
+            yield from shown
+
     try:
         if delivery_id:
-            ids = replay_deliveries(svc, delivery_id=delivery_id)
+            ids = replay_deliveries(services(), delivery_id=delivery_id)
         else:
-            ids = _replay_since(svc, sink_name, since)
+            ids = replay_deliveries(services(), sink=sink_name, since=since, progress=bar)
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from None
+    if delivery_id:
+        _audited("sink.replay", "delivery", delivery_id, reason, {"replayed": len(ids), "deliveryIds": ids})
+    else:
+        _audited("sink.replay_since", "sink", sink_name, reason,
+                 {"replayed": len(ids), "deliveryIds": ids, "since": since.isoformat()})
     click.echo(f"{len(ids)} deliver{'y' if len(ids) == 1 else 'ies'} replayed")
-
-
-def _replay_since(svc, sink_name: str, since: datetime) -> list[str]:
-    """What ``replay(sink=..., since=...)`` does (sinks/replay.py), enqueueing under a progress bar."""
-    from workers.queues import enqueue_delivery
-    if svc.sinks.get(sink_name) is None:
-        raise UnknownTarget(f"no sink {sink_name} is configured")
-    now = utcnow()
-    with svc.session() as session:
-        ids = replay_since(session, sink_name, since, now)
-        session.commit()
-    if ids:
-        with progress(ids, f"replaying {len(ids)} deliveries") as bar:
-            for replayed in bar:
-                enqueue_delivery(svc.redis, replayed, 1, tag=f"r{int(now.timestamp() * 1000)}")
-    return ids
 
 
 @sinks.command("enable")
 @click.argument("name")
-def enable(name):
-    """Enable a sink disabled after a 410 (its stopped deliveries need `flask sinks replay --sink`)."""
+@REASON
+def enable(name, reason):
+    """Enable a sink disabled after a 410 (its stopped deliveries need `flask sinks replay --sink`). Audited."""
     with services().session() as session:
         changed = enable_sink(session, name)
         session.commit()
+    if changed:
+        _audited("sink.enable", "sink", name, reason, {"enabled": True})
     click.echo(f"sink {name} enabled" if changed else f"sink {name} was not disabled")

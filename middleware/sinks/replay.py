@@ -3,6 +3,7 @@ deliveries (one, or everything dead-lettered for a sink since a time; each start
 and the audit entry of an operator's sink action."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -19,9 +20,11 @@ class UnknownTarget(ReplayError):
 
 
 def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = None,
-           since: datetime | None = None, now: datetime | None = None) -> list[str]:
+           since: datetime | None = None, now: datetime | None = None,
+           progress: Callable[[list[str]], Iterable[str]] | None = None) -> list[str]:
     """Replay ``delivery_id`` (of ``sink``, when given), or every dead-lettered or disabled delivery of ``sink``
-    recorded at or after ``since``; committed and enqueued. Raises ``ReplayError`` saying why not."""
+    recorded at or after ``since``; committed and enqueued (``progress`` wraps the enqueueing, for a progress
+    bar). Raises ``ReplayError`` saying why not."""
     from workers.queues import enqueue_delivery  # the one module that enqueues
     now = now or utcnow()
     if sink is not None and svc.sinks.get(sink) is None:
@@ -35,7 +38,7 @@ def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = 
         else:
             ids = replay_since(session, sink, since, now)
         session.commit()
-    for replayed in ids:
+    for replayed in (progress(ids) if progress and ids else ids):
         enqueue_delivery(svc.redis, replayed, 1, tag=f"r{int(now.timestamp() * 1000)}")
     return ids
 
