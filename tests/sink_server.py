@@ -117,3 +117,19 @@ class SinkServer:
             return json.loads(body).get("playerId")
         except (ValueError, AttributeError):
             return None
+
+
+def with_sinks(overrides: dict, tmp_path, sinks_toml: str, catalog_path: str | None = None,
+               kraty_secret: str | None = None) -> dict:
+    """Settings overrides with this sinks file, and (given a secret) a catalog whose demo game takes Kraty's
+    webhooks signed with it."""
+    sinks = tmp_path / "sinks.toml"
+    sinks.write_text(sinks_toml)
+    overrides = {**overrides, "sinks_path": str(sinks)}
+    if kraty_secret is not None:
+        catalog = tmp_path / "catalog-kraty-webhooks.toml"
+        catalog.write_text(open(catalog_path).read().replace(
+            'negative_balance_policy = "fail"',
+            f'negative_balance_policy = "fail"\nkraty_webhook_secrets = ["{kraty_secret}"]', 1))
+        overrides["catalog_path"] = str(catalog)
+    return overrides

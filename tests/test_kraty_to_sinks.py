@@ -11,7 +11,7 @@ from middleware.ledger.models import Erasure
 
 from .conftest import Served
 from .helpers import drain, poll, put_order
-from .sink_server import SinkServer
+from .sink_server import SinkServer, with_sinks
 from .test_kraty_webhook import SECRET as KRATY_SECRET
 from .test_sink_delivery import CRM_SECRET
 
@@ -25,13 +25,9 @@ def server():
 
 @pytest.fixture
 def settings_overrides(settings_overrides, server, tmp_path, catalog_path):
-    sinks = tmp_path / "sinks.toml"
-    sinks.write_text(f'[sinks.all]\nurl = "{server.url}/all"\nsecret = "{CRM_SECRET}"\ntimeout = 2\n')
-    catalog = tmp_path / "catalog-e2e.toml"
-    catalog.write_text(open(catalog_path).read().replace(
-        'negative_balance_policy = "fail"',
-        f'negative_balance_policy = "fail"\nkraty_webhook_secrets = ["{KRATY_SECRET}"]', 1))
-    return {**settings_overrides, "sinks_path": str(sinks), "catalog_path": str(catalog)}
+    return with_sinks(settings_overrides, tmp_path,
+                      f'[sinks.all]\nurl = "{server.url}/all"\nsecret = "{CRM_SECRET}"\ntimeout = 2\n',
+                      catalog_path, KRATY_SECRET)
 
 
 @pytest.fixture

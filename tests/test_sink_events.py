@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from .helpers import drain, put_order
-from .sink_server import SinkServer
+from .sink_server import SinkServer, with_sinks
 from .stripe_support import charge, completed, event, post
 from .test_kraty_webhook import SECRET as KRATY_SECRET
 from .test_kraty_webhook import event as kraty_event
@@ -21,14 +21,8 @@ def server():
 
 @pytest.fixture
 def settings_overrides(settings_overrides, server, tmp_path, catalog_path):
-    sinks = tmp_path / "sinks.toml"
-    sinks.write_text(f'[sinks.all]\nurl = "{server.url}/all"\nsecret = "{CRM_SECRET}"\n'
-                     'environments = ["production", "sandbox"]\ntimeout = 2\n')
-    catalog = tmp_path / "catalog-sinks.toml"
-    catalog.write_text(open(catalog_path).read().replace(
-        'negative_balance_policy = "fail"',
-        f'negative_balance_policy = "fail"\nkraty_webhook_secrets = ["{KRATY_SECRET}"]', 1))
-    return {**settings_overrides, "sinks_path": str(sinks), "catalog_path": str(catalog)}
+    return with_sinks(settings_overrides, tmp_path, f'[sinks.all]\nurl = "{server.url}/all"\nsecret = "{CRM_SECRET}"\n'
+                     'environments = ["production", "sandbox"]\ntimeout = 2\n', catalog_path, KRATY_SECRET)
 
 
 def received(server) -> list[dict]:

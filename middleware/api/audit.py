@@ -17,7 +17,7 @@ from marshmallow import (
 from middleware import api_keys, ops
 from middleware.services import services
 
-from .errors import ApiError, error_response
+from .errors import ApiError
 from .fulfilments import Page, actor, check_namespace, decode_cursor, encode_cursor
 from .v1 import Blueprint, UtcDateTime
 
@@ -65,11 +65,6 @@ class AuditPage(Schema):
 @blp.before_request
 def _authenticate():
     api_keys.require("viewer")
-
-
-@blp.errorhandler(ops.OpsError)
-def _ops_error(exc: ops.OpsError):
-    return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 @blp.route("", methods=["GET"])

@@ -52,9 +52,15 @@ HTTP_NAMES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404:
 
 
 def register(app: Flask) -> None:
+    from middleware.ops import OpsError  # the ops service's refusals (the console shows its own pages)
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.variables)
+
+    @app.errorhandler(OpsError)
+    def _ops_error(exc: OpsError):
+        return error_response(exc.status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

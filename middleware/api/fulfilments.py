@@ -24,7 +24,7 @@ from middleware.ledger import states
 from middleware.services import services
 
 from . import cursors
-from .errors import ApiError, error_response
+from .errors import ApiError
 from .v1 import Blueprint, UtcDateTime
 
 blp = Blueprint("fulfilments", __name__, url_prefix="/v1/fulfilments",
@@ -196,11 +196,6 @@ class ActionResult(Schema):
 @blp.before_request
 def _authenticate():
     api_keys.require("viewer")
-
-
-@blp.errorhandler(ops.OpsError)
-def _ops_error(exc: ops.OpsError):
-    return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 def actor() -> ops.Actor:

@@ -11,7 +11,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from middleware import api_keys, ops
 from middleware.services import services
 
-from .errors import ApiError, error_response
+from .errors import ApiError
 from .fulfilments import FulfilmentSummary, Strict, actor
 from .v1 import Blueprint
 
@@ -45,11 +45,6 @@ class PlayerView(Schema):
 @blp.before_request
 def _authenticate():
     api_keys.require("viewer")
-
-
-@blp.errorhandler(ops.OpsError)
-def _ops_error(exc: ops.OpsError):
-    return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 def _namespace(given: str | None) -> str:
