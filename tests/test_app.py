@@ -42,6 +42,20 @@ def test_database_down_answers_503_not_500(settings_overrides, clean, tmp_path):
     app.extensions["kraty_bridge"].close()
 
 
+def test_redis_down_where_a_request_needs_it_answers_503_not_500(settings_overrides, clean):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    app = create_app(settings_overrides)
+
+    @app.get("/_test/needs-the-queue")
+    def needs_the_queue():
+        raise RedisConnectionError("connection refused")
+
+    r = app.test_client().get("/_test/needs-the-queue")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    assert r.get_json()["error"]["code"] == "queue_unavailable"
+    app.extensions["kraty_bridge"].close()
+
+
 def test_request_id_is_echoed_or_made(client):
     r = client.get("/healthz", headers={"X-Request-Id": "req-12345678"})
     assert r.headers["X-Request-Id"] == "req-12345678"

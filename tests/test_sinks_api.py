@@ -158,3 +158,32 @@ def test_the_cli_replays_and_enables_with_a_reason_and_audits(app, services, red
         entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
     assert [(e.action, e.reason, e.actor.startswith("cli:")) for e in entries] == [
         ("sink.enable", "endpoint back", True), ("sink.replay_since", "after the outage", True)]
+
+
+def test_a_replay_while_redis_is_down_is_committed_and_enqueued_later(client, services, redis, server):
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from workers.deliver import reconcile_deliveries
+    server.always(500)
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}], txn="t-down")
+    drain(redis)
+    with services.session() as session:
+        dead = session.scalars(select(Delivery)).one().id
+    operator = key(services, "operator")
+    up, services._redis = services.redis, Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2,
+                                                 retry=Retry(NoBackoff(), 0))
+    try:
+        answer = client.post(f"/v1/sinks/crm/deliveries/{dead}/replay", json={"reason": "retry"},
+                             headers=operator)
+    finally:
+        services._redis = up
+    assert answer.status_code == 200 and answer.json["replayed"] == 1
+    with services.session() as session:
+        assert session.get(Delivery, dead).state == "pending"       # committed, due now
+    server.always(200)
+    assert reconcile_deliveries(services, stale_seconds=0) == 1       # the reconciler enqueues it
+    drain(redis)
+    with services.session() as session:
+        assert session.get(Delivery, dead).state == "delivered"

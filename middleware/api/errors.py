@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, request
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, InterfaceError
 from werkzeug.exceptions import HTTPException
 
@@ -70,6 +71,14 @@ def register(app: Flask) -> None:
         if messages:
             return error_response(status, code, "the request does not validate", {"fields": messages})
         return error_response(status, code, exc.description or exc.name)
+
+    @app.errorhandler(RedisError)
+    def _redis_down(exc):  # only where a request cannot do without the queue; ingest records and answers
+        log.error("redis unavailable: %s", exc.__class__.__name__)
+        response = error_response(503, UNAVAILABLE if _platform() else "queue_unavailable",
+                                  "the job queue (Redis) is unavailable; try again")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

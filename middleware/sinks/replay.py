@@ -3,9 +3,11 @@ deliveries (one, or everything dead-lettered for a sink since a time; each start
 and the audit entry of an operator's sink action."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -13,6 +15,9 @@ from middleware.ledger.models import AuditEntry, Delivery, SinkState, utcnow
 from middleware.services import Services
 
 from .states import ReplayError, replay_delivery, replay_since
+
+
+log = logging.getLogger(__name__)
 
 
 class UnknownTarget(ReplayError):
@@ -38,8 +43,11 @@ def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = 
         else:
             ids = replay_since(session, sink, since, now)
         session.commit()
-    for replayed in (progress(ids) if progress and ids else ids):
-        enqueue_delivery(svc.redis, replayed, 1, tag=f"r{int(now.timestamp() * 1000)}")
+    try:
+        for replayed in (progress(ids) if progress and ids else ids):
+            enqueue_delivery(svc.redis, replayed, 1, tag=f"r{int(now.timestamp() * 1000)}")
+    except RedisError as exc:  # committed as due now: the reconciler enqueues what is left
+        log.warning("sinks: replayed deliveries not enqueued (%s); the reconciler will", exc.__class__.__name__)
     return ids
 
 
