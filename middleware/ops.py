@@ -24,12 +24,13 @@ import getpass
 import hashlib
 import json
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import and_, exists, func, select, tuple_
+from sqlalchemy import and_, exists, func, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -176,6 +177,29 @@ def _in_time(stmt, created, key, query: FulfilmentQuery, after: tuple[datetime, 
     return stmt
 
 
+COMMON_SKU_SHARE = 0.05     # a SKU on at least this share of item rows is "common"
+_SKU_SHARES: dict[str, tuple[float, dict[str, float]]] = {}   # database URL -> (read at, {sku: share})
+SKU_SHARES_TTL = 600.0
+
+
+def sku_is_common(session: Session, sku: str) -> bool:
+    """Whether PostgreSQL's statistics (``ANALYZE``: the most common values of fulfilment_items.sku) put this
+    SKU on at least ``COMMON_SKU_SHARE`` of the item rows; read once per ``SKU_SHARES_TTL`` per process. Other
+    databases, or no statistics yet: not common."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return False
+    key = str(bind.url)
+    read_at, shares = _SKU_SHARES.get(key, (0.0, {}))
+    if time.monotonic() - read_at > SKU_SHARES_TTL:
+        row = session.execute(text(
+            "SELECT most_common_vals::text::text[], most_common_freqs FROM pg_stats "
+            "WHERE tablename = 'fulfilment_items' AND attname = 'sku' LIMIT 1")).first()
+        shares = dict(zip(row[0], row[1])) if row and row[0] else {}
+        _SKU_SHARES[key] = (time.monotonic(), shares)
+    return shares.get(sku, 0.0) >= COMMON_SKU_SHARE
+
+
 def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, limit: int = 50,
                      after: tuple[datetime, str] | None = None) -> tuple[list[dict], tuple[datetime, str] | None]:
     """One page, newest first (created_at, then id, descending), after the keyset ``after``.
@@ -186,7 +210,8 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
     fulfilment_id) instead: the page's keys are picked there, each order once however many of its rows name
     the SKU (a bundle, a repeated line), the other filters checked on the order (a primary-key probe per
     candidate), the LIMIT inside so the planner sizes that scan to the page. With a player or a transaction
-    id, which name a handful of orders, those orders are walked instead, each probed for the SKU.
+    id, which name a handful of orders, or with a common SKU (``sku_is_common``) and another filter, the
+    orders are walked instead, each probed for the SKU.
     """
     if not 1 <= limit <= MAX_PAGE:
         raise OpsError(422, "validation_failed", f"limit must be 1-{MAX_PAGE}", {"fields": {"limit": ["1-200"]}})
@@ -200,7 +225,13 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
     if actor.namespaces is not None:
         where.append(f.namespace.in_(actor.namespaces))
     i = FulfilmentItem
-    few = query.player_id is not None or query.transaction_id is not None   # a handful of orders
+    # walk the orders and probe each for the SKU when they are a handful (a player, a transaction) or when the
+    # SKU is common and another filter narrows the orders: their own indexes find those matches faster than a
+    # walk through a common SKU's item rows. Otherwise the SKU's item rows pick the page.
+    others = any(value is not None for value in (query.namespace, query.source, query.state, query.environment,
+                                                 query.created_after, query.created_before))
+    few = query.player_id is not None or query.transaction_id is not None or (
+        query.sku is not None and others and sku_is_common(session, query.sku))
     if query.sku is not None and few:   # each probed for the SKU (one index entry)
         where.append(exists().where(i.sku == query.sku, i.order_created_at == f.created_at, i.fulfilment_id == f.id))
     if query.sku is None or few:

@@ -378,3 +378,35 @@ def test_put_order_helper_still_fulfils(client):
 def test_order_id_helper(client, services):
     fulfilled_order(client, services, txn="t-x")
     assert len(order_id(services, "t-x")) == 32
+
+
+def test_a_common_sku_with_another_filter_walks_the_orders_and_finds_the_same_page(client, services, emulator,
+                                                                                    monkeypatch):
+    """PostgreSQL's statistics tell a common SKU from a rare one; either way of paging answers the same orders."""
+    from sqlalchemy import text
+
+    from middleware import ops
+    for n in range(12):
+        fulfilled_order(client, services, txn=f"t-common-{n}", items=[{"itemSku": "gems_100", "quantity": 1}])
+    fulfilled_order(client, services, txn="t-rare", items=[{"itemSku": "starter_pack", "quantity": 1}])
+    headers = key(services, "viewer")
+    path = "/v1/fulfilments?sku=gems_100&namespace=demo&state=FULFILLED&limit=5"
+    with services.session() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("the statistics are PostgreSQL's")
+        session.execute(text("ANALYZE fulfilment_items"))
+        session.commit()
+        ops._SKU_SHARES.clear()
+        assert ops.sku_is_common(session, "gems_100") and not ops.sku_is_common(session, "nope")
+
+    def pages(url):
+        seen, cursor = [], None
+        while True:
+            page = client.get(url + (f"&cursor={cursor}" if cursor else ""), headers=headers).json
+            seen += [row["transactionId"] for row in page["items"]]
+            if not (cursor := page["nextCursor"]):
+                return seen
+
+    walked = pages(path)
+    monkeypatch.setattr(ops, "sku_is_common", lambda session, sku: False)   # the item rows' index instead
+    assert pages(path) == walked and sorted(walked) == sorted(f"t-common-{n}" for n in range(12))
