@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from marshmallow import ValidationError, validates_schema
 
 from config.toml_schema import (
+    read_bytes,
     StringList,
     Checked,
     Choice,
@@ -121,11 +122,9 @@ class AppStoreSchema(StrictSchema):
 
 def _read_certificate(path: str) -> tuple[bytes | None, str | None]:
     """(DER, None) or (None, problem)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        return None, f"cannot read {path}: {exc.strerror or exc}"
+    raw, problem = read_bytes(path)
+    if problem:
+        return None, problem
     try:
         if b"-----BEGIN" in raw:
             certificates = x509.load_pem_x509_certificates(raw)

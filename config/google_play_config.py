@@ -22,6 +22,7 @@ from google.auth import crypt
 from marshmallow import ValidationError, validates_schema
 
 from config.toml_schema import (
+    read_bytes,
     StringList,
     NAME_RE,
     NAME_RULE,
@@ -135,11 +136,9 @@ class GooglePlaySchema(StrictSchema):
 
 def _read_key_file(path: str) -> tuple[dict | None, str | None]:
     """(info, None) or (None, problem)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        return None, f"cannot read {path}: {exc.strerror or exc}"
+    raw, problem = read_bytes(path)
+    if problem:
+        return None, problem
     try:
         return parse_service_account(raw), None
     except ValueError as exc:

@@ -32,6 +32,15 @@ class ConfigFileError(Exception):
         super().__init__("\n".join(f"{source}: {p}: {m}" if p else f"{source}: {m}" for p, m in self.problems))
 
 
+def read_bytes(path: str) -> tuple[bytes | None, str | None]:
+    """A file a config names, whole: (bytes, None) or (None, "cannot read <path>: <why>")."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(), None
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror or exc}"
+
+
 def read_toml(path, error_cls: type[ConfigFileError]) -> dict:
     """Parse a TOML file; unreadable files and syntax errors raise ``error_cls`` naming file and line."""
     source = os.fspath(path)

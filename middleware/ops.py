@@ -260,7 +260,7 @@ def _visible(session: Session, actor: Actor, fulfilment_id: str) -> Fulfilment:
     return f
 
 
-def _item(i: FulfilmentItem) -> dict:
+def item_view(i: FulfilmentItem) -> dict:
     return {"id": i.id, "line": i.line_no, "component": i.component_no, "sku": i.sku,
             "componentSku": i.component_sku, "itemId": i.item_id, "kind": i.kind, "target": i.target,
             "amount": i.amount, "revokedAmount": i.revoked_amount, "state": i.state, "errorCode": i.error_code,
@@ -268,10 +268,20 @@ def _item(i: FulfilmentItem) -> dict:
             "updatedAt": iso(i.updated_at)}
 
 
-def _event(e: InboundEvent) -> dict:
+def event_view(e: InboundEvent) -> dict:
     return {"id": e.id, "source": e.source, "providerEventId": e.provider_event_id, "type": e.event_type,
             "namespace": e.namespace, "receivedAt": iso(e.received_at), "outcome": e.outcome, "detail": e.detail,
             "contentType": e.content_type, **_body(e.raw_body)}
+
+
+def history_view(h) -> dict:
+    return {"id": h.id, "at": iso(h.at), "actor": h.actor, "from": h.from_state, "to": h.to_state,
+            "detail": h.detail}
+
+
+def delivery_view(d: Delivery) -> dict:
+    return {"id": d.id, "sink": d.sink, "state": d.state, "attempts": d.attempts, "lastStatus": d.last_status,
+            "lastError": d.last_error, "nextAttemptAt": iso(d.next_attempt_at), "deliveredAt": iso(d.delivered_at)}
 
 
 def fulfilment_detail(session: Session, actor: Actor, fulfilment_id: str) -> dict:
@@ -279,8 +289,6 @@ def fulfilment_detail(session: Session, actor: Actor, fulfilment_id: str) -> dic
     about it and what the sinks were sent about it."""
     f = _visible(session, actor, fulfilment_id)
     f = repo.load(session, f.id, history=True)
-    history = [{"id": h.id, "at": iso(h.at), "actor": h.actor, "from": h.from_state, "to": h.to_state,
-                "detail": h.detail} for h in f.history]
     events = list(session.scalars(select(InboundEvent).where(InboundEvent.fulfilment_id == f.id)
                                   .order_by(InboundEvent.id)))
     # Kraty webhooks about the order: linked to it when handled, or named by a "confirmed by Kraty" note
@@ -301,15 +309,13 @@ def fulfilment_detail(session: Session, actor: Actor, fulfilment_id: str) -> dic
                                                   "occurredAt": iso(event.occurred_at),
                                                   "playerSequence": event.player_seq, "deliveries": []})
         if delivery is not None:
-            entry["deliveries"].append({
-                "id": delivery.id, "sink": delivery.sink, "state": delivery.state, "attempts": delivery.attempts,
-                "lastStatus": delivery.last_status, "lastError": delivery.last_error,
-                "nextAttemptAt": iso(delivery.next_attempt_at), "deliveredAt": iso(delivery.delivered_at)})
+            entry["deliveries"].append(delivery_view(delivery))
     return {**summary(f), "lines": f.lines, "lookup": f.lookup, "playerKey": f.player_key,
             "followup": f.followup, "followupState": f.followup_state, "nextAttemptAt": iso(f.next_attempt_at),
-            "stateChangedAt": iso(f.state_changed_at), "items": [_item(i) for i in f.items], "history": history,
-            "inboundEvents": [_event(e) for e in events if e.source != "kraty"],
-            "kratyWebhooks": [_event(e) for e in sorted(kraty, key=lambda e: e.id)],
+            "stateChangedAt": iso(f.state_changed_at), "items": [item_view(i) for i in f.items],
+            "history": [history_view(h) for h in f.history],
+            "inboundEvents": [event_view(e) for e in events if e.source != "kraty"],
+            "kratyWebhooks": [event_view(e) for e in sorted(kraty, key=lambda e: e.id)],
             "sinkEvents": list(sink_events.values())}
 
 

@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from . import ops
 from .ledger import states
 from .ledger.models import (AuditEntry, Delivery, Erasure, Fulfilment, HistoryEntry, InboundEvent, OutboundEvent,
                             PlayerLink, PlayerSequence, Reversal, utcnow)
@@ -220,17 +221,6 @@ def merge(session: Session, namespace: str, guest: str, into: str, *, actor: str
 
 
 # ---------------------------------------------------------------- export
-def _body(raw: bytes):
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return {"_raw": raw.decode("utf-8", "replace")}
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
 def export(session: Session, namespaces: list[str], player_id: str) -> dict:
     """Everything the bridge holds on ``player_id`` in these namespaces, as JSON."""
     orders = session.scalars(select(Fulfilment).where(Fulfilment.namespace.in_(namespaces),
@@ -252,33 +242,20 @@ def export(session: Session, namespaces: list[str], player_id: str) -> dict:
                                  .order_by(Delivery.created_at)).all() if outbound else []
     by_event: dict[str, list] = {}
     for d in deliveries:
-        by_event.setdefault(d.event_id, []).append(
-            {"id": d.id, "sink": d.sink, "state": d.state, "attempts": d.attempts,
-             "deliveredAt": _iso(d.delivered_at), "lastError": d.last_error})
+        by_event.setdefault(d.event_id, []).append(ops.delivery_view(d))
     return {
         "playerId": player_id,
         "namespaces": namespaces,
-        "exportedAt": _iso(utcnow()),
-        "fulfilments": [{
-            "id": f.id, "namespace": f.namespace, "store": f.source, "transactionId": f.transaction_id,
-            "environment": f.environment, "state": f.state, "reason": f.reason, "price": f.price,
-            "currency": f.currency, "lines": f.lines, "createdAt": _iso(f.created_at),
-            "updatedAt": _iso(f.updated_at),
-            "items": [{"sku": i.sku, "kind": i.kind, "target": i.target, "amount": i.amount,
-                       "revokedAmount": i.revoked_amount, "state": i.state, "kratyEntryId": i.kraty_entry_id}
-                      for i in f.items],
-            "history": [{"at": _iso(h.at), "actor": h.actor, "from": h.from_state, "to": h.to_state,
-                         "detail": h.detail} for h in f.history],
-        } for f in orders],
+        "exportedAt": ops.iso(utcnow()),
+        "fulfilments": [{**ops.summary(f), "lines": f.lines, "items": [ops.item_view(i) for i in f.items],
+                         "history": [ops.history_view(h) for h in f.history]} for f in orders],
         "receiptLinks": [{"namespace": link.namespace, "store": link.source, "kind": link.kind, "value": link.value,
-                          "createdAt": _iso(link.created_at)} for link in links],
+                          "createdAt": ops.iso(link.created_at)} for link in links],
         "refundsAndDisputes": [{"fulfilmentId": r.fulfilment_id, "store": r.source, "kind": r.kind,
                                 "amount": r.amount, "total": r.total, "currency": r.currency, "state": r.state,
-                                "createdAt": _iso(r.created_at)} for r in reversal_rows],
-        "inboundEvents": [{"id": e.id, "source": e.source, "eventId": e.provider_event_id, "type": e.event_type,
-                           "receivedAt": _iso(e.received_at), "outcome": e.outcome, "fulfilmentId": e.fulfilment_id,
-                           "body": _body(e.raw_body)} for e in inbound],
-        "outboundEvents": [{"id": e.id, "type": e.type, "namespace": e.namespace, "occurredAt": _iso(e.occurred_at),
-                            "playerSequence": e.player_seq, "data": e.payload,
+                                "createdAt": ops.iso(r.created_at)} for r in reversal_rows],
+        "inboundEvents": [ops.event_view(e) for e in inbound],
+        "outboundEvents": [{"id": e.id, "type": e.type, "namespace": e.namespace,
+                            "occurredAt": ops.iso(e.occurred_at), "playerSequence": e.player_seq, "data": e.payload,
                             "deliveries": by_event.get(e.id, [])} for e in outbound],
     }

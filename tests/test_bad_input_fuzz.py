@@ -8,12 +8,10 @@ import json
 import pytest
 from sqlalchemy import text
 
-from app import create_app
 from middleware.ledger.models import table_names_children_first
-from workers import runtime
 
 from .ops_support import fulfilled_order, key
-from .test_console import SECRET, csrf_of, sign_in
+from .test_console import app, csrf_of, sign_in  # noqa: F401  (app: the console's fixture, with a secret key)
 from .test_sink_delivery import CRM_SECRET
 
 JSON = "application/json"
@@ -102,16 +100,6 @@ def settings_overrides(settings_overrides, tmp_path):
     sinks = tmp_path / "sinks.toml"   # never called: nothing is delivered in these tests
     sinks.write_text(f'[sinks.crm]\nurl = "http://127.0.0.1:9/crm"\nsecret = "{CRM_SECRET}"\nschedule = [0]\n')
     return {**settings_overrides, "sinks_path": str(sinks)}
-
-
-@pytest.fixture
-def app(settings_overrides, clean):
-    app = create_app({**settings_overrides, "secret_key": SECRET})
-    app.config["TESTING"] = True
-    runtime.use(app)
-    yield app
-    runtime.use(None)
-    app.extensions["kraty_bridge"].close()
 
 
 def snapshot(services) -> dict:

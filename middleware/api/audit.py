@@ -8,7 +8,6 @@ from __future__ import annotations
 from marshmallow import (
     RAISE,
     Schema,
-    ValidationError,
     fields,
     validate,
     validates_schema,
@@ -19,7 +18,7 @@ from middleware.services import services
 
 from .errors import ApiError
 from .fulfilments import Page, actor, check_namespace, decode_cursor, encode_cursor
-from .v1 import Blueprint, UtcDateTime
+from .v1 import Blueprint, UtcDateTime, check_order
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit",
                 description="The audit log of ops actions. Needs a `viewer` key.")
@@ -38,8 +37,7 @@ class AuditArgs(Page):
 
     @validates_schema
     def _range(self, data, **kwargs):
-        if data.get("after") and data.get("before") and data["after"] >= data["before"]:
-            raise ValidationError("after must be before before", "after")
+        check_order(data, "after", "before")
 
 
 class AuditEntry(Schema):

@@ -18,30 +18,19 @@ from marshmallow import (
     validates_schema,
 )
 
-from mappers.accelbyte import is_clean_id
 from middleware import api_keys, ops
 from middleware.ledger import states
 from middleware.services import services
 
 from . import cursors
 from .errors import ApiError
-from .v1 import Blueprint, UtcDateTime
+from .v1 import Blueprint, Strict, UtcDateTime, check_order, clean_id
 
 blp = Blueprint("fulfilments", __name__, url_prefix="/v1/fulfilments",
                 description="Orders: list and filter them, see one with everything behind it, fix it (retry, "
                             "revoke, attach a player, make good, resolve). Reading needs a `viewer` key; the "
                             "actions `operator` or `admin` (see each).")
 CURSOR_KIND = "fulfilments"
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-def clean_id(value: str) -> None:
-    if not is_clean_id(value):
-        raise ValidationError("1-128 printable characters without spaces")
 
 
 def reason_text(value: str) -> None:
@@ -70,8 +59,7 @@ class FulfilmentArgs(Page):
 
     @validates_schema
     def _range(self, data, **kwargs):
-        if data.get("createdAfter") and data.get("createdBefore") and data["createdAfter"] >= data["createdBefore"]:
-            raise ValidationError("createdAfter must be before createdBefore", "createdAfter")
+        check_order(data, "createdAfter", "createdBefore")
 
 
 class FulfilmentSummary(Schema):

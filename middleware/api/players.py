@@ -12,8 +12,8 @@ from middleware import api_keys, ops
 from middleware.services import services
 
 from .errors import ApiError
-from .fulfilments import FulfilmentSummary, Strict, actor
-from .v1 import Blueprint
+from .fulfilments import FulfilmentSummary, actor
+from .v1 import Blueprint, Strict
 
 blp = Blueprint("players", __name__, url_prefix="/v1/players",
                 description="A player's orders beside Kraty's profile of them. Needs a `viewer` key.")

@@ -7,23 +7,20 @@ place an erasure starts.
 from __future__ import annotations
 
 from flask import g
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, fields, validate
 
 from mappers.accelbyte import is_clean_id
 from middleware import api_keys, privacy
 from middleware.services import services
 
 from .errors import ApiError
-from .v1 import Blueprint
+from .v1 import Blueprint, Strict
 
 blp = Blueprint("player_export", __name__, url_prefix="/v1/players",
                 description="A player's data, for access requests. Needs an `operator` key.")
 
 
-class ExportArgs(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ExportArgs(Strict):
     namespace = fields.String(validate=validate.Length(1, 64),
                               metadata={"description": "one game (default: every game the key may see)"})
 

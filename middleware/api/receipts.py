@@ -12,11 +12,10 @@ import time
 from dataclasses import replace
 
 from flask import g
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from mappers import app_store as app_store_mapper
 from mappers import google_play as gp
-from mappers.accelbyte import is_clean_id
 from mappers.canonical import Reversal
 from middleware import api_keys, player_links, purchases
 from middleware.ledger import repository as repo
@@ -29,7 +28,7 @@ from middleware.stores.errors import StoreError
 
 from .app_store_webhook import verification_failed
 from .errors import ApiError
-from .v1 import Blueprint
+from .v1 import Blueprint, Strict, clean_id
 
 blp = Blueprint("receipts", __name__, url_prefix="/v1/receipts",
                 description="Store purchases posted by the studio's backend, with their player. "
@@ -37,23 +36,13 @@ blp = Blueprint("receipts", __name__, url_prefix="/v1/receipts",
 MAX_WAIT = 5.0
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-def _player_id(value: str) -> None:
-    if not is_clean_id(value):
-        raise validate.ValidationError("1-128 printable characters without spaces")
-
-
-class AppStoreReceipt(_Strict):
-    playerId = fields.String(required=True, validate=_player_id, metadata={"description": "the Kraty player"})
+class AppStoreReceipt(Strict):
+    playerId = fields.String(required=True, validate=clean_id, metadata={"description": "the Kraty player"})
     signedTransaction = fields.String(required=True, validate=validate.Length(1, 64 * 1024),
                                       metadata={"description": "the StoreKit 2 signed transaction (JWS)"})
 
 
-class WaitArgs(_Strict):
+class WaitArgs(Strict):
     wait = fields.Float(load_default=0.0, validate=validate.Range(0, MAX_WAIT),
                         metadata={"description": "seconds to wait for a final state (0-5)"})
 
@@ -162,8 +151,8 @@ def _link_pending(game, player: str, token: str) -> None:
         session.commit()
 
 
-class GooglePlayReceipt(_Strict):
-    playerId = fields.String(required=True, validate=_player_id, metadata={"description": "the Kraty player"})
+class GooglePlayReceipt(Strict):
+    playerId = fields.String(required=True, validate=clean_id, metadata={"description": "the Kraty player"})
     productId = fields.String(required=True, validate=validate.Length(1, 255),
                               metadata={"description": "the Play Console product (or subscription) id"})
     purchaseToken = fields.String(required=True, validate=validate.Length(1, 4096))

@@ -5,7 +5,6 @@ audited (``audit_log``), like ``flask sinks replay`` / ``flask sinks enable``.
 """
 from __future__ import annotations
 
-from datetime import datetime
 
 from flask import g
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -18,31 +17,20 @@ from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import STATES, ReplayError, enable_sink
 
 from .errors import ApiError
-from .v1 import Blueprint, UtcDateTime
+from .v1 import Blueprint, Strict, UtcDateTime
 
 blp = Blueprint("sinks", __name__, url_prefix="/v1/sinks",
                 description="Sinks (CRM and analytics destinations): their deliveries, replay and enable. "
                             "Reading needs a `viewer` key; replay and enable need `operator`.")
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-def _aware(value: datetime) -> None:
-    if value.tzinfo is None:
-        raise ValidationError("must include a timezone (2026-11-21T10:00:00Z)")
-
-
-class Reason(_Strict):
+class Reason(Strict):
     reason = fields.String(required=True, validate=validate.Length(1, 500),
                            metadata={"description": "why (kept in the audit log)"})
 
 
 class ReplaySince(Reason):
-    since = UtcDateTime(required=True, validate=_aware,
-                                 metadata={"description": "replay deliveries recorded at or after this time"})
+    since = UtcDateTime(required=True, metadata={"description": "replay deliveries recorded at or after this time"})
 
     @validates_schema
     def _not_future(self, data, **kwargs):
@@ -50,9 +38,9 @@ class ReplaySince(Reason):
             raise ValidationError({"since": ["is in the future"]})
 
 
-class DeliveryArgs(_Strict):
+class DeliveryArgs(Strict):
     state = fields.String(validate=validate.OneOf(STATES))
-    since = UtcDateTime(validate=_aware, metadata={"description": "recorded at or after this time"})
+    since = UtcDateTime(metadata={"description": "recorded at or after this time"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
 
 

@@ -13,9 +13,10 @@ from datetime import UTC
 import flask_smorest
 from flask import Flask, request
 from flask_smorest import Api
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields
 from webargs.flaskparser import FlaskParser, abort
 
+from mappers.accelbyte import is_clean_id
 from middleware.storable import MESSAGE, unstorable
 
 REDOC = "https://cdn.jsdelivr.net/npm/redoc@2.1.5/bundles/redoc.standalone.js"
@@ -56,6 +57,25 @@ class UtcDateTime(fields.AwareDateTime):
             return aware.astimezone(UTC)
         except OverflowError:
             raise ValidationError("out of range once converted to UTC") from None
+
+
+class Strict(Schema):
+    """Arguments of our APIs: an unknown field is refused (422), never ignored."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def clean_id(value: str) -> None:
+    """A player id (or another id we pass to Kraty): 1-128 printable characters without spaces."""
+    if not is_clean_id(value):
+        raise ValidationError("1-128 printable characters without spaces")
+
+
+def check_order(data: dict, first: str, second: str) -> None:
+    """Refuse a time range whose ``first`` bound is not before its ``second``."""
+    if data.get(first) and data.get(second) and data[first] >= data[second]:
+        raise ValidationError(f"{first} must be before {second}", first)
 
 
 class Blueprint(flask_smorest.Blueprint):
