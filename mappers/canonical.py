@@ -13,6 +13,8 @@ class Purchase:
     lines: list[dict]                # store lines (orders.store_line); empty while ``lookup`` is set
     lookup: str | None = None        # what to fetch from the store before the lines are known
     payment_ref: str | None = None   # the payment refunds and disputes will name (a PaymentIntent id)
+    # further store ids a refund or dispute may name instead of ``payment_ref`` (Stripe charge ids, an invoice id)
+    extra_refs: tuple[str, ...] = ()
     detail: dict = field(default_factory=dict)
     # (kind, value) ids a studio's receipt may link to a player (player_links), most specific first;
     # the first is the purchase's own id. ``player_key``: the id a held order is found by when linked.
