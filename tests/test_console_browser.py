@@ -109,3 +109,29 @@ def test_gems_never_arrived_walkthrough(app, client, services, emulator, served,
     assert balances(emulator, PLAYER) == ({"gems": 100}, {})
     [entry] = audit_entries(services, fulfilment_id)
     assert (entry.actor, entry.action, entry.reason) == ("console:support-alice", "retry", REASON)
+
+
+def test_docs_page_renders_offline(served):
+    """/docs in Chromium with every request off loopback refused: Swagger UI renders our operations."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package (requirements-dev.txt)")
+    elsewhere = []
+
+    def only_loopback(route):
+        if route.request.url.startswith(served.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_loopback)
+            page.goto(f"{served.url}/docs")
+            sync_api.expect(page.locator(".opblock-summary-path", has_text="/v1/receipts/app-store")
+                            ).to_be_visible(timeout=15_000)
+            sync_api.expect(page.locator(".info .title")).to_contain_text("kraty-bridge")
+        finally:
+            browser.close()
+    assert elsewhere == []

@@ -1,4 +1,5 @@
-"""Our own ``/v1`` APIs, described in OpenAPI by flask-smorest: ``/openapi.json`` and a docs page ``/docs``.
+"""Our own ``/v1`` APIs, described in OpenAPI by flask-smorest: ``/openapi.json`` and a docs page ``/docs``
+(Swagger UI, its assets served by the app: docs_page.py).
 
 Their blueprints are :class:`Blueprint` (flask-smorest's, with the argument parser below), so every ``/v1``
 endpoint refuses with a 400 what would otherwise reach the code and answer 500: JSON that Python cannot
@@ -19,7 +20,7 @@ from webargs.flaskparser import FlaskParser, abort
 from mappers.accelbyte import is_clean_id
 from middleware.storable import MESSAGE, unstorable
 
-REDOC = "https://cdn.jsdelivr.net/npm/redoc@2.1.5/bundles/redoc.standalone.js"
+from . import docs_page
 
 
 class Parser(FlaskParser):
@@ -108,12 +109,12 @@ class _Api(Api):
 
 def init_api(app: Flask, blueprints) -> Api:
     app.config.update(API_TITLE="kraty-bridge", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
-                      OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json", OPENAPI_REDOC_PATH="docs",
-                      OPENAPI_REDOC_URL=REDOC)
+                      OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json", **docs_page.CONFIG)
     api = _Api(app, spec_kwargs={"info": {"description": "kraty-bridge's own APIs. Errors: "
                                           '`{"error": {"code", "message", "requestId", "details"?}}`.'}})
     api.spec.components.security_scheme("apiKey", {"type": "http", "scheme": "bearer",
                                                    "description": "an API key made with `flask keys create`"})
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
+    app.register_blueprint(docs_page.bp)  # /docs/assets/: the docs page's scripts and styles, from a package
     return api
