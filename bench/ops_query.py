@@ -376,7 +376,7 @@ def build_cases(svc, marker: dict) -> tuple[list[Case], list[str]]:
 def find_deep_pages(client, headers: dict, svc, cases: list[Case], deep: int) -> None:
     """Page through each case with the API, 50 rows at a time, as a client does; keep the cursor of the page
     that starts ``deep`` rows in (or of the last page when there are fewer rows)."""
-    secret = cursors.secret_from(svc)
+    secret = cursors.secrets_from(svc)
     for case in cases:
         params, cursor, seen, last_cursor, last_seen = case.variants[0], None, 0, None, 0
         while seen < deep:

@@ -122,7 +122,7 @@ def child_environment(environ, instance: Path, emulator_port: int) -> dict:
     if not env.get("KB_GOOGLE_API_BASE"):  # the emulator's Google Play fake (Publisher API + token endpoint)
         env["KB_GOOGLE_API_BASE"] = f"http://{HOST}:{emulator_port}/google"
         env.setdefault("KB_GOOGLE_TOKEN_URI", f"http://{HOST}:{emulator_port}/google/token")
-    if not env.get("KB_SECRET_KEY"):  # the web console's sessions: shared by every worker, kept across runs
+    if not env.get("KB_SECRET_KEY") and not env.get("KB_SECRET_KEY_FILE"):  # the web console's sessions: shared by every worker, kept across runs
         env["KB_SECRET_KEY"] = instance_secret_key(instance)
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):  # the web and worker processes' metrics, added up at a scrape
         env["PROMETHEUS_MULTIPROC_DIR"] = str(instance / "metrics")

@@ -13,6 +13,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from config.app_store_config import APPLE_ROOT_CA_G3_SHA256, parse_fingerprints
+from config.secret_files import SecretFileError, split_keys, with_secret_files
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_KEY = 32
@@ -53,6 +54,11 @@ class Settings:
     secret_key: str | None = dataclass_field(repr=False)   # signs console sessions: kept out of repr and logs
     metrics_key: str | None = dataclass_field(repr=False)  # the bearer key of /metrics
     metrics_bind: str | None = None
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """KB_SECRET_KEY's keys: the first signs (console cookies, ops API cursors), every one verifies."""
+        return split_keys(self.secret_key)
 
     def replace(self, **changes) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -122,8 +128,9 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                              "`make run` point it at a local fake)")),
     "KB_SECRET_KEY": ("secret_key", str, None,
                       ("Signs the web console's session cookies (and the ops API's cursors); the same value in every "
-                       "web process, at least 32 characters. Default: empty, the console is off. `make run` "
-                       "generates one in instance/secret_key")),
+                       "web process, at least 32 characters. A comma-separated list rotates keys: the first signs, "
+                       "every one verifies. Default: empty, the console is off. `make run` generates one in "
+                       "instance/secret_key")),
     "KB_METRICS_KEY": ("metrics_key", str, None,
                        ("Bearer key that may read the Prometheus metrics at /metrics (Authorization: Bearer <key>), "
                         f"at least {MIN_METRICS_KEY} characters. Default: empty, /metrics answers 404 on the app's "
@@ -180,7 +187,10 @@ def _check_metrics(values: dict) -> None:
 
 def load_settings(environ=None, **overrides) -> Settings:
     """Read every ``KB_*`` setting from ``environ`` (default ``os.environ``)."""
-    environ = os.environ if environ is None else environ
+    try:
+        environ = with_secret_files(os.environ if environ is None else environ)  # KB_SECRET_KEY_FILE...
+    except SecretFileError as exc:
+        raise SettingsError(str(exc)) from None
     values = {}
     for name, (field, kind, default, _meaning) in SETTINGS.items():
         raw = environ.get(name)
@@ -201,9 +211,13 @@ def load_settings(environ=None, **overrides) -> Settings:
         if values[key] is not None and not re.match(r"https?://[^\s/]+\S*\Z", values[key]):
             raise SettingsError(f"{name}: expected an http:// or https:// URL, got {values[key]!r}")
     values["google_api_base"] = values["google_api_base"].rstrip("/")
-    if values["secret_key"] is not None and len(values["secret_key"]) < MIN_SECRET_KEY:
-        raise SettingsError(f"KB_SECRET_KEY: at least {MIN_SECRET_KEY} characters (make one with "
-                            "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if values["secret_key"] is not None:
+        keys = split_keys(values["secret_key"])
+        if not keys or min(map(len, keys)) < MIN_SECRET_KEY:
+            raise SettingsError(f"KB_SECRET_KEY: at least {MIN_SECRET_KEY} characters per key (a comma-separated "
+                                "list, the signing key first; make one with "
+                                "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        values["secret_key"] = ",".join(keys)
     _check_metrics(values)
     try:
         values["apple_root_sha256"] = parse_fingerprints(values["apple_root_sha256"])

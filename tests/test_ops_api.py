@@ -201,7 +201,7 @@ def test_bad_cursors_are_400_invalid_cursor(client, services, emulator):
     _orders(client, services, emulator)
     viewer = key(services, "viewer")
     cursor = client.get("/v1/fulfilments?limit=2", headers=viewer).get_json()["nextCursor"]
-    secret = cursors.secret_from(services)
+    secret = cursors.secrets_from(services)[0]
     bad = {
         "garbage": "not-a-cursor",
         "no mac": cursor.split(".")[0],

@@ -5,7 +5,8 @@ list it belongs to, a digest of the filters it was made with (a cursor is only g
 filters) and the sort key of the last row of the page. Anything else — garbage, an edited payload, a
 cursor of another list or other filters — is refused with :class:`CursorError` (400 ``invalid_cursor``).
 
-The HMAC key is the ``secret_key`` setting when there is one, else derived from what every process of
+The HMAC key is derived from the ``secret_key`` setting when there is one (its first key signs, each of
+its keys verifies: rotating ``KB_SECRET_KEY`` keeps clients' cursors good), else derived from what every process of
 a deployment shares and keeps secret (the database URL and the games' Kraty server keys): cursors made
 by one web worker verify in every other, and stop verifying when those change (clients start again).
 """
@@ -24,13 +25,14 @@ class CursorError(Exception):
     """The cursor is not one this server made for this list and these filters."""
 
 
-def secret_from(services) -> bytes:
-    configured = getattr(services.settings, "secret_key", None)
+def secrets_from(services) -> list[bytes]:
+    """The HMAC keys: the first signs new cursors, every one verifies."""
+    configured = services.settings.secret_keys
     if configured:
-        return hashlib.sha256(b"kraty-bridge cursors\0" + str(configured).encode()).digest()
+        return [hashlib.sha256(b"kraty-bridge cursors\0" + key.encode()).digest() for key in configured]
     material = [services.settings.database_url] + sorted(
         f"{ns}\0{game.server_key}" for ns, game in services.catalog.games.items())
-    return hashlib.sha256(("kraty-bridge cursors\0" + "\0".join(material)).encode()).digest()
+    return [hashlib.sha256(("kraty-bridge cursors\0" + "\0".join(material)).encode()).digest()]
 
 
 def filters_digest(filters: dict) -> str:
@@ -57,7 +59,7 @@ def encode(secret: bytes, kind: str, filters: dict, key: list) -> str:
     return f"{_b64(payload)}.{_mac(secret, payload)}"
 
 
-def decode(secret: bytes, kind: str, filters: dict, token: str) -> list:
+def decode(secrets: list[bytes], kind: str, filters: dict, token: str) -> list:
     """The sort key the cursor carries; CursorError if it is not a valid cursor for ``kind`` and ``filters``."""
     body, dot, mac = token.partition(".")
     if not dot or not body or len(token) > 1024:
@@ -66,7 +68,7 @@ def decode(secret: bytes, kind: str, filters: dict, token: str) -> list:
         payload = _unb64(body)
     except (binascii.Error, ValueError):
         raise CursorError("the cursor is malformed") from None
-    if not hmac.compare_digest(mac.encode(), _mac(secret, payload).encode()):
+    if not any(hmac.compare_digest(mac.encode(), _mac(secret, payload).encode()) for secret in secrets):
         raise CursorError("the cursor was not made by this server (or was altered)")
     try:
         data = json.loads(payload)

@@ -200,13 +200,13 @@ def decode_cursor(kind: str, filters: dict, token: str | None) -> list | None:
     if token is None:
         return None
     try:
-        return cursors.decode(cursors.secret_from(services()), kind, filters, token)
+        return cursors.decode(cursors.secrets_from(services()), kind, filters, token)
     except cursors.CursorError as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
 
 
 def encode_cursor(kind: str, filters: dict, key: list | None) -> str | None:
-    return None if key is None else cursors.encode(cursors.secret_from(services()), kind, filters, key)
+    return None if key is None else cursors.encode(cursors.secrets_from(services())[0], kind, filters, key)
 
 
 @blp.route("", methods=["GET"])

@@ -26,8 +26,9 @@ def register(app: Flask) -> None:
     from . import orders, pages, sinks  # noqa: F401  (their routes)
     from .blueprint import bp
     settings = app.extensions["kraty_bridge"].settings
-    if settings.secret_key:
-        app.secret_key = settings.secret_key
+    if settings.secret_keys:  # the first signs; the others (keys being rotated out) still verify
+        app.secret_key = settings.secret_keys[0]
+        app.config["SECRET_KEY_FALLBACKS"] = list(settings.secret_keys[1:])
     app.config.update(SESSION_COOKIE_NAME="kb_console", SESSION_COOKIE_PATH="/console",
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
