@@ -9,10 +9,19 @@ command-line options still choose workers, threads and binds.
   before they import prometheus_client.
 - ``when_ready``: with ``KB_METRICS_BIND``, the master serves the metrics there (a thread).
 - ``child_exit``: ``multiprocess.mark_process_dead`` for the worker that exited.
+
+The control socket (gunicorn >= 25.1, for ``gunicornc``) is off: its default path,
+``$XDG_RUNTIME_DIR/gunicorn.ctl`` or ``~/.gunicorn/gunicorn.ctl``, is one for every gunicorn of the user, so a
+second instance would take over the first one's (and the image's home does not exist). To use gunicornc, set
+``GUNICORN_CONTROL_SOCKET`` to a path of this instance's own.
 """
 import os
 import sys
 import tempfile
+
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
 
 
 def on_starting(server):

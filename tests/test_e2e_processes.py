@@ -31,9 +31,9 @@ class Processes:
     def __init__(self):
         self.running: list[subprocess.Popen] = []
 
-    def start(self, args, env, log_path):
+    def start(self, args, env, log_path, cwd=ROOT):
         log = open(log_path, "wb")
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.running.append(proc)
         return proc
