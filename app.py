@@ -7,10 +7,11 @@ from __future__ import annotations
 from flask import Flask
 
 from config.catalog import load_catalog
-from config.settings import Settings, load_settings
+from config.catalog_schema import ConfigFileError
+from config.settings import Settings, SettingsError, load_settings
 from config.sinks import load_sinks
 from config.storefronts import load_storefronts
-from middleware import cli, console, logs
+from middleware import cli, cli_guard, console, logs
 from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, kraty_webhook, privacy,
                             receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
@@ -21,14 +22,17 @@ from middleware.services import Services
 
 def create_app(config: Settings | dict | None = None) -> Flask:
     """Build the app. ``config``: a Settings, or a dict of Settings fields overriding the environment."""
-    if isinstance(config, Settings):
-        settings = config
-    else:
-        settings = load_settings(**(config or {}))
-    logs.configure_logging(settings.log_level, settings.log_json)
-    catalog = load_catalog(settings.catalog_path)
-    storefronts = load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
-    sinks = load_sinks(settings.sinks_path)
+    if config is None and cli_guard.in_cli():
+        cli_guard.use_run_environment()  # beside `make run`: its Redis, ledger and catalog (instance/environment)
+    try:
+        settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
+        logs.configure_logging(settings.log_level, settings.log_json)
+        catalog = load_catalog(settings.catalog_path)
+        storefronts = load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
+        sinks = load_sinks(settings.sinks_path)
+    except (SettingsError, ConfigFileError) as exc:
+        cli_guard.refuse(exc)  # the flask CLI: the message and exit status 1, no traceback
+        raise
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

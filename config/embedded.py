@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
+from config import run_environment
 from config.embedded_banner import READY_LINE, banner  # noqa: F401  (READY_LINE: callers read it here)
 from config.settings import MIN_SECRET_KEY, ROOT, SettingsError, load_settings
 from middleware.metrics.multiproc import prepare_dir
@@ -233,6 +234,7 @@ class Launcher:
         self.children: list[Child] = []
         self.redis_server = None
         self.stopping: str | None = None
+        self.instance: Path | None = None   # where instance/environment was written, to remove it at the end
 
     def _on_signal(self, signum, _frame) -> None:
         self.stopping = signal.Signals(signum).name
@@ -285,6 +287,9 @@ class Launcher:
             if time.monotonic() > deadline:
                 raise LaunchError(f"not ready after {READY_TIMEOUT:.0f} s; stopping")
             self._sleep(0.2)
+        self.instance = instance  # instance/environment: for the CLI beside us (config/run_environment.py)
+        written = run_environment.write(instance, env, {"app": app_url, "emulator": emulator_url}, self.environ)
+        say(f"environment for flask --app app ...: {written}")
         return {"app": app_url, "emulator": emulator_url, "stripe": settings.stripe_api_base}
 
     def announce(self, urls: dict) -> None:
@@ -300,6 +305,9 @@ class Launcher:
             for child in members:
                 child.wait(deadline)
         self.children = []
+        if self.instance is not None:
+            run_environment.remove(self.instance)
+            self.instance = None
         if self.redis_server is not None:
             stop_redis(self.redis_server)
             self.redis_server = None

@@ -7,6 +7,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from config.storefronts import hash_token, new_token
+from middleware.cli_guard import guard
 from middleware.cli_table import JSON_OPTION, echo_json
 from middleware.events_cli import events, google
 from middleware.keys_cli import keys
@@ -76,3 +77,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(events)
     app.cli.add_command(google)
     app.cli.add_command(sinks)
+    guard(app.cli)  # unreachable database or Redis: one line and exit status 1 (cli_guard.py)
