@@ -13,6 +13,8 @@ Unless set, ``KB_STRIPE_API_BASE`` points at the emulator's Stripe fake (``<emul
 ``KB_GOOGLE_API_BASE`` / ``KB_GOOGLE_TOKEN_URI`` at its Google Play fake (``<emulator>/google``).
 Unless set, ``KB_SECRET_KEY`` (the web console's session key) is read from ``<instance>/secret_key``,
 generated there (mode 0600) on the first run, so every gunicorn worker and every restart shares it.
+Once everything answers, the settings it chose go to ``<instance>/environment`` for the ``flask`` commands run
+beside it (config/run_environment.py); the file goes when the launcher stops.
 """
 from __future__ import annotations
 
