@@ -84,7 +84,8 @@ def take_back(f: Fulfilment, r: Reversal, rules, actor: str, noun: str, amount: 
 
 
 def give_back(f: Fulfilment, r: Reversal, took: Reversal, actor: str, why: str, still_taken: int) -> str | None:
-    """Give back what ``took`` took, once. ``still_taken``: what other refunds still hold back."""
+    """Give back what ``took`` took, once. ``still_taken``: what refunds applied after it still hold back
+    (then its ``before`` would not be the whole truth: flagged for ops)."""
     if f.state == states.REVOKING:
         return None  # the take-back is still settling: give back once it has
     took.detail = {**(took.detail or {}), "given_back": r.reversal_key}
@@ -97,10 +98,10 @@ def give_back(f: Fulfilment, r: Reversal, took: Reversal, actor: str, why: str, 
 
 
 # ---------------------------------------------------------------- refunds
-def _refunded_elsewhere(session: Session, f: Fulfilment, *exclude: int) -> int:
-    """What the order's other refunds in effect hold back (each Stripe Refund is one row)."""
+def _refunded_elsewhere(session: Session, f: Fulfilment, r: Reversal) -> int:
+    """What the order's other refunds add up to (each Stripe Refund is one row; a given-back one is out)."""
     rows = session.scalars(select(Reversal).where(Reversal.fulfilment_id == f.id, Reversal.kind == sr.REFUND,
-                                                  Reversal.state == APPLIED, Reversal.id.not_in(exclude)))
+                                                  Reversal.state == APPLIED, Reversal.id != r.id))
     return sum(row.amount or 0 for row in rows
                if row.reversal_key.endswith(":taken") and not (row.detail or {}).get("given_back"))
 
@@ -112,7 +113,7 @@ def refund(session: Session, f: Fulfilment, r: Reversal, rules, actor: str) -> s
         return take_back(f, r, rules, actor, "refund", r.amount, unknown_is_all=True)
     if any(s.kind == sr.REFUND_FAILED for s in _group(session, r)):
         return "ignored: the refund failed or was canceled before it took effect"
-    return take_back(f, r, rules, actor, "refund", (r.amount or 0) + _refunded_elsewhere(session, f, r.id))
+    return take_back(f, r, rules, actor, "refund", (r.amount or 0) + _refunded_elsewhere(session, f, r))
 
 
 def refund_failed(session: Session, f: Fulfilment, r: Reversal, rules, actor: str) -> str | None:
@@ -123,8 +124,11 @@ def refund_failed(session: Session, f: Fulfilment, r: Reversal, rules, actor: st
     if took is None or not _in_effect(took):
         return "nothing to give back: the refund took nothing"
     status = (r.detail or {}).get("status") or "failed"
+    # what refunds applied before it took is in its ``before`` (kept); a later one's take-back is not
+    later = session.scalars(select(Reversal).where(Reversal.fulfilment_id == f.id, Reversal.kind == sr.REFUND,
+                                                   Reversal.id > took.id, Reversal.id != r.id))
     return give_back(f, r, took, actor, f"refund {took.reversal_key.split(':')[1]} {status}",
-                     _refunded_elsewhere(session, f, took.id, r.id))
+                     sum(row.amount or 0 for row in later if _in_effect(row)))
 
 
 # ---------------------------------------------------------------- disputes
