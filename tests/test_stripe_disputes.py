@@ -102,6 +102,7 @@ def test_an_inquiry_that_escalates_into_a_dispute(client, services, redis, emula
 def test_an_inquiry_then_another_real_dispute_on_the_same_charge(client, services, redis, emulator, stripe_fake):
     session = paid_order(client, redis, stripe_fake)
     deliver(client, redis, disputed(session, "warning_needs_response", dispute_id="du_inquiry"))
+    assert order(services, session["id"])["state"] == "FULFILLED"
     deliver(client, redis, disputed(session, "needs_response", dispute_id="du_chargeback"))
     assert order(services, session["id"])["state"] == "REVOKED"
     deliver(client, redis, disputed(session, "warning_closed", "charge.dispute.closed", dispute_id="du_inquiry"))
