@@ -4,6 +4,7 @@ What cannot be traced is flagged for ops after KB_UNTRACED_REVERSAL_SECONDS and 
 silent wait."""
 from __future__ import annotations
 
+import json
 import time
 
 from middleware.metrics.collectors import LedgerCollector
@@ -72,7 +73,7 @@ def test_the_charge_ids_a_purchase_names_are_kept_and_found(client, services, re
     assert charge_calls(stripe_fake) == []  # found in the ledger: Stripe was not asked
 
 
-def test_an_untraceable_refund_is_flagged_counted_and_applied_if_its_purchase_comes(client, services, redis,
+def test_an_untraceable_refund_is_flagged_counted_and_applied_if_its_purchase_comes(client, services, redis, runner,
                                                                                      emulator, stripe_fake,
                                                                                      monkeypatch):
     ev = event("refund.created", refund_of("ch_nobody_knows", 100))
@@ -85,6 +86,10 @@ def test_an_untraceable_refund_is_flagged_counted_and_applied_if_its_purchase_co
     assert reconcile_now(services, stale_seconds=3600)["untraced"] == 0  # flagged once
     gauge = {f.name: f for f in LedgerCollector(lambda: services.engine).collect()}["kb_reversals_untraced"]
     assert [(s.labels, s.value) for s in gauge.samples] == [({"source": "stripe"}, 1)]
+    listed = runner.invoke(args=["events", "untraced", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)
+    assert row["ref"] == "ch_nobody_knows" and row["kind"] == "refund" and row["outcome"].startswith("untraced")
     # the purchase comes after all, naming that charge: never granted
     fulfilment_id = direct_purchase(services, "pi_late_1", "ch_nobody_knows")
     drain(redis)
