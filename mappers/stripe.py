@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from mappers.accelbyte import is_clean_id
 from mappers import stripe_reversals
+from mappers.accelbyte import is_clean_id
 from mappers.canonical import Purchase
 from mappers.money import from_minor, price_fields
 
