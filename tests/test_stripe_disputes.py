@@ -129,3 +129,16 @@ def test_a_partial_dispute_takes_its_share_when_proportional(make_app, redis, em
     assert balances(emulator)[0] == {"gems": 300}
     deliver(client, redis, disputed(session, "lost", "charge.dispute.closed", amount=session["amount_total"] // 4))
     assert balances(emulator)[0] == {"gems": 300}
+
+
+def test_a_partial_take_back_won_is_flagged_with_what_to_give_back(make_app, redis, emulator, stripe_fake,
+                                                                   catalog_path, tmp_path):
+    """A give-back that cannot be exact (the order is no longer REVOKED) is not guessed: ops are told."""
+    client, services = app_with(make_app, catalog_path, tmp_path, partial_refunds='"proportional"')
+    session = paid_order(client, redis, stripe_fake, ("price_gems_100", 4))
+    deliver(client, redis, disputed(session, "needs_response", amount=session["amount_total"] // 4))
+    deliver(client, redis, disputed(session, "won", "charge.dispute.closed", amount=session["amount_total"] // 4))
+    o = order(services, session["id"])
+    assert o["state"] == "FULFILLED" and "dispute won, but the order is FULFILLED" in o["attention"], o
+    assert "dispute:du_1:opened" in o["attention"]
+    assert balances(emulator)[0] == {"gems": 300}
