@@ -41,6 +41,7 @@ class Settings:
     lease_seconds: float
     reconcile_interval_seconds: float
     reconcile_stale_seconds: float
+    untraced_reversal_seconds: float
     put_wait_seconds: float
     stripe_api_base: str
     stripe_tolerance_seconds: int
@@ -101,6 +102,10 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                                       "How often a worker runs the reconciler (one run per interval across all workers)"),
     "KB_RECONCILE_STALE_SECONDS": ("reconcile_stale_seconds", float, 120.0,
                                    "Non-terminal work that has not moved for this long is re-enqueued"),
+    "KB_UNTRACED_REVERSAL_SECONDS": ("untraced_reversal_seconds", float, 3600.0,
+                                     ("A refund or dispute whose payment names no order after this long is flagged "
+                                      "for ops (reversal state untraced, metric kb_reversals_untraced); it is still "
+                                      "applied if its purchase comes later")),
     "KB_PUT_WAIT_SECONDS": ("put_wait_seconds", float, 15.0,
                             "How long a fulfil PUT waits for a concurrent attempt on the same order to finish"),
     "KB_STRIPE_API_BASE": ("stripe_api_base", str, "https://api.stripe.com",

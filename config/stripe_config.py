@@ -16,10 +16,13 @@ from marshmallow import ValidationError, post_load, validates_schema
 
 from config.toml_schema import Checked, Choice, FromEnv, StrictSchema, StringList
 
-__all__ = ["DISPUTE_POLICIES", "PARTIAL_REFUND_POLICIES", "StripeConfig", "StripeSchema"]
+__all__ = ["DISPUTE_POLICIES", "INQUIRY_POLICIES", "PARTIAL_REFUND_POLICIES", "REFUND_ON", "StripeConfig",
+           "StripeSchema"]
 
 PARTIAL_REFUND_POLICIES = ("flag", "proportional")
 DISPUTE_POLICIES = ("revoke_on_open", "revoke_when_lost")
+INQUIRY_POLICIES = ("flag", "revoke")  # a card inquiry (dispute status warning_*): no funds were withdrawn
+REFUND_ON = ("succeeded", "pending")   # the refund status that takes back (failed / canceled give back)
 METADATA_KEY_MAX = 40  # Stripe's limit on a metadata key
 
 WEBHOOK_SECRET_RE = re.compile(r"whsec_\S+\Z")
@@ -42,6 +45,8 @@ class StripeConfig:
     player_metadata_key: str  # session metadata key naming the player when client_reference_id is empty
     partial_refunds: str  # "flag" | "proportional"
     disputes: str  # "revoke_on_open" | "revoke_when_lost"
+    inquiries: str = "flag"  # "flag" | "revoke"
+    refund_on: str = "succeeded"  # "succeeded" | "pending"
 
     def key_for(self, livemode: bool) -> str:
         """The API key for an event's objects: test-mode events use ``test_api_key`` when given."""
@@ -100,6 +105,8 @@ class StripeSchema(StrictSchema):
     player_metadata_key = Checked(_is_metadata_key, METADATA_KEY_RULE, load_default="player_id")
     partial_refunds = Choice(PARTIAL_REFUND_POLICIES, load_default="flag")
     disputes = Choice(DISPUTE_POLICIES, load_default="revoke_on_open")
+    inquiries = Choice(INQUIRY_POLICIES, load_default="flag")
+    refund_on = Choice(REFUND_ON, load_default="succeeded")
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _one_source_each(self, data, original, **kwargs):
@@ -123,4 +130,5 @@ class StripeSchema(StrictSchema):
             webhook_secrets=either("webhook_secrets"), api_key=either("api_key"),
             test_api_key=either("test_api_key"), player_metadata_key=data["player_metadata_key"],
             partial_refunds=data["partial_refunds"], disputes=data["disputes"],
+            inquiries=data["inquiries"], refund_on=data["refund_on"],
         )

@@ -10,6 +10,9 @@ another Flask app (``python -m emulator`` does that). The served calls (GET only
     /v1/checkout/sessions                  payment_intent, customer, status, pagination, expand
                                            data.line_items, data.payment_intent
     /v1/payment_intents/{id}
+    /v1/charges/{id}                       (a succeeded PaymentIntent's latest_charge: emulator/stripe_charges.py)
+    /v1/refunds/{id}
+    /v1/refunds                            charge, payment_intent, pagination
 
 Keys: ``Authorization: Bearer <key>``: any ``sk_test_``, ``sk_live_`` or ``rk_`` key, or only
 ``config["api_keys"]`` when given. A key with ``_test_``/``_live_`` in it sees only its mode's
@@ -24,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
                        register_common_admin)
+from .stripe_charges import ChargeBook
 from .stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
@@ -45,6 +49,7 @@ class StripeFake(FakeState):
             raise ValueError("api_keys must be a list of non-empty strings")
         self.api_keys = None if keys is None else frozenset(keys)
         self.store = StripeStore()
+        self.charges = ChargeBook(self.store)
         super().__init__(config)
 
     def key_mode(self, header: str) -> str | None:
@@ -64,6 +69,7 @@ class StripeFake(FakeState):
 
     def reset(self) -> None:
         self.store.reset()
+        self.charges.reset()
         super().reset()
 
 
@@ -133,6 +139,7 @@ def create_stripe_app(config: dict | None = None) -> Flask:
         return response
 
     register_api(app, fake.store)
+    register_charges(app, fake.charges)
     register_admin(app, fake)
     return app
 
@@ -176,6 +183,24 @@ def register_api(app: Flask, store: StripeStore) -> None:
         return store.intent(intent_id, g.mode)
 
 
+def register_charges(app: Flask, book: ChargeBook) -> None:
+    @app.get("/v1/charges/<charge_id>")
+    def retrieve_charge(charge_id):
+        read_params()
+        return book.charge(charge_id, g.mode)
+
+    @app.get("/v1/refunds/<refund_id>")
+    def retrieve_refund(refund_id):
+        read_params()
+        return book.refund(refund_id, g.mode)
+
+    @app.get("/v1/refunds")
+    def list_refunds():
+        params, _ = read_params(PAGE_PARAMS + ("charge", "payment_intent"))
+        return list_object(book.list_refunds(g.mode, params.get("charge"), params.get("payment_intent")),
+                           "/v1/refunds", params, "refund")
+
+
 def register_admin(app: Flask, fake: StripeFake) -> None:
     store = fake.store
 
@@ -200,6 +225,18 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
     @app.post("/_stripe/payment_intents")
     def admin_create_intent():
         return store.create_intent(body())
+
+    @app.post("/_stripe/refunds")
+    def admin_create_refund():
+        return fake.charges.create_refund(body())
+
+    @app.patch("/_stripe/refunds/<refund_id>")
+    def admin_update_refund(refund_id):
+        return fake.charges.update_refund(refund_id, body())
+
+    @app.get("/_stripe/charges/<charge_id>")
+    def admin_charge(charge_id):
+        return fake.charges.admin_charge(charge_id)
 
     register_common_admin(app, "/_stripe", fake, lambda err: StripeError(
         400, err.message, param=next(iter(err.details), None)))

@@ -10,8 +10,8 @@ A purchase: creates a Checkout Session (and its PaymentIntent) in the emulator's
 Stripe signs (``Stripe-Signature: t=<unix>,v1=<HMAC-SHA256 of "t.body">``). The bridge fetches the
 session's line items from the same fake (``KB_STRIPE_API_BASE``) and grants them in the emulator.
 
-``--refund <session id>``: reads that session from the fake and posts a full ``charge.refunded``
-for its PaymentIntent instead. Prints the bridge's answer, the session id and the curl line that
+``--refund <session id>``: reads that session from the fake, refunds its charge in full there and
+posts the ``charge.refunded`` Stripe would send instead. Prints the bridge's answer, the session id and the curl line that
 shows the player's wallet. Exit code 0 when the bridge answered 2xx.
 """
 from __future__ import annotations
@@ -78,19 +78,19 @@ def completed_event(session: dict) -> dict:
     return event("checkout.session.completed", {k: v for k, v in session.items() if k != "line_items"})
 
 
-def refunded_event(session: dict) -> dict:
-    """A full ``charge.refunded`` for the session's PaymentIntent."""
+def refunded_event(http: requests.Session, emulator: str, session: dict) -> dict:
+    """Refund the session's charge in full in the fake (as the Dashboard would), then the
+    ``charge.refunded`` Stripe sends: the Charge, without its refunds (the bridge lists them)."""
     intent = session.get("payment_intent")
     if isinstance(intent, dict):
         intent = intent.get("id")
     if not intent:
         raise DemoError(f"{session['id']} has no PaymentIntent, so there is no charge to refund")
-    amount = session["amount_total"]
-    charge = {"id": f"ch_{intent.removeprefix('pi_')}", "object": "charge", "payment_intent": intent,
-              "amount": amount, "amount_captured": amount, "amount_refunded": amount, "refunded": True,
-              "captured": True, "paid": True, "status": "succeeded", "currency": session.get("currency", "usd"),
-              "livemode": session.get("livemode", False), "created": int(time.time())}
-    return event("charge.refunded", charge)
+    response = http.post(f"{emulator}{STRIPE_PREFIX}/_stripe/refunds", json={"payment_intent": intent},
+                         timeout=TIMEOUT)
+    refund = _answer(response, f"refunding {intent} in the Stripe fake")
+    response = http.get(f"{emulator}{STRIPE_PREFIX}/_stripe/charges/{refund['charge']}", timeout=TIMEOUT)
+    return event("charge.refunded", _answer(response, f"reading charge {refund['charge']} from the Stripe fake"))
 
 
 def post_event(http: requests.Session, bridge: str, namespace: str, ev: dict, secret: str) -> requests.Response:
@@ -128,7 +128,7 @@ def _python() -> str:
 def run(args: argparse.Namespace, http: requests.Session) -> int:
     if args.refund:
         session = fetch_session(http, args.emulator, args.refund)
-        ev = refunded_event(session)
+        ev = refunded_event(http, args.emulator, session)
         print(f"refunding {session['id']} in full ({session['amount_total']} {session.get('currency', 'usd')}, "
               f"PaymentIntent {ev['data']['object']['payment_intent']})")
     else:

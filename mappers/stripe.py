@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from mappers import stripe_reversals
 from mappers.accelbyte import is_clean_id
-from mappers.canonical import Purchase, Reversal
+from mappers.canonical import Purchase
 from mappers.money import from_minor, price_fields
 
 SOURCE = "stripe"
@@ -25,12 +26,8 @@ ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 ASYNC_FAILED = "checkout.session.async_payment_failed"
 EXPIRED = "checkout.session.expired"
 PI_SUCCEEDED = "payment_intent.succeeded"
-CHARGE_REFUNDED = "charge.refunded"
-DISPUTE_CREATED = "charge.dispute.created"
-DISPUTE_CLOSED = "charge.dispute.closed"
-FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
-HANDLED = frozenset({CHECKOUT_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED, PI_SUCCEEDED, CHARGE_REFUNDED,
-                     DISPUTE_CREATED, DISPUTE_CLOSED, FUNDS_REINSTATED})
+# refunds and disputes: mappers/stripe_reversals.py
+HANDLED = frozenset({CHECKOUT_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED, PI_SUCCEEDED}) | stripe_reversals.EVENTS
 
 def _id():
     return fields.String(required=True, validate=validate.Length(1, 255))
@@ -40,13 +37,7 @@ def _money():
     return fields.Integer(strict=True, validate=validate.Range(0, 2**53), load_default=None, allow_none=True)
 
 
-def _ref(value):
-    """An id or an expanded object (``{"id": ...}``)."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    if value is not None and not (isinstance(value, str) and 0 < len(value) <= 255):
-        raise ValidationError("must be an id")
-    return value
+_ref = stripe_reversals.ref_of  # an id or an expanded object ({"id": ...})
 
 
 class _Lenient(Schema):
@@ -79,24 +70,6 @@ class PaymentIntentSchema(_Lenient):
     currency = fields.String(load_default=None, allow_none=True)
 
 
-class ChargeSchema(_Lenient):
-    id = _id()
-    payment_intent = fields.Raw(load_default=None, allow_none=True)
-    amount = _money()
-    amount_refunded = _money()
-    refunded = fields.Boolean(load_default=False, truthy={True}, falsy={False})
-    currency = fields.String(load_default=None, allow_none=True)
-
-
-class DisputeSchema(_Lenient):
-    id = _id()
-    charge = fields.Raw(load_default=None, allow_none=True)
-    payment_intent = fields.Raw(load_default=None, allow_none=True)
-    amount = _money()
-    status = fields.String(load_default=None, allow_none=True)
-    currency = fields.String(load_default=None, allow_none=True)
-
-
 class PriceSchema(_Lenient):
     id = _id()
     product = fields.Raw(load_default=None, allow_none=True)
@@ -113,7 +86,7 @@ class LineItemSchema(_Lenient):
 # one instance each (pure objects; marshmallow keeps no state between loads): building one per call
 # costs more than the load itself on the webhook's hot path
 EVENT, SESSION, PAYMENT_INTENT = EventSchema(), CheckoutSessionSchema(), PaymentIntentSchema()
-CHARGE, DISPUTE, LINE_ITEMS = ChargeSchema(), DisputeSchema(), LineItemSchema(many=True)
+LINE_ITEMS = LineItemSchema(many=True)
 
 
 @dataclass(frozen=True)
@@ -145,10 +118,8 @@ def check_object(event: Event) -> None:
         checkout_session(event.object)
     elif event.type == PI_SUCCEEDED:
         payment_intent(event.object)  # its metadata is the studio's: a mistake there fails the event, visibly
-    elif event.type == CHARGE_REFUNDED:
-        refund(event.object, event)
-    elif event.type in (DISPUTE_CREATED, DISPUTE_CLOSED):
-        dispute(event.object, event)
+    else:
+        stripe_reversals.check(event.type, event.object)
 
 
 def _metadata_text(metadata: dict, key: str) -> str | None:
@@ -215,36 +186,3 @@ def lines_from_line_items(items: list[dict]) -> list[dict]:
     return [{"store": SOURCE, "price": item["price"]["id"], "product": _ref(item["price"]["product"]),
              "lookup_key": item["price"]["lookup_key"], "quantity": item["quantity"],
              "description": item["description"]} for item in loaded]
-
-
-def refund(obj: dict, event: Event) -> Reversal:
-    """``charge.refunded``: ``amount_refunded`` is cumulative, so each new total is one refund, taken once."""
-    charge = CHARGE.load(obj)
-    pi = _ref(charge["payment_intent"]) or charge["id"]
-    refunded = charge["amount_refunded"] or 0
-    total = charge["amount"]
-    if charge["refunded"] and total is not None:
-        refunded = max(refunded, total)
-    return Reversal(source=SOURCE, key=f"refund:{charge['id']}:{refunded}", ref=pi, kind="refund",
-                    amount=refunded, total=total, currency=charge["currency"],
-                    detail={"stripe_event": event.id, "charge": charge["id"]})
-
-
-DISPUTE_KINDS = {"won": "dispute_won", "lost": "dispute_lost"}
-
-
-def dispute(obj: dict, event: Event) -> Reversal | None:
-    """``charge.dispute.created`` -> opened; ``charge.dispute.closed`` -> won or lost (others: None)."""
-    data = DISPUTE.load(obj)
-    if event.type == DISPUTE_CREATED:
-        kind, what = "dispute_opened", "opened"
-    else:
-        kind = DISPUTE_KINDS.get(data["status"])
-        if kind is None:
-            return None
-        what = data["status"]
-    ref = _ref(data["payment_intent"]) or _ref(data["charge"])
-    if ref is None:
-        raise ValidationError({"payment_intent": ["a dispute names its payment_intent or charge"]})
-    return Reversal(source=SOURCE, key=f"dispute:{data['id']}:{what}", ref=ref, kind=kind, amount=data["amount"],
-                    currency=data["currency"], detail={"stripe_event": event.id, "dispute": data["id"]})

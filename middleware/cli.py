@@ -15,6 +15,7 @@ from middleware.ledger import migrate
 from middleware.orders_cli import orders
 from middleware.services import services
 from middleware.sinks.cli import sinks
+from middleware.untraced_cli import untraced_command
 
 db = AppGroup("db", help="Ledger database migrations (Alembic).")
 storefronts = AppGroup("storefronts", help="Third-party storefront bearer tokens.")
@@ -75,6 +76,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(orders)
     app.cli.add_command(keys)
     app.cli.add_command(events)
+    events.add_command(untraced_command)
     app.cli.add_command(google)
     app.cli.add_command(sinks)
     guard(app.cli)  # unreachable database or Redis: one line and exit status 1 (cli_guard.py)

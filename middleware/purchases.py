@@ -21,15 +21,17 @@ from config.catalog import Game
 from mappers.canonical import Purchase
 from mappers.canonical import Reversal as ReversalNotice
 
-from . import actions, engine, player_links, reversals
+from . import actions, engine, payment_refs, player_links, reversals
 from .changes import PLAYER_UNRESOLVED
 from .ledger import repository as repo
 from .ledger import states
-from .ledger.models import Fulfilment, HistoryEntry, PaymentRef, Reversal, utcnow
+from .ledger.models import Fulfilment, HistoryEntry, Reversal, utcnow
 from .orders import build_items, request_hash, resolve_line
 from .services import Services
 
 log = logging.getLogger(__name__)
+
+lock_payment_ref = payment_refs.lock  # the payment's row, inserted if absent, locked until the transaction ends
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,6 @@ class Recorded:
         """(outcome, detail, fulfilment id) for the inbound event that led here (workers/events.py)."""
         said = f"{self.outcome}{': ' + self.detail if self.detail else ''}"
         return "processed", f"{what}: {said}" if what else said, self.fulfilment_id
-
-
-def lock_payment_ref(session: Session, source: str, ref: str) -> PaymentRef:
-    """The payment's row, inserted if absent, locked until the transaction ends."""
-    insert = repo.dialect_insert(session)
-    session.execute(insert(PaymentRef).values(source=source, ref=ref, created_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["source", "ref"]))
-    return session.scalars(select(PaymentRef).where(PaymentRef.source == source, PaymentRef.ref == ref)
-                           .with_for_update()).one()
 
 
 def _new_order(game: Game, p: Purchase, player_id: str | None, actor: str) -> Fulfilment:
@@ -103,6 +96,7 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
                 session.rollback()
                 raise OtherPlayer(existing.id, f"{p.source} purchase {p.transaction_id} belongs to another player")
             give_player = receipt_player if existing.player_id is None else None
+            late_reversals = payment_refs.attach(session, p.source, p.extra_refs, existing.id)
             session.commit()
             fulfilment_id = existing.id
         else:
@@ -119,6 +113,7 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
             if ref is not None:
                 ref.fulfilment_id = f.id
                 reversals.link_waiting(session, p.source, p.payment_ref, f.id)
+            payment_refs.attach(session, p.source, p.extra_refs, f.id)
             if f.player_id is None:
                 repo.set_state(f, states.FULFILL_FAILED, actor, {"error": PLAYER_UNRESOLVED},
                                reason=f"{PLAYER_UNRESOLVED}: {p.detail.get('player_hint') or 'no player named'}")
@@ -129,6 +124,8 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
         if give_player is not None:  # held as player_unresolved: the receipt names the player
             state = actions.run(svc, fulfilment_id, actor, actions.RETRY, player_id=give_player)
             return Recorded("player_attached", fulfilment_id, state or "")
+        if late_reversals:  # a refund or dispute that named one of the payment's other ids was waiting
+            actions.run(svc, fulfilment_id, actor, actions.REVERSE)
         return Recorded("duplicate", fulfilment_id)
     log.info("order %s recorded from %s %s: %s", fulfilment_id, p.source, p.transaction_id, state)
     if state in states.ACTIVE:

@@ -38,6 +38,18 @@ class StripeFake(AdminClient):
         payment_status."""
         return self._call("PATCH", f"/checkout_sessions/{session_id}", kw)
 
+    def refund(self, **kw) -> dict:
+        """Refund a charge (``charge`` or ``payment_intent``; ``amount`` default: what is left; ``status``)."""
+        return self._call("POST", "/refunds", kw)
+
+    def update_refund(self, refund_id: str, **kw) -> dict:
+        """Move a refund to another ``status`` (``failed``, ``canceled``...), with a ``failure_reason``."""
+        return self._call("PATCH", f"/refunds/{refund_id}", kw)
+
+    def charge(self, charge_id: str) -> dict:
+        """A charge as the API serves it (any mode)."""
+        return self._call("GET", f"/charges/{charge_id}")
+
     def client(self, api_key: str = TEST_KEY) -> stripe.StripeClient:
         return stripe.StripeClient(api_key, base_addresses={"api": self.url}, max_network_retries=0,
                                    http_client=stripe.RequestsClient(timeout=10))

@@ -44,9 +44,29 @@ def charge(pi: str, amount: int, refunded: int, charge_id: str | None = None) ->
             "amount_refunded": refunded, "refunded": refunded >= amount, "currency": "usd", "livemode": False}
 
 
-def dispute(pi: str, status: str, amount: int = 999, dispute_id: str = "du_1") -> dict:
-    return {"id": dispute_id, "object": "dispute", "charge": f"ch_{pi[3:]}", "payment_intent": pi,
-            "amount": amount, "status": status, "currency": "usd", "livemode": False}
+def dispute(pi: str | None, status: str, amount: int = 999, dispute_id: str = "du_1",
+            charge_id: str | None = None) -> dict:
+    """A Dispute as stripe-python's model has it (current API version), built field by field."""
+    return {"id": dispute_id, "object": "dispute", "amount": amount, "balance_transactions": [],
+            "charge": charge_id or f"ch_{pi[3:]}", "created": int(time.time()), "currency": "usd",
+            "enhanced_eligibility_types": [], "evidence": {}, "evidence_details": {"has_evidence": False},
+            "is_charge_refundable": status.startswith("warning_"), "livemode": False, "metadata": {},
+            "payment_intent": pi, "payment_method_details": {"type": "card"}, "reason": "fraudulent",
+            "status": status}
+
+
+def latest_charge(stripe_fake, payment_intent: str) -> str:
+    """The charge id of a PaymentIntent in the Stripe fake."""
+    return stripe_fake.client().v1.payment_intents.retrieve(payment_intent).latest_charge
+
+
+def refund_to(stripe_fake, payment_intent: str, refunded: int, **kw) -> tuple[dict, dict]:
+    """Refund the PaymentIntent's charge in the fake up to ``refunded`` in all (cumulative, as
+    ``charge.refunded`` counts): (the new Refund, the ``charge.refunded`` event Stripe would send)."""
+    charge_id = latest_charge(stripe_fake, payment_intent)
+    already = stripe_fake.charge(charge_id)["amount_refunded"]
+    made = stripe_fake.refund(charge=charge_id, amount=refunded - already, **kw) if refunded > already else None
+    return made, event("charge.refunded", stripe_fake.charge(charge_id))
 
 
 def order(services, transaction_id: str, namespace: str = "demo"):

@@ -18,7 +18,7 @@ from middleware.ledger.models import Fulfilment
 from .helpers import AUTH, fulfil_path, poll
 from .stripe_fake import StripeFake
 from .stripe_support import PATH as STRIPE_PATH
-from .stripe_support import body_of, charge, completed, event, sign
+from .stripe_support import body_of, completed, refund_to, sign
 
 
 def free_port() -> int:
@@ -145,7 +145,7 @@ def test_stripe_purchase_and_refund_through_gunicorn_worker_and_emulator(stack, 
         assert any(call["path"] == f"/v1/checkout/sessions/{session['id']}" for call in fake.requests())
 
         total = session["amount_total"]
-        r = _post_signed(web, event("charge.refunded", charge(session["payment_intent"], total, total)))
+        r = _post_signed(web, refund_to(fake, session["payment_intent"], total)[1])
         assert r.status_code == 200, r.text
         poll(lambda: _player(kraty, "p-stripe").get("wallet", {}).get("gems") == 0 and state() == "REVOKED",
              timeout=30, interval=0.2, what="the Stripe refund to be taken back")

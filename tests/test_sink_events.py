@@ -5,7 +5,7 @@ import pytest
 
 from .helpers import drain, put_order
 from .sink_server import SinkServer, with_sinks
-from .stripe_support import charge, completed, event, post
+from .stripe_support import completed, post, refund_to
 from .test_kraty_webhook import SECRET as KRATY_SECRET
 from .test_kraty_webhook import event as kraty_event
 from .test_kraty_webhook import send as send_kraty
@@ -47,8 +47,7 @@ def test_a_refund_reaches_the_sinks_as_revoked(client, redis, server, stripe_fak
                                                                                "quantity": 1}])
     post(client, completed(session))
     drain(redis)
-    post(client, event("charge.refunded", charge(session["payment_intent"], session["amount_total"],
-                                                 session["amount_total"])))
+    post(client, refund_to(stripe_fake, session["payment_intent"], session["amount_total"])[1])
     drain(redis)
     types = [(body["type"], body["environment"]) for body in received(server)]
     assert types == [("purchase.fulfilled", "sandbox"), ("purchase.revoked", "sandbox")]

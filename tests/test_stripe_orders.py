@@ -6,7 +6,7 @@ import pytest
 from middleware import actions
 
 from .helpers import drain, make_due, release_scheduled
-from .stripe_support import balances, charge, completed, event, inbound, order, post, write_catalog
+from .stripe_support import balances, completed, event, inbound, order, post, refund_to, write_catalog
 from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 
@@ -216,14 +216,14 @@ def paid_order(client, redis, stripe_fake, *lines) -> dict:
     return session
 
 
-def refund(session: dict, refunded: int, amount: int | None = None) -> dict:
-    total = session["amount_total"] if amount is None else amount
-    return event("charge.refunded", charge(session["payment_intent"], total, refunded))
+def refund(stripe_fake, session: dict, refunded: int) -> dict:
+    """``charge.refunded`` after refunds of ``refunded`` in all (made in the Stripe fake)."""
+    return refund_to(stripe_fake, session["payment_intent"], refunded)[1]
 
 
 def test_a_full_refund_takes_back_everything(client, services, redis, emulator, stripe_fake):
     session = paid_order(client, redis, stripe_fake, ("price_gems_100", 2), ("price_sword", 1))
-    ev = refund(session, session["amount_total"])
+    ev = refund(stripe_fake, session, session["amount_total"])
     deliver(client, redis, ev)
     o = order(services, session["id"])
     assert o["state"] == "REVOKED", o
@@ -231,13 +231,13 @@ def test_a_full_refund_takes_back_everything(client, services, redis, emulator, 
     assert wallet == {"gems": 0} and inventory.get("sword", 0) == 0
     # redelivered, and Stripe's second event for the same refund: once
     deliver(client, redis, ev)
-    deliver(client, redis, refund(session, session["amount_total"]))
+    deliver(client, redis, refund(stripe_fake, session, session["amount_total"]))
     assert len([e for e in emulator.ledger() if e["kind"] in ("debit", "revoke")]) == 2
 
 
 def test_a_partial_refund_is_flagged_for_ops_by_default(client, services, redis, emulator, stripe_fake):
     session = paid_order(client, redis, stripe_fake, ("price_gems_100", 3))
-    deliver(client, redis, refund(session, session["amount_total"] // 3))
+    deliver(client, redis, refund(stripe_fake, session, session["amount_total"] // 3))
     o = order(services, session["id"])
     assert o["state"] == "FULFILLED" and o["attention"].startswith("partial refund"), o
     assert balances(emulator)[0] == {"gems": 300}
@@ -254,13 +254,13 @@ def test_proportional_partial_refunds_take_back_their_share_rounded_down(proport
     client, services = proportional
     session = paid_order(client, redis, stripe_fake, ("price_gems_100", 1), ("price_sword", 1))
     total = session["amount_total"]
-    deliver(client, redis, refund(session, total // 3))            # a third: 33 gems, 0 swords
+    deliver(client, redis, refund(stripe_fake, session, total // 3))            # a third: 33 gems, 0 swords
     o = order(services, session["id"])
     assert o["state"] == "FULFILLED", o
     assert balances(emulator) == ({"gems": 67}, {"sword": 1})
-    deliver(client, redis, refund(session, total * 2 // 3))        # two thirds in all: 66 gems
+    deliver(client, redis, refund(stripe_fake, session, total * 2 // 3))        # two thirds in all: 66 gems
     assert balances(emulator) == ({"gems": 34}, {"sword": 1})
-    deliver(client, redis, refund(session, total))                 # the rest
+    deliver(client, redis, refund(stripe_fake, session, total))                 # the rest
     assert order(services, session["id"])["state"] == "REVOKED"
     assert balances(emulator)[0] == {"gems": 0}
 
@@ -268,7 +268,7 @@ def test_proportional_partial_refunds_take_back_their_share_rounded_down(proport
 def test_a_refund_before_its_purchase_leaves_the_order_never_granted(client, services, redis, emulator,
                                                                      stripe_fake):
     session = new_session(stripe_fake)
-    deliver(client, redis, refund(session, session["amount_total"]))
+    deliver(client, redis, refund(stripe_fake, session, session["amount_total"]))
     assert order(services, session["id"]) is None
     deliver(client, redis, completed(session))
     o = order(services, session["id"])
@@ -280,7 +280,7 @@ def test_a_partial_proportional_refund_before_its_purchase_grants_the_rest(propo
                                                                            stripe_fake):
     client, services = proportional
     session = new_session(stripe_fake, ("price_gems_100", 1))
-    deliver(client, redis, refund(session, session["amount_total"] // 4))
+    deliver(client, redis, refund(stripe_fake, session, session["amount_total"] // 4))
     deliver(client, redis, completed(session))
     assert order(services, session["id"])["state"] == "FULFILLED"
     assert balances(emulator)[0] == {"gems": 75}
@@ -342,7 +342,7 @@ def test_a_dispute_won_before_it_opened_revokes_nothing(client, services, redis,
 def test_a_refund_while_kraty_is_down_is_retried_until_taken_back(client, services, redis, emulator, stripe_fake):
     session = paid_order(client, redis, stripe_fake)
     emulator.faults({"path": "/wallet/.*/debit", "status": 503, "count": 2})
-    post(client, refund(session, session["amount_total"]))
+    post(client, refund(stripe_fake, session, session["amount_total"]))
     for _ in range(5):
         drain(redis)
         make_due(services)

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from middleware import privacy
+from middleware import privacy, untraced
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
@@ -42,13 +42,16 @@ def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
     for fulfilment_id, last in waiting:
         enqueue_reverse(svc.redis, fulfilment_id, last)
     followups = _due_followups(svc, now - timedelta(seconds=stale))
+    with svc.session() as session:  # refunds and disputes that found no order: flagged for ops, counted
+        flagged = untraced.flag_untraced(session, now - timedelta(seconds=svc.settings.untraced_reversal_seconds))
+        session.commit()
     for fulfilment_id, attempts in followups:
         enqueue_followup(svc.redis, fulfilment_id, attempts)
-    if rows or events or failed or waiting or followups:
+    if rows or events or failed or waiting or followups or flagged:
         log.info("reconciler: %d stalled orders (%d enqueued), %d events re-enqueued, %d given up, "
                  "%d orders with waiting refunds/disputes", len(rows), enqueued, len(events), failed, len(waiting))
     return {"stalled": len(rows), "enqueued": enqueued, "events": len(events), "events_failed": failed,
-            "reversals": len(waiting), "followups": len(followups)}
+            "reversals": len(waiting), "followups": len(followups), "untraced": flagged}
 
 
 def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]], int]:

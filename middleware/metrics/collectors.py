@@ -18,7 +18,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from middleware.ledger import states
-from middleware.ledger.models import Delivery, Fulfilment
+from middleware.ledger.models import Delivery, Fulfilment, Reversal
+from middleware.reversal_rules import UNTRACED
 from middleware.sinks import states as delivery_states
 from workers.queues import QUEUES
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 STATEMENT_TIMEOUT_MS = 2000
 OPEN_ORDER_STATES = states.ACTIVE + (states.FULFILL_FAILED, states.REVOKE_FAILED)
 FAILED_ORDER_STATES = (states.FULFILL_FAILED, states.REVOKE_FAILED)
+UNTRACED_SOURCES = ("stripe",)  # always reported (0 when none); other sources when they have any
 WAITING_DELIVERIES = (delivery_states.PENDING, delivery_states.FAILED, delivery_states.DEAD, delivery_states.DISABLED)
 
 
@@ -114,12 +116,15 @@ class LedgerCollector:
             deliveries = connection.execute(
                 select(Delivery.sink, Delivery.state, func.count(), func.min(Delivery.created_at))
                 .where(Delivery.state.in_(WAITING_DELIVERIES)).group_by(Delivery.sink, Delivery.state)).all()
+            untraced = connection.execute(
+                select(Reversal.source, func.count(), func.min(Reversal.created_at))
+                .where(Reversal.state == UNTRACED).group_by(Reversal.source)).all()
             connection.rollback()
-        return orders, deliveries
+        return orders, deliveries, untraced
 
     def collect(self):
         try:
-            orders, deliveries = self.read()
+            orders, deliveries, untraced = self.read()
         except (SQLAlchemyError, OSError) as exc:
             log.warning("metrics: cannot read the ledger (%s)", exc.__class__.__name__)
             yield scrape_error("ledger", True)
@@ -127,6 +132,7 @@ class LedgerCollector:
         now = self.clock()
         yield from self._orders(orders, now)
         yield from self._deliveries(deliveries, now)
+        yield from self._untraced(untraced, now)
         yield scrape_error("ledger", False)
 
     @staticmethod
@@ -156,6 +162,18 @@ class LedgerCollector:
             failed.add_metric([state], count)
             failed_age.add_metric([state], self._age(oldest, now))
         yield from (active, active_age, failed, failed_age)
+
+    def _untraced(self, rows, now: float):
+        found = {source: (count, oldest) for source, count, oldest in rows}
+        count = GaugeMetricFamily("kb_reversals_untraced", "Refunds and disputes flagged for ops: their payment "
+                                  "named no order after KB_UNTRACED_REVERSAL_SECONDS", labels=["source"])
+        age = GaugeMetricFamily("kb_reversals_untraced_oldest_age_seconds", "Age (since received) of the oldest "
+                                "untraced refund or dispute (0 when none)", labels=["source"])
+        for source in sorted(set(UNTRACED_SOURCES) | set(found)):
+            n, oldest = found.get(source, (0, None))
+            count.add_metric([source], n)
+            age.add_metric([source], self._age(oldest, now))
+        yield from (count, age)
 
     def _deliveries(self, rows, now: float):
         found = {(sink, state): (count, oldest) for sink, state, count, oldest in rows}

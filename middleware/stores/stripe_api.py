@@ -56,6 +56,23 @@ class StripeApi:
                                                                            "limit": 10}).to_dict()
         return [s["id"] for s in page["data"]]
 
+    def charge(self, api_key: str, charge_id: str) -> dict:
+        """A Charge (its ``payment_intent`` traces a refund or dispute that names only the charge)."""
+        with _classified(f"charge {charge_id}"):
+            return self._client(api_key).v1.charges.retrieve(charge_id).to_dict()
+
+    def refunds_of(self, api_key: str, charge_id: str) -> list[dict]:
+        """Every Refund of a charge, oldest first (``charge.refunded`` no longer embeds them)."""
+        client, refunds, params = self._client(api_key), [], {"charge": charge_id, "limit": PAGE}
+        with _classified(f"refunds of {charge_id}"):
+            while True:
+                page = client.v1.refunds.list(params=params).to_dict()
+                refunds += page["data"]
+                if not (page.get("has_more") and page["data"]):
+                    break
+                params = {**params, "starting_after": page["data"][-1]["id"]}
+        return refunds[::-1]  # Stripe lists newest first
+
 
 class _classified:
     """Turn the stripe library's errors into StoreError: 5xx, 429 and network errors are transient."""

@@ -10,9 +10,11 @@ import json
 
 from config.catalog import Game
 from mappers import stripe as m
+from mappers import stripe_reversals
 
-from ..purchases import record_purchase, record_reversal
+from ..purchases import record_purchase
 from ..services import Services
+from . import stripe_reversals as reversals
 from .errors import StoreError
 
 ACTOR = "stripe"
@@ -54,14 +56,9 @@ def handle(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | N
         return "processed", f"{event.type}: session {session['id']} is not paid, nothing granted", None
     if event.type == m.PI_SUCCEEDED:
         return _payment_intent(svc, game, event)
-    if event.type == m.CHARGE_REFUNDED:
-        return record_reversal(svc, m.refund(event.object, event), game.namespace, ACTOR).as_event_result()
-    if event.type in (m.DISPUTE_CREATED, m.DISPUTE_CLOSED):
-        notice = m.dispute(event.object, event)
-        if notice is None:
-            return "processed", f"dispute closed {event.object.get('status')}: nothing to change", None
-        return record_reversal(svc, notice, game.namespace, ACTOR).as_event_result()
-    return "processed", f"{event.type}: recorded (a closed dispute won gives back)", None
+    if event.type in stripe_reversals.EVENTS:
+        return reversals.handle(svc, game, event)
+    return "processed", f"{event.type}: recorded, nothing to do", None
 
 
 def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
