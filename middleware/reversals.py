@@ -42,10 +42,10 @@ class Policy:
 def policy(game: Game, source: str) -> Policy:
     if source == "google_play":  # quantity-based refunds void whole units: take back exactly those units
         return Policy(partial_refunds="proportional")
-    config = getattr(game, source, None) if source == "stripe" else None
+    config = getattr(game, source, None) if source in ("stripe", "app_store") else None
     if config is None:
         return Policy()
-    return Policy(config.partial_refunds, config.disputes)
+    return Policy(config.partial_refunds, getattr(config, "disputes", Policy.disputes))
 
 
 def dispute_group(key: str) -> str:
@@ -59,8 +59,17 @@ def _flag(f: Fulfilment, actor: str, attention: str, detail: dict) -> str:
     return "flagged for review"
 
 
+def _describe(r: Reversal) -> str:
+    """What the store said about a refund, for the order's reason and history (only what is known)."""
+    if (r.detail or {}).get("summary"):
+        return r.detail["summary"]
+    if r.amount is None or r.total is None:
+        return f"{r.source} refund"
+    return f"{r.source} refund of {r.amount} of {r.total} {r.currency or ''}".rstrip()
+
+
 def _refund(f: Fulfilment, r: Reversal, rules: Policy, actor: str) -> str | None:
-    what = f"{r.source} refund of {r.amount} of {r.total} {r.currency or ''}".rstrip()
+    what = _describe(r)
     if r.total is None or r.amount is None or r.amount >= r.total:
         return "revoked" if apply_revoke(f, actor, what) else "already revoked"
     if f.state in (states.REVOKED, states.REVOKE_FAILED):
@@ -69,8 +78,9 @@ def _refund(f: Fulfilment, r: Reversal, rules: Policy, actor: str) -> str | None
                                                                  states.FULFILLED, states.REVOKING):
         result = apply_partial_revoke(f, actor, r.amount, r.total, what)
         return None if result == "deferred" else f"partial take-back: {result}"
-    return _flag(f, actor, f"partial refund: {r.amount} of {r.total} {r.currency or ''} refunded "
-                           f"(policy {rules.partial_refunds}, order {f.state}); review what to take back".strip(),
+    said = (r.detail or {}).get("summary") or f"{r.amount} of {r.total} {r.currency or ''} refunded"
+    return _flag(f, actor, f"partial refund: {said} (policy {rules.partial_refunds}, order {f.state}); "
+                           "review what to take back",
                  {"reversal": r.reversal_key})
 
 

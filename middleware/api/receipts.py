@@ -26,7 +26,7 @@ from middleware.stores.app_store_verify import AppStoreVerificationError
 from middleware.stores import google_play_events as events
 from middleware.stores.errors import StoreError
 
-from .app_store_webhook import verification_failed
+from .app_store_webhook import log_refusal, verification_failed
 from .errors import ApiError
 from .v1 import Blueprint, Strict, clean_id
 
@@ -129,14 +129,15 @@ def app_store(body, args):
     except AppStoreVerificationError as exc:
         error = verification_failed(exc, "the transaction")
         if error.status in (401, 422):
-            raise ApiError(422, "receipt_invalid", str(exc)) from None
-        raise error from None
+            error = ApiError(422, "receipt_invalid", str(exc))
+        raise log_refusal("receipt", exc, error) from None
     game, tx = verified.game, verified.transaction
     purchase = app_store_mapper.purchase(tx, player_id=body["playerId"])
-    if tx.get("revocationDate"):  # refunded or revoked already: recorded, never granted
+    if tx.get("revocationDate"):  # refunded or revoked already (all of it, or a prorated share)
+        amount, total, summary = app_store_mapper.revoked_share(tx)
         notice = Reversal(source=purchase.source, key=f"refund:{purchase.transaction_id}:revoked",
-                          ref=purchase.transaction_id, kind="refund",
-                          detail={"revocation_date": tx["revocationDate"], "from": "receipt"})
+                          ref=purchase.transaction_id, kind="refund", amount=amount, total=total,
+                          detail={"revocation_date": tx["revocationDate"], "from": "receipt", "summary": summary})
         purchases.record_reversal(services(), notice, game.namespace, f"receipts:{g.receipts_key.name}")
     keys = [value for value in (tx.get("transactionId"), tx.get("originalTransactionId")) if value]
     return redeem(game, purchase, body["playerId"], args["wait"], keys)
