@@ -28,7 +28,7 @@ from middleware.stores.errors import StoreError
 
 from .app_store_webhook import log_refusal, verification_failed
 from .errors import ApiError
-from .v1 import Blueprint, Strict, clean_id
+from .v1 import JWS_PATTERN, Blueprint, Strict, clean_id
 
 blp = Blueprint("receipts", __name__, url_prefix="/v1/receipts",
                 description="Store purchases posted by the studio's backend, with their player. "
@@ -39,7 +39,8 @@ MAX_WAIT = 5.0
 class AppStoreReceipt(Strict):
     playerId = fields.String(required=True, validate=clean_id, metadata={"description": "the Kraty player"})
     signedTransaction = fields.String(required=True, validate=validate.Length(1, 64 * 1024),
-                                      metadata={"description": "the StoreKit 2 signed transaction (JWS)"})
+                                      metadata={"description": "the StoreKit 2 signed transaction (JWS; anything "
+                                                               "else: 400 malformed_jws)", "pattern": JWS_PATTERN})
 
 
 class WaitArgs(Strict):

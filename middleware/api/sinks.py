@@ -7,11 +7,11 @@ from __future__ import annotations
 
 
 from flask import g
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
 from middleware import api_keys
-from middleware.ledger.models import Delivery, OutboundEvent, utcnow
+from middleware.ledger.models import Delivery, OutboundEvent
 from middleware.services import services
 from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import STATES, ReplayError, enable_sink
@@ -30,12 +30,8 @@ class Reason(Strict):
 
 
 class ReplaySince(Reason):
-    since = UtcDateTime(required=True, metadata={"description": "replay deliveries recorded at or after this time"})
-
-    @validates_schema
-    def _not_future(self, data, **kwargs):
-        if data.get("since") and data["since"] > utcnow():
-            raise ValidationError({"since": ["is in the future"]})
+    since = UtcDateTime(required=True, metadata={"description": "replay deliveries recorded at or after this time "
+                                                                "(a time still to come replays nothing)"})
 
 
 class DeliveryArgs(Strict):
