@@ -14,7 +14,8 @@ from middleware.ledger.models import HistoryEntry
 from workers.reconcile import reconcile_now
 
 from .app_store_support import Apple, apple, make_app, write_catalog  # noqa: F401
-from .apple_ca import default_chain, sign_jws, signed_notification, tamper_signature, transaction
+from .apple_ca import (BUNDLE_ID, default_chain, notification, now_ms, sign_jws, signed_notification,
+                       tamper_signature, transaction)
 from .helpers import drain
 from .ops_support import key
 from .stripe_support import balances
@@ -94,18 +95,35 @@ def test_an_order_stranded_in_revoking_without_a_player_recovers(apple, redis, e
 
 
 # ---------------------------------------------------------------- 10: upgrades are charged at once
+def subscription(txid: str, product: str, original: str | None = None) -> dict:
+    """A period of an auto-renewable subscription of the demo's group, as Apple's sandbox signs it."""
+    now = now_ms()
+    return tx(txid, original_transaction_id=original, product_id=product, type="Auto-Renewable Subscription",
+              subscriptionGroupIdentifier="21514251", webOrderLineItemId=f"9{txid[1:]}", purchaseDate=now,
+              expiresDate=now + 30 * 24 * 3600 * 1000, transactionReason="PURCHASE", price=4990 if original else 990)
+
+
 def upgrade_sequence(first: str, upgraded: str) -> tuple[dict, dict]:
-    sub = tx(first, product_id=VIP, type="Auto-Renewable Subscription")
-    up = tx(upgraded, original_transaction_id=first, product_id=VIP_PLUS, type="Auto-Renewable Subscription",
-            transactionReason="PURCHASE", webOrderLineItemId="4200000000000099")
-    return sub, up
+    """A VIP subscription, then its upgrade to VIP Plus: a new transactionId of the same original."""
+    return subscription(first, VIP), subscription(upgraded, VIP_PLUS, original=first)
+
+
+def upgrade_notification(up: dict) -> str:
+    """DID_CHANGE_RENEWAL_PREF / UPGRADE as Apple sends it: the new transaction, the renewal info, status 1."""
+    renewal = {"originalTransactionId": up["originalTransactionId"], "autoRenewProductId": up["productId"],
+               "productId": up["productId"], "autoRenewStatus": 1, "environment": "Sandbox",
+               "signedDate": now_ms(), "recentSubscriptionStartDate": up["purchaseDate"],
+               "renewalDate": up["expiresDate"]}
+    data = {"bundleId": BUNDLE_ID, "bundleVersion": "1.0", "environment": "Sandbox", "status": 1,
+            "signedTransactionInfo": sign_jws(up), "signedRenewalInfo": sign_jws(renewal)}
+    return sign_jws(notification("DID_CHANGE_RENEWAL_PREF", subtype="UPGRADE", data=data))
 
 
 def test_an_upgrade_notification_grants_the_new_transaction_once(apple, redis, emulator):
     sub, up = upgrade_sequence("4200000000000001", "4200000000000002")
     assert apple.receipt("player-1", sub, wait=5).get_json()["state"] == states.FULFILLED
-    apple.notify("SUBSCRIBED", tx=sub, subtype="INITIAL_BUY")
-    notified = apple.notify("DID_CHANGE_RENEWAL_PREF", tx=up, subtype="UPGRADE")
+    assert apple.notify("SUBSCRIBED", tx=sub, subtype="INITIAL_BUY").status_code == 200
+    notified = apple.client.post("/webhooks/app-store", json={"signedPayload": upgrade_notification(up)})
     assert notified.status_code == 200 and notified.get_json()["outcome"] == "pending"
     drain(redis)
     assert ledger_order(apple.services, up["transactionId"])["state"] == states.FULFILLED
@@ -120,16 +138,16 @@ def test_an_upgrade_receipt_first_then_its_notification_grants_once(apple, redis
     sub, up = upgrade_sequence("4200000000000003", "4200000000000004")
     apple.receipt("player-1", sub, wait=5)
     assert apple.receipt("player-1", up, wait=5).get_json()["state"] == states.FULFILLED
-    apple.notify("DID_CHANGE_RENEWAL_PREF", tx=up, subtype="UPGRADE")
+    apple.client.post("/webhooks/app-store", json={"signedPayload": upgrade_notification(up)})
     drain(redis)
     assert balances(emulator) == ({"gems": 1000}, {"vip_pass": 2})
     assert len(emulator.ledger()) == 4
 
 
 def test_a_downgrade_is_recorded_only(apple, redis, emulator):
-    sub, _ = upgrade_sequence("4200000000000005", "unused")
+    sub = subscription("4200000000000005", VIP)
     apple.receipt("player-1", sub, wait=5)
-    down = tx("4200000000000005", product_id=VIP, type="Auto-Renewable Subscription")
+    down = sub  # a downgrade's notification carries the current transaction: it changes the next renewal only
     answer = apple.notify("DID_CHANGE_RENEWAL_PREF", tx=down, subtype="DOWNGRADE")
     assert answer.status_code == 200 and answer.get_json()["outcome"] == "ignored"
     drain(redis)
