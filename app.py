@@ -12,8 +12,8 @@ from config.settings import Settings, SettingsError, load_settings
 from config.sinks import load_sinks
 from config.storefronts import load_storefronts
 from middleware import cli, cli_guard, console, logs
-from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, kraty_webhook, privacy,
-                            receipts, stripe_webhook, v1)
+from middleware.api import (accelbyte, app_store_webhook, body_limit, errors, google_play_webhook, health,
+                            kraty_webhook, privacy, receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
 from middleware.api import audit, fulfilments, players
 from middleware.metrics import exposition as metrics
@@ -40,6 +40,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts, sinks)
 
     logs.register_request_ids(app)
+    body_limit.register(app)  # a chunked body over KB_MAX_BODY_BYTES: 413, as one with a Content-Length
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(accelbyte.bp)

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from marshmallow import ValidationError, validates_schema
 
+from config.stripe_config import PARTIAL_REFUND_POLICIES
 from config.toml_schema import (
     read_bytes,
     StringList,
@@ -61,6 +62,7 @@ class AppStoreConfig:
     root_paths: tuple[str, ...]  # the files, resolved against the catalog's directory
     online_checks: bool  # also ask Apple's OCSP responder (SignedDataVerifier enable_online_checks)
     player_ids: str  # "linked" | "app_account_token"
+    partial_refunds: str = "flag"  # a prorated refund (REFUND_PRORATED): "flag" | "proportional", as Stripe's
 
     def fingerprints(self) -> tuple[str, ...]:
         """Upper-case hex SHA-256 of each root certificate's DER, in file order."""
@@ -110,6 +112,7 @@ class AppStoreSchema(StrictSchema):
                                    allow_empty=False, required=True)  # read later, against the catalog's folder
     online_checks = Flag(load_default=False)
     player_ids = Choice(PLAYER_IDS, load_default="linked")
+    partial_refunds = Choice(PARTIAL_REFUND_POLICIES, load_default="flag")
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _production_needs_app_id(self, data, original, **kwargs):
@@ -158,7 +161,7 @@ def load_app_store(raw, base_dir: str, *where: str | int) -> tuple[AppStoreConfi
     return AppStoreConfig(
         bundle_id=data["bundle_id"], app_apple_id=data.get("app_apple_id"), allow_production=data["allow_production"],
         root_certificates=tuple(ders), root_paths=tuple(paths), online_checks=data["online_checks"],
-        player_ids=data["player_ids"],
+        player_ids=data["player_ids"], partial_refunds=data["partial_refunds"],
     ), []
 
 

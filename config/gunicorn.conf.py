@@ -9,6 +9,10 @@ command-line options still choose workers, threads and binds.
   before they import prometheus_client.
 - ``when_ready``: with ``KB_METRICS_BIND``, the master serves the metrics there (a thread).
 - ``child_exit``: ``multiprocess.mark_process_dead`` for the worker that exited.
+- ``pre_request``: a request whose body may be left unread — a ``Content-Length`` over the app's body limit
+  (``KB_MAX_BODY_BYTES``: answered 413 unread) or a chunked body (read at most one byte past the limit) —
+  closes its connection after the answer, which then says ``Connection: close`` (gunicorn would otherwise
+  say ``keep-alive``, then find the rest of the body where the next request should be).
 
 The control socket (gunicorn >= 25.1, for ``gunicornc``) is off: its default path,
 ``$XDG_RUNTIME_DIR/gunicorn.ctl`` or ``~/.gunicorn/gunicorn.ctl``, is one for every gunicorn of the user, so a
@@ -51,3 +55,12 @@ def when_ready(server):
 def child_exit(server, worker):
     from middleware.metrics.multiproc import mark_process_dead
     mark_process_dead(worker.pid)
+
+
+def pre_request(worker, req):
+    worker.log.debug("%s %s", req.method, req.path)
+    limit = getattr(getattr(worker, "wsgi", None), "config", {}).get("MAX_CONTENT_LENGTH")
+    length = next((value for name, value in req.headers if name == "CONTENT-LENGTH"), None)
+    chunked = any(name == "TRANSFER-ENCODING" for name, _ in req.headers)
+    if chunked or (limit is not None and length is not None and length.isdigit() and int(length) > limit):
+        req.must_close = True

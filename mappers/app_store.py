@@ -2,8 +2,11 @@
 ``middleware.stores.app_store_verify``) -> canonical purchases and reversals. Pure: no I/O.
 
 Facts: ``../shared/protocols/stores.md`` (App Store). Grants: ``ONE_TIME_CHARGE``, ``SUBSCRIBED``,
-``DID_RENEW`` (each renewal is a new transactionId). Take back: ``REFUND``, ``REVOKE`` (family sharing
-lost). Give again: ``REFUND_REVERSED``. ``TEST``: change nothing. Everything else is recorded only.
+``DID_RENEW`` (each renewal is a new transactionId), ``DID_CHANGE_RENEWAL_PREF`` with subtype ``UPGRADE``
+(charged at once: its transaction is the new, paid one; a ``DOWNGRADE`` waits for the next renewal and is
+recorded only). Take back: ``REFUND``, ``REVOKE`` (family sharing lost); a ``REFUND_PRORATED`` transaction
+carries the refunded share (``revocationPercentage``, milliunits). Give again: ``REFUND_REVERSED``.
+``TEST``: change nothing. Everything else is recorded only.
 The fulfilment key is the transaction's ``transactionId``; an order line names the ``productId``, which
 the catalog's ``store_ids.app_store`` resolves. Apple adds fields over time, so unknown fields are
 ignored; the fields we rely on are checked and a payload without them is refused (ValidationError).
@@ -20,11 +23,14 @@ from mappers.money import from_milli, price_fields
 
 SOURCE = "app_store"
 GRANT_TYPES = frozenset({"ONE_TIME_CHARGE", "SUBSCRIBED", "DID_RENEW"})
+GRANT_SUBTYPES = frozenset({("DID_CHANGE_RENEWAL_PREF", "UPGRADE")})  # charged at once: a new paid transaction
 REVERSAL_KINDS = {"REFUND": "refund", "REVOKE": "refund", "REFUND_REVERSED": "refund_reversed"}
 TEST = "TEST"
 GRANT, REVERSE, TEST_MARKER, RECORD = "grant", "reverse", "test", "record"
 PLAYER_IDS_LINKED, PLAYER_IDS_TOKEN = "linked", "app_account_token"
 ENVIRONMENTS = {"Production": "production", "Sandbox": "sandbox"}
+WHOLE = 100_000  # revocationPercentage is in milliunits: 100000 is all of it
+PRORATED = "REFUND_PRORATED"
 
 
 def _id(required: bool = True):
@@ -56,6 +62,8 @@ class TransactionSchema(_Lenient):
     revocationReason = fields.Integer(strict=True, load_default=None, allow_none=True)
     price = fields.Integer(strict=True, load_default=None, allow_none=True)
     currency = fields.String(load_default=None, allow_none=True)
+    revocationType = fields.String(load_default=None, allow_none=True)
+    revocationPercentage = fields.Integer(strict=True, load_default=None, allow_none=True)
 
 
 _TRANSACTION, _NOTIFICATION = TransactionSchema(), NotificationSchema()  # built once: pure, no state between loads
@@ -118,18 +126,49 @@ def purchase(payload: dict, *, player_ids: str = PLAYER_IDS_LINKED, player_id: s
                     player_key=tx["originalTransactionId"])
 
 
+def grants(kind: str | None, subtype: str | None) -> bool:
+    """A notification of this type (and subtype) carries a paid transaction to grant."""
+    return kind in GRANT_TYPES or (kind, subtype) in GRANT_SUBTYPES
+
+
+def acts(kind: str | None, subtype: str | None) -> bool:
+    """A notification of this type grants, takes back or gives back (its worker has work to do)."""
+    return grants(kind, subtype) or kind in REVERSAL_KINDS
+
+
+def revoked_share(tx: dict) -> tuple[int | None, int | None, str]:
+    """(amount, total, summary) of a refunded or revoked transaction: a ``REFUND_PRORATED`` one with a
+    ``revocationPercentage`` below 100% is ``(percentage, 100000)`` milliunits; anything else is all of it
+    (``None, None``). The summary says what Apple said, for the order's reason and history."""
+    kind, share = tx.get("revocationType"), tx.get("revocationPercentage")
+    said = [kind or "no revocationType"]
+    if share is not None:
+        said.append(f"{share / 1000:g}% refunded")
+    if tx.get("revocationReason") is not None:
+        said.append(f"revocationReason {tx['revocationReason']}")
+    summary = f"app_store {'refund' if kind != 'FAMILY_REVOKE' else 'revocation'} of transaction " \
+              f"{tx['transactionId']} ({', '.join(said)})"
+    if kind == PRORATED and isinstance(share, int) and 0 < share < WHOLE:
+        return share, WHOLE, summary
+    return None, None, summary
+
+
 def reversal(payload: dict, notification: dict) -> Reversal:
-    """REFUND / REVOKE (take the whole transaction back) or REFUND_REVERSED (give it again). Each
-    notification is its own event, so the key carries its notificationUUID: a second refund after a
-    reversed one takes effect too."""
+    """REFUND / REVOKE (take the transaction back: all of it, or the share a ``REFUND_PRORATED`` refunded) or
+    REFUND_REVERSED (give it again). Each notification is its own event, so the key carries its
+    notificationUUID: a second refund after a reversed one takes effect too."""
     tx = transaction(payload)
     kind = REVERSAL_KINDS[notification["notificationType"]]
+    amount, total, summary = revoked_share(tx) if kind == "refund" else (None, None, "")
     return Reversal(source=SOURCE, key=f"{kind}:{tx['transactionId']}:{notification['notificationUUID']}",
-                    ref=tx["transactionId"], kind=kind, amount=None, total=None, currency=tx["currency"],
+                    ref=tx["transactionId"], kind=kind, amount=amount, total=total, currency=None,
                     detail={"notification_type": notification["notificationType"],
                             "subtype": notification["subtype"], "notification_uuid": notification["notificationUUID"],
                             "original_transaction_id": tx["originalTransactionId"],
-                            "revocation_date": tx["revocationDate"], "revocation_reason": tx["revocationReason"]})
+                            "revocation_date": tx["revocationDate"], "revocation_reason": tx["revocationReason"],
+                            "revocation_type": tx["revocationType"],
+                            "revocation_percentage": tx["revocationPercentage"],
+                            **({"summary": summary} if summary else {})})
 
 
 def classify(notification: dict, transaction_payload: dict | None = None, player_ids: str = PLAYER_IDS_LINKED
@@ -144,10 +183,10 @@ def classify(notification: dict, transaction_payload: dict | None = None, player
     kind = checked["notificationType"]
     if kind == TEST:
         return TEST_MARKER, None
-    if kind not in GRANT_TYPES and kind not in REVERSAL_KINDS:
+    if not acts(kind, checked["subtype"]):
         return RECORD, None
     if transaction_payload is None:
         raise ValidationError({"data": {"signedTransactionInfo": [f"a {kind} notification carries a transaction"]}})
-    if kind in GRANT_TYPES:
+    if grants(kind, checked["subtype"]):
         return GRANT, purchase(transaction_payload, player_ids=player_ids, notification=checked)
     return REVERSE, reversal(transaction_payload, checked)

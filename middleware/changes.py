@@ -88,10 +88,13 @@ def apply_revoke(f: Fulfilment, actor: str, reason: str) -> bool:
     if f.state == states.REVOKING:
         repo.note(f, actor, {"action": "revoke", "reason": reason, "widened": "to the whole order"})
         return True
-    # FAILED: Kraty refused the grant. PENDING on a RECEIVED order: Kraty was never called. Other
-    # PENDING items may have been granted by a call whose answer was lost: the revoke attempt settles them.
+    # FAILED: Kraty refused the grant. PENDING on a RECEIVED order, or on one without a player: Kraty was
+    # never called. Other PENDING items may have been granted by a call whose answer was lost: the revoke
+    # attempt settles them. (An order with nothing left to settle is REVOKED by its attempt, which then
+    # calls nobody.)
+    nobody = never_granted_to_anyone(f)
     never_granted = [item for item in f.items if item.state == states.ITEM_FAILED
-                     or (item.state == states.ITEM_PENDING and f.state == states.RECEIVED)]
+                     or (item.state == states.ITEM_PENDING and (f.state == states.RECEIVED or nobody))]
     for item in never_granted:
         item.state = states.ITEM_SKIPPED
     for item in f.items:
@@ -105,6 +108,26 @@ def apply_revoke(f: Fulfilment, actor: str, reason: str) -> bool:
     else:
         repo.set_state(f, states.REVOKING, actor, detail, reason=reason)
     return True
+
+
+def never_granted_to_anyone(f: Fulfilment) -> bool:
+    """The order never had a player (held as player_unresolved): Kraty was never called for it, so none of
+    its rows can have been granted, whatever their state says."""
+    return f.player_id is None and not any(item.state in (states.ITEM_GRANTED, states.ITEM_REVOKE_FAILED)
+                                           for item in f.items)
+
+
+def settle_never_granted(f: Fulfilment, actor: str) -> int:
+    """An order being taken back that never had a player: its rows still waiting for a grant are marked
+    never granted (no Kraty call can settle them: there is nobody to ask about). Returns how many."""
+    if not never_granted_to_anyone(f):
+        return 0
+    rows = [item for item in f.items if item.state == states.ITEM_PENDING]
+    for item in rows:
+        item.state = states.ITEM_SKIPPED
+    if rows:
+        repo.note(f, actor, {"never_granted": len(rows), "why": "the order never had a player"})
+    return len(rows)
 
 
 def apply_partial_revoke(f: Fulfilment, actor: str, numerator: int, denominator: int, reason: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import purchase_events, reversals
-from .changes import PLAYER_UNRESOLVED
+from .changes import PLAYER_UNRESOLVED, settle_never_granted
 from .kraty import KratyError
 from .ledger import repository as repo
 from .ledger import states
@@ -272,6 +272,7 @@ def revoke_loaded(services: Services, session, f: Fulfilment, actor: str) -> Out
     if not _commit(session, f.id, Outcome(True)).ran:  # the claim is durable before any call
         return Outcome(False)
     f.attempts += 1
+    settle_never_granted(f, actor)  # an order without a player: nothing to ask Kraty about
     client = services.kraty(f.namespace)
     allow_negative = services.catalog.game(f.namespace).negative_balance_policy == "allow_negative"
     # Items whose grant outcome is unknown (a timeout, a crash mid-call) are settled first by

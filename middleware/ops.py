@@ -402,6 +402,9 @@ def check_state(f: Fulfilment, action: str) -> None:
                                                states.RESOLVED) and _granted_something(f)):
         problem = ("only an order that granted something and is not being worked on can be revoked "
                    "(FULFILLED, FULFILL_FAILED, REVOKE_FAILED or RESOLVED with granted rows)")
+    elif action == ATTACH_PLAYER and f.player_id is None and f.state in (states.REVOKING, states.REVOKED):
+        problem = ("it was refunded or revoked before any player was known: nothing was granted, so there is "
+                   "nothing to attach a player to")
     elif action == ATTACH_PLAYER and not _unresolved_player(f):
         problem = f"a player can be attached only to an order failed with {PLAYER_UNRESOLVED}"
     elif action == RESOLVE and f.state not in (states.FULFILL_FAILED, states.REVOKE_FAILED):

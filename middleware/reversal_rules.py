@@ -60,7 +60,8 @@ def take_back(f: Fulfilment, r: Reversal, rules, actor: str, noun: str, amount: 
     (App Store, Google Play revocations) takes back everything; a Stripe amount against an unknown total
     is flagged instead."""
     total = r.total if unknown_is_all else _total(f, r)
-    what = f"{r.source} {noun} of {amount} of {total} {r.currency or ''}".rstrip()
+    said = (r.detail or {}).get("summary")  # what the store said, where amounts alone would mislead (App Store)
+    what = said or f"{r.source} {noun} of {amount} of {total} {r.currency or ''}".rstrip()
     before = revoked_amounts(f)
     if (total is None or amount is None) and not unknown_is_all:
         return flag(f, actor, f"{noun}: {amount} of an unknown total {r.currency or ''}; review what to take back",
@@ -79,8 +80,9 @@ def take_back(f: Fulfilment, r: Reversal, rules, actor: str, noun: str, amount: 
         if result in ("reduced", "revoking"):
             r.detail = {**(r.detail or {}), "revoked": True, "before": before}
         return f"partial take-back: {result}"
-    return flag(f, actor, f"partial {noun}: {amount} of {total} {r.currency or ''} (policy {rules.partial_refunds}, "
-                          f"order {f.state}); review what to take back", {"reversal": r.reversal_key})
+    said = said or f"{amount} of {total} {r.currency or ''}"
+    return flag(f, actor, f"partial {noun}: {said} (policy {rules.partial_refunds}, order {f.state}); "
+                          "review what to take back", {"reversal": r.reversal_key})
 
 
 def give_back(f: Fulfilment, r: Reversal, took: Reversal, actor: str, why: str, still_taken: int) -> str | None:

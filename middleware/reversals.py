@@ -43,10 +43,11 @@ class Policy:
 def policy(game: Game, source: str) -> Policy:
     if source == "google_play":  # quantity-based refunds void whole units: take back exactly those units
         return Policy(partial_refunds="proportional")
-    config = getattr(game, source, None) if source == "stripe" else None
+    config = getattr(game, source, None) if source in ("stripe", "app_store") else None
     if config is None:
         return Policy()
-    return Policy(config.partial_refunds, config.disputes, config.inquiries)
+    return Policy(config.partial_refunds, getattr(config, "disputes", Policy.disputes),
+                  getattr(config, "inquiries", Policy.inquiries))
 
 
 def _refund_reversed(f: Fulfilment, r: Reversal, actor: str) -> str | None:

@@ -14,20 +14,30 @@ PATH = "/webhooks/app-store"
 RECEIPTS = "/v1/receipts/app-store"
 
 
-def app_store_table(player_ids: str = "linked", production: bool = True) -> str:
+VIP_PLUS = ('\n[games.demo.products.vip_plus_monthly]\ntype = "SUBSCRIPTION"\nname = "VIP Plus (monthly)"\n'
+            'store_ids = { app_store = "com.demo.vipplus.monthly" }\n'
+            'grants = [{ item = "vip_pass", quantity = 1 }, { currency = "gems", amount = 700 }]\n')
+
+
+def app_store_table(player_ids: str = "linked", production: bool = True, partial_refunds: str | None = None) -> str:
     return (f'\n[games.demo.app_store]\nbundle_id = "{BUNDLE_ID}"\napp_apple_id = 1234567890\n'
             f'allow_production = {"true" if production else "false"}\nroot_certificates = ["apple-root.cer"]\n'
-            f'player_ids = "{player_ids}"\n')
+            f'player_ids = "{player_ids}"\n'
+            + (f'partial_refunds = "{partial_refunds}"\n' if partial_refunds else ""))
 
 
-def write_catalog(catalog_path: str, directory, player_ids: str = "linked", sandbox: bool = True) -> str:
+def write_catalog(catalog_path: str, directory, player_ids: str = "linked", sandbox: bool = True,
+                  partial_refunds: str | None = None) -> str:
+    """The demo catalog with an ``[app_store]`` table (and a second subscription tier, VIP Plus, for upgrades)."""
     default_chain().write_root(directory, "apple-root.cer")
     text = open(catalog_path).read()
     if not sandbox:
         text = text.replace("allow_sandbox = true", "allow_sandbox = false", 1)
     marker = "\n# ---------------------------------------------------------------- currencies (COINS)"
-    text = text.replace(marker, app_store_table(player_ids) + marker, 1)
-    path = directory / f"catalog-apple-{player_ids}-{sandbox}.toml"
+    text = text.replace(marker, app_store_table(player_ids, partial_refunds=partial_refunds) + marker, 1)
+    bundles = "\n# ---------------------------------------------------------------- bundles"
+    text = text.replace(bundles, VIP_PLUS + bundles, 1)
+    path = directory / f"catalog-apple-{player_ids}-{sandbox}-{partial_refunds}.toml"
     path.write_text(text)
     return str(path)
 

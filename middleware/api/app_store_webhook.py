@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from mappers import app_store as m
 from middleware.ledger import repository as repo
+from middleware.ledger.recorded import recorded_outcome
 from middleware.metrics import recorders as metrics
 from middleware.services import services
 from middleware.stores.app_store_verify import AppStoreVerificationError
@@ -37,6 +38,15 @@ def verification_failed(exc: AppStoreVerificationError, what: str) -> ApiError:
     return ApiError(401, "invalid_signature", str(exc))
 
 
+def log_refusal(what: str, exc: AppStoreVerificationError, error: ApiError) -> ApiError:
+    """One log line per refused App Store JWS (notification or receipt): the answer's status and code, the
+    cause and Apple's status — never the JWS itself. The request id is on the line (middleware/logs.py)."""
+    status = getattr(exc.status, "name", exc.status)
+    log.info("app store %s refused: %s %s: %s (cause: %s; verification status %s)", what, error.status,
+             error.code, exc, exc.detail or exc.kind, status)
+    return error
+
+
 def _signed_payload() -> str:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "App Store notifications are application/json")
@@ -58,14 +68,13 @@ def receive():
     try:
         verified = svc.app_store.notification(signed)
     except AppStoreVerificationError as exc:
-        log.info("app store notification refused: %s (%s)", exc, exc.detail)
-        raise verification_failed(exc, "the notification") from None
+        raise log_refusal("notification", exc, verification_failed(exc, "the notification")) from None
     notification = verified.notification
     kind = notification.get("notificationType")
     uuid = notification.get("notificationUUID")
     if not isinstance(kind, str) or not isinstance(uuid, str) or not 0 < len(uuid) <= 128:
         raise ApiError(400, "malformed_notification", "the notification has no notificationType / notificationUUID")
-    acts = kind in m.GRANT_TYPES or kind in m.REVERSAL_KINDS
+    acts = m.acts(kind, notification.get("subtype"))
     if acts and verified.transaction is None:
         raise ApiError(400, "malformed_notification", f"a {kind} notification carries data.signedTransactionInfo")
     game = verified.game
@@ -80,5 +89,8 @@ def receive():
             enqueue_event(svc.redis, event_id)
         except RedisError as exc:
             log.warning("could not enqueue app store notification %s (%s); the reconciler will", uuid, exc)
-    return jsonify({"received": True, "notificationUUID": uuid, "duplicate": event_id is None,
-                    "environment": verified.environment, "outcome": outcome})
+    answer = {"received": True, "notificationUUID": uuid, "duplicate": event_id is None,
+              "environment": verified.environment, "outcome": outcome}
+    if event_id is None:  # a duplicate: what the first one led to, as recorded
+        answer.update(recorded_outcome(svc, m.SOURCE, uuid))
+    return jsonify(answer)

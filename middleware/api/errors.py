@@ -70,7 +70,11 @@ def register(app: Flask) -> None:
         messages = (getattr(exc, "data", None) or {}).get("messages")  # webargs' field errors (flask-smorest)
         if messages:
             return error_response(status, code, "the request does not validate", {"fields": messages})
-        return error_response(status, code, exc.description or exc.name)
+        response = error_response(status, code, exc.description or exc.name)
+        allow = dict(exc.get_headers()).get("Allow")  # a 405 says which methods the path takes (RFC 9110)
+        if allow:
+            response.headers["Allow"] = allow
+        return response
 
     @app.errorhandler(RedisError)
     def _redis_down(exc):  # only where a request cannot do without the queue; ingest records and answers

@@ -12,7 +12,6 @@ from flask import g
 from marshmallow import (
     RAISE,
     Schema,
-    ValidationError,
     fields,
     validate,
     validates_schema,
@@ -24,18 +23,13 @@ from middleware.services import services
 
 from . import cursors
 from .errors import ApiError
-from .v1 import Blueprint, Strict, UtcDateTime, check_order, clean_id
+from .v1 import PRINTABLE_PATTERN, Blueprint, Strict, UtcDateTime, check_order, clean_id, not_blank, printable
 
 blp = Blueprint("fulfilments", __name__, url_prefix="/v1/fulfilments",
                 description="Orders: list and filter them, see one with everything behind it, fix it (retry, "
                             "revoke, attach a player, make good, resolve). Reading needs a `viewer` key; the "
                             "actions `operator` or `admin` (see each).")
 CURSOR_KIND = "fulfilments"
-
-
-def reason_text(value: str) -> None:
-    if not value.strip():
-        raise ValidationError("must not be blank")
 
 
 class Page(Strict):
@@ -153,11 +147,18 @@ class FulfilmentDetail(FulfilmentSummary):
 
 
 class ActionBody(Strict):
-    reason = fields.String(required=True, validate=[validate.Length(1, ops.MAX_REASON), reason_text],
+    reason = fields.String(required=True, validate=[validate.Length(1, ops.MAX_REASON), not_blank],
                            metadata={"description": "why (recorded in the audit log), 1-500 characters"})
-    idempotencyKey = fields.String(validate=validate.Length(1, ops.MAX_IDEMPOTENCY_KEY),
+    idempotencyKey = fields.String(validate=[validate.Length(1, ops.MAX_IDEMPOTENCY_KEY), printable],
                                    metadata={"description": "the same key (per API key) answers the first call's "
                                                             "answer again and changes nothing"})
+
+
+def make_good_line(key: str, count: str) -> dict:
+    """The description of one make-good entry (ops._contents checks it)."""
+    return {"type": "object", "required": [key, count], "additionalProperties": False,
+            "properties": {key: {"type": "string", "minLength": 1, "maxLength": 64, "pattern": PRINTABLE_PATTERN},
+                           count: {"type": "integer", "minimum": 1, "maximum": ops.MAX_AMOUNT}}}
 
 
 class AttachPlayerBody(ActionBody):
@@ -165,7 +166,9 @@ class AttachPlayerBody(ActionBody):
 
 
 class MakeGoodBody(ActionBody):
-    contents = fields.List(fields.Dict(), required=True, validate=validate.Length(1, ops.MAX_MAKE_GOOD_LINES),
+    contents = fields.List(fields.Dict(metadata={"oneOf": [make_good_line("currencyKey", "amount"),
+                                                           make_good_line("itemKey", "quantity")]}),
+                           required=True, validate=validate.Length(1, ops.MAX_MAKE_GOOD_LINES),
                            metadata={"description": "what Kraty grants: `{currencyKey, amount}` or "
                                                     "`{itemKey, quantity}` entries"})
 

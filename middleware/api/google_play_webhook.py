@@ -8,7 +8,6 @@ with ``flask events list --outcome rejected``) rather than redelivered forever.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, jsonify, request
@@ -23,6 +22,7 @@ from middleware.stores.google_push_verify import (PushVerificationError, accepts
                                                   push_service_accounts)
 from workers.queues import enqueue_event
 
+from . import json_body
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def receive():
         raise ApiError(415, "unsupported_media_type", "Pub/Sub pushes application/json")
     raw = request.get_data()
     try:
-        envelope = m.push_envelope(json.loads(raw))
+        envelope = m.push_envelope(json_body.parse(raw))
     except (ValueError, ValidationError):
         raise ApiError(400, "malformed_body", "the body is not a Pub/Sub push envelope") from None
     try:

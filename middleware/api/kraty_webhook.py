@@ -9,7 +9,6 @@ over time.
 """
 from __future__ import annotations
 
-import json
 import logging
 from functools import lru_cache
 
@@ -22,6 +21,7 @@ from middleware.metrics import recorders as metrics
 from middleware.services import services
 from workers.queues import enqueue_event
 
+from . import json_body
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,6 @@ def _verified_games(games, raw: bytes, headers: dict) -> list:
     return [game for game in games if _verifies(game, raw, headers)]
 
 
-def _parse(raw: bytes):
-    try:
-        return json.loads(raw)
-    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
-        return None
-
-
 def player_of(event: dict) -> str | None:
     """The player a Kraty event is about (erasure and export find its events by it)."""
     data = event.get("data") or {}
@@ -76,7 +69,7 @@ def receive():
     if len(headers["webhook-id"]) > 255:
         raise ApiError(400, "malformed_headers", "webhook-id is too long")
     raw = request.get_data()
-    body = _parse(raw)
+    body = json_body.parse(raw)  # bounded: None for what cannot be parsed, stored and read back
     game_id = body.get("gameId") if isinstance(body, dict) else None
     # the game the body names, when one of its secrets verifies the signature (the usual case: one HMAC)
     game = next((g for g in catalog.games.values()
@@ -87,7 +80,8 @@ def receive():
             raise ApiError(401, "invalid_signature", "the signature does not verify with any game's secret, or "
                                                      "its timestamp is more than 5 minutes from now")
     if body is None:
-        raise ApiError(400, "malformed_body", "the body is not JSON")
+        raise ApiError(400, "malformed_body", "the body is not JSON (or nests too deep, or holds text that is "
+                                              "not Unicode)")
     if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"] \
             or not isinstance(body.get("data"), dict):
         raise ApiError(400, "malformed_body", 'the body is not a Kraty event {"id", "type", "data": {...}}')

@@ -14,7 +14,7 @@ from middleware import api_keys, privacy
 from middleware.services import services
 
 from .errors import ApiError
-from .v1 import Blueprint, Strict
+from .v1 import Blueprint, Strict, clean_id_parameter
 
 blp = Blueprint("player_export", __name__, url_prefix="/v1/players",
                 description="A player's data, for access requests. Needs an `operator` key.")
@@ -25,7 +25,7 @@ class ExportArgs(Strict):
                               metadata={"description": "one game (default: every game the key may see)"})
 
 
-@blp.route("/<player_id>/export", methods=["GET"])
+@blp.route("/<player_id>/export", methods=["GET"], parameters=[clean_id_parameter("player_id")])
 @blp.arguments(ExportArgs, location="query", unknown=RAISE)
 @blp.response(200, description="the player's orders with their items and history, receipt links, refunds and "
                                "disputes, the stored store and Kraty events, and the events sent to sinks with "

@@ -26,9 +26,9 @@ from middleware.stores.app_store_verify import AppStoreVerificationError
 from middleware.stores import google_play_events as events
 from middleware.stores.errors import StoreError
 
-from .app_store_webhook import verification_failed
+from .app_store_webhook import log_refusal, verification_failed
 from .errors import ApiError
-from .v1 import Blueprint, Strict, clean_id
+from .v1 import JWS_PATTERN, Blueprint, Strict, clean_id
 
 blp = Blueprint("receipts", __name__, url_prefix="/v1/receipts",
                 description="Store purchases posted by the studio's backend, with their player. "
@@ -39,7 +39,8 @@ MAX_WAIT = 5.0
 class AppStoreReceipt(Strict):
     playerId = fields.String(required=True, validate=clean_id, metadata={"description": "the Kraty player"})
     signedTransaction = fields.String(required=True, validate=validate.Length(1, 64 * 1024),
-                                      metadata={"description": "the StoreKit 2 signed transaction (JWS)"})
+                                      metadata={"description": "the StoreKit 2 signed transaction (JWS; anything "
+                                                               "else: 400 malformed_jws)", "pattern": JWS_PATTERN})
 
 
 class WaitArgs(Strict):
@@ -129,14 +130,15 @@ def app_store(body, args):
     except AppStoreVerificationError as exc:
         error = verification_failed(exc, "the transaction")
         if error.status in (401, 422):
-            raise ApiError(422, "receipt_invalid", str(exc)) from None
-        raise error from None
+            error = ApiError(422, "receipt_invalid", str(exc))
+        raise log_refusal("receipt", exc, error) from None
     game, tx = verified.game, verified.transaction
     purchase = app_store_mapper.purchase(tx, player_id=body["playerId"])
-    if tx.get("revocationDate"):  # refunded or revoked already: recorded, never granted
+    if tx.get("revocationDate"):  # refunded or revoked already (all of it, or a prorated share)
+        amount, total, summary = app_store_mapper.revoked_share(tx)
         notice = Reversal(source=purchase.source, key=f"refund:{purchase.transaction_id}:revoked",
-                          ref=purchase.transaction_id, kind="refund",
-                          detail={"revocation_date": tx["revocationDate"], "from": "receipt"})
+                          ref=purchase.transaction_id, kind="refund", amount=amount, total=total,
+                          detail={"revocation_date": tx["revocationDate"], "from": "receipt", "summary": summary})
         purchases.record_reversal(services(), notice, game.namespace, f"receipts:{g.receipts_key.name}")
     keys = [value for value in (tx.get("transactionId"), tx.get("originalTransactionId")) if value]
     return redeem(game, purchase, body["playerId"], args["wait"], keys)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 
 from flask import g
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
 from middleware import api_keys
-from middleware.ledger.models import Delivery, OutboundEvent, utcnow
+from middleware.ledger.models import Delivery, OutboundEvent
 from middleware.services import services
 from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import STATES, ReplayError, enable_sink
@@ -30,12 +30,8 @@ class Reason(Strict):
 
 
 class ReplaySince(Reason):
-    since = UtcDateTime(required=True, metadata={"description": "replay deliveries recorded at or after this time"})
-
-    @validates_schema
-    def _not_future(self, data, **kwargs):
-        if data.get("since") and data["since"] > utcnow():
-            raise ValidationError({"since": ["is in the future"]})
+    since = UtcDateTime(required=True, metadata={"description": "replay deliveries recorded at or after this time "
+                                                                "(a time still to come replays nothing)"})
 
 
 class DeliveryArgs(Strict):
@@ -101,9 +97,9 @@ def _delivery(d: Delivery, event: OutboundEvent) -> dict:
 @blp.doc(security=[{"apiKey": []}])
 def list_sinks():
     """The configured sinks, whether each is enabled, and their deliveries by state."""
-    api_keys.require("viewer")
+    key = api_keys.require("viewer")
     with services().session() as session:
-        return overview(session, services().sinks)
+        return overview(session, services().sinks, key.namespaces)
 
 
 @blp.route("/<name>/deliveries", methods=["GET"])
@@ -111,12 +107,15 @@ def list_sinks():
 @blp.response(200, DeliverySchema(many=True))
 @blp.doc(security=[{"apiKey": []}])
 def list_deliveries(args, name):
-    """A sink's deliveries, newest first (``state=dead`` lists its dead letters)."""
-    api_keys.require("viewer")
+    """A sink's deliveries, newest first (``state=dead`` lists its dead letters). A key limited to some
+    games sees only the deliveries of their events."""
+    key = api_keys.require("viewer")
     _sink(name)
     stmt = (select(Delivery, OutboundEvent).join(OutboundEvent, Delivery.event_id == OutboundEvent.id)
             .where(Delivery.sink == name).order_by(Delivery.created_at.desc(), Delivery.id.desc())
             .limit(args["limit"]))
+    if key.namespaces is not None:
+        stmt = stmt.where(OutboundEvent.namespace.in_(key.namespaces))
     if "state" in args:
         stmt = stmt.where(Delivery.state == args["state"])
     if "since" in args:
@@ -127,7 +126,7 @@ def list_deliveries(args, name):
 
 def _replayed(**target) -> dict:
     try:
-        ids = replay(services(), **target)
+        ids = replay(services(), namespaces=g.api_key.namespaces, **target)
     except UnknownTarget as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except ReplayError as exc:
@@ -142,7 +141,7 @@ def _replayed(**target) -> dict:
 def replay_one(body, name, delivery_id):
     """Send one delivery again from the start of its sink's schedule (a dead letter, a disabled one, or a
     delivered one sent again). 409 `cannot_replay` while it is still scheduled, if its player was erased or
-    its sink is disabled."""
+    its sink is disabled. Another game's delivery, for a key limited to some games: 404."""
     api_keys.require("operator")
     _sink(name)
     result = _replayed(delivery_id=delivery_id, sink=name)
@@ -155,7 +154,8 @@ def replay_one(body, name, delivery_id):
 @blp.response(200, ReplayResult)
 @blp.doc(security=[{"apiKey": []}])
 def replay_since(body, name):
-    """Send again every dead-lettered (or disabled) delivery of the sink recorded at or after `since`."""
+    """Send again every dead-lettered (or disabled) delivery of the sink recorded at or after `since` (a key
+    limited to some games: only the deliveries of their events)."""
     api_keys.require("operator")
     _sink(name)
     result = _replayed(sink=name, since=body["since"])
@@ -168,9 +168,13 @@ def replay_since(body, name):
 @blp.response(200, SinkSchema)
 @blp.doc(security=[{"apiKey": []}])
 def enable(body, name):
-    """Enable a sink disabled after a 410 Gone (its stopped deliveries then need a replay)."""
-    api_keys.require("operator")
+    """Enable a sink disabled after a 410 Gone (its stopped deliveries then need a replay). A sink serves every
+    game: a key limited to some games may not (403)."""
+    key = api_keys.require("operator")
     sink = _sink(name)
+    if key.namespaces is not None:
+        raise ApiError(403, "forbidden", f"the key {key.name} is limited to some games; sink {name} serves every "
+                                         "game: enabling it needs a key for all games")
     with services().session() as session:
         changed = enable_sink(session, name)
         session.commit()

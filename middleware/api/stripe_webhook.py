@@ -7,7 +7,6 @@ parse; then commit; then enqueue the job that acts on it (``workers/events.py``)
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -22,6 +21,7 @@ from middleware.metrics import recorders as metrics
 from middleware.services import services
 from workers.queues import enqueue_event
 
+from . import json_body
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,16 @@ def _verify(game, raw: bytes, header: str) -> None:
 
 
 def _event(raw: bytes) -> m.Event:
+    body = json_body.parse(raw)
+    if body is None:
+        raise ApiError(400, "malformed_body", "the body is not JSON (or nests too deep, or holds text that is not "
+                                              "Unicode)")
     try:
-        event = m.parse_event(json.loads(raw))
+        event = m.parse_event(body)
         if event.type in m.HANDLED:
             m.check_object(event)
-    except ValueError:  # json.JSONDecodeError included
-        raise ApiError(400, "malformed_body", "the body is not JSON") from None
+    except ValueError:
+        raise ApiError(400, "malformed_body", "the body is not a Stripe event") from None
     except ValidationError as exc:
         raise ApiError(400, "malformed_event", "not a Stripe event we can read", {"fields": exc.messages}) from None
     return event

@@ -16,6 +16,7 @@ from flask import Flask, request
 from flask_smorest import Api
 from marshmallow import RAISE, Schema, ValidationError, fields
 from webargs.flaskparser import FlaskParser, abort
+from werkzeug.routing import UnicodeConverter
 
 from mappers.accelbyte import is_clean_id
 from middleware.storable import MESSAGE, unstorable
@@ -73,6 +74,22 @@ def clean_id(value: str) -> None:
         raise ValidationError("1-128 printable characters without spaces")
 
 
+def printable(value: str) -> None:
+    if not value.isprintable():
+        raise ValidationError("printable characters only")
+
+
+def not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+def clean_id_parameter(name: str) -> dict:
+    """A path parameter that is an id (clean_id), for ``Blueprint.route(parameters=[...])``."""
+    return {"in": "path", "name": name, "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": CLEAN_ID_PATTERN}}
+
+
 def check_order(data: dict, first: str, second: str) -> None:
     """Refuse a time range whose ``first`` bound is not before its ``second``."""
     if data.get(first) and data.get(second) and data[first] >= data[second]:
@@ -107,6 +124,50 @@ class _Api(Api):
         """Errors are answered by middleware/api/errors.py, in the one shape of our APIs."""
 
 
+# What the description can say of the text the parser refuses, in the regex syntax JSON Schema tools share
+# (ECMA 262, Python, Rust): no NUL. Unpaired surrogates are not Unicode text, so no JSON Schema string holds
+# them; that they are refused too is in the description of every string.
+STORABLE_PATTERN = r"^[^\x00]*$"
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"  # printable(): no control characters (Latin-1's included)
+NOT_BLANK_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"  # not_blank(): something besides whitespace
+JWS_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"  # three base64url segments
+# An id (clean_id): printable, no whitespace. The pattern leaves out ASCII's and Latin-1's control characters
+# and all whitespace; the other characters Python does not call printable (format and unassigned code points)
+# no portable pattern can name.
+CLEAN_ID_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$"
+
+
+def storable_text(self, field, ret, **kwargs) -> dict:
+    """apispec: a string argument says as a pattern what the parser refuses (NUL; an id: whitespace and control
+    characters too; printable text: control characters; a reason: only blanks)."""
+    if not isinstance(field, fields.String) or {"pattern", "enum", "format"} & set(ret):
+        return {}
+    if clean_id in field.validators:
+        return {"pattern": CLEAN_ID_PATTERN, "minLength": 1, "maxLength": 128}
+    if printable in field.validators:
+        return {"pattern": PRINTABLE_PATTERN}
+    if not_blank in field.validators:
+        return {"pattern": NOT_BLANK_PATTERN}
+    return {"pattern": STORABLE_PATTERN}
+
+
+def catalog_values(catalog):
+    """apispec: an argument naming a game (``namespace``) or a Google Play app (``packageName``) lists the
+    catalog's (the API refuses any other): this deployment's description says which."""
+    choices = {"namespace": sorted(catalog.games),
+               "packageName": sorted(game.google_play.package_name for game in catalog.google_play_games())}
+
+    def attribute(self, field, ret, **kwargs) -> dict:
+        if isinstance(field, fields.String) and isinstance(field.parent, Strict) and choices.get(field.name):
+            return {"enum": choices[field.name]}
+        return {}
+    return attribute
+
+
+def storable_path_parameter(converter) -> dict:
+    return {"type": "string", "minLength": 1, "pattern": STORABLE_PATTERN}
+
+
 def init_api(app: Flask, blueprints) -> Api:
     app.config.update(API_TITLE="kraty-bridge", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
                       OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json", **docs_page.CONFIG)
@@ -114,6 +175,9 @@ def init_api(app: Flask, blueprints) -> Api:
                                           '`{"error": {"code", "message", "requestId", "details"?}}`.'}})
     api.spec.components.security_scheme("apiKey", {"type": "http", "scheme": "bearer",
                                                    "description": "an API key made with `flask keys create`"})
+    api.ma_plugin.converter.add_attribute_function(catalog_values(app.extensions["kraty_bridge"].catalog))
+    api.ma_plugin.converter.add_attribute_function(storable_text)
+    api.register_converter(UnicodeConverter, storable_path_parameter)
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_page.bp)  # /docs/assets/: the docs page's scripts and styles, from a package

@@ -24,7 +24,7 @@ DEAD_LETTERS = 50
 
 def _overview():
     with services().session() as db:
-        sinks = overview(db, services().sinks)
+        sinks = overview(db, services().sinks, actor().namespaces)
         for sink in sinks:
             sink["deadLetters"] = dead_letters(db, actor(), sink["name"], DEAD_LETTERS)
     return sinks
@@ -58,7 +58,7 @@ def _audit(action: str, target_type: str, target_id: str, reason: str, after: di
 
 def _replayed(**target) -> dict:
     try:
-        ids = replay(services(), **target)
+        ids = replay(services(), namespaces=actor().namespaces, **target)
     except UnknownTarget as exc:
         raise ConsoleError(404, str(exc), code="not_found") from None
     except ReplayError as exc:
@@ -103,6 +103,9 @@ def replay_since(name):
 @bp.route("/sinks/<name>/enable", methods=["POST"])
 def enable(name):
     reason = _checked(name)
+    if actor().namespaces is not None:
+        raise ConsoleError(403, f"Sink {name} serves every game; {actor().name} is limited to some games.",
+                           code="forbidden")
     with services().session() as db:
         changed = enable_sink(db, name)
         db.commit()

@@ -4,14 +4,14 @@ and the audit entry of an operator's sink action."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from middleware.ledger.models import AuditEntry, Delivery, SinkState, utcnow
+from middleware.ledger.models import AuditEntry, Delivery, OutboundEvent, SinkState, utcnow
 from middleware.services import Services
 
 from .states import ReplayError, replay_delivery, replay_since
@@ -26,10 +26,12 @@ class UnknownTarget(ReplayError):
 
 def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = None,
            since: datetime | None = None, now: datetime | None = None,
-           progress: Callable[[list[str]], Iterable[str]] | None = None) -> list[str]:
+           progress: Callable[[list[str]], Iterable[str]] | None = None,
+           namespaces: Sequence[str] | None = None) -> list[str]:
     """Replay ``delivery_id`` (of ``sink``, when given), or every dead-lettered or disabled delivery of ``sink``
     recorded at or after ``since``; committed and enqueued (``progress`` wraps the enqueueing, for a progress
-    bar). Raises ``ReplayError`` saying why not."""
+    bar). ``namespaces``: only deliveries of these games' events (a key limited to some games; another game's
+    delivery is unknown to it). Raises ``ReplayError`` saying why not."""
     from workers.queues import enqueue_delivery  # the one module that enqueues
     now = now or utcnow()
     if sink is not None and svc.sinks.get(sink) is None:
@@ -37,11 +39,11 @@ def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = 
     with svc.session() as session:
         if delivery_id is not None:
             found = session.get(Delivery, delivery_id)
-            if found is None or (sink is not None and found.sink != sink):
+            if found is None or (sink is not None and found.sink != sink) or not _of(session, found, namespaces):
                 raise UnknownTarget(f"no delivery {delivery_id}" + (f" for sink {sink}" if sink else ""))
             ids = [replay_delivery(session, delivery_id, now).id]
         else:
-            ids = replay_since(session, sink, since, now)
+            ids = replay_since(session, sink, since, now, namespaces)
         session.commit()
     try:
         for replayed in (progress(ids) if progress and ids else ids):
@@ -51,11 +53,20 @@ def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = 
     return ids
 
 
-def overview(session: Session, configured) -> list[dict]:
-    """The configured sinks: enabled or not (and why), and their deliveries by state."""
+def _of(session: Session, delivery: Delivery, namespaces: Sequence[str] | None) -> bool:
+    """The delivery's event is of one of ``namespaces`` (None: any game)."""
+    return namespaces is None or session.get(OutboundEvent, delivery.event_id).namespace in namespaces
+
+
+def overview(session: Session, configured, namespaces: Sequence[str] | None = None) -> list[dict]:
+    """The configured sinks: enabled or not (and why), and their deliveries by state (of ``namespaces``'
+    events only, when given)."""
     counts: dict[str, dict[str, int]] = {}
-    for sink, state, count in session.execute(select(Delivery.sink, Delivery.state, func.count())
-                                              .group_by(Delivery.sink, Delivery.state)):
+    stmt = select(Delivery.sink, Delivery.state, func.count()).group_by(Delivery.sink, Delivery.state)
+    if namespaces is not None:
+        stmt = stmt.join(OutboundEvent, Delivery.event_id == OutboundEvent.id).where(
+            OutboundEvent.namespace.in_(namespaces))
+    for sink, state, count in session.execute(stmt):
         counts.setdefault(sink, {})[state] = count
     disabled = {s.name: s.reason for s in session.scalars(select(SinkState).where(SinkState.disabled_at.is_not(None)))}
     return [{"name": s.name, "type": s.type, "events": list(s.events), "environments": sorted(s.environments),

@@ -7,12 +7,13 @@ was disabled by a 410 Gone). ``dead`` and ``disabled`` deliveries wait for an op
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from middleware.ledger.models import Delivery, SinkState, utcnow
+from middleware.ledger.models import Delivery, OutboundEvent, SinkState, utcnow
 
 PENDING, FAILED, DELIVERED, DEAD, DISABLED = "pending", "failed", "delivered", "dead", "disabled"
 CANCELLED = "cancelled"
@@ -78,15 +79,20 @@ def replay_delivery(session: Session, delivery_id: str, now: datetime | None = N
     return delivery
 
 
-def replay_since(session: Session, sink: str, since: datetime, now: datetime | None = None) -> list[str]:
-    """Every dead-lettered (or disabled) delivery of ``sink`` recorded since ``since``, sent again from the
-    start of the schedule; returns their ids. The caller commits, then enqueues."""
+def replay_since(session: Session, sink: str, since: datetime, now: datetime | None = None,
+                 namespaces: Sequence[str] | None = None) -> list[str]:
+    """Every dead-lettered (or disabled) delivery of ``sink`` recorded since ``since`` (of ``namespaces``'
+    events only, when given), sent again from the start of the schedule; returns their ids. The caller
+    commits, then enqueues."""
     now = now or utcnow()
     if is_disabled(session, sink):
         raise ReplayError(f"sink {sink} is disabled: enable it first (flask sinks enable {sink})")
-    rows = session.scalars(select(Delivery).where(Delivery.sink == sink, Delivery.state.in_((DEAD, DISABLED)),
-                                                  Delivery.created_at >= since)
-                           .order_by(Delivery.created_at, Delivery.id)).all()
+    stmt = select(Delivery).where(Delivery.sink == sink, Delivery.state.in_((DEAD, DISABLED)),
+                                  Delivery.created_at >= since)
+    if namespaces is not None:
+        stmt = stmt.where(Delivery.event_id.in_(select(OutboundEvent.id).where(
+            OutboundEvent.namespace.in_(namespaces))))
+    rows = session.scalars(stmt.order_by(Delivery.created_at, Delivery.id)).all()
     for delivery in rows:
         _restart(delivery, now)
     return [delivery.id for delivery in rows]
