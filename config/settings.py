@@ -41,6 +41,7 @@ class Settings:
     reconcile_interval_seconds: float
     reconcile_stale_seconds: float
     put_wait_seconds: float
+    put_settle_seconds: float
     stripe_api_base: str
     stripe_tolerance_seconds: int
     apple_root_sha256: frozenset[str]
@@ -97,6 +98,10 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                                    "Non-terminal work that has not moved for this long is re-enqueued"),
     "KB_PUT_WAIT_SECONDS": ("put_wait_seconds", float, 15.0,
                             "How long a fulfil PUT waits for a concurrent attempt on the same order to finish"),
+    "KB_PUT_SETTLE_SECONDS": ("put_settle_seconds", float, 2.0,
+                              ("How long an AccelByte-compatible PUT keeps retrying a transient Kraty failure inline "
+                               "before it answers 503 (not settled yet, Retry-After) and leaves the work to the "
+                               "background (a tiny value such as 0.001: answer after the first attempt)")),
     "KB_STRIPE_API_BASE": ("stripe_api_base", str, "https://api.stripe.com",
                            ("Base URL of Stripe's API (fetching Checkout Session line items); tests and `make run` "
                             "point it at a local fake")),

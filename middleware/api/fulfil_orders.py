@@ -18,21 +18,20 @@ from middleware.orders import UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, re
 from middleware.services import services
 from middleware.storable import MESSAGE, unstorable
 
+from . import settle
 from .errors import VALIDATION, ApiError
 
 SOURCE = "accelbyte"
 MAX_BULK = 50
 DIFFERENT_PAYLOAD = 38128
 UNKNOWN_TRANSACTION = 38145
-# a repeated PUT changes nothing on these (a FULFILL_FAILED one retries its failed items)
-NOTHING_TO_DO = (states.FULFILLED, states.REVOKING, states.REVOKED, states.REVOKE_FAILED, states.RESOLVED)
+# a repeated PUT changes nothing on these (a FULFILL_FAILED one retries its failed items; one still in
+# progress carries on with an attempt)
+NOTHING_TO_DO = (states.FULFILLED, states.REVOKED, states.REVOKE_FAILED, states.RESOLVED)
 QUERY_PARAMS = {"transactionId", "userId", "state", "startTime", "endTime", "offset", "limit"}
-STATE_FILTER = {
-    "FULFILLED": (states.FULFILLED,),
-    "FULFILL_FAILED": (states.RECEIVED, states.FULFILLING, states.FULFILL_FAILED),
-    "REVOKED": (states.REVOKED,),
-    "REVOKE_FAILED": (states.REVOKING, states.REVOKE_FAILED),
-}
+# the query lists settled orders only (see settle.py): FULFILL_FAILED / REVOKE_FAILED there are final
+STATE_FILTER = {ab: tuple(state for state in results.SETTLED if results.ab_state(state) == ab)
+                for ab in ("FULFILLED", "FULFILL_FAILED", "REVOKED", "REVOKE_FAILED")}
 
 
 def _resolve_all(game, lines):
@@ -45,7 +44,10 @@ def _resolve_all(game, lines):
                        else {"sku": first.line.get("itemSku")})
     for r in resolved:
         if r.error_code == UNSUPPORTED_TYPE and r.product.type != "BUNDLE":
-            raise ApiError(400, int(UNSUPPORTED_TYPE), r.error, {"itemSku": r.product.sku})
+            identity = r.line.get("itemId") or r.line.get("itemSku")
+            raise ApiError(400, int(UNSUPPORTED_TYPE),
+                           f"Cannot fulfill item with type [{r.product.type}] in item [{identity}]",
+                           {"itemType": r.product.type, "itemIdentity": identity})
     return resolved
 
 
@@ -86,16 +88,19 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
                           raw_body=raw_body, fulfilment_id=f.id, new=created)
         metrics.ingested(SOURCE, created)  # kb_ingested_events_total
         session.commit()
+        attempted = False
         if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
             outcome = engine.fulfil_loaded(svc, session, f, actor)
             actions.schedule_retry(svc, f.id, outcome)
-            if outcome.ran:
+            attempted = outcome.ran
+            if attempted and f.state not in states.ACTIVE:
                 return results.fulfilment_result(f, game)
         elif f.state in NOTHING_TO_DO:  # a repeat of a settled order: answer it as it stands, claim nothing
             return results.fulfilment_result(f, game)
         fulfilment_id = f.id
-    actions.run(svc, fulfilment_id, actor, actions.RETRY)
-    return _result(fulfilment_id, game, results.fulfilment_result)
+    if not attempted:
+        actions.run(svc, fulfilment_id, actor, actions.RETRY)
+    return _result(fulfilment_id, game, results.fulfilment_result, actor)
 
 
 def _existing(game, user_id: str, transaction_id: str) -> str:
@@ -110,18 +115,24 @@ def _existing(game, user_id: str, transaction_id: str) -> str:
 def retry(game, user_id: str, transaction_id: str, actor: str) -> dict:
     fulfilment_id = _existing(game, user_id, transaction_id)
     actions.run(services(), fulfilment_id, actor, actions.RETRY)
-    return _result(fulfilment_id, game, results.fulfilment_result)
+    return _result(fulfilment_id, game, results.fulfilment_result, actor)
 
 
 def revoke(game, user_id: str, transaction_id: str, actor: str) -> dict:
     fulfilment_id = _existing(game, user_id, transaction_id)
     actions.run(services(), fulfilment_id, actor, actions.REVOKE, reason="revoked by storefront")
-    return _result(fulfilment_id, game, results.revocation_result)
+    return _result(fulfilment_id, game, results.revocation_result, actor)
 
 
-def _result(fulfilment_id: str, game, build) -> dict:
-    with services().session() as session:
-        return build(repo.load(session, fulfilment_id), game)
+def _result(fulfilment_id: str, game, build, actor: str) -> dict:
+    """The settled order's answer; NotSettled (503) if it is still being retried after the inline wait."""
+    svc = services()
+    settle.settle(svc, fulfilment_id, actor)
+    with svc.session() as session:
+        f = repo.load(session, fulfilment_id)
+        if f.state in states.ACTIVE:  # moved on again meanwhile (a store's refund...): still not settled
+            raise settle.not_settled(svc, f)
+        return build(f, game)
 
 
 def _time(args, name: str) -> datetime | None:
@@ -165,6 +176,8 @@ def query(game, args) -> tuple[list[Fulfilment], dict]:
         if args["state"] not in STATE_FILTER:
             raise ApiError(400, VALIDATION, f"state: must be one of {', '.join(STATE_FILTER)}")
         stmt = stmt.where(Fulfilment.state.in_(STATE_FILTER[args["state"]]))
+    else:
+        stmt = stmt.where(Fulfilment.state.in_(results.SETTLED))
     if "transactionId" in args:
         stmt = stmt.where(Fulfilment.transaction_id == args["transactionId"])
     if "userId" in args:
