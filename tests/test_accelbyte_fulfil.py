@@ -439,24 +439,54 @@ def test_concurrent_identical_puts_grant_once(app, emulator):
     assert put_order(client, items).get_json()["state"] == "FULFILLED"
 
 
-def test_a_line_whose_total_exceeds_exact_json_integers_fails_whole_and_stays_failed(settings_overrides, emulator,
-                                                                                       clean, tmp_path):
-    """2,147,483,647 x 2,147,483,647 gems is more than 2^53: the line fails as a whole, the rest is granted,
-    and a retry does not grant it either."""
-    from app import create_app
+@pytest.fixture
+def hoard_client(make_app, catalog_path, tmp_path):
+    """The test catalog plus ``hoard`` (700,000,000 gems a unit), ``hoard_chest`` (a hoard and a sword) and
+    ``hoard_vault`` (two chests and a hoard: 2,100,000,000 gems a unit, under the catalog's 2^31 - 1)."""
     catalog = tmp_path / "catalog.toml"
-    catalog.write_text(open(settings_overrides["catalog_path"]).read() + '''
+    catalog.write_text(open(catalog_path).read() + '''
 [games.demo.products.hoard]
 type = "COINS"
-grants = [{ currency = "gems", amount = 2147483647 }]
+grants = [{ currency = "gems", amount = 700000000 }]
+
+[games.demo.products.hoard_chest]
+type = "BUNDLE"
+contains = [{ sku = "hoard", quantity = 1 }, { sku = "sword", quantity = 1 }]
+
+[games.demo.products.hoard_vault]
+type = "BUNDLE"
+contains = [{ sku = "hoard_chest", quantity = 2 }, { sku = "hoard", quantity = 1 }]
 ''')
-    app = create_app({**settings_overrides, "catalog_path": str(catalog)})
-    client = app.test_client()
-    response = put_order(client, [{"itemSku": "sword", "quantity": 1}, {"itemSku": "hoard", "quantity": 2147483647}])
-    assert response.status_code == 409
-    [failed] = response.get_json()["stateInfo"]["failedList"]
-    assert failed["itemSku"] == "hoard" and "more than 9007199254740992" in failed["error"]
-    retried = client.put(result_path(action="retry"), headers=AUTH)
-    assert retried.status_code == 409
-    assert balances(emulator) == ({}, {"sword": 1})
-    app.extensions["kraty_bridge"].close()
+    return make_app(catalog_path=str(catalog)).test_client()
+
+
+HOARD = 700_000_000
+LIMIT = 10**15  # KB_MAX_GRANT_TOTAL's default
+LIMIT_PER_HOARD = LIMIT // HOARD  # 1,428,571 hoards: just under the limit
+
+
+@pytest.mark.parametrize("items", [
+    [{"itemSku": "sword", "quantity": 1}, {"itemSku": "hoard", "quantity": 2147483647}],           # one line
+    [{"itemSku": "hoard", "quantity": LIMIT_PER_HOARD}, {"itemSku": "hoard", "quantity": 1}],       # the order
+    [{"itemSku": "hoard_vault", "quantity": LIMIT_PER_HOARD // 3 + 1}],                              # bundle nesting
+    [{"itemSku": "hoard_chest", "quantity": LIMIT_PER_HOARD}, {"itemSku": "hoard", "quantity": 1}],
+], ids=["one line", "lines summed", "nested bundle", "bundle and line"])
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_order_granting_more_than_the_limit_is_refused_before_anything_is_recorded(hoard_client, emulator,
+                                                                                        items, version):
+    services = hoard_client.application.extensions["kraty_bridge"]
+    with nothing_changed(services, emulator):
+        body = assert_error_entity(put_order(hoard_client, items, version=version), 400, 20002)
+    assert "more than the 1000000000000000 one order may grant" in body["errorMessage"]
+    assert body["messageVariables"]["currency"] == "gems" and int(body["messageVariables"]["total"]) > LIMIT
+    with nothing_changed(services, emulator):  # and as a bulk entry
+        response = hoard_client.put(result_path(txn="bulk", version=3), headers=AUTH,
+                                    json=[{"transactionId": "b-1", "items": items}])
+    assert response.get_json()[0]["stateReason"].startswith("20002: validation error: the order grants")
+
+
+def test_an_order_at_the_limit_is_granted(hoard_client, emulator):
+    response = put_order(hoard_client, [{"itemSku": "hoard_vault", "quantity": LIMIT_PER_HOARD // 3},
+                                        {"itemSku": "sword", "quantity": 1}])
+    assert response.status_code == 200 and response.get_json()["state"] == "FULFILLED", response.get_json()["stateReason"]
+    assert balances(emulator)[0] == {"gems": LIMIT_PER_HOARD // 3 * 3 * HOARD}

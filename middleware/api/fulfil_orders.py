@@ -14,7 +14,8 @@ from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
 from middleware.metrics import recorders as metrics
-from middleware.orders import UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, request_hash, resolve_line
+from middleware.orders import (UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, largest_total, request_hash,
+                               resolve_line)
 from middleware.services import services
 from middleware.storable import MESSAGE, unstorable
 
@@ -42,6 +43,12 @@ def _resolve_all(game, lines):
         raise ApiError(404, int(first.error_code), first.error,
                        {"itemId": first.line.get("itemId")} if first.error_code == UNKNOWN_ITEM_ID
                        else {"sku": first.line.get("itemSku")})
+    largest, limit = largest_total(resolved), services().settings.max_grant_total
+    if largest is not None and largest[0] > limit:
+        total, kind, key = largest
+        raise ApiError(400, VALIDATION, f"validation error: the order grants {total} of {kind} {key} in all (quantity x "
+                       f"bundle contents x amount), more than the {limit} one order may grant",
+                       {"total": total, "limit": limit, kind: key})
     for r in resolved:
         if r.error_code == UNSUPPORTED_TYPE and r.product.type != "BUNDLE":
             identity = r.line.get("itemId") or r.line.get("itemSku")
