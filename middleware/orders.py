@@ -129,6 +129,14 @@ def build_items(resolved_lines: list[Resolved], created_at: datetime | None = No
     return rows
 
 
+def key_source(source: str, key_scope: str | None) -> str:
+    """The source part of an order's Kraty idempotency keys: ``accelbyte/<storefront>`` for a storefront's
+    order recorded since 0007 (two storefronts may use the same transaction id), the plain source otherwise
+    (orders recorded before keep their keys). Storefront names have no ``/`` and the plain keys go on with
+    ``:``, so the two kinds never meet."""
+    return f"{source}/{key_scope}" if key_scope else source
+
+
 def grant_key(source: str, transaction_id: str, item: FulfilmentItem) -> str:
     """Kraty idempotency key of a grant: derived from stored data only, new per reversal cycle."""
     return f"{source}:{transaction_id}:{item.line_no}.{item.component_no}:grant:{item.cycle}"

@@ -77,8 +77,7 @@ def _fulfil(namespace, user_id, transaction_id, version):
     body = _json_body()
     loaded = _load(ab.FulfillmentRequestSchema(), body)
     lines = ab.order_lines(loaded["items"], body["items"])
-    result = orders.fulfil(game, user_id, transaction_id, lines, request.get_data(cache=True),
-                           actor=f"storefront:{g.storefront.name}")
+    result = orders.fulfil(game, g.storefront.name, user_id, transaction_id, lines, request.get_data(cache=True))
     return _fulfil_answer(result, version)
 
 
@@ -105,8 +104,7 @@ def _retry(namespace, user_id, transaction_id, version):
     game = _authenticate(namespace)
     _check_ids(userId=user_id, transactionId=transaction_id)
     _no_body()
-    return _fulfil_answer(orders.retry(game, user_id, transaction_id, actor=f"storefront:{g.storefront.name}"),
-                          version)
+    return _fulfil_answer(orders.retry(game, g.storefront.name, user_id, transaction_id), version)
 
 
 @bp.put(f"/platform/v2/admin{USER}/<transaction_id>/retry")
@@ -123,7 +121,7 @@ def _revoke(namespace, user_id, transaction_id, version):
     game = _authenticate(namespace)
     _check_ids(userId=user_id, transactionId=transaction_id)
     _no_body()
-    result = orders.revoke(game, user_id, transaction_id, actor=f"storefront:{g.storefront.name}")
+    result = orders.revoke(game, g.storefront.name, user_id, transaction_id)
     status = 409 if version == 2 and result["state"] == "REVOKE_FAILED" else 200
     return jsonify(result), status
 
@@ -153,8 +151,7 @@ def bulk_v3(namespace, user_id):
         lines = ab.order_lines(entry["items"], raw["items"])
         raw_body = json.dumps(raw, separators=(",", ":"), sort_keys=True).encode()
         try:
-            out.append(orders.fulfil(game, user_id, entry["transactionId"], lines, raw_body,
-                                     actor=f"storefront:{g.storefront.name}"))
+            out.append(orders.fulfil(game, g.storefront.name, user_id, entry["transactionId"], lines, raw_body))
         except NotSettled as exc:  # the others go on; the whole answer is then "not settled yet"
             unsettled.append(exc)
         except ApiError as exc:  # refused as a single PUT would be: nothing stored, nothing will be granted
@@ -170,5 +167,5 @@ def bulk_v3(namespace, user_id):
 @bp.get("/platform/v2/admin/namespaces/<namespace>/fulfillments")
 def query_v2(namespace):
     game = _authenticate(namespace)
-    rows, paging = orders.query(game, request.args)
+    rows, paging = orders.query(game, g.storefront.name, request.args)
     return jsonify({"data": [results.fulfilment_info(f, game) for f in rows], "paging": paging}), 200

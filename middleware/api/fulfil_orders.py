@@ -63,15 +63,22 @@ def _different_payload():
                     "Cannot retry fulfillment with different payload. Please check the items list.")
 
 
-def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body: bytes, actor: str) -> dict:
-    """Record the order (once) and make an attempt; answer the FulfillmentV2Result after it."""
+def _actor(storefront: str) -> str:
+    return f"storefront:{storefront}"
+
+
+def fulfil(game, storefront: str, user_id: str, transaction_id: str, lines: list[dict], raw_body: bytes) -> dict:
+    """Record the order (once per storefront and transaction id) and make an attempt; answer the
+    FulfillmentV2Result after it."""
     svc = services()
+    actor = _actor(storefront)
     resolved = _resolve_all(game, lines)
     digest = request_hash(lines)
-    event_id = f"{game.namespace}:{transaction_id}:{digest[:16]}"
+    event_id = f"{game.namespace}:{storefront}:{transaction_id}:{digest[:16]}"
     now = utcnow()
     with svc.session() as session:
         f = Fulfilment(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, player_id=user_id,
+                       storefront=storefront, key_scope=storefront,
                        environment="production", state=states.FULFILLING, request_hash=digest, lines=lines,
                        items=build_items(resolved), lease_owner=svc.identity,
                        lease_until=now + timedelta(seconds=svc.settings.lease_seconds), created_at=now, updated_at=now,
@@ -83,7 +90,7 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
         new = f
         for _ in range(3):  # the row we collided with may itself roll back: then try again
             created = repo.create_fulfilment(session, new)
-            f = new if created else repo.find(session, game.namespace, SOURCE, transaction_id)
+            f = new if created else repo.find(session, game.namespace, SOURCE, transaction_id, storefront)
             if f is not None:
                 break
         else:
@@ -110,25 +117,26 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
     return _result(fulfilment_id, game, results.fulfilment_result, actor)
 
 
-def _existing(game, user_id: str, transaction_id: str) -> str:
+def _existing(game, storefront: str, user_id: str, transaction_id: str) -> str:
+    """The id of this storefront's order; another storefront's, like none at all, is 38145."""
     with services().session() as session:
-        f = repo.find(session, game.namespace, SOURCE, transaction_id)
+        f = repo.find(session, game.namespace, SOURCE, transaction_id, storefront)
         if f is None or f.player_id != user_id:
             raise ApiError(404, UNKNOWN_TRANSACTION, f"Fulfillment with transactionId [{transaction_id}] does not exist",
                            {"transactionId": transaction_id})
         return f.id
 
 
-def retry(game, user_id: str, transaction_id: str, actor: str) -> dict:
-    fulfilment_id = _existing(game, user_id, transaction_id)
-    actions.run(services(), fulfilment_id, actor, actions.RETRY)
-    return _result(fulfilment_id, game, results.fulfilment_result, actor)
+def retry(game, storefront: str, user_id: str, transaction_id: str) -> dict:
+    fulfilment_id = _existing(game, storefront, user_id, transaction_id)
+    actions.run(services(), fulfilment_id, _actor(storefront), actions.RETRY)
+    return _result(fulfilment_id, game, results.fulfilment_result, _actor(storefront))
 
 
-def revoke(game, user_id: str, transaction_id: str, actor: str) -> dict:
-    fulfilment_id = _existing(game, user_id, transaction_id)
-    actions.run(services(), fulfilment_id, actor, actions.REVOKE, reason="revoked by storefront")
-    return _result(fulfilment_id, game, results.revocation_result, actor)
+def revoke(game, storefront: str, user_id: str, transaction_id: str) -> dict:
+    fulfilment_id = _existing(game, storefront, user_id, transaction_id)
+    actions.run(services(), fulfilment_id, _actor(storefront), actions.REVOKE, reason="revoked by storefront")
+    return _result(fulfilment_id, game, results.revocation_result, _actor(storefront))
 
 
 def _result(fulfilment_id: str, game, build, actor: str) -> dict:
@@ -167,7 +175,8 @@ def _int(args, name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def query(game, args) -> tuple[list[Fulfilment], dict]:
+def query(game, storefront: str, args) -> tuple[list[Fulfilment], dict]:
+    """The storefront's own settled orders of the game, newest first."""
     unknown = sorted(set(args) - QUERY_PARAMS)
     if unknown:
         raise ApiError(400, VALIDATION, f"unknown query parameter(s): {', '.join(unknown)}")
@@ -178,7 +187,8 @@ def query(game, args) -> tuple[list[Fulfilment], dict]:
     start, end = _time(args, "startTime"), _time(args, "endTime")
     if start and end and start >= end:
         raise ApiError(400, VALIDATION, "startTime must be before endTime")
-    stmt = select(Fulfilment).where(Fulfilment.namespace == game.namespace, Fulfilment.source == SOURCE)
+    stmt = select(Fulfilment).where(Fulfilment.namespace == game.namespace, Fulfilment.source == SOURCE,
+                                    Fulfilment.storefront == storefront)
     if "state" in args:
         if args["state"] not in STATE_FILTER:
             raise ApiError(400, VALIDATION, f"state: must be one of {', '.join(STATE_FILTER)}")
