@@ -130,11 +130,11 @@ def build_items(resolved_lines: list[Resolved], created_at: datetime | None = No
 
 
 def key_source(source: str, key_scope: str | None) -> str:
-    """The source part of an order's Kraty idempotency keys: ``accelbyte/<storefront>`` for a storefront's
+    """The source part of an order's Kraty idempotency keys: ``accelbyte/<storefront>/`` for a storefront's
     order recorded since 0007 (two storefronts may use the same transaction id), the plain source otherwise
-    (orders recorded before keep their keys). Storefront names have no ``/`` and the plain keys go on with
-    ``:``, so the two kinds never meet."""
-    return f"{source}/{key_scope}" if key_scope else source
+    (orders recorded before keep their keys). Storefront names have no ``/`` (and may have ``:``): the
+    second ``/`` ends the name, and the plain keys go on with ``:``, so no two orders' keys meet."""
+    return f"{source}/{key_scope}/" if key_scope else source
 
 
 def grant_key(source: str, transaction_id: str, item: FulfilmentItem) -> str:

@@ -81,7 +81,7 @@ def test_transaction_ids_are_unique_per_storefront(client, services, emulator, f
     assert again.get_json()["items"][0]["itemSku"] == "gems_100"
     keys = ledger_by_key(emulator)
     assert len(keys) == 2 and all(len(entries) == 1 for entries in keys.values())
-    assert sorted(k.split(":")[0] for k in keys) == ["accelbyte/both_store", "accelbyte/demo_store"]
+    assert sorted(k.split(":")[0] for k in keys) == ["accelbyte/both_store/", "accelbyte/demo_store/"]
     # each revokes its own, and only its own
     revoked = client.put(result_path(txn="order-1", action="revoke"), headers=BOTH_AUTH).get_json()
     assert revoked["state"] == "REVOKED" and [i["itemSku"] for i in revoked["items"]] == ["sword"]
