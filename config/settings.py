@@ -18,6 +18,7 @@ from config.secret_files import SecretFileError, split_keys, with_secret_files
 ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_KEY = 32
 MIN_METRICS_KEY = 16
+MAX_GRANT_TOTAL = 2**53  # exact in JSON everywhere, and within Kraty's signed 64-bit amounts
 
 
 class SettingsError(Exception):
@@ -43,6 +44,8 @@ class Settings:
     reconcile_stale_seconds: float
     untraced_reversal_seconds: float
     put_wait_seconds: float
+    put_settle_seconds: float
+    max_grant_total: int
     stripe_api_base: str
     stripe_tolerance_seconds: int
     apple_root_sha256: frozenset[str]
@@ -108,6 +111,15 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                                       "applied if its purchase comes later")),
     "KB_PUT_WAIT_SECONDS": ("put_wait_seconds", float, 15.0,
                             "How long a fulfil PUT waits for a concurrent attempt on the same order to finish"),
+    "KB_PUT_SETTLE_SECONDS": ("put_settle_seconds", float, 2.0,
+                              ("How long an AccelByte-compatible PUT keeps retrying a transient Kraty failure inline "
+                               "before it answers 503 (not settled yet, Retry-After) and leaves the work to the "
+                               "background (a tiny value such as 0.001: answer after the first attempt)")),
+    "KB_MAX_GRANT_TOTAL": ("max_grant_total", int, 10**15,
+                           ("The most of one currency or item an AccelByte-compatible order may grant in all (quantity "
+                            "x bundle contents x amount, summed over its lines); a larger order is refused with 400 "
+                            "before anything is recorded. At most 2^53 (9007199254740992: exact in JSON, within "
+                            "Kraty's signed 64-bit balances); the default is the most one call to the Kraty emulator may carry")),
     "KB_STRIPE_API_BASE": ("stripe_api_base", str, "https://api.stripe.com",
                            ("Base URL of Stripe's API (fetching Checkout Session line items); tests and `make run` "
                             "point it at a local fake")),
@@ -224,6 +236,8 @@ def load_settings(environ=None, **overrides) -> Settings:
                                 "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         values["secret_key"] = ",".join(keys)
     _check_metrics(values)
+    if values["max_grant_total"] > MAX_GRANT_TOTAL:
+        raise SettingsError(f"KB_MAX_GRANT_TOTAL: at most {MAX_GRANT_TOTAL} (2^53), got {values['max_grant_total']}")
     try:
         values["apple_root_sha256"] = parse_fingerprints(values["apple_root_sha256"])
     except ValueError as exc:

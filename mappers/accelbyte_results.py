@@ -8,12 +8,15 @@ from itertools import groupby
 
 from middleware.ledger import states
 
-# kraty-bridge state ──▶ AccelByte's four. Work still owed reads as failed-for-now with a reason.
+# kraty-bridge's settled states ──▶ AccelByte's four. RECEIVED, FULFILLING and REVOKING (work still owed,
+# retried in the background) have no AccelByte state: the API answers them "not settled yet" (a 503) and
+# the query leaves them out, so FULFILL_FAILED / REVOKE_FAILED are final (nothing more happens unless the
+# storefront or an operator asks for it).
 AB_STATE = {
-    states.RECEIVED: "FULFILL_FAILED", states.FULFILLING: "FULFILL_FAILED", states.FULFILLED: "FULFILLED",
-    states.FULFILL_FAILED: "FULFILL_FAILED", states.REVOKING: "REVOKE_FAILED", states.REVOKED: "REVOKED",
+    states.FULFILLED: "FULFILLED", states.FULFILL_FAILED: "FULFILL_FAILED", states.REVOKED: "REVOKED",
     states.REVOKE_FAILED: "REVOKE_FAILED", states.RESOLVED: "FULFILL_FAILED",  # closed by ops without granting
 }
+SETTLED = tuple(AB_STATE)
 CLAZZ = {"INGAMEITEM": "ENTITLEMENT", "LOOTBOX": "LOOTBOX", "OPTIONBOX": "OPTIONBOX", "MEDIA": "MEDIA",
          "SUBSCRIPTION": "SUBSCRIPTION", "BUNDLE": "ENTITLEMENT"}
 
@@ -23,13 +26,8 @@ def iso(value) -> str | None:
 
 
 def ab_state(state: str) -> str:
+    """AccelByte's state of a settled order (KeyError for one still in progress: it has none)."""
     return AB_STATE[state]
-
-
-def state_reason(f) -> str | None:
-    if f.state in (states.RECEIVED, states.FULFILLING, states.REVOKING):
-        return f"in progress: {f.reason}" if f.reason else "in progress"
-    return f.reason
 
 
 def _lines(f):
@@ -73,6 +71,16 @@ def _state_info(f, game, done_states: tuple[str, ...]) -> dict:
     return {"successList": success, "failedList": failed}
 
 
+def _entitlement(f, row, game) -> dict:
+    """EntitlementSummary of one inventory grant: a stackable entitlement of ``stackedUseCount`` units."""
+    product = game.by_sku(row.component_sku) if row.component_sku else None
+    return {"id": row.kraty_entry_id or f"{f.id}-{row.line_no}.{row.component_no}", "itemId": row.component_item_id,
+            "name": product.name if product else row.component_sku, "type": "CONSUMABLE",
+            "clazz": CLAZZ.get(row.item_type, "ENTITLEMENT"), "stackable": True, "stackedUseCount": row.amount,
+            "namespace": f.namespace, "userId": f.player_id,
+            "createdAt": iso(row.updated_at), "updatedAt": iso(row.updated_at)}
+
+
 def fulfilment_result(f, game) -> dict:
     """FulfillmentV2Result."""
     granted = [row for row in f.items if row.state == states.ITEM_GRANTED]
@@ -80,11 +88,7 @@ def fulfilment_result(f, game) -> dict:
     for row in granted:
         if row.kind == "currency":
             credits[row.target] = credits.get(row.target, 0) + row.amount
-    entitlements = [{"id": row.kraty_entry_id, "itemId": row.component_item_id, "sku": row.component_sku,
-                     "type": "CONSUMABLE", "clazz": CLAZZ.get(row.item_type, "ENTITLEMENT"), "itemKey": row.target,
-                     "quantity": row.amount, "namespace": f.namespace, "userId": f.player_id,
-                     "createdAt": iso(row.updated_at), "updatedAt": iso(row.updated_at)}
-                    for row in granted if row.kind == "item"]
+    entitlements = [_entitlement(f, row, game) for row in granted if row.kind == "item"]
     subscriptions = [{"id": f"{f.id}-{line_no}", "itemId": rows[0].item_id, "sku": rows[0].sku, "status": "ACTIVE",
                       "namespace": f.namespace, "userId": f.player_id}
                      for line_no, rows in _lines(f)
@@ -93,7 +97,7 @@ def fulfilment_result(f, game) -> dict:
         (states.ITEM_GRANTED, states.ITEM_REVOKED, states.ITEM_SKIPPED)
     return {
         "id": f.id, "namespace": f.namespace, "userId": f.player_id, "transactionId": f.transaction_id,
-        "state": ab_state(f.state), "stateReason": state_reason(f),
+        "state": ab_state(f.state), "stateReason": f.reason,
         "items": [_line_item(f, line_no, rows, game) for line_no, rows in _lines(f)],
         "stateInfo": _state_info(f, game, done),
         "creditSummaries": [{"walletId": f"{f.player_id}:{currency}", "currencyCode": currency, "amount": amount,
@@ -115,8 +119,8 @@ def revocation_result(f, game) -> dict:
     rows = [row for row in f.items if row.kind]
     credit = [{"walletId": f"{f.player_id}:{row.target}", "currencyCode": row.target, "amount": row.amount,
                **_revocation(row)} for row in rows if row.kind == "currency"]
-    entitlement = [{"entitlementId": row.kraty_entry_id, "itemId": row.component_item_id, "sku": row.component_sku,
-                    "itemKey": row.target, "quantity": row.amount, **_revocation(row)}
+    entitlement = [{"entitlementId": row.kraty_entry_id, "itemId": row.component_item_id, "itemSku": row.component_sku,
+                    "quantity": row.amount, **_revocation(row)}
                    for row in rows if row.kind == "item"]
     item_revocations = []
     for line_no, line_rows in _lines(f):
@@ -129,7 +133,7 @@ def revocation_result(f, game) -> dict:
                                  "skipped": all(r["skipped"] for r in results)})
     return {
         "id": f"{f.id}-r{f.reversal_seq}", "namespace": f.namespace, "userId": f.player_id,
-        "transactionId": f.transaction_id, "state": ab_state(f.state), "stateReason": state_reason(f),
+        "transactionId": f.transaction_id, "state": ab_state(f.state),
         "stateInfo": _state_info(f, game, (states.ITEM_REVOKED, states.ITEM_SKIPPED, states.ITEM_FAILED)),
         "items": [_line_item(f, line_no, line_rows, game) for line_no, line_rows in _lines(f)],
         "creditRevocations": credit, "entitlementRevocations": entitlement, "itemRevocations": item_revocations,
@@ -148,6 +152,21 @@ def fulfilment_info(f, game) -> dict:
                             "revocationHistoryId": str(entry.id)})
     result = fulfilment_result(f, game)
     return {"id": f.id, "namespace": f.namespace, "userId": f.player_id, "transactionId": f.transaction_id,
-            "state": result["state"], "stateReason": result["stateReason"], "stateInfo": result["stateInfo"],
+            "state": result["state"], "stateInfo": result["stateInfo"],
             "items": result["items"], "createdAt": iso(f.created_at), "updatedAt": iso(f.updated_at),
             "actions": actions}
+
+
+def refused_entry(namespace: str, user_id: str, transaction_id: str, lines: list[dict], code, message: str) -> dict:
+    """A bulk entry refused as a single PUT would be (nothing stored: no ``id``), in FulfillmentV2Result's own
+    fields so an SDK client reads why: ``stateReason`` and every line's ``failedList`` entry say
+    ``<errorCode>: <message>``. FULFILL_FAILED is final here: nothing was recorded, nothing will be granted."""
+    error = f"{code}: {message}"
+    return {"namespace": namespace, "userId": user_id, "transactionId": transaction_id, "state": "FULFILL_FAILED",
+            "stateReason": error,
+            "items": [{"itemId": line.get("itemId"), "itemSku": line.get("itemSku"), "quantity": line["quantity"]}
+                      for line in lines],
+            "stateInfo": {"successList": [], "failedList": [
+                {"itemId": line.get("itemId"), "itemSku": line.get("itemSku"), "error": error, "items": []}
+                for line in lines]},
+            "creditSummaries": [], "entitlementSummaries": [], "subscriptionSummaries": []}

@@ -22,7 +22,8 @@ from .ledger import repository as repo
 from .ledger import states
 from .ledger.models import Fulfilment, FulfilmentItem, utcnow
 from .metrics import recorders as metrics
-from .orders import build_items, grant_amount, grant_key, request_hash, resolve_line, revoke_key, revoke_target
+from .orders import (build_items, grant_amount, grant_key, key_source, request_hash, resolve_line, revoke_key,
+                     revoke_target)
 from .services import Services
 from .stores import lookups
 from .stores.errors import StoreError
@@ -55,7 +56,7 @@ def backoff_delay(settings, attempt: int, retry_after: float | None) -> float:
 
 
 def _grant(client, f: Fulfilment, item: FulfilmentItem) -> str | None:
-    item.idempotency_key = grant_key(f.source, f.transaction_id, item)
+    item.idempotency_key = grant_key(key_source(f.source, f.key_scope), f.transaction_id, item)
     reason = f"{f.source} purchase {f.transaction_id}: {item.sku}"
     amount = grant_amount(item)
     if item.kind == "currency":
@@ -68,7 +69,7 @@ def _grant(client, f: Fulfilment, item: FulfilmentItem) -> str | None:
 
 
 def _take_back(client, f: Fulfilment, item: FulfilmentItem, allow_negative: bool) -> str | None:
-    key = revoke_key(f.source, f.transaction_id, item)
+    key = revoke_key(key_source(f.source, f.key_scope), f.transaction_id, item)
     reason = f"{f.source} revocation {f.transaction_id}: {item.sku}"
     amount = revoke_target(item) - item.revoked_amount
     if item.kind == "currency":

@@ -159,7 +159,8 @@ class FulfilmentQuery:
 
 
 def summary(f: Fulfilment) -> dict:
-    return {"id": f.id, "namespace": f.namespace, "source": f.source, "transactionId": f.transaction_id,
+    return {"id": f.id, "namespace": f.namespace, "source": f.source, "storefront": f.storefront or None,
+            "transactionId": f.transaction_id,
             "playerId": f.player_id, "environment": f.environment, "state": f.state, "reason": f.reason,
             "attention": f.attention, "price": f.price, "currency": f.currency, "attempts": f.attempts,
             "createdAt": iso(f.created_at), "updatedAt": iso(f.updated_at)}

@@ -79,6 +79,23 @@ def resolve_line(game: Game, line: dict) -> Resolved:
     return Resolved(line, product)
 
 
+def largest_total(resolved_lines: list[Resolved]) -> tuple[int, str, str] | None:
+    """The largest amount the order grants of one currency or item, summed over its lines (quantity x
+    bundle nesting x amount): (total, kind, key), or None if it grants nothing."""
+    totals: dict[tuple[str, str], int] = {}
+    for resolved in resolved_lines:
+        if resolved.product is None or resolved.error_code not in (None, AMOUNT_TOO_LARGE):
+            continue
+        quantity = int(resolved.line["quantity"])
+        for component, grant in resolved.product.grant_plan():
+            key = (grant.kind, grant.key)
+            totals[key] = totals.get(key, 0) + grant.amount * component.quantity * quantity
+    if not totals:
+        return None
+    (kind, key), total = max(totals.items(), key=lambda pair: pair[1])
+    return total, kind, key
+
+
 def item_rows(line_no: int, resolved: Resolved, created_at: datetime | None = None) -> list[FulfilmentItem]:
     """The rows of one order line; an unresolvable line gets one FAILED row saying why. ``created_at``: the
     order's (see build_items)."""
@@ -110,6 +127,14 @@ def build_items(resolved_lines: list[Resolved], created_at: datetime | None = No
     for line_no, resolved in enumerate(resolved_lines):
         rows.extend(item_rows(line_no, resolved, created_at))
     return rows
+
+
+def key_source(source: str, key_scope: str | None) -> str:
+    """The source part of an order's Kraty idempotency keys: ``accelbyte/<storefront>/`` for a storefront's
+    order recorded since 0007 (two storefronts may use the same transaction id), the plain source otherwise
+    (orders recorded before keep their keys). Storefront names have no ``/`` (and may have ``:``): the
+    second ``/`` ends the name, and the plain keys go on with ``:``, so no two orders' keys meet."""
+    return f"{source}/{key_scope}/" if key_scope else source
 
 
 def grant_key(source: str, transaction_id: str, item: FulfilmentItem) -> str:

@@ -118,7 +118,7 @@ class EmulatorAdmin:
 def settings_overrides(database_url, redis_url, catalog_path, stripe_api_url):
     return dict(database_url=database_url, redis_url=redis_url, catalog_path=catalog_path,
                 stripe_api_base=stripe_api_url,
-                retry_base_seconds=0.01, retry_max_delay_seconds=0.05, put_wait_seconds=10.0,
+                retry_base_seconds=0.01, retry_max_delay_seconds=0.05, put_wait_seconds=10.0, put_settle_seconds=0.0,
                 kraty_read_timeout=2.0, lease_seconds=30.0, reconcile_stale_seconds=0.0, log_json=False,
                 log_level="WARNING")
 

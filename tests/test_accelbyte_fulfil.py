@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import AUTH, drain, put_order
-from tests.test_accelbyte_support import (GEMS_500_ID, STARTER_PACK_ID, assert_error_entity, balances,
-                                          ledger_by_key, ledger_counts, nothing_changed, query_path, result_path)
+from tests.test_accelbyte_support import (GEMS_500_ID, STARTER_PACK_ID, assert_error_entity, assert_not_settled,
+                                          balances, ledger_by_key, ledger_counts, nothing_changed, query_path,
+                                          result_path)
 from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 RESULT_KEYS = {"id", "namespace", "userId", "transactionId", "state", "stateReason", "items", "stateInfo",
@@ -16,10 +17,14 @@ def entries_per_key(emulator, player="player-1") -> dict:
     return {key: len(entries) for key, entries in ledger_by_key(emulator, player).items()}
 
 
-def query_state(client, txn="txn-1") -> dict:
+def query_rows(client, txn="txn-1") -> list:
     response = client.get(query_path() + f"?transactionId={txn}", headers=AUTH)
     assert response.status_code == 200, response.get_json()
-    rows = response.get_json()["data"]
+    return response.get_json()["data"]
+
+
+def query_state(client, txn="txn-1") -> dict:
+    rows = query_rows(client, txn)
     assert len(rows) == 1
     return rows[0]
 
@@ -308,22 +313,18 @@ def test_top_level_unsupported_item(client, emulator, services):
     {"path": "/wallet/gems/credit", "status": 503, "phase": "after", "count": 1},
     {"path": "/wallet/gems/credit", "drop": True, "count": 1},
 ], ids=["503 once", "500 three times", "429", "503 after applying", "connection dropped"])
-@pytest.mark.parametrize("version, status", [(2, 409), (3, 200)])
-def test_transient_failure_is_retried_in_the_background(client, emulator, redis, fault, version, status):
+@pytest.mark.parametrize("version", [2, 3])
+def test_transient_failure_is_retried_in_the_background(client, emulator, redis, fault, version):
     emulator.faults(fault)
     response = put_order(client, [{"itemSku": "sword", "quantity": 1}, {"itemSku": "gems_100", "quantity": 1}],
                          version=version)
-    assert response.status_code == status, response.get_json()
-    body = response.get_json()
-    assert body["state"] == "FULFILL_FAILED"
-    assert body["stateReason"].startswith("in progress") and "retrying" in body["stateReason"]
-    assert [e["itemSku"] for e in body["stateInfo"]["successList"]] == ["sword"]
-    row = query_state(client)
-    assert row["state"] == "FULFILL_FAILED" and "retrying" in row["stateReason"]
+    body = assert_not_settled(response, "txn-1")
+    assert "retrying" in body["errorMessage"]
+    assert query_rows(client) == []  # the query lists settled orders only
 
     drain(redis)
     row = query_state(client)
-    assert row["state"] == "FULFILLED" and row["stateReason"] is None
+    assert row["state"] == "FULFILLED" and "stateReason" not in row
     assert set(entries_per_key(emulator).values()) == {1} and len(emulator.ledger()) == 2
     assert balances(emulator) == ({"gems": 100}, {"sword": 1})
     # and the PUT now answers FULFILLED too
@@ -338,8 +339,7 @@ def test_kraty_slower_than_the_read_timeout(client, emulator, redis, services):
     assert services.settings.kraty_read_timeout == 2.0
     emulator.faults({"path": "/wallet/gems/credit", "latency_ms": 2500, "count": 1})
     response = put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
-    assert response.status_code == 409
-    assert "timeout" in response.get_json()["stateReason"]
+    assert "timeout" in assert_not_settled(response, "txn-1")["errorMessage"]
     drain(redis)
     assert query_state(client)["state"] == "FULFILLED"
     assert len(emulator.ledger()) == 1 and balances(emulator)[0] == {"gems": 100}
@@ -348,7 +348,7 @@ def test_kraty_slower_than_the_read_timeout(client, emulator, redis, services):
 def test_put_again_while_a_retry_is_scheduled(client, emulator, redis):
     emulator.faults({"path": "/wallet/gems/credit", "status": 503, "count": 1})
     first = put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
-    assert first.get_json()["state"] == "FULFILL_FAILED"
+    assert_not_settled(first, "txn-1")
     again = put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
     assert again.status_code == 200 and again.get_json()["state"] == "FULFILLED"
     drain(redis)  # the scheduled retry finds nothing to do
@@ -361,11 +361,14 @@ def test_retries_exhausted(make_app, emulator, redis):
     client = app.test_client()
     emulator.faults({"path": "/wallet/gems/credit", "status": 503})
     response = put_order(client, [{"itemSku": "gems_100", "quantity": 1}, {"itemSku": "sword", "quantity": 1}])
-    assert response.status_code == 409 and "retrying" in response.get_json()["stateReason"]
+    assert "retrying" in assert_not_settled(response, "txn-1")["errorMessage"]
     drain(redis)
     row = query_state(client)
     assert row["state"] == "FULFILL_FAILED"
-    assert "retries exhausted" in row["stateReason"] and not row["stateReason"].startswith("in progress")
+    settled = put_order(client, [{"itemSku": "gems_100", "quantity": 1}, {"itemSku": "sword", "quantity": 1}])
+    # the repeated PUT retries the failed items (Kraty still down: they fail again, final)
+    assert settled.status_code == 503 or settled.get_json()["state"] == "FULFILL_FAILED"
+    drain(redis)
     emulator.clear_faults()
     response = put_order(client, [{"itemSku": "gems_100", "quantity": 1}, {"itemSku": "sword", "quantity": 1}])
     assert response.status_code == 200 and response.get_json()["state"] == "FULFILLED"
@@ -395,7 +398,7 @@ def test_request_id_is_echoed_or_made(client, emulator):
     ("put", result_path(), {"json": {"items": []}}, 400),
     ("put", result_path(), {"data": "x", "content_type": "text/plain"}, 415),
     ("get", query_path() + "?limit=0", {}, 400),
-    ("get", query_path("nope"), {}, 404),
+    ("get", query_path("nope"), {}, 403),
     ("post", result_path(), {}, 405),
     ("get", "/platform/nothing", {}, 404),
 ])
@@ -436,24 +439,54 @@ def test_concurrent_identical_puts_grant_once(app, emulator):
     assert put_order(client, items).get_json()["state"] == "FULFILLED"
 
 
-def test_a_line_whose_total_exceeds_exact_json_integers_fails_whole_and_stays_failed(settings_overrides, emulator,
-                                                                                       clean, tmp_path):
-    """2,147,483,647 x 2,147,483,647 gems is more than 2^53: the line fails as a whole, the rest is granted,
-    and a retry does not grant it either."""
-    from app import create_app
+@pytest.fixture
+def hoard_client(make_app, catalog_path, tmp_path):
+    """The test catalog plus ``hoard`` (700,000,000 gems a unit), ``hoard_chest`` (a hoard and a sword) and
+    ``hoard_vault`` (two chests and a hoard: 2,100,000,000 gems a unit, under the catalog's 2^31 - 1)."""
     catalog = tmp_path / "catalog.toml"
-    catalog.write_text(open(settings_overrides["catalog_path"]).read() + '''
+    catalog.write_text(open(catalog_path).read() + '''
 [games.demo.products.hoard]
 type = "COINS"
-grants = [{ currency = "gems", amount = 2147483647 }]
+grants = [{ currency = "gems", amount = 700000000 }]
+
+[games.demo.products.hoard_chest]
+type = "BUNDLE"
+contains = [{ sku = "hoard", quantity = 1 }, { sku = "sword", quantity = 1 }]
+
+[games.demo.products.hoard_vault]
+type = "BUNDLE"
+contains = [{ sku = "hoard_chest", quantity = 2 }, { sku = "hoard", quantity = 1 }]
 ''')
-    app = create_app({**settings_overrides, "catalog_path": str(catalog)})
-    client = app.test_client()
-    response = put_order(client, [{"itemSku": "sword", "quantity": 1}, {"itemSku": "hoard", "quantity": 2147483647}])
-    assert response.status_code == 409
-    [failed] = response.get_json()["stateInfo"]["failedList"]
-    assert failed["itemSku"] == "hoard" and "more than 9007199254740992" in failed["error"]
-    retried = client.put(result_path(action="retry"), headers=AUTH)
-    assert retried.status_code == 409
-    assert balances(emulator) == ({}, {"sword": 1})
-    app.extensions["kraty_bridge"].close()
+    return make_app(catalog_path=str(catalog)).test_client()
+
+
+HOARD = 700_000_000
+LIMIT = 10**15  # KB_MAX_GRANT_TOTAL's default
+LIMIT_PER_HOARD = LIMIT // HOARD  # 1,428,571 hoards: just under the limit
+
+
+@pytest.mark.parametrize("items", [
+    [{"itemSku": "sword", "quantity": 1}, {"itemSku": "hoard", "quantity": 2147483647}],           # one line
+    [{"itemSku": "hoard", "quantity": LIMIT_PER_HOARD}, {"itemSku": "hoard", "quantity": 1}],       # the order
+    [{"itemSku": "hoard_vault", "quantity": LIMIT_PER_HOARD // 3 + 1}],                              # bundle nesting
+    [{"itemSku": "hoard_chest", "quantity": LIMIT_PER_HOARD}, {"itemSku": "hoard", "quantity": 1}],
+], ids=["one line", "lines summed", "nested bundle", "bundle and line"])
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_order_granting_more_than_the_limit_is_refused_before_anything_is_recorded(hoard_client, emulator,
+                                                                                        items, version):
+    services = hoard_client.application.extensions["kraty_bridge"]
+    with nothing_changed(services, emulator):
+        body = assert_error_entity(put_order(hoard_client, items, version=version), 400, 20002)
+    assert "more than the 1000000000000000 one order may grant" in body["errorMessage"]
+    assert body["messageVariables"]["currency"] == "gems" and int(body["messageVariables"]["total"]) > LIMIT
+    with nothing_changed(services, emulator):  # and as a bulk entry
+        response = hoard_client.put(result_path(txn="bulk", version=3), headers=AUTH,
+                                    json=[{"transactionId": "b-1", "items": items}])
+    assert response.get_json()[0]["stateReason"].startswith("20002: validation error: the order grants")
+
+
+def test_an_order_at_the_limit_is_granted(hoard_client, emulator):
+    response = put_order(hoard_client, [{"itemSku": "hoard_vault", "quantity": LIMIT_PER_HOARD // 3},
+                                        {"itemSku": "sword", "quantity": 1}])
+    assert response.status_code == 200 and response.get_json()["state"] == "FULFILLED", response.get_json()["stateReason"]
+    assert balances(emulator)[0] == {"gems": LIMIT_PER_HOARD // 3 * 3 * HOARD}

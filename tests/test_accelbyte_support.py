@@ -84,6 +84,15 @@ def assert_error_entity(response, status: int, code: int | None = None) -> dict:
     return body
 
 
+def assert_not_settled(response, *transaction_ids: str) -> dict:
+    """The "not settled yet" answer: 503, an ErrorEntity 20000 naming the orders, and Retry-After."""
+    body = assert_error_entity(response, 503, 20000)
+    assert int(response.headers["Retry-After"]) >= 1
+    assert body["messageVariables"]["transactionId"] == ", ".join(transaction_ids)
+    assert "not settled yet" in body["errorMessage"]
+    return body
+
+
 def put_json(client, path, body, headers=None, content_type="application/json"):
     data = body if isinstance(body, bytes) else json.dumps(body)
     return client.put(path, data=data, headers=headers or AUTH, content_type=content_type)

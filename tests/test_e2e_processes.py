@@ -66,6 +66,7 @@ def stack(tmp_path, database_url, redis_url, clean):
     env = dict(os.environ, KB_DATABASE_URL=database_url, KB_REDIS_URL=redis_url, KB_CATALOG=str(catalog),
                KB_STRIPE_API_BASE=f"{kraty}/stripe",
                KB_RETRY_BASE_SECONDS="0.2", KB_RETRY_MAX_DELAY_SECONDS="0.5", KB_LOG_LEVEL="INFO",
+               KB_PUT_SETTLE_SECONDS="0.001",  # answer "not settled yet" after the first attempt
                PYTHONPATH=str(ROOT))
     procs = Processes()
     try:
@@ -94,12 +95,14 @@ def test_order_through_gunicorn_worker_and_emulator(stack):
     assert r.status_code == 200 and r.json()["state"] == "FULFILLED", r.text
     assert r.headers["X-Request-Id"]
 
-    # Kraty fails the first call: the web answers "retrying", the separate worker process finishes it.
+    # Kraty fails the first call: the web answers "not settled yet" (503, Retry-After), never FULFILL_FAILED;
+    # the separate worker process finishes it.
     requests.put(f"{kraty}/_emulator/faults", json={"rules": [{"path": "/credit", "status": 503, "count": 1}]},
                  timeout=5).raise_for_status()
     r = requests.put(web + fulfil_path("p-e2e", "e2e-2"), json={"items": [{"itemSku": "gems_500", "quantity": 2}]},
                      headers=AUTH, timeout=10)
-    assert r.status_code == 409 and "retrying" in r.json()["stateReason"]
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
+    assert r.json()["errorCode"] == 20000 and "retrying" in r.json()["errorMessage"]
 
     def fulfilled():
         rows = requests.get(f"{web}/platform/v2/admin/namespaces/demo/fulfillments",
@@ -112,6 +115,10 @@ def test_order_through_gunicorn_worker_and_emulator(stack):
     assert player["wallet"]["gems"] == 200 + 1000
     ledger = requests.get(f"{kraty}/_emulator/ledger", params={"player": "p-e2e"}, timeout=5).json()["entries"]
     assert len([e for e in ledger if e["sourceRefId"] == "e2e-2"]) == 1
+    # the same PUT again answers the settled state
+    r = requests.put(web + fulfil_path("p-e2e", "e2e-2"), json={"items": [{"itemSku": "gems_500", "quantity": 2}]},
+                     headers=AUTH, timeout=10)
+    assert r.status_code == 200 and r.json()["state"] == "FULFILLED", r.text
 
 
 def _player(kraty: str, player: str) -> dict:

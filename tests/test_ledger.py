@@ -10,7 +10,7 @@ from middleware.engine import backoff_delay
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Base, Fulfilment, FulfilmentItem, InboundEvent
-from middleware.orders import grant_key, revoke_key
+from middleware.orders import grant_key, key_source, revoke_key
 
 
 def test_migrations_match_the_models(database_url):
@@ -118,3 +118,13 @@ def test_backoff_is_full_jitter_capped_and_respects_retry_after(services):
     assert max(backoff_delay(settings, 1, None) for _ in range(200)) <= 4.0
     assert min(backoff_delay(settings, 1, 30.0) for _ in range(50)) >= 30.0
     assert backoff_delay(settings, 1, 10_000.0) == 60.0
+
+
+def test_storefront_scoped_keys_never_meet_each_other_or_the_old_ones():
+    """Storefront names may hold ':' but never '/': a name ends at the second '/'."""
+    item = FulfilmentItem(line_no=0, component_no=0, cycle=0)
+    keys = {grant_key(key_source("accelbyte", scope), txn, item)
+            for scope, txn in ((None, "a/b:T"), ("a", "b:T"), ("a:b", "T"), ("a", ":b:T"), (None, "T"))}
+    assert len(keys) == 5
+    assert grant_key(key_source("accelbyte", None), "T", item) == "accelbyte:T:0.0:grant:0"  # as before 0007
+    assert grant_key(key_source("accelbyte", "acme"), "T", item) == "accelbyte/acme/:T:0.0:grant:0"

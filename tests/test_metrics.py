@@ -172,7 +172,7 @@ def test_failing_kraty_calls_are_counted_by_status_and_a_failed_order_shows(mcli
     emulator.faults({"path": CREDIT, "status": 503, "count": 1})
     before = scrape(mclient)
     retrying = put_order(mclient, [{"itemSku": "gems_100", "quantity": 1}], txn="m-503")
-    assert retrying.status_code == 409 and "retrying" in retrying.get_json()["stateReason"]
+    assert retrying.status_code == 503 and "retrying" in retrying.get_json()["errorMessage"]
     emulator.faults({"path": CREDIT, "status": 400, "count": 1})
     failed = put_order(mclient, [{"itemSku": "gems_100", "quantity": 1}], txn="m-400")
     assert failed.get_json()["state"] == "FULFILL_FAILED" and "retrying" not in failed.get_json()["stateReason"]

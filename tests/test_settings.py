@@ -27,3 +27,10 @@ def test_bad_stripe_settings_name_the_setting(name, value, problem):
     with pytest.raises(SettingsError) as info:
         load_settings({name: value})
     assert str(info.value).startswith(f"{name}: ") and problem in str(info.value)
+
+
+def test_max_grant_total_is_at_most_two_to_the_53():
+    assert load_settings({}).max_grant_total == 10**15
+    assert load_settings({"KB_MAX_GRANT_TOTAL": str(2**53)}).max_grant_total == 2**53
+    with pytest.raises(SettingsError, match="KB_MAX_GRANT_TOTAL: at most 9007199254740992"):
+        load_settings({"KB_MAX_GRANT_TOTAL": str(2**53 + 1)})

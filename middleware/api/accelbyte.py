@@ -11,6 +11,7 @@ from mappers import accelbyte_results as results
 from middleware.services import services
 
 from . import fulfil_orders as orders
+from .settle import NotSettled
 from .errors import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, UNPARSEABLE, UNSUPPORTED_MEDIA, VALIDATION, ApiError
 
 bp = Blueprint("accelbyte", __name__)
@@ -24,12 +25,13 @@ def _authenticate(namespace: str):
     storefront = services().storefronts.authenticate(token.strip()) if scheme.lower() == "bearer" else None
     if storefront is None:
         raise ApiError(401, UNAUTHORIZED, "unauthorized access: a valid storefront bearer token is required")
-    game = services().catalog.game(namespace)
-    if game is None:
-        raise ApiError(404, NOT_FOUND, f"Namespace [{namespace}] does not exist", {"namespace": namespace})
+    # asked first, and answered alike for every namespace the token may not use: whether the namespace
+    # exists is not revealed
     if not storefront.may_access(namespace):
-        raise ApiError(403, FORBIDDEN, f"insufficient permissions: this token may not use namespace [{namespace}]",
-                       {"namespace": namespace})
+        raise ApiError(403, FORBIDDEN, "insufficient permissions")
+    game = services().catalog.game(namespace)
+    if game is None:  # configured for the storefront but gone from the catalog
+        raise ApiError(404, NOT_FOUND, f"Namespace [{namespace}] does not exist", {"namespace": namespace})
     g.storefront = storefront
     return game
 
@@ -75,8 +77,7 @@ def _fulfil(namespace, user_id, transaction_id, version):
     body = _json_body()
     loaded = _load(ab.FulfillmentRequestSchema(), body)
     lines = ab.order_lines(loaded["items"], body["items"])
-    result = orders.fulfil(game, user_id, transaction_id, lines, request.get_data(cache=True),
-                           actor=f"storefront:{g.storefront.name}")
+    result = orders.fulfil(game, g.storefront.name, user_id, transaction_id, lines, request.get_data(cache=True))
     return _fulfil_answer(result, version)
 
 
@@ -103,8 +104,7 @@ def _retry(namespace, user_id, transaction_id, version):
     game = _authenticate(namespace)
     _check_ids(userId=user_id, transactionId=transaction_id)
     _no_body()
-    return _fulfil_answer(orders.retry(game, user_id, transaction_id, actor=f"storefront:{g.storefront.name}"),
-                          version)
+    return _fulfil_answer(orders.retry(game, g.storefront.name, user_id, transaction_id), version)
 
 
 @bp.put(f"/platform/v2/admin{USER}/<transaction_id>/retry")
@@ -121,7 +121,7 @@ def _revoke(namespace, user_id, transaction_id, version):
     game = _authenticate(namespace)
     _check_ids(userId=user_id, transactionId=transaction_id)
     _no_body()
-    result = orders.revoke(game, user_id, transaction_id, actor=f"storefront:{g.storefront.name}")
+    result = orders.revoke(game, g.storefront.name, user_id, transaction_id)
     status = 409 if version == 2 and result["state"] == "REVOKE_FAILED" else 200
     return jsonify(result), status
 
@@ -146,23 +146,26 @@ def bulk_v3(namespace, user_id):
     ids = [entry["transactionId"] for entry in loaded]
     if len(set(ids)) != len(ids):
         raise ApiError(400, VALIDATION, "validation error: a transactionId appears twice in the bulk request")
-    out = []
+    out, unsettled = [], []
     for entry, raw in zip(loaded, body):
         lines = ab.order_lines(entry["items"], raw["items"])
         raw_body = json.dumps(raw, separators=(",", ":"), sort_keys=True).encode()
         try:
-            out.append(orders.fulfil(game, user_id, entry["transactionId"], lines, raw_body,
-                                     actor=f"storefront:{g.storefront.name}"))
-        except ApiError as exc:
-            out.append({"transactionId": entry["transactionId"], "namespace": namespace, "userId": user_id,
-                        "state": "FULFILL_FAILED", "stateReason": exc.message, "errorCode": exc.code,
-                        "items": [], "stateInfo": {"successList": [], "failedList": []},
-                        "creditSummaries": [], "entitlementSummaries": [], "subscriptionSummaries": []})
+            out.append(orders.fulfil(game, g.storefront.name, user_id, entry["transactionId"], lines, raw_body))
+        except NotSettled as exc:  # the others go on; the whole answer is then "not settled yet"
+            unsettled.append(exc)
+        except ApiError as exc:  # refused as a single PUT would be: nothing stored, nothing will be granted
+            out.append(results.refused_entry(namespace, user_id, entry["transactionId"], lines, exc.code,
+                                             exc.message))
+    if unsettled:
+        raise NotSettled([t for exc in unsettled for t in exc.transaction_ids],
+                         "; ".join(exc.reason for exc in unsettled if exc.reason) or None,
+                         max(exc.retry_after for exc in unsettled))
     return jsonify(out), 200
 
 
 @bp.get("/platform/v2/admin/namespaces/<namespace>/fulfillments")
 def query_v2(namespace):
     game = _authenticate(namespace)
-    rows, paging = orders.query(game, request.args)
+    rows, paging = orders.query(game, g.storefront.name, request.args)
     return jsonify({"data": [results.fulfilment_info(f, game) for f in rows], "paging": paging}), 200

@@ -24,9 +24,11 @@ UNAVAILABLE = 20000
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: int | str, message: str, variables: dict | None = None):
+    def __init__(self, status: int, code: int | str, message: str, variables: dict | None = None,
+                 headers: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.variables = status, code, message, variables
+        self.headers = headers or {}
 
 
 def _platform() -> bool:
@@ -57,7 +59,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.variables)
+        response = error_response(exc.status, exc.code, exc.message, exc.variables)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(OpsError)
     def _ops_error(exc: OpsError):

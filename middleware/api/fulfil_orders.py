@@ -14,25 +14,25 @@ from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
 from middleware.metrics import recorders as metrics
-from middleware.orders import UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, request_hash, resolve_line
+from middleware.orders import (UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, largest_total, request_hash,
+                               resolve_line)
 from middleware.services import services
 from middleware.storable import MESSAGE, unstorable
 
+from . import settle
 from .errors import VALIDATION, ApiError
 
 SOURCE = "accelbyte"
 MAX_BULK = 50
 DIFFERENT_PAYLOAD = 38128
 UNKNOWN_TRANSACTION = 38145
-# a repeated PUT changes nothing on these (a FULFILL_FAILED one retries its failed items)
-NOTHING_TO_DO = (states.FULFILLED, states.REVOKING, states.REVOKED, states.REVOKE_FAILED, states.RESOLVED)
+# a repeated PUT changes nothing on these (a FULFILL_FAILED one retries its failed items; one still in
+# progress carries on with an attempt)
+NOTHING_TO_DO = (states.FULFILLED, states.REVOKED, states.REVOKE_FAILED, states.RESOLVED)
 QUERY_PARAMS = {"transactionId", "userId", "state", "startTime", "endTime", "offset", "limit"}
-STATE_FILTER = {
-    "FULFILLED": (states.FULFILLED,),
-    "FULFILL_FAILED": (states.RECEIVED, states.FULFILLING, states.FULFILL_FAILED),
-    "REVOKED": (states.REVOKED,),
-    "REVOKE_FAILED": (states.REVOKING, states.REVOKE_FAILED),
-}
+# the query lists settled orders only (see settle.py): FULFILL_FAILED / REVOKE_FAILED there are final
+STATE_FILTER = {ab: tuple(state for state in results.SETTLED if results.ab_state(state) == ab)
+                for ab in ("FULFILLED", "FULFILL_FAILED", "REVOKED", "REVOKE_FAILED")}
 
 
 def _resolve_all(game, lines):
@@ -43,9 +43,18 @@ def _resolve_all(game, lines):
         raise ApiError(404, int(first.error_code), first.error,
                        {"itemId": first.line.get("itemId")} if first.error_code == UNKNOWN_ITEM_ID
                        else {"sku": first.line.get("itemSku")})
+    largest, limit = largest_total(resolved), services().settings.max_grant_total
+    if largest is not None and largest[0] > limit:
+        total, kind, key = largest
+        raise ApiError(400, VALIDATION, f"validation error: the order grants {total} of {kind} {key} in all (quantity x "
+                       f"bundle contents x amount), more than the {limit} one order may grant",
+                       {"total": total, "limit": limit, kind: key})
     for r in resolved:
         if r.error_code == UNSUPPORTED_TYPE and r.product.type != "BUNDLE":
-            raise ApiError(400, int(UNSUPPORTED_TYPE), r.error, {"itemSku": r.product.sku})
+            identity = r.line.get("itemId") or r.line.get("itemSku")
+            raise ApiError(400, int(UNSUPPORTED_TYPE),
+                           f"Cannot fulfill item with type [{r.product.type}] in item [{identity}]",
+                           {"itemType": r.product.type, "itemIdentity": identity})
     return resolved
 
 
@@ -54,15 +63,22 @@ def _different_payload():
                     "Cannot retry fulfillment with different payload. Please check the items list.")
 
 
-def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body: bytes, actor: str) -> dict:
-    """Record the order (once) and make an attempt; answer the FulfillmentV2Result after it."""
+def _actor(storefront: str) -> str:
+    return f"storefront:{storefront}"
+
+
+def fulfil(game, storefront: str, user_id: str, transaction_id: str, lines: list[dict], raw_body: bytes) -> dict:
+    """Record the order (once per storefront and transaction id) and make an attempt; answer the
+    FulfillmentV2Result after it."""
     svc = services()
+    actor = _actor(storefront)
     resolved = _resolve_all(game, lines)
     digest = request_hash(lines)
-    event_id = f"{game.namespace}:{transaction_id}:{digest[:16]}"
+    event_id = f"{game.namespace}:{storefront}:{transaction_id}:{digest[:16]}"
     now = utcnow()
     with svc.session() as session:
         f = Fulfilment(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, player_id=user_id,
+                       storefront=storefront, key_scope=storefront,
                        environment="production", state=states.FULFILLING, request_hash=digest, lines=lines,
                        items=build_items(resolved), lease_owner=svc.identity,
                        lease_until=now + timedelta(seconds=svc.settings.lease_seconds), created_at=now, updated_at=now,
@@ -74,7 +90,7 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
         new = f
         for _ in range(3):  # the row we collided with may itself roll back: then try again
             created = repo.create_fulfilment(session, new)
-            f = new if created else repo.find(session, game.namespace, SOURCE, transaction_id)
+            f = new if created else repo.find(session, game.namespace, SOURCE, transaction_id, storefront)
             if f is not None:
                 break
         else:
@@ -86,42 +102,52 @@ def fulfil(game, user_id: str, transaction_id: str, lines: list[dict], raw_body:
                           raw_body=raw_body, fulfilment_id=f.id, new=created)
         metrics.ingested(SOURCE, created)  # kb_ingested_events_total
         session.commit()
+        attempted = False
         if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
             outcome = engine.fulfil_loaded(svc, session, f, actor)
             actions.schedule_retry(svc, f.id, outcome)
-            if outcome.ran:
+            attempted = outcome.ran
+            if attempted and f.state not in states.ACTIVE:
                 return results.fulfilment_result(f, game)
         elif f.state in NOTHING_TO_DO:  # a repeat of a settled order: answer it as it stands, claim nothing
             return results.fulfilment_result(f, game)
         fulfilment_id = f.id
-    actions.run(svc, fulfilment_id, actor, actions.RETRY)
-    return _result(fulfilment_id, game, results.fulfilment_result)
+    if not attempted:
+        actions.run(svc, fulfilment_id, actor, actions.RETRY)
+    return _result(fulfilment_id, game, results.fulfilment_result, actor)
 
 
-def _existing(game, user_id: str, transaction_id: str) -> str:
+def _existing(game, storefront: str, user_id: str, transaction_id: str) -> str:
+    """The id of this storefront's order; another storefront's, like none at all, is 38145."""
     with services().session() as session:
-        f = repo.find(session, game.namespace, SOURCE, transaction_id)
+        f = repo.find(session, game.namespace, SOURCE, transaction_id, storefront)
         if f is None or f.player_id != user_id:
             raise ApiError(404, UNKNOWN_TRANSACTION, f"Fulfillment with transactionId [{transaction_id}] does not exist",
                            {"transactionId": transaction_id})
         return f.id
 
 
-def retry(game, user_id: str, transaction_id: str, actor: str) -> dict:
-    fulfilment_id = _existing(game, user_id, transaction_id)
-    actions.run(services(), fulfilment_id, actor, actions.RETRY)
-    return _result(fulfilment_id, game, results.fulfilment_result)
+def retry(game, storefront: str, user_id: str, transaction_id: str) -> dict:
+    fulfilment_id = _existing(game, storefront, user_id, transaction_id)
+    actions.run(services(), fulfilment_id, _actor(storefront), actions.RETRY)
+    return _result(fulfilment_id, game, results.fulfilment_result, _actor(storefront))
 
 
-def revoke(game, user_id: str, transaction_id: str, actor: str) -> dict:
-    fulfilment_id = _existing(game, user_id, transaction_id)
-    actions.run(services(), fulfilment_id, actor, actions.REVOKE, reason="revoked by storefront")
-    return _result(fulfilment_id, game, results.revocation_result)
+def revoke(game, storefront: str, user_id: str, transaction_id: str) -> dict:
+    fulfilment_id = _existing(game, storefront, user_id, transaction_id)
+    actions.run(services(), fulfilment_id, _actor(storefront), actions.REVOKE, reason="revoked by storefront")
+    return _result(fulfilment_id, game, results.revocation_result, _actor(storefront))
 
 
-def _result(fulfilment_id: str, game, build) -> dict:
-    with services().session() as session:
-        return build(repo.load(session, fulfilment_id), game)
+def _result(fulfilment_id: str, game, build, actor: str) -> dict:
+    """The settled order's answer; NotSettled (503) if it is still being retried after the inline wait."""
+    svc = services()
+    settle.settle(svc, fulfilment_id, actor)
+    with svc.session() as session:
+        f = repo.load(session, fulfilment_id)
+        if f.state in states.ACTIVE:  # moved on again meanwhile (a store's refund...): still not settled
+            raise settle.not_settled(svc, f)
+        return build(f, game)
 
 
 def _time(args, name: str) -> datetime | None:
@@ -149,7 +175,8 @@ def _int(args, name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def query(game, args) -> tuple[list[Fulfilment], dict]:
+def query(game, storefront: str, args) -> tuple[list[Fulfilment], dict]:
+    """The storefront's own settled orders of the game, newest first."""
     unknown = sorted(set(args) - QUERY_PARAMS)
     if unknown:
         raise ApiError(400, VALIDATION, f"unknown query parameter(s): {', '.join(unknown)}")
@@ -160,11 +187,14 @@ def query(game, args) -> tuple[list[Fulfilment], dict]:
     start, end = _time(args, "startTime"), _time(args, "endTime")
     if start and end and start >= end:
         raise ApiError(400, VALIDATION, "startTime must be before endTime")
-    stmt = select(Fulfilment).where(Fulfilment.namespace == game.namespace, Fulfilment.source == SOURCE)
+    stmt = select(Fulfilment).where(Fulfilment.namespace == game.namespace, Fulfilment.source == SOURCE,
+                                    Fulfilment.storefront == storefront)
     if "state" in args:
         if args["state"] not in STATE_FILTER:
             raise ApiError(400, VALIDATION, f"state: must be one of {', '.join(STATE_FILTER)}")
         stmt = stmt.where(Fulfilment.state.in_(STATE_FILTER[args["state"]]))
+    else:
+        stmt = stmt.where(Fulfilment.state.in_(results.SETTLED))
     if "transactionId" in args:
         stmt = stmt.where(Fulfilment.transaction_id == args["transactionId"])
     if "userId" in args:

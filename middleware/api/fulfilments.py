@@ -60,6 +60,8 @@ class FulfilmentSummary(Schema):
     id = fields.String()
     namespace = fields.String()
     source = fields.String()
+    storefront = fields.String(allow_none=True, metadata={
+        "description": "the third-party storefront that created the order (source accelbyte); null for a store's"})
     transactionId = fields.String()
     playerId = fields.String(allow_none=True)
     environment = fields.String()

@@ -70,11 +70,11 @@ class InboundEvent(Base):
 
 
 class Fulfilment(Base):
-    """One paid order, unique per (namespace, source, transaction id)."""
+    """One paid order, unique per (namespace, source, storefront, transaction id); storefront "" for a store's."""
 
     __tablename__ = "fulfilments"
     __table_args__ = (
-        UniqueConstraint("namespace", "source", "transaction_id", name="uq_fulfilment_txn"),
+        UniqueConstraint("namespace", "source", "storefront", "transaction_id", name="uq_fulfilment_txn"),
         Index("ix_fulfilments_state_updated", "state", "updated_at"),
         # the ops query (newest first, keyset on (created_at, id)): one index per filter
         Index("ix_fulfilments_created", "created_at", "id"),
@@ -90,6 +90,12 @@ class Fulfilment(Base):
     namespace: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))
     transaction_id: Mapped[str] = mapped_column(String(255))
+    # the third-party storefront (AccelByte-compatible API) that created the order, the only one that sees and
+    # touches it; "" for a store's own orders. Transaction ids are unique per storefront.
+    storefront: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # what the order's Kraty idempotency keys are scoped by besides source and transaction id (its storefront);
+    # None: the keys of orders recorded before 0007, which stay as they were (see orders.key_source)
+    key_scope: Mapped[str | None] = mapped_column(String(64))
     player_id: Mapped[str | None] = mapped_column(String(255))
     environment: Mapped[str] = mapped_column(String(16), default="production")  # production | sandbox
     state: Mapped[str] = mapped_column(String(20), default=states.RECEIVED)

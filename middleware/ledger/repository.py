@@ -50,11 +50,15 @@ def load(session: Session, fulfilment_id: str, *, history: bool = False) -> Fulf
     return session.get(Fulfilment, fulfilment_id, options=options)
 
 
-def find(session: Session, namespace: str, source: str, transaction_id: str) -> Fulfilment | None:
-    return session.scalars(
-        select(Fulfilment).where(Fulfilment.namespace == namespace, Fulfilment.source == source,
-                                 Fulfilment.transaction_id == transaction_id)
-        .options(selectinload(Fulfilment.items))).one_or_none()
+def find(session: Session, namespace: str, source: str, transaction_id: str,
+         storefront: str | None = None) -> Fulfilment | None:
+    """The order of a transaction; ``storefront``: the storefront's own (None: whichever, for a store's
+    orders, whose storefront is always "")."""
+    stmt = select(Fulfilment).where(Fulfilment.namespace == namespace, Fulfilment.source == source,
+                                    Fulfilment.transaction_id == transaction_id)
+    if storefront is not None:
+        stmt = stmt.where(Fulfilment.storefront == storefront)
+    return session.scalars(stmt.options(selectinload(Fulfilment.items))).one_or_none()
 
 
 def record_event(session: Session, *, source: str, provider_event_id: str, namespace: str | None,
@@ -105,8 +109,8 @@ def insert_event(engine: Engine, **values) -> int | None:
 
 
 def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:
-    """Insert a new order as the transaction's first write; False if (namespace, source, transaction id)
-    exists, and then the transaction is rolled back (it held nothing else), ready for the next query."""
+    """Insert a new order as the transaction's first write; False if (namespace, source, storefront,
+    transaction id) exists, and then the transaction is rolled back (it held nothing else), ready for the next query."""
     session.add(fulfilment)
     try:
         session.flush()
