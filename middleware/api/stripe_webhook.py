@@ -43,18 +43,20 @@ def _game(namespace: str | None):
 
 
 def _timestamp(header: str | None) -> int:
-    """The header's ``t``, if the header has the shape ``t=<unix>,v1=<hex>[,...]``; else 400."""
+    """The header's ``t``, if the header has the shape ``t=<unix>,v1=<hex>[,...]``; else 400. With several
+    ``t`` entries, the first: exactly the timestamp the library checks the signature with."""
     if not header:
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header is missing")
     parts = [part.split("=", 1) for part in header.split(",")]
     if any(len(part) != 2 for part in parts):
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header is not t=...,v1=...")
-    values = dict(parts)
-    if "t" not in values or not values["t"].isascii() or not values["t"].isdigit() or len(values["t"]) > 12:
+    # the FIRST t: the one stripe's WebhookSignature._get_timestamp_and_signatures verifies the v1 against
+    stamp = next((value for key, value in parts if key == "t"), None)
+    if stamp is None or not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header has no valid timestamp t")
     if not any(key == "v1" for key, _ in parts):
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header has no v1 signature")
-    return int(values["t"])
+    return int(stamp)
 
 
 def _verify(game, raw: bytes, header: str) -> None:
