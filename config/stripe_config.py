@@ -29,6 +29,8 @@ API_KEY_RE = re.compile(r"[sr]k_(?:test|live)_\S+\Z")
 API_KEY_RULE = "must be a secret or restricted API key starting with sk_test_, sk_live_, rk_test_ or rk_live_"
 TEST_API_KEY_RE = re.compile(r"[sr]k_test_\S+\Z")
 TEST_API_KEY_RULE = "must be a test-mode secret or restricted API key starting with sk_test_ or rk_test_"
+ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]{1,35}\Z")
+ACCOUNTS_RULE = "must be a list of Stripe connected account ids (acct_...)"
 METADATA_KEY_RULE = f"must be 1-{METADATA_KEY_MAX} characters, not blank, without [ or ] (a Stripe metadata key)"
 
 
@@ -42,6 +44,9 @@ class StripeConfig:
     player_metadata_key: str  # session metadata key naming the player when client_reference_id is empty
     partial_refunds: str  # "flag" | "proportional"
     disputes: str  # "revoke_on_open" | "revoke_when_lost"
+    # Stripe Connect: the connected accounts whose events (top-level ``account``) this game accepts; the
+    # platform's own events are always accepted. Others are recorded and refused.
+    connected_accounts: tuple[str, ...] = ()
 
     def key_for(self, livemode: bool) -> str:
         """The API key for an event's objects: test-mode events use ``test_api_key`` when given."""
@@ -100,6 +105,8 @@ class StripeSchema(StrictSchema):
     player_metadata_key = Checked(_is_metadata_key, METADATA_KEY_RULE, load_default="player_id")
     partial_refunds = Choice(PARTIAL_REFUND_POLICIES, load_default="flag")
     disputes = Choice(DISPUTE_POLICIES, load_default="revoke_on_open")
+    connected_accounts = StringList(lambda value: ACCOUNT_RE.match(value) is not None, ACCOUNTS_RULE,
+                                    "must be a connected account id acct_...", unique=True, load_default=())
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _one_source_each(self, data, original, **kwargs):
@@ -123,4 +130,5 @@ class StripeSchema(StrictSchema):
             webhook_secrets=either("webhook_secrets"), api_key=either("api_key"),
             test_api_key=either("test_api_key"), player_metadata_key=data["player_metadata_key"],
             partial_refunds=data["partial_refunds"], disputes=data["disputes"],
+            connected_accounts=tuple(data["connected_accounts"]),
         )

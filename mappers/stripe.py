@@ -15,6 +15,7 @@ from mappers.money import from_minor, price_fields
 
 SOURCE = "stripe"
 PAID = ("paid", "no_payment_required")
+MODE_PAYMENT, MODE_SUBSCRIPTION, MODE_SETUP = "payment", "subscription", "setup"
 LOOKUP_CHECKOUT = "stripe:checkout_session"
 NAMESPACE_KEY = "kraty_namespace"   # optional session metadata: the game a shared Stripe account sold for
 SKU_KEY = "kraty_sku"               # PaymentIntent metadata of a direct (non-Checkout) purchase
@@ -29,8 +30,9 @@ CHARGE_REFUNDED = "charge.refunded"
 DISPUTE_CREATED = "charge.dispute.created"
 DISPUTE_CLOSED = "charge.dispute.closed"
 FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
+INVOICE_PAID = "invoice.paid"  # mappers/stripe_invoices.py
 HANDLED = frozenset({CHECKOUT_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED, PI_SUCCEEDED, CHARGE_REFUNDED,
-                     DISPUTE_CREATED, DISPUTE_CLOSED, FUNDS_REINSTATED})
+                     DISPUTE_CREATED, DISPUTE_CLOSED, FUNDS_REINSTATED, INVOICE_PAID})
 
 def _id():
     return fields.String(required=True, validate=validate.Length(1, 255))
@@ -49,6 +51,9 @@ def _ref(value):
     return value
 
 
+ref_id = _ref  # public name, for the other Stripe modules
+
+
 class _Lenient(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -60,6 +65,8 @@ class EventSchema(_Lenient):
     livemode = fields.Boolean(required=True, truthy={True}, falsy={False})
     created = fields.Integer(strict=True, load_default=None)
     data = fields.Dict(required=True)
+    # Stripe Connect: the connected account the event's objects live on (API calls must name it)
+    account = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"acct_[A-Za-z0-9]{1,35}\Z"))
 
 
 class CheckoutSessionSchema(_Lenient):
@@ -70,13 +77,17 @@ class CheckoutSessionSchema(_Lenient):
     payment_intent = fields.Raw(load_default=None, allow_none=True)
     amount_total = _money()
     currency = fields.String(load_default=None, allow_none=True)
+    mode = fields.String(load_default=MODE_PAYMENT, allow_none=True)
+    total_details = fields.Dict(load_default=None, allow_none=True)
 
 
 class PaymentIntentSchema(_Lenient):
     id = _id()
     metadata = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
     amount = _money()
+    amount_received = _money()
     currency = fields.String(load_default=None, allow_none=True)
+    latest_charge = fields.Raw(load_default=None, allow_none=True)
 
 
 class ChargeSchema(_Lenient):
@@ -104,10 +115,11 @@ class PriceSchema(_Lenient):
 
 
 class LineItemSchema(_Lenient):
+    """stripe-python's LineItem: ``price`` and ``quantity`` are Optional (see lines_from_line_items)."""
     id = fields.String(load_default=None)
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2_147_483_647))
+    quantity = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 2_147_483_647))
     description = fields.String(load_default=None, allow_none=True)
-    price = fields.Nested(PriceSchema, required=True)
+    price = fields.Nested(PriceSchema, load_default=None, allow_none=True)
 
 
 # one instance each (pure objects; marshmallow keeps no state between loads): building one per call
@@ -122,6 +134,7 @@ class Event:
     type: str
     livemode: bool
     object: dict
+    account: str | None = None  # Stripe Connect: the connected account the objects live on
 
     @property
     def environment(self) -> str:
@@ -136,7 +149,7 @@ def parse_event(payload) -> Event:
     obj = data["data"].get("object")
     if not isinstance(obj, dict):
         raise ValidationError({"data": {"object": ["missing or not an object"]}})
-    return Event(data["id"], data["type"], data["livemode"], obj)
+    return Event(data["id"], data["type"], data["livemode"], obj, data["account"])
 
 
 def check_object(event: Event) -> None:
@@ -174,11 +187,25 @@ def session_namespace(session: dict) -> str | None:
     return _metadata_text(session.get("metadata") or {}, NAMESPACE_KEY)
 
 
-def purchase_from_session(session: dict, event: Event, metadata_key: str) -> Purchase:
-    """A paid Checkout Session; its lines are fetched from Stripe's API when it is fulfilled."""
+def checkout_paid(session: dict) -> tuple[str | None, str | None, str | None]:
+    """(amount paid, currency, discount) of a Checkout Session in major units: ``amount_total`` and
+    ``total_details.amount_discount`` (the coupons Stripe applied)."""
+    price, currency = from_minor(session["amount_total"], session["currency"])
+    discount = (session["total_details"] or {}).get("amount_discount")
+    return price, currency, from_minor(discount, session["currency"])[0] if discount else None
+
+
+def lookup_of(account: str | None) -> str:
+    """The order's lookup: a connected account's session is fetched on that account."""
+    return LOOKUP_CHECKOUT if account is None else f"{LOOKUP_CHECKOUT}@{account}"
+
+
+def purchase_from_session(session: dict, event: Event, metadata_key: str, extra_refs: tuple[str, ...] = ()) -> Purchase:
+    """A paid Checkout Session; its lines are fetched from Stripe's API when it is fulfilled (and its price
+    checked then, ``checkout_paid``). ``extra_refs``: its charge, when known."""
     return Purchase(source=SOURCE, transaction_id=session["id"], player_id=player_of(session, metadata_key),
-                    environment=event.environment, lines=[], lookup=LOOKUP_CHECKOUT,
-                    payment_ref=session["payment_intent"],
+                    environment=event.environment, lines=[], lookup=lookup_of(event.account),
+                    payment_ref=session["payment_intent"], extra_refs=extra_refs,
                     **price_fields(from_minor(session["amount_total"], session["currency"])),
                     detail={"stripe_event": event.id, "amount": session["amount_total"],
                             "currency": session["currency"],
@@ -201,20 +228,33 @@ def direct_sku(pi: dict) -> tuple[str, int] | None:
 
 
 def purchase_from_payment_intent(pi: dict, event: Event, metadata_key: str) -> Purchase:
+    """A direct PaymentIntent: its metadata names the SKU, ``amount_received`` is what was paid (compared
+    with the catalog's price under the game's ``payment_intent`` policy)."""
     sku, quantity = direct_sku(pi)
+    charge = _ref(pi["latest_charge"])
     return Purchase(source=SOURCE, transaction_id=pi["id"], player_id=player_of(pi, metadata_key),
                     environment=event.environment, lines=[{"itemSku": sku, "quantity": quantity}],
-                    payment_ref=pi["id"], **price_fields(from_minor(pi["amount"], pi["currency"])),
-                    detail={"stripe_event": event.id, "amount": pi["amount"], "currency": pi["currency"],
+                    payment_ref=pi["id"], extra_refs=(charge,) if charge else (), price_check="payment_intent",
+                    **price_fields(from_minor(pi["amount_received"], pi["currency"])),
+                    detail={"stripe_event": event.id, "amount": pi["amount_received"], "currency": pi["currency"],
                             "player_hint": f"no metadata[{metadata_key}] on the PaymentIntent"})
 
 
+def line_of(item_id, price: dict | None, quantity: int | None, description=None) -> dict:
+    """One order line naming the price id, product id and lookup key (tried in that order). A line without a
+    price names nothing the catalog can map, and one without a quantity does not say how many: that line
+    alone fails, with its reason (``error``), and grants nothing; the order's other lines go on."""
+    if price is None or quantity is None:
+        missing = "price" if price is None else "quantity"
+        return {"store": SOURCE, "quantity": quantity or 0, "description": description,
+                "error": f"Stripe line {item_id or '(no id)'} has no {missing}: nothing to grant for it"}
+    return {"store": SOURCE, "price": price["id"], "product": _ref(price["product"]),
+            "lookup_key": price["lookup_key"], "quantity": quantity, "description": description}
+
+
 def lines_from_line_items(items: list[dict]) -> list[dict]:
-    """Checkout line items -> order lines naming the price id, product id and lookup key (tried in that order)."""
-    loaded = LINE_ITEMS.load(items)
-    return [{"store": SOURCE, "price": item["price"]["id"], "product": _ref(item["price"]["product"]),
-             "lookup_key": item["price"]["lookup_key"], "quantity": item["quantity"],
-             "description": item["description"]} for item in loaded]
+    """Checkout line items -> order lines (``line_of``)."""
+    return [line_of(item["id"], item["price"], item["quantity"], item["description"]) for item in LINE_ITEMS.load(items)]
 
 
 def refund(obj: dict, event: Event) -> Reversal:

@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
 from mappers import stripe as m
+from mappers import stripe_invoices as mi
 from middleware.ledger import repository as repo
 from middleware.metrics import recorders as metrics
 from middleware.services import services
@@ -80,13 +81,25 @@ def _verify(game, raw: bytes, header: str) -> None:
 def _event(raw: bytes) -> m.Event:
     try:
         event = m.parse_event(json.loads(raw))
-        if event.type in m.HANDLED:
+        if event.type == m.INVOICE_PAID:
+            mi.invoice(event.object)
+        elif event.type in m.HANDLED:
             m.check_object(event)
     except ValueError:  # json.JSONDecodeError included
         raise ApiError(400, "malformed_body", "the body is not JSON") from None
     except ValidationError as exc:
         raise ApiError(400, "malformed_event", "not a Stripe event we can read", {"fields": exc.messages}) from None
     return event
+
+
+def _refused_account(game, event: m.Event) -> str | None:
+    """Why a connected account's event is not this game's to act on (None: it is, or it is the platform's).
+    Recorded as ``rejected`` and answered 2xx like Google Play's foreign pushes: a non-2xx would only make
+    Stripe retry for three days an event that cannot become acceptable by itself."""
+    if event.account is None or event.account in game.stripe.connected_accounts:
+        return None
+    return (f"connected account {event.account} is not one of {game.namespace}'s stripe.connected_accounts: "
+            "recorded, nothing done")
 
 
 @bp.post("/webhooks/stripe", defaults={"namespace": None})
@@ -101,12 +114,13 @@ def receive(namespace: str | None):
     if not event.livemode and not game.allow_sandbox:
         raise ApiError(422, "sandbox_not_allowed", f"test-mode events are not accepted for {game.namespace} "
                                                    "(allow_sandbox is false)")
-    outcome = "pending" if event.type in m.HANDLED else "ignored"
+    refused = _refused_account(game, event)
+    outcome = "rejected" if refused else "pending" if event.type in m.HANDLED else "ignored"
     svc = services()
     event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
                                  namespace=game.namespace, content_type=request.content_type, raw_body=raw,
                                  outcome=outcome, event_type=event.type,
-                                 detail=None if outcome == "pending" else "event type not acted on")
+                                 detail=refused or (None if outcome == "pending" else "event type not acted on"))
     metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total
     if event_id is not None and outcome == "pending":
         try:
@@ -114,4 +128,4 @@ def receive(namespace: str | None):
         except RedisError as exc:  # committed: the reconciler enqueues it later
             log.warning("could not enqueue stripe event %s (%s); the reconciler will", event.id, exc)
     return jsonify({"received": True, "id": event.id, "duplicate": event_id is None,
-                    "sandbox": not event.livemode, "outcome": outcome})
+                    "sandbox": not event.livemode, "outcome": outcome, **({"detail": refused} if refused else {})})
