@@ -51,7 +51,7 @@ def test_example_loads_and_covers_every_supported_type():
     keys = {(g.kind, g.key) for p in game.products.values() for _, g in p.grant_plan()}
     assert {k for kind, k in keys if kind == "currency"} == {"gems", "gold"}
     assert {k for kind, k in keys if kind == "item"} == {
-        "sword", "shield", "mystery_chest", "choice_box", "soundtrack", "vip_pass", "vip_trial_pass"}
+        "sword", "shield", "mystery_chest", "choice_box", "soundtrack", "vip_pass"}
 
 
 def test_example_lookups():
