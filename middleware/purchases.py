@@ -103,6 +103,8 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
                 session.rollback()
                 raise OtherPlayer(existing.id, f"{p.source} purchase {p.transaction_id} belongs to another player")
             give_player = receipt_player if existing.player_id is None else None
+            if give_player is not None and not (existing.reason or "").startswith(PLAYER_UNRESOLVED):
+                existing.player_id, give_player = give_player, None  # named only: it failed for another reason
             session.commit()
             fulfilment_id = existing.id
         else:
