@@ -6,7 +6,8 @@ import pytest
 import stripe
 
 from .price_support import catalog_with, deliver
-from .stripe_support import balances, completed, event, inbound, order
+from .stripe_invoice_support import invoice
+from .stripe_support import balances, charge, event, inbound, order
 from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 OURS, THEIRS = "acct_1KratyStudioA", "acct_1SomeoneElseB"
@@ -73,3 +74,16 @@ def test_a_connected_direct_payment_intent_checks_its_sessions_on_that_account(c
     assert order(services, pi["id"])["state"] == "FULFILLED"
     listed = [r for r in stripe_fake.requests() if r["path"] == "/v1/checkout/sessions"]
     assert listed and listed[-1]["status"] == 200
+
+
+def test_a_connected_accounts_invoice_payments_are_fetched_on_that_account(connect, redis, emulator, stripe_fake):
+    client, services = connect
+    pi = stripe_fake.payment_intent(account=OURS, amount=499)
+    obj = invoice()  # no payments in the event: fetched, on the account
+    stripe_fake.invoice(id=obj["id"], account=OURS, amount_paid=499, payments=[{"payment_intent": pi["id"]}])
+    deliver(client, redis, connected("invoice.paid", obj, OURS))
+    assert order(services, obj["id"])["state"] == "FULFILLED"
+    calls = [(r["path"], r["status"]) for r in stripe_fake.requests() if r["path"].startswith("/v1/")]
+    assert ("/v1/invoice_payments", 200) in calls and (f"/v1/payment_intents/{pi['id']}", 200) in calls, calls
+    deliver(client, redis, event("charge.refunded", charge(pi["id"], 499, 499)))
+    assert order(services, obj["id"])["state"] == "REVOKED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mappers import stripe as m
 from mappers import stripe_invoices as mi
+from middleware.stores import stripe_events
 
 from .price_support import catalog_with, deliver
 from .stripe_invoice_support import invoice, paid_event
@@ -123,3 +124,19 @@ def test_the_purchase_names_every_id_a_take_back_may_name():
         "id": "pi_9", "amount": 99, "amount_received": 99, "currency": "usd", "latest_charge": "ch_9",
         "metadata": {"kraty_sku": "gems_100", "player_id": "p"}}), m.parse_event(paid_event(invoice())), "player_id")
     assert direct.payment_ref == "pi_9" and direct.extra_refs == ("ch_9",) and direct.price == "0.99"
+
+
+def test_checkout_and_direct_payments_name_their_charge(client, redis, emulator, stripe_fake, monkeypatch):
+    """Purchase.extra_refs: the PaymentIntent's latest_charge (read from the API for a Checkout Session)."""
+    seen = []
+    real = stripe_events.record_purchase
+    monkeypatch.setattr(stripe_events, "record_purchase", lambda svc, game, p, actor: seen.append(p) or
+                        real(svc, game, p, actor))
+    s = stripe_fake.session(client_reference_id="player-1", line_items=[{"price": "price_gems_100", "unit_amount": 99}])
+    deliver(client, redis, event("checkout.session.completed", s))
+    charge_id = stripe_fake.client().v1.payment_intents.retrieve(s["payment_intent"]).latest_charge
+    assert seen[-1].payment_ref == s["payment_intent"] and seen[-1].extra_refs == (charge_id,)
+    pi = stripe_fake.payment_intent(amount=99, metadata={"kraty_sku": "gems_100", "player_id": "player-1"})
+    deliver(client, redis, event("payment_intent.succeeded", pi))
+    assert seen[-1].payment_ref == pi["id"] and seen[-1].extra_refs == (pi["latest_charge"],)
+    assert balances(emulator)[0] == {"gems": 200}
