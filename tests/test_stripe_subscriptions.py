@@ -140,3 +140,14 @@ def test_checkout_and_direct_payments_name_their_charge(client, redis, emulator,
     deliver(client, redis, event("payment_intent.succeeded", pi))
     assert seen[-1].payment_ref == pi["id"] and seen[-1].extra_refs == (pi["latest_charge"],)
     assert balances(emulator)[0] == {"gems": 200}
+
+
+def test_an_invoice_of_a_checkout_payment_is_not_granted_again(client, services, redis, emulator, stripe_fake):
+    """Checkout's invoice_creation: the session's invoice names the session's PaymentIntent: one payment, one order."""
+    s = stripe_fake.session(client_reference_id="player-1", line_items=[{"price": "price_gems_100", "unit_amount": 99}])
+    deliver(client, redis, event("checkout.session.completed", s))
+    obj = invoice(("price_gems_100", "prod_gems", 1, 99), billing_reason="manual", payments=[(s["payment_intent"], None)])
+    ev = paid_event(obj)
+    deliver(client, redis, ev)
+    assert "duplicate_payment" in inbound(services, ev["id"])[0][2]
+    assert balances(emulator)[0] == {"gems": 100}
