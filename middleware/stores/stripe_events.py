@@ -10,7 +10,6 @@ import json
 
 from config.catalog import Game
 from mappers import stripe as m
-from mappers import stripe_invoices as mi
 
 from ..purchases import record_purchase, record_reversal
 from ..services import Services
