@@ -7,7 +7,7 @@ import stripe
 
 from .price_support import catalog_with, deliver
 from .stripe_invoice_support import invoice
-from .stripe_support import balances, charge, event, inbound, order
+from .stripe_support import balances, charge, completed, event, inbound, order, post
 from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 OURS, THEIRS = "acct_1KratyStudioA", "acct_1SomeoneElseB"
@@ -87,3 +87,16 @@ def test_a_connected_accounts_invoice_payments_are_fetched_on_that_account(conne
     assert ("/v1/invoice_payments", 200) in calls and (f"/v1/payment_intents/{pi['id']}", 200) in calls, calls
     deliver(client, redis, event("charge.refunded", charge(pi["id"], 499, 499)))
     assert order(services, obj["id"])["state"] == "REVOKED"
+
+
+@pytest.mark.parametrize("change", [{"account": "cus_123"}, {"account": 7}, {"mode": 3}, {"total_details": "x"}])
+def test_a_malformed_account_mode_or_total_details_is_400_and_changes_nothing(client, services, stripe_fake, change):
+    s = stripe_fake.session(client_reference_id="player-1", line_items=[{"price": "price_gems_100"}])
+    ev = completed(s)
+    if "account" in change:
+        ev.update(change)
+    else:
+        ev["data"]["object"].update(change)
+    response = post(client, ev)
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "malformed_event"
+    assert inbound(services) == []
