@@ -32,6 +32,7 @@ from config.catalog_schema import (
     read_toml,
 )
 from config.google_play_config import GooglePlayConfig
+from config.prices import DEFAULT_POLICY, PricePolicy, price_in
 from config.store_tables import load_app_store_tables, load_google_play_tables, split_tables
 from config.stripe_config import StripeConfig
 
@@ -100,6 +101,12 @@ class Product:
     supported: bool
     unsupported_reason: str | None
     components: tuple[Component, ...]  # unique by sku, see _flatten
+    prices: FrozenMap = FrozenMap()  # "" (any store) or a store -> FrozenMap(currency -> Decimal): ONE unit
+    trial_sku: str | None = None  # SUBSCRIPTION: the product a trial start grants (None: nothing)
+
+    def price(self, store: str, currency: str):
+        """What ONE unit costs at ``store`` in ``currency`` (a Decimal, major units), or None if undeclared."""
+        return price_in(self.prices, store, currency)
 
     def grant_plan(self) -> list[tuple[Component, Grant]]:
         """Every (component, grant) pair, in file order: one ledger row per pair per order line."""
@@ -119,6 +126,7 @@ class Game:
     google_play: GooglePlayConfig | None = None  # the [google_play] table; None: the game takes no Google Play data
     kraty_game_id: str = ""  # the game's id in Kraty's webhooks (default: the namespace)
     kraty_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)  # none: Kraty's webhooks are refused
+    price_policy: PricePolicy = DEFAULT_POLICY  # the [price_policy] table (config/prices.py)
     _by_item_id: dict = field(init=False, repr=False, compare=False)
     _by_store_id: dict = field(init=False, repr=False, compare=False)
 
@@ -241,6 +249,10 @@ def _check_references(raw: Any) -> list[tuple[str, str]]:
                     else:
                         problems.append((join_path(*base, sku, "contains", index, "sku"),
                                          f"unknown product {member['sku']!r} (not in games.{namespace}.products)"))
+            trial = product.get("trial_sku")
+            if isinstance(trial, str) and trial not in products:
+                problems.append((join_path(*base, sku, "trial_sku"),
+                                 f"unknown product {trial!r} (not in games.{namespace}.products)"))
         problems += _find_cycles(edges, base)
     return problems
 
@@ -294,6 +306,9 @@ def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]],
             store_ids=FrozenMap(spec.get("store_ids", {})), grants=grants, contains=contains,
             supported=supported, unsupported_reason=reason,
             components=_flatten(Component(sku, item_id, 1, grants), spec["type"], members),
+            prices=FrozenMap({key: FrozenMap(table) for key, table in
+                              ({"": spec.get("prices", {})} | spec.get("store_prices", {})).items() if table}),
+            trial_sku=spec.get("trial_sku"),
         )
         for component, grant in product.grant_plan():
             if grant.amount * component.quantity > INT32_MAX:
@@ -309,6 +324,7 @@ def _build_game(namespace: str, data: dict, problems: list[tuple[str, str]],
         allow_sandbox=data["allow_sandbox"], negative_balance_policy=data["negative_balance_policy"],
         products=FrozenMap(products), stripe=data.get("stripe"), app_store=app_store, google_play=google_play,
         kraty_game_id=data.get("kraty_game_id") or namespace, kraty_webhook_secrets=data.get("kraty_webhook_secrets", ()),
+        price_policy=data.get("price_policy", DEFAULT_POLICY),
     )
 
 

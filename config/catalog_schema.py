@@ -13,6 +13,7 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, post_load, validates_schema
 from standardwebhooks.webhooks import Webhook
 
+from config.prices import PricePolicySchema, Prices, StorePrices
 from config.stripe_config import StripeSchema, WebhookSecrets, secrets_from_env
 from config.toml_schema import (
     ENV_NAME_RE,
@@ -120,6 +121,9 @@ class ProductSchema(StrictSchema):
     store_ids = StoreIds()
     grants = TableList(GrantSchema)
     contains = TableList(ContentSchema)
+    prices = Prices()  # what ONE unit costs per currency (config/prices.py)
+    store_prices = StorePrices()  # per store, where it differs
+    trial_sku = Name()  # SUBSCRIPTION: what a trial start (nothing charged) grants; default: nothing
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _type_rules(self, data, original, **kwargs):
@@ -134,6 +138,8 @@ class ProductSchema(StrictSchema):
             errors["contains"] = ["only BUNDLE products may contain other products"]
         elif kind in SUPPORTED_TYPES and not original.get("grants"):
             errors["grants"] = [f"a {kind} product needs at least one grant"]
+        if "trial_sku" in original and kind != "SUBSCRIPTION":
+            errors["trial_sku"] = ["only SUBSCRIPTION products have trial contents"]
         seen: dict[tuple[str, str], int] = {}
         raw_grants = original.get("grants")
         for index, grant in enumerate(raw_grants if isinstance(raw_grants, list) else ()):
@@ -169,6 +175,7 @@ class GameSchema(StrictSchema):
     allow_sandbox = Flag(load_default=False)
     negative_balance_policy = Choice(NEGATIVE_BALANCE_POLICIES, load_default="fail")
     stripe = fields.Nested(StripeSchema)  # optional: a game without it takes no Stripe events
+    price_policy = fields.Nested(PricePolicySchema)  # optional: config.prices.DEFAULT_POLICY
     kraty_game_id = Text()  # the game's id in Kraty's webhooks (gameId); default: the namespace
     kraty_webhook_secrets = WebhookSecrets()  # Kraty's Standard Webhooks secrets (rotation: every live one)
     kraty_webhook_secrets_env = FromEnv(secrets_from_env)

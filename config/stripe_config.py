@@ -32,6 +32,8 @@ API_KEY_RE = re.compile(r"[sr]k_(?:test|live)_\S+\Z")
 API_KEY_RULE = "must be a secret or restricted API key starting with sk_test_, sk_live_, rk_test_ or rk_live_"
 TEST_API_KEY_RE = re.compile(r"[sr]k_test_\S+\Z")
 TEST_API_KEY_RULE = "must be a test-mode secret or restricted API key starting with sk_test_ or rk_test_"
+ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]{1,35}\Z")
+ACCOUNTS_RULE = "must be a list of Stripe connected account ids (acct_...)"
 METADATA_KEY_RULE = f"must be 1-{METADATA_KEY_MAX} characters, not blank, without [ or ] (a Stripe metadata key)"
 
 
@@ -47,6 +49,9 @@ class StripeConfig:
     disputes: str  # "revoke_on_open" | "revoke_when_lost"
     inquiries: str = "flag"  # "flag" | "revoke"
     refund_on: str = "succeeded"  # "succeeded" | "pending"
+    # Stripe Connect: the connected accounts whose events (top-level ``account``) this game accepts; the
+    # platform's own events are always accepted. Others are recorded and refused.
+    connected_accounts: tuple[str, ...] = ()
 
     def key_for(self, livemode: bool) -> str:
         """The API key for an event's objects: test-mode events use ``test_api_key`` when given."""
@@ -107,6 +112,8 @@ class StripeSchema(StrictSchema):
     disputes = Choice(DISPUTE_POLICIES, load_default="revoke_on_open")
     inquiries = Choice(INQUIRY_POLICIES, load_default="flag")
     refund_on = Choice(REFUND_ON, load_default="succeeded")
+    connected_accounts = StringList(lambda value: ACCOUNT_RE.match(value) is not None, ACCOUNTS_RULE,
+                                    "must be a connected account id acct_...", unique=True, load_default=())
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _one_source_each(self, data, original, **kwargs):
@@ -131,4 +138,5 @@ class StripeSchema(StrictSchema):
             test_api_key=either("test_api_key"), player_metadata_key=data["player_metadata_key"],
             partial_refunds=data["partial_refunds"], disputes=data["disputes"],
             inquiries=data["inquiries"], refund_on=data["refund_on"],
+            connected_accounts=tuple(data["connected_accounts"]),
         )

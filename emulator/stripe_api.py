@@ -13,6 +13,12 @@ another Flask app (``python -m emulator`` does that). The served calls (GET only
     /v1/charges/{id}                       (a succeeded PaymentIntent's latest_charge: emulator/stripe_charges.py)
     /v1/refunds/{id}
     /v1/refunds                            charge, payment_intent, pagination
+    /v1/invoices/{id}
+    /v1/invoice_payments                   invoice, pagination
+
+A ``Stripe-Account: acct_...`` header reads that connected account's objects (only those); an account
+the fake does not know is Stripe's 403. Admin: ``POST /_stripe/accounts`` creates one, and sessions,
+PaymentIntents and invoices take ``account``.
 
 Keys: ``Authorization: Bearer <key>``: any ``sk_test_``, ``sk_live_`` or ``rk_`` key, or only
 ``config["api_keys"]`` when given. A key with ``_test_``/``_live_`` in it sees only its mode's
@@ -28,6 +34,7 @@ from werkzeug.exceptions import HTTPException
 from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
                        register_common_admin)
 from .stripe_charges import ChargeBook
+from . import stripe_invoices
 from .stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
@@ -100,6 +107,11 @@ def read_params(allowed: tuple = (), expandable: tuple = ()) -> tuple[dict, list
     return params, expand
 
 
+def public(obj: dict) -> dict:
+    """An object as Stripe shows it: which account holds it is the fake's own bookkeeping."""
+    return {key: value for key, value in obj.items() if key != "account"}
+
+
 def create_stripe_app(config: dict | None = None) -> Flask:
     fake = StripeFake(config or {})
     app = new_fake_app("stripe_fake", fake, "stripe fake", lambda path: path.startswith("/v1/"),
@@ -131,6 +143,8 @@ def create_stripe_app(config: dict | None = None) -> Flask:
                 raise StripeError(403, "the Stripe fake's admin API is loopback only")
         elif request.path.startswith("/v1/"):
             g.mode = fake.key_mode(request.headers.get("Authorization", ""))
+            g.account = request.headers.get("Stripe-Account") or None
+            fake.store.check_account(g.account)
 
     @app.after_request
     def request_id(response: Response):
@@ -149,30 +163,30 @@ def register_api(app: Flask, store: StripeStore) -> None:
         return f"/v1/checkout/sessions/{session_id}/line_items"
 
     def render_session(session: dict, expand: list[str], prefix: str = "") -> dict:
-        out = dict(session)
+        out = public(session)
         if f"{prefix}payment_intent" in expand and out["payment_intent"]:
-            out["payment_intent"] = store.intent(out["payment_intent"], None)
+            out["payment_intent"] = public(store.intent(out["payment_intent"], None, session["account"]))
         if f"{prefix}line_items" in expand:
-            out["line_items"] = list_object(store.line_items(session["id"], None),
+            out["line_items"] = list_object(store.line_items(session["id"], None, session["account"]),
                                             items_url(session["id"]), {}, "line item")
         return out
 
     @app.get("/v1/checkout/sessions/<session_id>")
     def retrieve_session(session_id):
         _, expand = read_params(expandable=("line_items", "payment_intent"))
-        return render_session(store.session(session_id, g.mode), expand)
+        return render_session(store.session(session_id, g.mode, g.account), expand)
 
     @app.get("/v1/checkout/sessions/<session_id>/line_items")
     def list_line_items(session_id):
         params, _ = read_params(PAGE_PARAMS)
-        return list_object(store.line_items(session_id, g.mode), items_url(session_id), params,
+        return list_object(store.line_items(session_id, g.mode, g.account), items_url(session_id), params,
                            "line item")
 
     @app.get("/v1/checkout/sessions")
     def list_sessions():
         params, expand = read_params(PAGE_PARAMS + SESSION_FILTERS,
                                      ("data.line_items", "data.payment_intent"))
-        sessions = store.list_sessions(g.mode, {k: params.get(k) for k in SESSION_FILTERS})
+        sessions = store.list_sessions(g.mode, {k: params.get(k) for k in SESSION_FILTERS}, g.account)
         listed = list_object(sessions, "/v1/checkout/sessions", params, "checkout.session")
         listed["data"] = [render_session(s, expand, "data.") for s in listed["data"]]
         return listed
@@ -180,7 +194,19 @@ def register_api(app: Flask, store: StripeStore) -> None:
     @app.get("/v1/payment_intents/<intent_id>")
     def retrieve_intent(intent_id):
         read_params()
-        return store.intent(intent_id, g.mode)
+        return public(store.intent(intent_id, g.mode, g.account))
+
+    @app.get("/v1/invoices/<invoice_id>")
+    def retrieve_invoice(invoice_id):
+        read_params()
+        return public(stripe_invoices.invoice(store, invoice_id, g.mode, g.account))
+
+    @app.get("/v1/invoice_payments")
+    def list_invoice_payments():
+        params, _ = read_params(PAGE_PARAMS + ("invoice",))
+        rows = [public(row) for row in stripe_invoices.invoice_payments(store, params.get("invoice"), g.mode,
+                                                                         g.account)]
+        return list_object(rows, "/v1/invoice_payments", params, "invoice payment")
 
 
 def register_charges(app: Flask, book: ChargeBook) -> None:
@@ -210,7 +236,7 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
     def with_items(session: dict, items: list[dict]) -> dict:
         """Admin answers carry ALL the line items (the API's expand gives the first 10)."""
         url = f"/v1/checkout/sessions/{session['id']}/line_items"
-        return {**session,
+        return {**public(session),
                 "line_items": {"object": "list", "data": items, "has_more": False, "url": url}}
 
     @app.post("/_stripe/checkout_sessions")
@@ -224,7 +250,15 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
 
     @app.post("/_stripe/payment_intents")
     def admin_create_intent():
-        return store.create_intent(body())
+        return public(store.create_intent(body()))
+
+    @app.post("/_stripe/accounts")
+    def admin_create_account():
+        return store.create_account(body())
+
+    @app.post("/_stripe/invoices")
+    def admin_create_invoice():
+        return public(stripe_invoices.create_invoice(store, body()))
 
     @app.post("/_stripe/refunds")
     def admin_create_refund():

@@ -31,6 +31,9 @@ PLAYER_IDS_LINKED, PLAYER_IDS_TOKEN = "linked", "app_account_token"
 ENVIRONMENTS = {"Production": "production", "Sandbox": "sandbox"}
 WHOLE = 100_000  # revocationPercentage is in milliunits: 100000 is all of it
 PRORATED = "REFUND_PRORATED"
+# a transaction's offerType: the price charged is an offer the studio configured in App Store Connect, signed by
+# Apple, so it is accepted as paid in full (middleware/price_check.py)
+OFFER_TYPES = {1: "introductory", 2: "promotional", 3: "offer_code", 4: "win_back"}
 
 
 def _id(required: bool = True):
@@ -64,6 +67,7 @@ class TransactionSchema(_Lenient):
     currency = fields.String(load_default=None, allow_none=True)
     revocationType = fields.String(load_default=None, allow_none=True)
     revocationPercentage = fields.Integer(strict=True, load_default=None, allow_none=True)
+    offerType = fields.Integer(strict=True, load_default=None, allow_none=True)  # 1 intro, 2 promo, 3 code, 4 win-back
 
 
 _TRANSACTION, _NOTIFICATION = TransactionSchema(), NotificationSchema()  # built once: pure, no state between loads
@@ -121,7 +125,8 @@ def purchase(payload: dict, *, player_ids: str = PLAYER_IDS_LINKED, player_id: s
                     environment=ENVIRONMENTS[tx["environment"]],
                     lines=[{"store": SOURCE, "product": tx["productId"], "quantity": tx["quantity"]}],
                     payment_ref=tx["transactionId"], detail=detail,
-                    **price_fields(from_milli(tx["price"], tx["currency"])),
+                    **price_fields(from_milli(tx["price"], tx["currency"])), price_check="app_store",
+                    offer=OFFER_TYPES.get(tx["offerType"], str(tx["offerType"])) if tx["offerType"] else None,
                     player_keys=tuple((kind, value) for kind, value in keys if value),
                     player_key=tx["originalTransactionId"])
 

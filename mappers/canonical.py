@@ -23,6 +23,10 @@ class Purchase:
     followup: str | None = None      # what the store must be told once granted (workers/followups.py)
     price: str | None = None         # what was paid, in major units ("4.99"), where the store says (mappers/money.py)
     currency: str | None = None      # its ISO 4217 code ("USD")
+    # which price policy compares ``price`` with the catalog (config/prices.py KINDS); None: not compared
+    price_check: str | None = None
+    discount: str | None = None      # what the store's own discount (a coupon) took off, major units
+    offer: str | None = None         # the store's own offer price applied (App Store offerType): accepted as paid
 
 
 @dataclass(frozen=True)

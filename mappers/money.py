@@ -17,13 +17,17 @@ def _code(currency) -> str | None:
     )
 
 
+def exponent_of(code: str) -> int:
+    """How many decimals a currency's minor unit has (an upper-case ISO 4217 code)."""
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
 def from_minor(amount, currency) -> tuple[str | None, str | None]:
     """Stripe's integer minor units (cents; yen as they are) -> ("4.99", "USD"); (None, None) if unknown."""
     code = _code(currency)
     if code is None or not isinstance(amount, int) or isinstance(amount, bool):
         return None, None
-    exponent = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-    return str(Decimal(amount).scaleb(-exponent)), code
+    return str(Decimal(amount).scaleb(-exponent_of(code))), code
 
 
 def from_milli(amount, currency) -> tuple[str | None, str | None]:

@@ -5,6 +5,7 @@ fields are ignored; the fields we rely on are checked and a payload without them
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -16,6 +17,8 @@ from mappers.money import from_minor, price_fields
 
 SOURCE = "stripe"
 PAID = ("paid", "no_payment_required")
+MODE_PAYMENT, MODE_SUBSCRIPTION, MODE_SETUP = "payment", "subscription", "setup"
+ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]{1,35}\Z")
 LOOKUP_CHECKOUT = "stripe:checkout_session"
 NAMESPACE_KEY = "kraty_namespace"   # optional session metadata: the game a shared Stripe account sold for
 SKU_KEY = "kraty_sku"               # PaymentIntent metadata of a direct (non-Checkout) purchase
@@ -26,8 +29,10 @@ ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 ASYNC_FAILED = "checkout.session.async_payment_failed"
 EXPIRED = "checkout.session.expired"
 PI_SUCCEEDED = "payment_intent.succeeded"
+INVOICE_PAID = "invoice.paid"  # mappers/stripe_invoices.py
 # refunds and disputes: mappers/stripe_reversals.py
-HANDLED = frozenset({CHECKOUT_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED, PI_SUCCEEDED}) | stripe_reversals.EVENTS
+HANDLED = frozenset({CHECKOUT_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED, PI_SUCCEEDED,
+                     INVOICE_PAID}) | stripe_reversals.EVENTS
 
 def _id():
     return fields.String(required=True, validate=validate.Length(1, 255))
@@ -38,6 +43,9 @@ def _money():
 
 
 _ref = stripe_reversals.ref_of  # an id or an expanded object ({"id": ...})
+
+
+ref_id = _ref  # public name, for the other Stripe modules
 
 
 class _Lenient(Schema):
@@ -51,6 +59,8 @@ class EventSchema(_Lenient):
     livemode = fields.Boolean(required=True, truthy={True}, falsy={False})
     created = fields.Integer(strict=True, load_default=None)
     data = fields.Dict(required=True)
+    # ``account`` (Stripe Connect) and a session's ``mode`` / ``total_details`` are read by hand (_account,
+    # checkout_session): one marshmallow field more costs about 2 us on the webhook's hot path
 
 
 class CheckoutSessionSchema(_Lenient):
@@ -67,7 +77,9 @@ class PaymentIntentSchema(_Lenient):
     id = _id()
     metadata = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
     amount = _money()
+    amount_received = _money()
     currency = fields.String(load_default=None, allow_none=True)
+    latest_charge = fields.Raw(load_default=None, allow_none=True)
 
 
 class PriceSchema(_Lenient):
@@ -77,10 +89,11 @@ class PriceSchema(_Lenient):
 
 
 class LineItemSchema(_Lenient):
+    """stripe-python's LineItem: ``price`` and ``quantity`` are Optional (see lines_from_line_items)."""
     id = fields.String(load_default=None)
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2_147_483_647))
+    quantity = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 2_147_483_647))
     description = fields.String(load_default=None, allow_none=True)
-    price = fields.Nested(PriceSchema, required=True)
+    price = fields.Nested(PriceSchema, load_default=None, allow_none=True)
 
 
 # one instance each (pure objects; marshmallow keeps no state between loads): building one per call
@@ -95,6 +108,7 @@ class Event:
     type: str
     livemode: bool
     object: dict
+    account: str | None = None  # Stripe Connect: the connected account the objects live on
 
     @property
     def environment(self) -> str:
@@ -109,7 +123,14 @@ def parse_event(payload) -> Event:
     obj = data["data"].get("object")
     if not isinstance(obj, dict):
         raise ValidationError({"data": {"object": ["missing or not an object"]}})
-    return Event(data["id"], data["type"], data["livemode"], obj)
+    return Event(data["id"], data["type"], data["livemode"], obj, _account(payload.get("account")))
+
+
+def _account(value) -> str | None:
+    """The event's connected account (Stripe Connect): the account its objects live on, or None."""
+    if value is not None and not (isinstance(value, str) and ACCOUNT_RE.match(value)):
+        raise ValidationError({"account": ["must be a connected account id acct_..."]})
+    return value
 
 
 def check_object(event: Event) -> None:
@@ -138,6 +159,11 @@ def player_of(session: dict, metadata_key: str) -> str | None:
 def checkout_session(obj: dict) -> dict:
     data = SESSION.load(obj)
     data["payment_intent"] = _ref(data["payment_intent"])
+    mode, details = obj.get("mode"), obj.get("total_details")
+    if not (mode is None or isinstance(mode, str)) or not (details is None or isinstance(details, dict)):
+        raise ValidationError({"mode": ["must be a string"]} if not (mode is None or isinstance(mode, str))
+                              else {"total_details": ["must be an object"]})
+    data["mode"], data["total_details"] = mode or MODE_PAYMENT, details
     return data
 
 
@@ -145,11 +171,25 @@ def session_namespace(session: dict) -> str | None:
     return _metadata_text(session.get("metadata") or {}, NAMESPACE_KEY)
 
 
-def purchase_from_session(session: dict, event: Event, metadata_key: str) -> Purchase:
-    """A paid Checkout Session; its lines are fetched from Stripe's API when it is fulfilled."""
+def checkout_paid(session: dict) -> tuple[str | None, str | None, str | None]:
+    """(amount paid, currency, discount) of a Checkout Session in major units: ``amount_total`` and
+    ``total_details.amount_discount`` (the coupons Stripe applied)."""
+    price, currency = from_minor(session["amount_total"], session["currency"])
+    discount = (session["total_details"] or {}).get("amount_discount")
+    return price, currency, from_minor(discount, session["currency"])[0] if discount else None
+
+
+def lookup_of(account: str | None) -> str:
+    """The order's lookup: a connected account's session is fetched on that account."""
+    return LOOKUP_CHECKOUT if account is None else f"{LOOKUP_CHECKOUT}@{account}"
+
+
+def purchase_from_session(session: dict, event: Event, metadata_key: str, extra_refs: tuple[str, ...] = ()) -> Purchase:
+    """A paid Checkout Session; its lines are fetched from Stripe's API when it is fulfilled (and its price
+    checked then, ``checkout_paid``). ``extra_refs``: its charge, when known."""
     return Purchase(source=SOURCE, transaction_id=session["id"], player_id=player_of(session, metadata_key),
-                    environment=event.environment, lines=[], lookup=LOOKUP_CHECKOUT,
-                    payment_ref=session["payment_intent"],
+                    environment=event.environment, lines=[], lookup=lookup_of(event.account),
+                    payment_ref=session["payment_intent"], extra_refs=extra_refs,
                     **price_fields(from_minor(session["amount_total"], session["currency"])),
                     detail={"stripe_event": event.id, "amount": session["amount_total"],
                             "currency": session["currency"],
@@ -172,17 +212,30 @@ def direct_sku(pi: dict) -> tuple[str, int] | None:
 
 
 def purchase_from_payment_intent(pi: dict, event: Event, metadata_key: str) -> Purchase:
+    """A direct PaymentIntent: its metadata names the SKU, ``amount_received`` is what was paid (compared
+    with the catalog's price under the game's ``payment_intent`` policy)."""
     sku, quantity = direct_sku(pi)
+    charge = _ref(pi["latest_charge"])
     return Purchase(source=SOURCE, transaction_id=pi["id"], player_id=player_of(pi, metadata_key),
                     environment=event.environment, lines=[{"itemSku": sku, "quantity": quantity}],
-                    payment_ref=pi["id"], **price_fields(from_minor(pi["amount"], pi["currency"])),
-                    detail={"stripe_event": event.id, "amount": pi["amount"], "currency": pi["currency"],
+                    payment_ref=pi["id"], extra_refs=(charge,) if charge else (), price_check="payment_intent",
+                    **price_fields(from_minor(pi["amount_received"], pi["currency"])),
+                    detail={"stripe_event": event.id, "amount": pi["amount_received"], "currency": pi["currency"],
                             "player_hint": f"no metadata[{metadata_key}] on the PaymentIntent"})
 
 
+def line_of(item_id, price: dict | None, quantity: int | None, description=None) -> dict:
+    """One order line naming the price id, product id and lookup key (tried in that order). A line without a
+    price names nothing the catalog can map, and one without a quantity does not say how many: that line
+    alone fails, with its reason (``error``), and grants nothing; the order's other lines go on."""
+    if price is None or quantity is None:
+        missing = "price" if price is None else "quantity"
+        return {"store": SOURCE, "quantity": quantity or 0, "description": description,
+                "error": f"Stripe line {item_id or '(no id)'} has no {missing}: nothing to grant for it"}
+    return {"store": SOURCE, "price": price["id"], "product": _ref(price["product"]),
+            "lookup_key": price["lookup_key"], "quantity": quantity, "description": description}
+
+
 def lines_from_line_items(items: list[dict]) -> list[dict]:
-    """Checkout line items -> order lines naming the price id, product id and lookup key (tried in that order)."""
-    loaded = LINE_ITEMS.load(items)
-    return [{"store": SOURCE, "price": item["price"]["id"], "product": _ref(item["price"]["product"]),
-             "lookup_key": item["price"]["lookup_key"], "quantity": item["quantity"],
-             "description": item["description"]} for item in loaded]
+    """Checkout line items -> order lines (``line_of``)."""
+    return [line_of(item["id"], item["price"], item["quantity"], item["description"]) for item in LINE_ITEMS.load(items)]

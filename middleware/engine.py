@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import purchase_events, reversals
+from . import price_check, purchase_events, reversals
 from .changes import PLAYER_UNRESOLVED, settle_never_granted
 from .kraty import KratyError
 from .ledger import repository as repo
@@ -226,6 +226,10 @@ def _look_up(services: Services, session, f: Fulfilment, actor: str) -> Outcome 
     f.items = build_items([resolve_line(game, line) for line in found.lines], f.created_at)
     f.player_id = f.player_id or found.player_id
     repo.note(f, actor, {"lookup": "done", "lines": len(found.lines)})
+    if not price_check.apply(f, game, found.paid, actor):  # price_mismatch / price_unknown: nothing granted
+        f.lookup = None
+        repo.release(f)
+        return _commit(session, f.id, _settled(services, f), True)
     if f.player_id is not None:
         f.lookup = None
     else:  # kept: a retry looks the store up again, once the studio has named the player there

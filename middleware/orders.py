@@ -17,6 +17,8 @@ UNKNOWN_SKU = "30343"
 UNSUPPORTED_TYPE = "38130"
 AMOUNT_TOO_LARGE = "amount_too_large"
 UNKNOWN_PRODUCT = "unknown_product"  # a store's product id that no catalog entry lists
+UNREADABLE_LINE = "store_line_unreadable"  # a store line that names no product or no quantity (its ``error``)
+NOT_IDS = ("store", "quantity", "description", "error")
 MAX_AMOUNT = 2**53  # keep totals exact in JSON everywhere
 
 
@@ -47,18 +49,20 @@ def store_line(store: str, quantity: int, **ids) -> dict:
 
 
 def _resolve_store_line(game: Game, line: dict) -> tuple[Product | None, str | None]:
-    ids = [value for key, value in line.items() if key not in ("store", "quantity", "description") and value]
+    ids = [value for key, value in line.items() if key not in NOT_IDS and value]
     for value in ids:
         product = game.by_store_id(line["store"], value)
         if product is not None:
             return product, None
     named = ", ".join(f"{key} {value}" for key, value in line.items()
-                      if key not in ("store", "quantity", "description") and value)
+                      if key not in NOT_IDS and value)
     return None, f"{line['store']} {named or 'line'} is not in the catalog of {game.namespace}"
 
 
 def resolve_line(game: Game, line: dict) -> Resolved:
     item_id, sku = line.get("itemId"), line.get("itemSku")
+    if line.get("error"):
+        return Resolved(line, None, UNREADABLE_LINE, line["error"])
     if "store" in line:
         product, missing = _resolve_store_line(game, line)
         if product is None:

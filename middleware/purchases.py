@@ -21,7 +21,7 @@ from config.catalog import Game
 from mappers.canonical import Purchase
 from mappers.canonical import Reversal as ReversalNotice
 
-from . import actions, engine, payment_refs, player_links, reversals
+from . import actions, engine, payment_refs, player_links, price_check, reversals
 from .changes import PLAYER_UNRESOLVED
 from .ledger import repository as repo
 from .ledger import states
@@ -96,6 +96,8 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
                 session.rollback()
                 raise OtherPlayer(existing.id, f"{p.source} purchase {p.transaction_id} belongs to another player")
             give_player = receipt_player if existing.player_id is None else None
+            if give_player is not None and not (existing.reason or "").startswith(PLAYER_UNRESOLVED):
+                existing.player_id, give_player = give_player, None  # named only: it failed for another reason
             late_reversals = payment_refs.attach(session, p.source, p.extra_refs, existing.id)
             session.commit()
             fulfilment_id = existing.id
@@ -114,7 +116,7 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
                 ref.fulfilment_id = f.id
                 reversals.link_waiting(session, p.source, p.payment_ref, f.id)
             payment_refs.attach(session, p.source, p.extra_refs, f.id)
-            if f.player_id is None:
+            if price_check.apply(f, game, price_check.paid_of(p), actor) and f.player_id is None:
                 repo.set_state(f, states.FULFILL_FAILED, actor, {"error": PLAYER_UNRESOLVED},
                                reason=f"{PLAYER_UNRESOLVED}: {p.detail.get('player_hint') or 'no player named'}")
             reversals.apply_pending(session, f, game, actor)
@@ -140,7 +142,7 @@ def release_held(svc: Services, game: Game, source: str, player_id: str, keys: l
     with svc.session() as session:
         ids = session.scalars(select(Fulfilment.id).where(
             Fulfilment.namespace == game.namespace, Fulfilment.source == source, Fulfilment.player_id.is_(None),
-            Fulfilment.state == states.FULFILL_FAILED,
+            Fulfilment.state == states.FULFILL_FAILED, Fulfilment.reason.startswith(PLAYER_UNRESOLVED),
             or_(Fulfilment.transaction_id.in_(keys), Fulfilment.player_key.in_(keys)))).all()
     for fulfilment_id in ids:
         actions.run(svc, fulfilment_id, actor, actions.RETRY, player_id=player_id)

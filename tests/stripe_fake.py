@@ -33,6 +33,14 @@ class StripeFake(AdminClient):
     def payment_intent(self, **kw) -> dict:
         return self._call("POST", "/payment_intents", kw)
 
+    def account(self, **kw) -> str:
+        """A connected account (Stripe Connect): objects created with ``account=`` live only there."""
+        return self._call("POST", "/accounts", kw)["id"]
+
+    def invoice(self, **kw) -> dict:
+        """An invoice with ``payments=[{"payment_intent": id}]``, served with its InvoicePayments."""
+        return self._call("POST", "/invoices", kw)
+
     def update_session(self, session_id: str, **kw) -> dict:
         """Merge ``metadata`` (""/None removes a key); set client_reference_id, customer, status,
         payment_status."""

@@ -30,7 +30,7 @@ def test_grants(kind, subtype):
                 "player_hint": "no player is linked to this transaction (the receipts API links them)"},
         player_keys=(("transaction", "2000000000000007"), ("original_transaction", "2000000000000001"),
                      ("account_token", TOKEN.lower())),
-        player_key="2000000000000001", price="0.99", currency="USD")   # Apple's 990 milli-units
+        player_key="2000000000000001", price="0.99", currency="USD", price_check="app_store")  # 990 milli-units
 
 
 def test_player_from_app_account_token():

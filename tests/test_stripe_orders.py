@@ -172,7 +172,8 @@ def pi_event(pi: dict) -> dict:
 
 
 def test_a_direct_payment_intent_naming_a_sku_is_fulfilled(client, services, redis, emulator, stripe_fake):
-    pi = stripe_fake.payment_intent(amount=499, metadata={"kraty_sku": "gems_500", "kraty_quantity": "2",
+    # 2 x gems_500 at the catalog's USD 4.99: what was received covers it (config/examples/catalog.toml)
+    pi = stripe_fake.payment_intent(amount=998, metadata={"kraty_sku": "gems_500", "kraty_quantity": "2",
                                                           "player_id": "player-1"})
     deliver(client, redis, pi_event(pi))
     o = order(services, pi["id"])

@@ -16,6 +16,7 @@ from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
 from mappers import stripe as m
+from mappers import stripe_invoices as mi
 from middleware.ledger import repository as repo
 from middleware.metrics import recorders as metrics
 from middleware.services import services
@@ -43,18 +44,20 @@ def _game(namespace: str | None):
 
 
 def _timestamp(header: str | None) -> int:
-    """The header's ``t``, if the header has the shape ``t=<unix>,v1=<hex>[,...]``; else 400."""
+    """The header's ``t``, if the header has the shape ``t=<unix>,v1=<hex>[,...]``; else 400. With several
+    ``t`` entries, the first: exactly the timestamp the library checks the signature with."""
     if not header:
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header is missing")
     parts = [part.split("=", 1) for part in header.split(",")]
     if any(len(part) != 2 for part in parts):
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header is not t=...,v1=...")
-    values = dict(parts)
-    if "t" not in values or not values["t"].isascii() or not values["t"].isdigit() or len(values["t"]) > 12:
+    # the FIRST t: the one stripe's WebhookSignature._get_timestamp_and_signatures verifies the v1 against
+    stamp = next((value for key, value in parts if key == "t"), None)
+    if stamp is None or not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header has no valid timestamp t")
     if not any(key == "v1" for key, _ in parts):
         raise ApiError(400, "bad_signature_header", "the Stripe-Signature header has no v1 signature")
-    return int(values["t"])
+    return int(stamp)
 
 
 def _verify(game, raw: bytes, header: str) -> None:
@@ -82,13 +85,25 @@ def _event(raw: bytes) -> m.Event:
                                               "Unicode)")
     try:
         event = m.parse_event(body)
-        if event.type in m.HANDLED:
+        if event.type == m.INVOICE_PAID:
+            mi.invoice(event.object)
+        elif event.type in m.HANDLED:
             m.check_object(event)
     except ValueError:
         raise ApiError(400, "malformed_body", "the body is not a Stripe event") from None
     except ValidationError as exc:
         raise ApiError(400, "malformed_event", "not a Stripe event we can read", {"fields": exc.messages}) from None
     return event
+
+
+def _refused_account(game, event: m.Event) -> str | None:
+    """Why a connected account's event is not this game's to act on (None: it is, or it is the platform's).
+    Recorded as ``rejected`` and answered 2xx like Google Play's foreign pushes: a non-2xx would only make
+    Stripe retry for three days an event that cannot become acceptable by itself."""
+    if event.account is None or event.account in game.stripe.connected_accounts:
+        return None
+    return (f"connected account {event.account} is not one of {game.namespace}'s stripe.connected_accounts: "
+            "recorded, nothing done")
 
 
 @bp.post("/webhooks/stripe", defaults={"namespace": None})
@@ -103,12 +118,13 @@ def receive(namespace: str | None):
     if not event.livemode and not game.allow_sandbox:
         raise ApiError(422, "sandbox_not_allowed", f"test-mode events are not accepted for {game.namespace} "
                                                    "(allow_sandbox is false)")
-    outcome = "pending" if event.type in m.HANDLED else "ignored"
+    refused = _refused_account(game, event)
+    outcome = "rejected" if refused else "pending" if event.type in m.HANDLED else "ignored"
     svc = services()
     event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
                                  namespace=game.namespace, content_type=request.content_type, raw_body=raw,
                                  outcome=outcome, event_type=event.type,
-                                 detail=None if outcome == "pending" else "event type not acted on")
+                                 detail=refused or (None if outcome == "pending" else "event type not acted on"))
     metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total
     if event_id is not None and outcome == "pending":
         try:
@@ -116,4 +132,4 @@ def receive(namespace: str | None):
         except RedisError as exc:  # committed: the reconciler enqueues it later
             log.warning("could not enqueue stripe event %s (%s); the reconciler will", event.id, exc)
     return jsonify({"received": True, "id": event.id, "duplicate": event_id is None,
-                    "sandbox": not event.livemode, "outcome": outcome})
+                    "sandbox": not event.livemode, "outcome": outcome, **({"detail": refused} if refused else {})})

@@ -14,6 +14,7 @@ from marshmallow import ValidationError
 from mappers import stripe as stripe_mapper
 
 from ..ledger.models import Fulfilment
+from ..price_check import Paid
 from ..services import Services
 from .errors import StoreError
 
@@ -23,15 +24,16 @@ from .errors import StoreError
 class Found:
     lines: list[dict]
     player_id: str | None
+    paid: Paid | None = None  # what the store says was paid, for the price check (middleware/price_check.py)
 
 
-def _stripe_checkout(services: Services, f: Fulfilment) -> Found:
+def _stripe_checkout(services: Services, f: Fulfilment, account: str | None) -> Found:
     config = services.catalog.game(f.namespace).stripe
     if config is None:
         raise StoreError(f"game {f.namespace} has no [stripe] configuration", transient=False,
                          code="stripe_not_configured")
     session, items = services.stripe_api.checkout_session(config.key_for(f.environment == "production"),
-                                                          f.transaction_id)
+                                                          f.transaction_id, account)
     if session.get("payment_status") not in stripe_mapper.PAID:
         raise StoreError(f"Stripe says checkout session {f.transaction_id} is {session.get('payment_status')}, "
                          "not paid", transient=False, code="stripe_not_paid")
@@ -43,14 +45,21 @@ def _stripe_checkout(services: Services, f: Fulfilment) -> Found:
     if not lines:
         raise StoreError(f"checkout session {f.transaction_id} has no line items", transient=False,
                          code="stripe_no_line_items")
-    return Found(lines, stripe_mapper.player_of(session, config.player_metadata_key))
+    try:
+        price, currency, discount = stripe_mapper.checkout_paid(stripe_mapper.checkout_session(session))
+    except ValidationError:
+        price = currency = discount = None
+    return Found(lines, stripe_mapper.player_of(session, config.player_metadata_key),
+                 Paid("checkout", stripe_mapper.SOURCE, price, currency, discount))
 
 
 LOOKUPS = {stripe_mapper.LOOKUP_CHECKOUT: _stripe_checkout}
 
 
 def run(services: Services, f: Fulfilment) -> Found:
-    lookup = LOOKUPS.get(f.lookup)
+    """``f.lookup`` is a LOOKUPS key, ``@<account>`` appended for a Stripe Connect account's order."""
+    kind, _, account = f.lookup.partition("@")
+    lookup = LOOKUPS.get(kind)
     if lookup is None:
         raise StoreError(f"unknown lookup {f.lookup!r}", transient=False, code="unknown_lookup")
-    return lookup(services, f)
+    return lookup(services, f, account or None)

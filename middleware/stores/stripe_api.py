@@ -3,6 +3,8 @@
 Webhook events do not carry a Checkout Session's line items; they are fetched here (Stripe's
 fulfilment guide: retrieve the session with ``expand=["line_items"]``, then every further page).
 The API base is configurable (KB_STRIPE_API_BASE) so tests and ``make run`` use a local fake.
+``account``: the connected account (Stripe Connect) an event came from; its objects are read on that
+account (the ``Stripe-Account`` header), since the platform account sees none of them.
 """
 from __future__ import annotations
 
@@ -35,43 +37,65 @@ class StripeApi:
             clients[api_key] = client
         return client
 
-    def checkout_session(self, api_key: str, session_id: str) -> tuple[dict, list[dict]]:
+    def checkout_session(self, api_key: str, session_id: str, account: str | None = None) -> tuple[dict, list[dict]]:
         """The session and all its line items (as plain dicts)."""
-        client = self._client(api_key)
+        client, options = self._client(api_key), _on(account)
         with _classified(f"checkout session {session_id}"):
-            data = client.v1.checkout.sessions.retrieve(session_id, params={"expand": ["line_items"]}).to_dict()
+            data = client.v1.checkout.sessions.retrieve(session_id, params={"expand": ["line_items"]},
+                                                        options=options).to_dict()
             page = data.pop("line_items", None) or {"data": [], "has_more": False}
             items, has_more = list(page["data"]), page.get("has_more", False)
             while has_more and items:
                 more = client.v1.checkout.sessions.line_items.list(
-                    session_id, params={"limit": PAGE, "starting_after": items[-1]["id"]}).to_dict()
+                    session_id, params={"limit": PAGE, "starting_after": items[-1]["id"]}, options=options).to_dict()
                 items += more["data"]
                 has_more = more.get("has_more", False)
         return data, items
 
-    def checkout_sessions_of(self, api_key: str, payment_intent: str) -> list[str]:
+    def checkout_sessions_of(self, api_key: str, payment_intent: str, account: str | None = None) -> list[str]:
         """Ids of the Checkout Sessions that made a PaymentIntent (none for a direct payment)."""
         with _classified(f"checkout sessions of {payment_intent}"):
             page = self._client(api_key).v1.checkout.sessions.list(params={"payment_intent": payment_intent,
-                                                                           "limit": 10}).to_dict()
+                                                                           "limit": 10}, options=_on(account)).to_dict()
         return [s["id"] for s in page["data"]]
 
-    def charge(self, api_key: str, charge_id: str) -> dict:
+    def charge(self, api_key: str, charge_id: str, account: str | None = None) -> dict:
         """A Charge (its ``payment_intent`` traces a refund or dispute that names only the charge)."""
         with _classified(f"charge {charge_id}"):
-            return self._client(api_key).v1.charges.retrieve(charge_id).to_dict()
+            return self._client(api_key).v1.charges.retrieve(charge_id, options=_on(account)).to_dict()
 
-    def refunds_of(self, api_key: str, charge_id: str) -> list[dict]:
+    def refunds_of(self, api_key: str, charge_id: str, account: str | None = None) -> list[dict]:
         """Every Refund of a charge, oldest first (``charge.refunded`` no longer embeds them)."""
         client, refunds, params = self._client(api_key), [], {"charge": charge_id, "limit": PAGE}
         with _classified(f"refunds of {charge_id}"):
             while True:
-                page = client.v1.refunds.list(params=params).to_dict()
+                page = client.v1.refunds.list(params=params, options=_on(account)).to_dict()
                 refunds += page["data"]
                 if not (page.get("has_more") and page["data"]):
                     break
                 params = {**params, "starting_after": page["data"][-1]["id"]}
         return refunds[::-1]  # Stripe lists newest first
+
+    def payment_intent(self, api_key: str, intent_id: str, account: str | None = None) -> dict:
+        with _classified(f"payment intent {intent_id}"):
+            return self._client(api_key).v1.payment_intents.retrieve(intent_id, options=_on(account)).to_dict()
+
+    def invoice_payments(self, api_key: str, invoice_id: str, account: str | None = None) -> list[dict]:
+        """The invoice's InvoicePayment objects (API versions from 2025-03-31), every page."""
+        client, options, found = self._client(api_key), _on(account), []
+        with _classified(f"payments of invoice {invoice_id}"):
+            params = {"invoice": invoice_id, "limit": PAGE}
+            while True:
+                page = client.v1.invoice_payments.list(params=params, options=options).to_dict()
+                found += page["data"]
+                if not page.get("has_more") or not page["data"]:
+                    return found
+                params = {**params, "starting_after": page["data"][-1]["id"]}
+
+
+def _on(account: str | None) -> dict:
+    """Request options: a connected account's objects are read on that account."""
+    return {"stripe_account": account} if account else {}
 
 
 class _classified:

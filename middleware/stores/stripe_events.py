@@ -16,6 +16,7 @@ from ..purchases import record_purchase
 from ..services import Services
 from . import stripe_reversals as reversals
 from .errors import StoreError
+from .stripe_invoices import handle_invoice
 
 ACTOR = "stripe"
 
@@ -25,10 +26,29 @@ def _checkout(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str 
     owner = m.session_namespace(session)
     if owner is not None and owner != game.namespace:
         return "ignored", f"session {session['id']} is for namespace {owner}", None
+    if session["mode"] == m.MODE_SUBSCRIPTION:
+        return "processed", (f"subscription-mode session {session['id']}: nothing granted by the session, each "
+                             "paid period is granted by its invoice (invoice.paid)"), None
+    if session["mode"] == m.MODE_SETUP:
+        return "processed", f"setup-mode session {session['id']}: nothing was paid, nothing granted", None
     if event.type == m.CHECKOUT_COMPLETED and session["payment_status"] not in m.PAID:
         return "processed", f"completed but {session['payment_status']}: granted when the payment succeeds", None
-    purchase = m.purchase_from_session(session, event, game.stripe.player_metadata_key)
+    charge = None
+    if session["payment_intent"]:
+        try:
+            charge = _latest_charge(svc, game, event, session["payment_intent"])
+        except StoreError as exc:
+            if exc.transient:
+                raise  # the event stays pending: its job is retried
+    purchase = m.purchase_from_session(session, event, game.stripe.player_metadata_key,
+                                       (charge,) if charge else ())
     return record_purchase(svc, game, purchase, ACTOR).as_event_result()
+
+
+def _latest_charge(svc: Services, game: Game, event: m.Event, intent: str) -> str | None:
+    """The charge of a Checkout payment (its PaymentIntent's ``latest_charge``), which refunds may name alone."""
+    found = svc.stripe_api.payment_intent(game.stripe.key_for(event.livemode), intent, event.account)
+    return m.ref_id(found.get("latest_charge"))
 
 
 def _payment_intent(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | None]:
@@ -36,7 +56,7 @@ def _payment_intent(svc: Services, game: Game, event: m.Event) -> tuple[str, str
     if m.direct_sku(pi) is None:
         return "ignored", f"no metadata[{m.SKU_KEY}]: a Checkout payment, or not a direct purchase", None
     try:
-        sessions = svc.stripe_api.checkout_sessions_of(game.stripe.key_for(event.livemode), pi["id"])
+        sessions = svc.stripe_api.checkout_sessions_of(game.stripe.key_for(event.livemode), pi["id"], event.account)
     except StoreError as exc:
         if exc.transient:
             raise  # the event stays pending: its job is retried
@@ -56,6 +76,8 @@ def handle(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | N
         return "processed", f"{event.type}: session {session['id']} is not paid, nothing granted", None
     if event.type == m.PI_SUCCEEDED:
         return _payment_intent(svc, game, event)
+    if event.type == m.INVOICE_PAID:
+        return handle_invoice(svc, game, event)
     if event.type in stripe_reversals.EVENTS:
         return reversals.handle(svc, game, event)
     return "processed", f"{event.type}: recorded, nothing to do", None

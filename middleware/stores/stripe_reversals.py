@@ -43,7 +43,7 @@ def trace(svc: Services, game: Game, event: m.Event, charge_id: str | None, paym
     if known is not None or payment_intent is not None:
         return known or payment_intent, total, ""
     try:
-        charge = svc.stripe_api.charge(game.stripe.key_for(event.livemode), charge_id)
+        charge = svc.stripe_api.charge(game.stripe.key_for(event.livemode), charge_id, event.account)
     except StoreError as exc:
         if exc.transient:
             raise  # the event's job is retried
@@ -81,7 +81,8 @@ def _charge_refunded(svc: Services, game: Game, event: m.Event) -> tuple[str, st
     if refunds is None:
         try:
             refunds = [sr.refund_object(r) for r in
-                       svc.stripe_api.refunds_of(game.stripe.key_for(event.livemode), charge["id"])]
+                       svc.stripe_api.refunds_of(game.stripe.key_for(event.livemode), charge["id"],
+                                                 event.account)]
         except StoreError as exc:
             if exc.transient:
                 raise
