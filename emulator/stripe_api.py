@@ -213,17 +213,18 @@ def register_charges(app: Flask, book: ChargeBook) -> None:
     @app.get("/v1/charges/<charge_id>")
     def retrieve_charge(charge_id):
         read_params()
-        return book.charge(charge_id, g.mode)
+        return book.charge(charge_id, g.mode, g.account)
 
     @app.get("/v1/refunds/<refund_id>")
     def retrieve_refund(refund_id):
         read_params()
-        return book.refund(refund_id, g.mode)
+        return public(book.refund(refund_id, g.mode, g.account))
 
     @app.get("/v1/refunds")
     def list_refunds():
         params, _ = read_params(PAGE_PARAMS + ("charge", "payment_intent"))
-        return list_object(book.list_refunds(g.mode, params.get("charge"), params.get("payment_intent")),
+        return list_object([public(r) for r in book.list_refunds(g.mode, params.get("charge"),
+                                                                  params.get("payment_intent"), g.account)],
                            "/v1/refunds", params, "refund")
 
 
@@ -262,11 +263,11 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
 
     @app.post("/_stripe/refunds")
     def admin_create_refund():
-        return fake.charges.create_refund(body())
+        return public(fake.charges.create_refund(body()))
 
     @app.patch("/_stripe/refunds/<refund_id>")
     def admin_update_refund(refund_id):
-        return fake.charges.update_refund(refund_id, body())
+        return public(fake.charges.update_refund(refund_id, body()))
 
     @app.get("/_stripe/charges/<charge_id>")
     def admin_charge(charge_id):

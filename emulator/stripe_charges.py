@@ -43,28 +43,30 @@ class ChargeBook:
                 "payment_intent": intent["id"], "refunded": refunded >= amount, "status": "succeeded"}
 
     # ---- reads (the API) ------------------------------------------------------------------------
-    def charge(self, charge_id: str, mode: str | None) -> dict:
+    def charge(self, charge_id: str, mode: str | None, account: str | None = None) -> dict:
+        """A connected account's charges are seen only on that account (``Stripe-Account``), like its intents."""
         with self.store.lock:
             intent = self._intent_of(charge_id)
-            if intent is None or not visible(intent, mode):
+            if intent is None or not visible(intent, mode, account):
                 raise missing("charge", charge_id, "charge", intent)
             return self._charge(intent)
 
-    def refund(self, refund_id: str, mode: str | None) -> dict:
+    def refund(self, refund_id: str, mode: str | None, account: str | None = None) -> dict:
         with self.store.lock:
             found = self.refunds.get(refund_id)
-        if found is None or not visible(found, mode):
+        if found is None or not visible(found, mode, account):
             raise missing("refund", refund_id, "refund", found)
         return found
 
-    def list_refunds(self, mode: str | None, charge: str | None, payment_intent: str | None) -> list[dict]:
+    def list_refunds(self, mode: str | None, charge: str | None, payment_intent: str | None,
+                     account: str | None = None) -> list[dict]:
         """Newest first, like Stripe's lists; a charge or PaymentIntent the fake does not know is a 404."""
         if charge is not None:
-            self.charge(charge, mode)
+            self.charge(charge, mode, account)
         if payment_intent is not None:
-            self.store.intent(payment_intent, mode)
+            self.store.intent(payment_intent, mode, account)
         with self.store.lock:
-            found = [r for r in self.refunds.values() if visible(r, mode)
+            found = [r for r in self.refunds.values() if visible(r, mode, account)
                      and charge in (None, r["charge"]) and payment_intent in (None, r["payment_intent"])]
         return found[::-1]
 
@@ -93,7 +95,7 @@ class ChargeBook:
                       "currency": charge["currency"], "livemode": intent["livemode"], "metadata": {},
                       "payment_intent": intent["id"], "reason": _typed(body, "reason", str),
                       "receipt_number": None, "source_transfer_reversal": None, "status": status,
-                      "transfer_reversal": None}
+                      "transfer_reversal": None, "account": intent.get("account")}
             if status in ("failed", "canceled"):
                 refund["failure_reason"] = _typed(body, "failure_reason", str, "unknown")
             self.refunds[refund_id] = refund
@@ -112,5 +114,7 @@ class ChargeBook:
             return changed
 
     def admin_charge(self, charge_id: str) -> dict:
-        return self.charge(charge_id, None)
+        with self.store.lock:
+            intent = self._intent_of(charge_id)
+        return self.charge(charge_id, None, intent and intent.get("account"))
 

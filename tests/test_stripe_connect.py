@@ -85,7 +85,8 @@ def test_a_connected_accounts_invoice_payments_are_fetched_on_that_account(conne
     assert order(services, obj["id"])["state"] == "FULFILLED"
     calls = [(r["path"], r["status"]) for r in stripe_fake.requests() if r["path"].startswith("/v1/")]
     assert ("/v1/invoice_payments", 200) in calls and (f"/v1/payment_intents/{pi['id']}", 200) in calls, calls
-    deliver(client, redis, event("charge.refunded", charge(pi["id"], 499, 499)))
+    stripe_fake.refund(charge=pi["latest_charge"], amount=499)
+    deliver(client, redis, connected("charge.refunded", stripe_fake.charge(pi["latest_charge"]), OURS))
     assert order(services, obj["id"])["state"] == "REVOKED"
 
 

@@ -8,7 +8,7 @@ from middleware.stores import stripe_events
 
 from .price_support import catalog_with, deliver
 from .stripe_invoice_support import invoice, paid_event
-from .stripe_support import balances, charge, event, inbound, order
+from .stripe_support import balances, charge, event, inbound, order, refund_to
 from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 VIP = ({"gems": 300}, {"vip_pass": 1})
@@ -39,7 +39,7 @@ def test_a_refund_of_a_periods_charge_takes_that_period_back(client, services, r
     first, second = invoice(payments=[(pi, None)]), invoice(payments=[period(stripe_fake)])
     deliver(client, redis, paid_event(first))
     deliver(client, redis, paid_event(second))
-    deliver(client, redis, event("charge.refunded", charge(pi, 499, 499)))
+    deliver(client, redis, refund_to(stripe_fake, pi, 499)[1])
     assert order(services, first["id"])["state"] == "REVOKED"
     assert order(services, second["id"])["state"] == "FULFILLED"
     assert balances(emulator) == VIP
@@ -52,7 +52,7 @@ def test_payments_missing_from_the_event_are_fetched(client, services, redis, em
     deliver(client, redis, paid_event(obj))
     assert order(services, obj["id"])["state"] == "FULFILLED"
     assert any(r["path"] == "/v1/invoice_payments" for r in stripe_fake.requests())
-    deliver(client, redis, event("charge.refunded", charge(pi, 499, 499)))
+    deliver(client, redis, refund_to(stripe_fake, pi, 499)[1])
     assert order(services, obj["id"])["state"] == "REVOKED"
 
 
@@ -61,7 +61,7 @@ def test_the_older_shape_top_level_payment_intent_and_line_price(client, service
     obj = invoice(legacy=True, payment_intent=pi, charge=ch)
     deliver(client, redis, paid_event(obj, legacy=True))
     assert order(services, obj["id"])["state"] == "FULFILLED"
-    deliver(client, redis, event("charge.refunded", charge(pi, 499, 499)))
+    deliver(client, redis, refund_to(stripe_fake, pi, 499)[1])
     assert order(services, obj["id"])["state"] == "REVOKED"
 
 

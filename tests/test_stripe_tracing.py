@@ -35,19 +35,19 @@ def refund_of(charge_id: str, amount: int, refund_id: str = "re_untraced_1") -> 
 
 
 def test_a_refund_naming_only_its_charge_is_traced_through_stripe(client, services, redis, emulator, stripe_fake):
-    session = paid_order(client, redis, stripe_fake, ("price_gems_100", 2))
-    charge_id = latest_charge(stripe_fake, session["payment_intent"])
+    pi = stripe_fake.payment_intent(amount=100)["id"]
+    direct_purchase(services, pi, None)  # recorded without its charge, as orders before charge tracing were
+    charge_id = latest_charge(stripe_fake, pi)
     refund = stripe_fake.refund(charge=charge_id)
     deliver(client, redis, event("charge.refunded", only_charge(stripe_fake.charge(charge_id))))
-    assert order(services, session["id"])["state"] == "REVOKED"
+    assert order(services, pi)["state"] == "REVOKED"
     assert balances_gems(emulator) == 0
     assert charge_calls(stripe_fake) == [f"/v1/charges/{charge_id}"]
     # the charge is now an id of the order: a dispute naming only it needs no lookup
     deliver(client, redis, event("refund.failed", only_charge(stripe_fake.update_refund(refund["id"],
                                                                                        status="failed"))))
-    deliver(client, redis, event("charge.dispute.created", dispute(None, "needs_response",
-                                                                   session["amount_total"], charge_id=charge_id)))
-    assert order(services, session["id"])["state"] == "REVOKED"
+    deliver(client, redis, event("charge.dispute.created", dispute(None, "needs_response", 100, charge_id=charge_id)))
+    assert order(services, pi)["state"] == "REVOKED"
     assert [e["kind"] for e in emulator.ledger()] == ["credit", "debit", "credit", "debit"]
     assert len(charge_calls(stripe_fake)) == 1
 
@@ -56,10 +56,12 @@ def balances_gems(emulator) -> int:
     return balances(emulator)[0].get("gems", 0)
 
 
-def direct_purchase(services, pi: str, charge_id: str) -> str:
-    """A paid purchase recorded with its charge id among its ``extra_refs`` (as the purchase side records them)."""
+def direct_purchase(services, pi: str, charge_id: str | None) -> str:
+    """A paid purchase recorded with its charge id among its ``extra_refs`` (as the purchase side records them),
+    or without one (``None``: as orders recorded before charge tracing)."""
     purchase = Purchase(source="stripe", transaction_id=pi, player_id="player-1", environment="sandbox",
-                        lines=[{"itemSku": "gems_100", "quantity": 1}], payment_ref=pi, extra_refs=(charge_id,),
+                        lines=[{"itemSku": "gems_100", "quantity": 1}], payment_ref=pi,
+                        extra_refs=(charge_id,) if charge_id else (),
                         price="1.00", currency="USD")
     return record_purchase(services, services.catalog.game("demo"), purchase, "stripe").fulfilment_id
 
