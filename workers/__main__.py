@@ -25,7 +25,7 @@ from middleware.services import services
 
 from . import runtime
 from .queues import QUEUES, queue
-from .upkeep import BACKOFF_MAX, Outages, QuietReconnects, redis_answers, upkeep, wait_for_dependencies
+from .upkeep import BACKOFF_MAX, Outages, OutageLogFilter, redis_answers, upkeep, wait_for_dependencies
 
 log = logging.getLogger("workers")
 
@@ -65,14 +65,14 @@ def main(argv=None) -> None:
         sys.exit(f"python -m workers: {exc}")
     runtime.use(app)
     outages = Outages()
-    logging.getLogger("rq.worker").addFilter(QuietReconnects(outages))
+    logging.getLogger("rq.worker").addFilter(OutageLogFilter(outages))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with app.app_context():
         svc = services()
         if not args.burst:
             threading.Thread(target=upkeep, name="upkeep", daemon=True,
-                             args=(svc.redis, svc.identity, svc.settings.reconcile_interval_seconds,
+                             args=(svc.redis, svc.engine, svc.identity, svc.settings.reconcile_interval_seconds,
                                    not args.no_reconcile, outages, stop)).start()
         try:
             run_workers(svc, args, outages, stop)

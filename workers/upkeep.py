@@ -1,8 +1,8 @@
 """What every ``python -m workers`` does beside its jobs: waiting out outages and keeping work moving.
 
 - ``Outages``: one log line when Redis or the database goes away and one when it is back (with how long it
-  was gone), not one per failed call; RQ's own "could not connect to Redis ... retrying" lines, one per
-  retry, are folded into it (``QuietReconnects``).
+  was gone), not one per failed call or job: RQ's own "could not connect to Redis ... retrying" lines and
+  the tracebacks of jobs that failed for want of Redis or the database are folded into it (``OutageLogFilter``).
 - ``wait_for_dependencies``: before a worker (re)starts, wait with capped exponential backoff until Redis
   and the database answer.
 - ``upkeep``: a thread that, once a second, puts overdue delayed jobs on their queue (``due.py``: no lock,
@@ -27,6 +27,7 @@ from .queues import QUEUES, enqueue_reconcile
 log = logging.getLogger("workers")
 
 TICK = 1.0              # seconds between two moves of overdue jobs
+DATABASE_CHECK = 5      # ticks between two looks at the database
 BACKOFF_START = 0.5     # seconds; doubled per failed check while waiting for a dependency
 BACKOFF_MAX = 10.0
 RECONCILE_KEY = "kb:reconcile:{slot}"
@@ -57,17 +58,29 @@ class Outages:
         return name in self._since
 
 
-class QuietReconnects(logging.Filter):
-    """RQ logs every reconnect attempt; turn them into the one ``Outages`` line."""
+class OutageLogFilter(logging.Filter):
+    """RQ logs every reconnect attempt, and every job that failed because Redis or the database was gone with
+    its traceback; during an outage these become its one ``Outages`` line (the reconciler settles the jobs)."""
+
+    JOB_FAILED = "Worker %s: job %s: exception raised while executing"
+    CAUSES = {"the database": ("sqlalchemy.exc.OperationalError", "sqlalchemy.exc.InterfaceError"),
+              "Redis": ("redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError")}
 
     def __init__(self, outages: Outages):
         super().__init__()
         self.outages = outages
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Worker %s: could not connect to Redis"):
-            self.outages.down("Redis", str(record.args[1]) if len(record.args or ()) > 1 else "connection error")
+        message, args = str(record.msg), record.args if isinstance(record.args, tuple) else ()
+        if message.startswith("Worker %s: could not connect to Redis"):
+            self.outages.down("Redis", str(args[1]) if len(args) > 1 else "connection error")
             return False
+        if message.startswith(self.JOB_FAILED) and len(args) > 3:
+            for name, exceptions in self.CAUSES.items():
+                cause = next((e for e in exceptions if e in str(args[3])), None)
+                if cause:
+                    self.outages.down(name, f"{cause.rsplit('.', 1)[-1]} in job {args[1]}")
+                    return False
         return True
 
 
@@ -103,11 +116,15 @@ def wait_for_dependencies(redis: Redis, engine: Engine, outages: Outages, stop: 
     return False
 
 
-def upkeep(redis: Redis, identity: str, interval: float, reconcile: bool, outages: Outages,
+def upkeep(redis: Redis, engine: Engine, identity: str, interval: float, reconcile: bool, outages: Outages,
            stop: threading.Event) -> None:
-    """The worker's upkeep thread (see the module's docstring); survives any Redis outage."""
-    last_slot = None
+    """The worker's upkeep thread (see the module's docstring); survives any outage. It also looks at the
+    database every DATABASE_CHECK seconds, so an outage is logged (once) even when no job meets it."""
+    last_slot, ticks = None, 0
     while not stop.wait(TICK):
+        ticks += 1
+        if ticks % DATABASE_CHECK == 0 or outages.is_down("the database"):
+            database_answers(engine, outages)
         try:
             due.move_overdue(redis, QUEUES)
             slot = int(time.time() // interval)
