@@ -21,7 +21,7 @@ from .google_voided import poll_due  # Google Play's voided purchases, when thei
 from .queues import QUEUES, enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
 
 BATCH = 500
-MAX_PAGES = 40   # stalled orders looked at per pass: 20,000
+MAX_PAGES = 40   # stalled orders (and store events) looked at per pass: 20,000
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]],
             .values(outcome="failed", detail="gave up after the attempt limit; see the worker logs")).rowcount
         rows = session.execute(select(InboundEvent.id, InboundEvent.attempts)
                                .where(InboundEvent.outcome == "pending", last_try <= stale_before)
-                               .order_by(InboundEvent.id).limit(BATCH)).all()
+                               .order_by(InboundEvent.id).limit(BATCH * MAX_PAGES)).all()
         session.commit()
     if failed:
         log.error("reconciler: %d store events failed after %d attempts", failed, svc.settings.retry_max_attempts)
