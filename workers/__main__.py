@@ -49,6 +49,7 @@ def run_workers(svc, args, outages: Outages, stop: threading.Event) -> None:
         # SIGTERM between two workers: RQ's own handler is gone with the worker
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait(1.0)   # whatever made it quit, never a tight loop of new workers
 
 
 def main(argv=None) -> None:
