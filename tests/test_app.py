@@ -26,6 +26,7 @@ def test_readyz_says_which_dependency_is_down(settings_overrides, clean):
     assert r.status_code == 503
     assert r.get_json()["checks"]["database"] == "ok"
     assert r.get_json()["checks"]["redis"].startswith("unavailable")
+    assert r.get_json()["missing"] == ["redis"] and r.headers["Retry-After"] == "5"
     app.extensions["kraty_bridge"].close()
 
 

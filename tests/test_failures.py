@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -14,7 +15,8 @@ from app import create_app
 from config.settings import ROOT
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
-from workers.queues import FULFILMENT_QUEUE, queue
+from workers import due
+from workers.queues import FULFILMENT_QUEUE, QUEUES, enqueue_attempt, is_waiting, queue
 from workers.reconcile import reconcile_now
 
 from .helpers import drain, make_due, poll, put_order, release_scheduled
@@ -244,17 +246,63 @@ def test_stale_lease_holder_cannot_overwrite_the_new_holder(client, services, em
         assert session.get(Fulfilment, fid).lease_owner == "new-holder"
 
 
-def test_reconciler_skips_orders_whose_job_is_waiting(client, services, emulator, redis):
+def _reschedule(redis, seconds_from_now: float) -> str:
+    """Move the one delayed job's due time (the scheduled registry's score), as time passing would."""
+    key = due.registry_key(FULFILMENT_QUEUE)
+    (job_id,) = [raw.decode() for raw in redis.zrange(key, 0, -1)]
+    redis.zadd(key, {job_id: int(time.time() + seconds_from_now)})
+    return job_id
+
+
+def test_reconciler_skips_a_waiting_job_and_queues_an_overdue_one(client, services, emulator, redis):
     emulator.faults({"path": CREDIT, "status": 503, "count": 1})
     put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
     make_due(services)
-    assert reconcile_now(services)["enqueued"] == 0   # its retry job is scheduled: nothing to do
-    assert release_scheduled(redis) == 1
-    assert reconcile_now(services)["enqueued"] == 0   # ... or queued
+    job_id = _reschedule(redis, 600)                  # its retry is due in ten minutes: waiting
+    counts = reconcile_now(services)
+    assert (counts["released"], counts["enqueued"]) == (0, 0)
+    _reschedule(redis, -600)                          # ten minutes overdue: RQ's scheduler (its lock holder) is dead
+    counts = reconcile_now(services)
+    assert (counts["released"], counts["enqueued"]) == (1, 0)   # put on its queue, once
+    assert queue(redis, FULFILMENT_QUEUE).job_ids == [job_id] and not redis.zcard(due.registry_key(FULFILMENT_QUEUE))
+    assert reconcile_now(services)["enqueued"] == 0   # queued: waiting
     redis.flushdb()                                   # Redis lost it
     assert reconcile_now(services)["enqueued"] == 1
     drain(redis)
     assert _fulfilment(services).state == states.FULFILLED
+
+
+def test_an_overdue_delayed_job_is_not_waiting(client, services, emulator, redis):
+    """Enqueueing an attempt whose delayed job is overdue queues it once (the registry no longer holds it)."""
+    emulator.faults({"path": CREDIT, "status": 503, "count": 1})
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
+    job_id = _reschedule(redis, 600)
+    f = _fulfilment(services)
+    assert is_waiting(redis, job_id) and enqueue_attempt(redis, f.id, f.state, f.attempts) is None
+    _reschedule(redis, -600)
+    assert not is_waiting(redis, job_id)              # the old code counted it as waiting for good
+    assert enqueue_attempt(redis, f.id, f.state, f.attempts) == job_id
+    assert due.move_overdue(redis, QUEUES) == 0 and queue(redis, FULFILMENT_QUEUE).job_ids == [job_id]
+    drain(redis)
+    assert _fulfilment(services).state == states.FULFILLED
+
+
+def test_every_worker_moves_overdue_jobs_exactly_once(client, services, emulator, redis):
+    """Two movers (two workers) over the same overdue jobs: each job is queued once."""
+    emulator.faults({"path": CREDIT, "status": 503, "count": 2})
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}], txn="txn-1")
+    put_order(client, [{"itemSku": "gems_100", "quantity": 1}], txn="txn-2")
+    key = due.registry_key(FULFILMENT_QUEUE)
+    redis.zadd(key, {raw: int(time.time() - 600) for raw in redis.zrange(key, 0, -1)})
+    results = []
+    movers = [threading.Thread(target=lambda: results.append(due.move_overdue(redis, QUEUES))) for _ in range(2)]
+    for mover in movers:
+        mover.start()
+    for mover in movers:
+        mover.join()
+    assert sorted(results) in ([0, 2], [1, 1]) and len(queue(redis, FULFILMENT_QUEUE).job_ids) == 2
+    drain(redis)
+    assert {_fulfilment(services, t).state for t in ("txn-1", "txn-2")} == {states.FULFILLED}
 
 
 def test_reconcile_command(runner, client, services, emulator):

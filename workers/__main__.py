@@ -1,15 +1,19 @@
 """The worker entry point: ``python -m workers [--burst] [--fork]``.
 
-Runs an RQ worker on kraty-bridge's queues with the scheduler (for delayed retries), inside the
-app, and a timer that enqueues the reconciler once per interval across all workers.
+Runs an RQ worker on kraty-bridge's queues with RQ's scheduler, inside the app, and an upkeep thread
+(``upkeep.py``) that puts overdue delayed jobs on their queue and enqueues the reconciler once per interval
+across all workers. It outlives outages: started while Redis or the database is down it waits for both; an
+RQ worker that quits because Redis went away (RQ's own loop gives up on a timeout or an error outside its
+dequeue) is replaced by a new one once Redis answers again, each outage logged once. A job that failed
+because the database was gone is settled later by the lease and the reconciler, like a killed worker's.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import logging
+import signal
+import sys
 import threading
-import time
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
@@ -20,20 +24,32 @@ from config.settings import SettingsError
 from middleware.services import services
 
 from . import runtime
-from .queues import QUEUES, enqueue_reconcile, queue
+from .queues import QUEUES, queue
+from .upkeep import BACKOFF_MAX, Outages, OutageLogFilter, redis_answers, upkeep, wait_for_dependencies
 
 log = logging.getLogger("workers")
 
 
-def reconcile_timer(redis, interval: float, stop: threading.Event) -> None:
-    """Once per interval, across every worker: SET NX elects who enqueues the reconciler."""
-    while not stop.wait(min(interval, 5.0)):
-        slot = int(time.time() // interval)
+def run_workers(svc, args, outages: Outages, stop: threading.Event) -> None:
+    """RQ workers one after another until a stop is asked (SIGTERM/SIGINT) or, in burst mode, the queues
+    are empty; a worker lost to a Redis outage is replaced once Redis and the database answer."""
+    worker_class = Worker if args.fork else SimpleWorker
+    while wait_for_dependencies(svc.redis, svc.engine, outages, stop):
+        worker = None
         try:
-            if redis.set(f"kb:reconcile:{slot}", "1", nx=True, ex=int(interval * 2) + 1):
-                enqueue_reconcile(redis, slot)
-        except RedisError as exc:
-            log.warning("reconcile timer: Redis unavailable (%s)", exc.__class__.__name__)
+            worker = worker_class([queue(svc.redis, name) for name in QUEUES], connection=svc.redis)
+            worker.max_connection_wait_time = BACKOFF_MAX  # RQ's reconnect backoff, capped at 10 s (not 60)
+            worker.work(with_scheduler=True, burst=args.burst, logging_level=svc.settings.log_level)
+        except (RedisError, OSError) as exc:  # at its start (registering) or its end (teardown)
+            outages.down("Redis", exc)
+        if worker is not None and worker._shutdown_requested_date is not None:  # RQ's SIGTERM/SIGINT handler ran
+            return
+        if redis_answers(svc.redis, outages) and args.burst:
+            return
+        # SIGTERM between two workers: RQ's own handler is gone with the worker
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait(1.0)   # whatever made it quit, never a tight loop of new workers
 
 
 def main(argv=None) -> None:
@@ -41,7 +57,7 @@ def main(argv=None) -> None:
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--fork", action="store_true",
                         help="fork a child per job (RQ's default Worker) instead of running jobs in-process")
-    parser.add_argument("--no-reconcile", action="store_true", help="do not run the reconcile timer")
+    parser.add_argument("--no-reconcile", action="store_true", help="do not enqueue the reconciler")
     args = parser.parse_args(argv)
 
     try:
@@ -49,17 +65,18 @@ def main(argv=None) -> None:
     except (ConfigFileError, SettingsError) as exc:  # a bad setting or file: say which, no traceback
         sys.exit(f"python -m workers: {exc}")
     runtime.use(app)
+    outages = Outages()
+    logging.getLogger("rq.worker").addFilter(OutageLogFilter(outages))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with app.app_context():
         svc = services()
-        redis = svc.redis
-        worker_class = Worker if args.fork else SimpleWorker
-        worker = worker_class([queue(redis, name) for name in QUEUES], connection=redis)
-        stop = threading.Event()
-        if not args.no_reconcile and not args.burst:
-            threading.Thread(target=reconcile_timer, args=(redis, svc.settings.reconcile_interval_seconds, stop),
-                             daemon=True, name="reconcile-timer").start()
+        if not args.burst:
+            threading.Thread(target=upkeep, name="upkeep", daemon=True,
+                             args=(svc.redis, svc.engine, svc.identity, svc.settings.reconcile_interval_seconds,
+                                   not args.no_reconcile, outages, stop)).start()
         try:
-            worker.work(with_scheduler=True, burst=args.burst, logging_level=svc.settings.log_level)
+            run_workers(svc, args, outages, stop)
         finally:
             stop.set()
 

@@ -14,13 +14,17 @@ from rq.job import Job, JobStatus
 
 from middleware.ledger.states import REVOKING
 
+from . import due
+
 FULFILMENT_QUEUE = "kb-fulfilment"   # fulfil and revoke attempts
 MAINTENANCE_QUEUE = "kb-maintenance"  # the reconciler
 SINK_QUEUE = "kb-sinks"               # deliveries to sinks (a slow CRM never holds up fulfilment)
-QUEUES = (FULFILMENT_QUEUE, MAINTENANCE_QUEUE, SINK_QUEUE)
+# Dequeue order: the reconciler first (one short job per interval; a backlog of fulfilments must not hold up
+# the pass that finds stalled work), then fulfilment, then sinks.
+QUEUES = (MAINTENANCE_QUEUE, FULFILMENT_QUEUE, SINK_QUEUE)
 
 JOB_TIMEOUT = 300
-WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED)
 
 
 def queue(redis: Redis, name: str = FULFILMENT_QUEUE) -> Queue:
@@ -28,10 +32,17 @@ def queue(redis: Redis, name: str = FULFILMENT_QUEUE) -> Queue:
 
 
 def is_waiting(redis: Redis, job_id: str) -> bool:
+    """The job will run without help: queued, or scheduled for a time not yet past (``due.GRACE``).
+
+    A scheduled job overdue is not waiting, whatever RQ's scheduler does (``due.still_scheduled``)."""
     try:
-        return Job.fetch(job_id, connection=redis).get_status(refresh=False) in WAITING
+        job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
         return False
+    status = job.get_status(refresh=False)
+    if status == JobStatus.SCHEDULED and job.origin:
+        return due.still_scheduled(redis, job.origin, job_id)
+    return status in WAITING
 
 
 def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:

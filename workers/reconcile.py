@@ -15,12 +15,13 @@ from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
 
-from . import runtime
+from . import due, runtime
 from .deliver import reconcile_deliveries  # sink deliveries whose job was lost
 from .google_voided import poll_due  # Google Play's voided purchases, when their poll is due
-from .queues import enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
+from .queues import QUEUES, enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
 
 BATCH = 500
+MAX_PAGES = 40   # stalled orders (and store events) looked at per pass: 20,000
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
     """One pass; returns counts. Raises RedisError if Redis is unreachable."""
     stale = svc.settings.reconcile_stale_seconds if stale_seconds is None else stale_seconds
+    released = due.move_overdue(svc.redis, QUEUES)  # delayed jobs RQ's scheduler did not move in time
     now = utcnow()
-    with svc.session() as session:
-        rows = [(f.id, f.state, f.attempts) for f in repo.stalled(session, now - timedelta(seconds=stale), now)]
+    rows = _stalled_orders(svc, now - timedelta(seconds=stale), now)
     enqueued = 0
     for fulfilment_id, state, attempts in rows:
         if enqueue_attempt(svc.redis, fulfilment_id, state, attempts):
@@ -47,11 +48,26 @@ def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
         session.commit()
     for fulfilment_id, attempts in followups:
         enqueue_followup(svc.redis, fulfilment_id, attempts)
-    if rows or events or failed or waiting or followups or flagged:
-        log.info("reconciler: %d stalled orders (%d enqueued), %d events re-enqueued, %d given up, "
-                 "%d orders with waiting refunds/disputes", len(rows), enqueued, len(events), failed, len(waiting))
-    return {"stalled": len(rows), "enqueued": enqueued, "events": len(events), "events_failed": failed,
-            "reversals": len(waiting), "followups": len(followups), "untraced": flagged}
+    if rows or events or failed or waiting or followups or released or flagged:
+        log.info("reconciler: %d overdue delayed jobs queued, %d stalled orders (%d enqueued), %d events "
+                 "re-enqueued, %d given up, %d orders with waiting refunds/disputes, %d refunds/disputes untraced",
+                 released, len(rows), enqueued, len(events), failed, len(waiting), flagged)
+    return {"released": released, "stalled": len(rows), "enqueued": enqueued, "events": len(events),
+            "events_failed": failed, "reversals": len(waiting), "followups": len(followups), "untraced": flagged}
+
+
+def _stalled_orders(svc: Services, stale_before, now) -> list[tuple[str, str, int]]:
+    """Every stalled order (page by page, up to MAX_PAGES): after a flushed Redis they can be thousands."""
+    rows, after = [], None
+    with svc.session() as session:
+        for _ in range(MAX_PAGES):
+            page = repo.stalled(session, stale_before, now, limit=BATCH, after=after)
+            rows += [(f.id, f.state, f.attempts) for f in page]
+            if len(page) < BATCH:
+                break
+            last = page[-1]
+            after = (last.next_attempt_at or last.updated_at, last.id)
+    return rows
 
 
 def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]], int]:
@@ -64,7 +80,7 @@ def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]],
             .values(outcome="failed", detail="gave up after the attempt limit; see the worker logs")).rowcount
         rows = session.execute(select(InboundEvent.id, InboundEvent.attempts)
                                .where(InboundEvent.outcome == "pending", last_try <= stale_before)
-                               .order_by(InboundEvent.id).limit(BATCH)).all()
+                               .order_by(InboundEvent.id).limit(BATCH * MAX_PAGES)).all()
         session.commit()
     if failed:
         log.error("reconciler: %d store events failed after %d attempts", failed, svc.settings.retry_max_attempts)

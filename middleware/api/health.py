@@ -1,4 +1,4 @@
-"""/healthz (the process is up) and /readyz (the database and Redis answer)."""
+"""/healthz (the process is up) and /readyz (the database and Redis answer; if not, which ones are missing)."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
@@ -31,5 +31,7 @@ def readyz():
         checks["redis"] = "ok"
     except (RedisError, OSError) as exc:
         checks["redis"] = f"unavailable: {exc.__class__.__name__}"
-    ready = all(value == "ok" for value in checks.values())
-    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), 200 if ready else 503
+    missing = [name for name, value in checks.items() if value != "ok"]
+    if not missing:
+        return jsonify({"status": "ready", "checks": checks})
+    return jsonify({"status": "unavailable", "missing": missing, "checks": checks}), 503, {"Retry-After": "5"}

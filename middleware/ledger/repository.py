@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
@@ -149,13 +149,16 @@ def release(fulfilment: Fulfilment) -> None:
     fulfilment.lease_until = None
 
 
-def stalled(session: Session, stale_before: datetime, now: datetime, limit: int = 500) -> list[Fulfilment]:
-    """Active orders nobody holds whose due time (next retry, else last change) is before ``stale_before``."""
+def stalled(session: Session, stale_before: datetime, now: datetime, limit: int = 500,
+            after: tuple[datetime, str] | None = None) -> list[Fulfilment]:
+    """Active orders nobody holds whose due time (next retry, else last change) is before ``stale_before``,
+    by due time and id; ``after``: the (due time, id) of the last one of the previous page."""
     due = func.coalesce(Fulfilment.next_attempt_at, Fulfilment.updated_at)
-    return list(session.scalars(
-        select(Fulfilment)
-        .where(Fulfilment.state.in_(states.ACTIVE),
-               or_(Fulfilment.lease_until.is_(None), Fulfilment.lease_until < now),
-               due <= stale_before)
-        .order_by(due).limit(limit)))
+    stmt = (select(Fulfilment)
+            .where(Fulfilment.state.in_(states.ACTIVE),
+                   or_(Fulfilment.lease_until.is_(None), Fulfilment.lease_until < now),
+                   due <= stale_before))
+    if after is not None:
+        stmt = stmt.where(or_(due > after[0], and_(due == after[0], Fulfilment.id > after[1])))
+    return list(session.scalars(stmt.order_by(due, Fulfilment.id).limit(limit)))
 
