@@ -17,6 +17,7 @@ from rq import SimpleWorker, Worker
 from app import create_app
 from config.catalog_schema import ConfigFileError
 from config.settings import SettingsError
+from middleware.redis_client import RedisClusterNotSupported, refuse_cluster
 from middleware.services import services
 
 from . import runtime
@@ -52,6 +53,12 @@ def main(argv=None) -> None:
     with app.app_context():
         svc = services()
         redis = svc.redis
+        try:
+            refuse_cluster(redis)
+        except RedisClusterNotSupported as exc:
+            sys.exit(f"python -m workers: KB_REDIS_URL: {exc}")
+        except RedisError:
+            pass  # unreachable now: RQ's worker says so and retries as before
         worker_class = Worker if args.fork else SimpleWorker
         worker = worker_class([queue(redis, name) for name in QUEUES], connection=redis)
         stop = threading.Event()

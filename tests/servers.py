@@ -1,0 +1,101 @@
+"""Real servers some tests start on free loopback ports and stop: PgBouncer, Redis and Redis Sentinel (Debian's
+binaries). A test that needs one skips with a message when its binary is absent (CI installs them:
+.ci/debian-packages.txt)."""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from .helpers import poll
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def binary(name: str, package: str | None = None) -> str:
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)),
+                                      None)
+    if path is None:
+        pytest.skip(f"{name} is not installed (apt-get install {package or name})")
+    return path
+
+
+class Server:
+    """One server process, in its own session; ``stop()`` ends it (and only it)."""
+
+    def __init__(self, name: str, args: list[str], port: int, log: Path):
+        self.name, self.port, self.log = name, port, log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        poll(lambda: listening(port) or self.proc.poll() is not None, timeout=15, what=f"{name} on port {port}")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited ({self.proc.returncode}): {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _as_unprivileged(directory: Path) -> list[str]:
+    """PgBouncer refuses to run as root: then it switches to ``postgres`` (-u), which must own its files."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no postgres user for PgBouncer to run as")
+    os.chmod(directory, 0o755)
+    for path in (directory, *directory.iterdir()):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    return ["-u", "postgres"]
+
+
+def start_pgbouncer(directory: Path, database_url: str, pool_mode: str, pool_size: int = 2) -> tuple[Server, str]:
+    """PgBouncer in ``pool_mode`` in front of ``database_url``'s PostgreSQL; returns (server, the URL through it).
+
+    ``default_pool_size`` is small so that client connections share server connections, as under load."""
+    url = make_url(database_url)
+    port = free_port()
+    target = f"host={url.host or '127.0.0.1'} port={url.port or 5432} dbname={url.database} user={url.username}"
+    if url.password:
+        target += f" password={url.password}"
+    ini = directory / "pgbouncer.ini"
+    ini.write_text(f"""[databases]
+{url.database} = {target}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = {pool_mode}
+default_pool_size = {pool_size}
+max_client_conn = 200
+query_wait_timeout = 10
+ignore_startup_parameters = extra_float_digits
+""")
+    args = [binary("pgbouncer"), *_as_unprivileged(directory), str(ini)]
+    server = Server("pgbouncer", args, port, directory / "pgbouncer.log")
+    through = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    return server, through
