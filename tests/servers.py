@@ -99,3 +99,44 @@ ignore_startup_parameters = extra_float_digits
     server = Server("pgbouncer", args, port, directory / "pgbouncer.log")
     through = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
     return server, through
+
+
+SERVICE = "kb-master"
+
+
+class SentinelSet:
+    """A Redis master, one replica of it and one Sentinel watching them (quorum 1), each on a free port."""
+
+    def __init__(self, directory: Path):
+        redis_server = binary("redis-server")
+        sentinel = binary("redis-sentinel")
+        self.master_port, self.replica_port, self.sentinel_port = free_port(), free_port(), free_port()
+        self.servers: list[Server] = []
+        try:
+            self._redis(directory, redis_server, "master", self.master_port)
+            self._redis(directory, redis_server, "replica", self.replica_port,
+                        f"replicaof 127.0.0.1 {self.master_port}\n")
+            conf = directory / "sentinel.conf"
+            conf.write_text(f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {directory}\n"
+                            f"sentinel monitor {SERVICE} 127.0.0.1 {self.master_port} 1\n"
+                            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                            f"sentinel failover-timeout {SERVICE} 5000\n")
+            self.servers.append(Server("redis-sentinel", [sentinel, str(conf)], self.sentinel_port,
+                                       directory / "sentinel.log"))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _redis(self, directory: Path, redis_server: str, name: str, port: int, extra: str = "") -> None:
+        conf = directory / f"{name}.conf"
+        conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {directory}\ndbfilename {name}.rdb\nsave \"\"\n"
+                        f"appendonly no\n{extra}")
+        self.servers.append(Server(f"redis {name}", [redis_server, str(conf)], port, directory / f"{name}.log"))
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{SERVICE}/0"
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
