@@ -9,10 +9,15 @@ command-line options still choose workers, threads and binds.
   before they import prometheus_client.
 - ``when_ready``: with ``KB_METRICS_BIND``, the master serves the metrics there (a thread).
 - ``child_exit``: ``multiprocess.mark_process_dead`` for the worker that exited.
+
+``logger_class``: gunicorn's error and access lines in the app's JSON shape, with the request id
+(``middleware/gunicorn_logging.py``; docs/observability.md). ``--access-logfile -`` turns the access log on.
 """
 import os
 import sys
 import tempfile
+
+logger_class = "middleware.gunicorn_logging.JsonLogger"
 
 
 def on_starting(server):

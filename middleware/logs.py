@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import sys
+import time
 import uuid
 
 from flask import Flask, g, has_request_context, request
@@ -26,10 +27,15 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, request_id, then a record's own
+    ``fields`` (gunicorn's access lines), and exception (docs/observability.md)."""
+    converter = time.gmtime
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
                  "level": record.levelname, "logger": record.name, "message": record.getMessage(),
                  "request_id": getattr(record, "request_id", None)}
+        entry.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -47,7 +53,7 @@ def configure_logging(level: str, as_json: bool) -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    logging.Formatter.converter = __import__("time").gmtime
+    logging.Formatter.converter = time.gmtime
 
 
 def register_request_ids(app: Flask) -> None:
