@@ -10,7 +10,7 @@ from config.catalog import load_catalog
 from config.settings import Settings, load_settings
 from config.sinks import load_sinks
 from config.storefronts import load_storefronts
-from middleware import cli, console, logs
+from middleware import cli, console, logs, tracing
 from middleware.api import (accelbyte, app_store_webhook, errors, google_play_webhook, health, kraty_webhook, privacy,
                             receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
@@ -26,6 +26,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     else:
         settings = load_settings(**(config or {}))
     logs.configure_logging(settings.log_level, settings.log_json)
+    tracing.configure(settings)  # KB_OTEL_ENABLED: the OTLP exporter, once per process
     catalog = load_catalog(settings.catalog_path)
     storefronts = load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
     sinks = load_sinks(settings.sinks_path)
@@ -36,6 +37,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts, sinks)
 
     logs.register_request_ids(app)
+    tracing.init_app(app)  # a span per request (when tracing is on)
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(accelbyte.bp)

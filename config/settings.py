@@ -63,6 +63,10 @@ class Settings:
     database_connect_timeout: int = 10
     database_statement_timeout: float = 0.0
     database_prepared_statements: bool = True
+    otel_enabled: bool = False
+    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    otel_service_name: str = "kraty-bridge"
+    otel_sample_ratio: float = 1.0
 
     def replace(self, **changes) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -166,12 +170,21 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                         ("host:port of a separate listener serving the metrics without a key (e.g. 127.0.0.1:9108), "
                          "started by gunicorn's master (config/gunicorn.conf.py) or `python -m middleware.metrics`. "
                          "Default: empty, none")),
+    "KB_OTEL_ENABLED": ("otel_enabled", bool, False,
+                        "OpenTelemetry tracing: web request -> job -> Kraty call -> sink delivery, exported by OTLP "
+                        "(docs/observability.md)"),
+    "KB_OTEL_ENDPOINT": ("otel_endpoint", str, "http://127.0.0.1:4318/v1/traces",
+                         "OTLP/HTTP (protobuf) traces endpoint of the collector, with KB_OTEL_ENABLED"),
+    "KB_OTEL_SERVICE_NAME": ("otel_service_name", str, "kraty-bridge", "service.name of the spans"),
+    "KB_OTEL_SAMPLE_RATIO": ("otel_sample_ratio", float, 1.0,
+                             "Share of new traces recorded, 0 to 1 (a request that arrives with a sampled "
+                             "traceparent is always recorded)"),
     "KB_LOG_LEVEL": ("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "KB_LOG_JSON": ("log_json", bool, True, "JSON log lines (true) or plain text (false)"),
 }
 
 
-ZERO_ALLOWED = frozenset({"KB_DATABASE_MAX_OVERFLOW", "KB_DATABASE_STATEMENT_TIMEOUT"})
+ZERO_ALLOWED = frozenset({"KB_DATABASE_MAX_OVERFLOW", "KB_DATABASE_STATEMENT_TIMEOUT", "KB_OTEL_SAMPLE_RATIO"})
 
 
 def _parse(name: str, kind: type, raw: str):
@@ -243,6 +256,10 @@ def load_settings(environ=None, **overrides) -> Settings:
         raise SettingsError(f"KB_SECRET_KEY: at least {MIN_SECRET_KEY} characters (make one with "
                             "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     _check_metrics(values)
+    if values["otel_sample_ratio"] > 1:
+        raise SettingsError(f"KB_OTEL_SAMPLE_RATIO: expected 0 to 1, got {values['otel_sample_ratio']!r}")
+    if not re.match(r"https?://[^\s/]+\S*\Z", values["otel_endpoint"]):
+        raise SettingsError(f"KB_OTEL_ENDPOINT: expected an http:// or https:// URL, got {values['otel_endpoint']!r}")
     try:
         check_redis_url(values["redis_url"])
     except ValueError as exc:

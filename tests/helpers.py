@@ -39,10 +39,10 @@ def release_scheduled(redis) -> int:
     return moved
 
 
-def drain(redis, rounds: int = 50) -> None:
+def drain(redis, rounds: int = 50, worker_class=SimpleWorker) -> None:
     """Run workers in burst mode until nothing is queued or scheduled (bounded)."""
     for _ in range(rounds):
-        worker = SimpleWorker([queue(redis, name) for name in QUEUES], connection=redis)
+        worker = worker_class([queue(redis, name) for name in QUEUES], connection=redis)
         worker.work(burst=True, logging_level="WARNING")
         if not release_scheduled(redis):
             return

@@ -12,7 +12,6 @@ import threading
 import time
 
 from redis.exceptions import RedisError
-from rq import SimpleWorker, Worker
 
 from app import create_app
 from config.catalog_schema import ConfigFileError
@@ -22,6 +21,7 @@ from middleware.services import services
 
 from . import runtime
 from .queues import QUEUES, enqueue_reconcile, queue
+from .traced import TracedSimpleWorker, TracedWorker
 
 log = logging.getLogger("workers")
 
@@ -59,7 +59,7 @@ def main(argv=None) -> None:
             sys.exit(f"python -m workers: KB_REDIS_URL: {exc}")
         except RedisError:
             pass  # unreachable now: RQ's worker says so and retries as before
-        worker_class = Worker if args.fork else SimpleWorker
+        worker_class = TracedWorker if args.fork else TracedSimpleWorker
         worker = worker_class([queue(redis, name) for name in QUEUES], connection=redis)
         stop = threading.Event()
         if not args.no_reconcile and not args.burst:

@@ -12,6 +12,7 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from middleware import tracing
 from middleware.ledger.states import REVOKING
 
 FULFILMENT_QUEUE = "kb-fulfilment"   # fulfil and revoke attempts
@@ -42,7 +43,7 @@ def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int,
         return None
     func = f"workers.{kind}.{kind}"
     q = queue(redis)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400)
+    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400, meta=tracing.job_meta())
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), func, fulfilment_id, **options)
     else:
@@ -61,7 +62,7 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
         return job_id
     with redis.pipeline() as pipe:  # one round trip: the job's hash and its place in the queue
         queue(redis).enqueue("workers.events.handle", inbound_event_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                             result_ttl=600, failure_ttl=7 * 86400, pipeline=pipe)
+                             result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta(), pipeline=pipe)
         pipe.execute()
     return job_id
 
@@ -72,7 +73,7 @@ def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: floa
     if is_waiting(redis, job_id):
         return None
     q = queue(redis)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400)
+    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta())
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), "workers.followups.followup", fulfilment_id, **options)
     else:
@@ -86,7 +87,7 @@ def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
     if is_waiting(redis, job_id):
         return None
     queue(redis).enqueue("workers.events.reverse", fulfilment_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                         result_ttl=600, failure_ttl=7 * 86400)
+                         result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta())
     return job_id
 
 
@@ -101,7 +102,7 @@ def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float 
     if is_waiting(redis, job_id):
         return None
     q = queue(redis, SINK_QUEUE)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400)
+    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta())
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), "workers.deliver.deliver", delivery_id, **options)
     else:
@@ -114,5 +115,5 @@ def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
     if is_waiting(redis, job_id):
         return None
     queue(redis, MAINTENANCE_QUEUE).enqueue("workers.reconcile.reconcile", job_id=job_id, job_timeout=JOB_TIMEOUT,
-                                            result_ttl=600, failure_ttl=86400)
+                                            result_ttl=600, failure_ttl=86400, meta=tracing.job_meta())
     return job_id
