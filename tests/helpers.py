@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from rq import SimpleWorker
 from rq.job import Job
+from sqlalchemy import create_engine, text
 
 from emulator.config import load as load_emulator_config
 from config.settings import ROOT
+from middleware.ledger.models import table_names_children_first
 from workers.queues import QUEUES, queue
 
 TOKEN = "demo-storefront-token"
@@ -23,6 +25,15 @@ def fulfil_path(user="player-1", txn="txn-1", ns="demo", version=2):
 
 def put_order(client, items, user="player-1", txn="txn-1", ns="demo", version=2, headers=None):
     return client.put(fulfil_path(user, txn, ns, version), json={"items": items}, headers=headers or AUTH)
+
+
+def empty_ledger(database_url: str) -> None:
+    """Delete every row of every table (children first)."""
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        for table in table_names_children_first():
+            connection.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
 
 
 def release_scheduled(redis) -> int:

@@ -40,17 +40,18 @@ def binary(name: str, package: str | None = None) -> str:
 class Server:
     """One server process, in its own session; ``stop()`` ends it (and only it)."""
 
-    def __init__(self, name: str, args: list[str], port: int, log: Path):
-        self.name, self.port, self.log = name, port, log
+    def __init__(self, name: str, args: list[str], port: int, log: Path, stop_signal: int = signal.SIGTERM,
+                 **popen):
+        self.name, self.port, self.log, self.stop_signal = name, port, log, stop_signal
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **popen)
         poll(lambda: listening(port) or self.proc.poll() is not None, timeout=15, what=f"{name} on port {port}")
         if self.proc.poll() is not None:
             raise RuntimeError(f"{name} exited ({self.proc.returncode}): {log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -58,18 +59,49 @@ class Server:
                 self.proc.wait(5)
 
 
-def _as_unprivileged(directory: Path) -> list[str]:
-    """PgBouncer refuses to run as root: then it switches to ``postgres`` (-u), which must own its files."""
+def _postgres_user():
+    """PgBouncer and PostgreSQL refuse to run as root: then they run as ``postgres``, owning their files."""
     if os.geteuid() != 0:
-        return []
+        return None
     try:
-        user = pwd.getpwnam("postgres")
+        return pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("running as root and there is no postgres user for PgBouncer to run as")
+        pytest.skip("running as root and there is no postgres user to run PgBouncer or PostgreSQL as")
+
+
+def _give(directory: Path, user) -> None:
     os.chmod(directory, 0o755)
     for path in (directory, *directory.iterdir()):
         os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def _as_unprivileged(directory: Path) -> list[str]:
+    user = _postgres_user()
+    if user is None:
+        return []
+    _give(directory, user)
     return ["-u", "postgres"]
+
+
+def start_postgres(directory: Path) -> tuple[Server, str]:
+    """A PostgreSQL cluster of its own (Debian's initdb, trust on loopback) on a free port; (server, its URL)."""
+    bin_dir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)), None)
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql), and no KB_TEST_DATABASE_URL")
+    bin_dir = bin_dir.parent
+    data = directory / "pgdata"
+    data.mkdir()
+    user = _postgres_user()
+    run_as = {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    if user is not None:
+        _give(directory, user)
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True, timeout=120, cwd=directory, **run_as)
+    port = free_port()
+    args = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(directory),
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+    server = Server("postgres", args, port, directory / "postgres.log", signal.SIGINT, cwd=directory, **run_as)
+    return server, f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
 
 def start_pgbouncer(directory: Path, database_url: str, pool_mode: str, pool_size: int = 2) -> tuple[Server, str]:

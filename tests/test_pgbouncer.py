@@ -1,5 +1,6 @@
-"""PgBouncer (Debian's) in transaction and in session mode in front of the tests' PostgreSQL: the fulfil PUT,
-Stripe webhooks, the workers and the ops API all work through it and nothing answers 500.
+"""PgBouncer (Debian's) in transaction and in session mode in front of PostgreSQL (the tests' own with
+KB_TEST_DATABASE_URL, else a cluster this module starts with Debian's initdb): the fulfil PUT, Stripe webhooks,
+the workers and the ops API all work through it and nothing answers 500.
 
 Before KB_DATABASE_PREPARED_STATEMENTS, transaction mode broke: psycopg prepares a statement it has run five
 times on a connection (``_pg3_0``...), and PgBouncer hands the next transaction to another server connection
@@ -7,7 +8,10 @@ that has one by that name already (``DuplicatePreparedStatement``) or none (``In
 on fulfil PUTs."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -16,24 +20,49 @@ from app import create_app
 from middleware.ledger.models import Fulfilment
 from workers import runtime
 
-from .helpers import AUTH, drain, fulfil_path
+from middleware.ledger import migrate
+
+from .helpers import AUTH, drain, empty_ledger, fulfil_path
 from .ops_support import key
-from .servers import start_pgbouncer
+from .servers import start_pgbouncer, start_postgres
 from .stripe_support import completed, post
 
 ORDERS = 40
 THREADS = 8
 
 
+@pytest.fixture(scope="module")
+def postgres(database_url):
+    """The tests' PostgreSQL, or one of this module's own (migrated) when the tests run on SQLite. Its
+    directory is outside pytest's (private to root; PostgreSQL then runs as postgres)."""
+    if database_url.startswith("postgresql"):
+        yield database_url
+        return
+    directory = Path(tempfile.mkdtemp(prefix="kb-test-postgres-"))
+    try:
+        server, url = start_postgres(directory)
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres, clean):
+    empty_ledger(postgres)  # (the tests' own was emptied by `clean` already)
+    return postgres
+
+
 @pytest.fixture(params=["transaction", "session"])
-def bounced(request, tmp_path, database_url, settings_overrides, clean):
+def bounced(request, tmp_path, postgres_url, settings_overrides):
     """The app with its ledger reached through a PgBouncer in the given pool mode."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PgBouncer needs PostgreSQL: set KB_TEST_DATABASE_URL (as CI does)")
     mode = request.param
     # Session mode gives each client connection a server connection of its own: its pool must hold every
     # connection the app may open (pool size + overflow). Transaction mode shares a few among them.
-    server, url = start_pgbouncer(tmp_path, database_url, mode, pool_size=2 if mode == "transaction" else 8)
+    server, url = start_pgbouncer(tmp_path, postgres_url, mode, pool_size=2 if mode == "transaction" else 8)
     overrides = dict(settings_overrides, database_url=url, database_pool_size=4, database_max_overflow=4)
     if mode == "transaction":
         overrides["database_prepared_statements"] = False  # what docs/pgbouncer-sentinel.md says to set
@@ -96,11 +125,9 @@ def test_fulfil_webhooks_workers_and_ops_api_through_pgbouncer(bounced, emulator
     assert client.get("/readyz").status_code == 200
 
 
-def test_statement_timeout_is_set_per_transaction(database_url, settings_overrides, clean, tmp_path):
+def test_statement_timeout_is_set_per_transaction(postgres_url, settings_overrides, tmp_path):
     """KB_DATABASE_STATEMENT_TIMEOUT applies inside every transaction, through PgBouncer in transaction mode."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("needs PostgreSQL: set KB_TEST_DATABASE_URL (as CI does)")
-    server, url = start_pgbouncer(tmp_path, database_url, "transaction")
+    server, url = start_pgbouncer(tmp_path, postgres_url, "transaction")
     app = create_app(dict(settings_overrides, database_url=url, database_statement_timeout=0.25,
                           database_prepared_statements=False))
     svc = app.extensions["kraty_bridge"]
@@ -112,13 +139,11 @@ def test_statement_timeout_is_set_per_transaction(database_url, settings_overrid
         server.stop()
 
 
-def test_pool_exhausted_answers_503_not_500(database_url, settings_overrides, clean):
+def test_pool_exhausted_answers_503_not_500(postgres_url, settings_overrides):
     """KB_DATABASE_POOL_SIZE / _MAX_OVERFLOW / _POOL_TIMEOUT shape the pool; a request that finds no free
     connection in time answers 503 with Retry-After (it was a 500: SQLAlchemy's pool TimeoutError)."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the pool settings apply to PostgreSQL: set KB_TEST_DATABASE_URL (as CI does)")
-    app = create_app(dict(settings_overrides, database_pool_size=1, database_max_overflow=0,
-                          database_pool_timeout=0.2))
+    app = create_app(dict(settings_overrides, database_url=postgres_url, database_pool_size=1,
+                          database_max_overflow=0, database_pool_timeout=0.2))
     svc = app.extensions["kraty_bridge"]
     try:
         assert (svc.engine.pool.size(), svc.engine.pool._max_overflow) == (1, 0)
