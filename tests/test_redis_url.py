@@ -56,7 +56,7 @@ def cluster_node(tmp_path):
     """A cluster-enabled redis-server owning every hash slot (a one-node Redis Cluster)."""
     port = free_port()
     conf = tmp_path / "cluster.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\ncluster-enabled yes\n"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\ncluster-enabled yes\ncluster-port {free_port()}\n"
                     f"cluster-config-file nodes.conf\nsave \"\"\n")
     server = Server("redis cluster node", [binary("redis-server"), str(conf)], port, tmp_path / "cluster.log")
     try:
