@@ -56,7 +56,8 @@ def cluster_node(tmp_path):
     """A cluster-enabled redis-server owning every hash slot (a one-node Redis Cluster)."""
     port = free_port()
     conf = tmp_path / "cluster.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\ncluster-enabled yes\ncluster-port {free_port()}\n"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\ncluster-enabled yes\n"
+                    f"cluster-port {free_port()}\n"  # (the default, port + 10000, may be past 65535)
                     f"cluster-config-file nodes.conf\nsave \"\"\n")
     server = Server("redis cluster node", [binary("redis-server"), str(conf)], port, tmp_path / "cluster.log")
     try:
@@ -71,7 +72,7 @@ def cluster_node(tmp_path):
 def test_rq_cannot_enqueue_on_redis_cluster_so_the_worker_refuses_it(cluster_node, tmp_path):
     url = f"redis://127.0.0.1:{cluster_node}/0"
     redis = Redis.from_url(url)
-    with pytest.raises(ResponseError, match="hash to the same slot"):  # CROSSSLOT  # RQ's job hash and queue list: two hash slots
+    with pytest.raises(ResponseError, match="hash to the same slot"):  # CROSSSLOT: a job's hash and its queue
         queue(redis).enqueue("workers.reconcile.reconcile")
     with pytest.raises(RedisClusterNotSupported):
         refuse_cluster(redis)

@@ -24,6 +24,13 @@ JOB_TIMEOUT = 300
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
+def job_options(job_id: str, result_ttl: int = 600, failure_ttl: int = 7 * 86400) -> dict:
+    """RQ's options for one of our jobs: its id, timeout, how long its result and its failure are kept, and
+    the current trace context in its meta when tracing is on (middleware/tracing.py)."""
+    return dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=result_ttl, failure_ttl=failure_ttl,
+                meta=tracing.job_meta())
+
+
 def queue(redis: Redis, name: str = FULFILMENT_QUEUE) -> Queue:
     return Queue(name, connection=redis)
 
@@ -43,7 +50,7 @@ def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int,
         return None
     func = f"workers.{kind}.{kind}"
     q = queue(redis)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400, meta=tracing.job_meta())
+    options = job_options(job_id, result_ttl=3600)
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), func, fulfilment_id, **options)
     else:
@@ -61,8 +68,7 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
     if attempt and is_waiting(redis, job_id):
         return job_id
     with redis.pipeline() as pipe:  # one round trip: the job's hash and its place in the queue
-        queue(redis).enqueue("workers.events.handle", inbound_event_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                             result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta(), pipeline=pipe)
+        queue(redis).enqueue("workers.events.handle", inbound_event_id, pipeline=pipe, **job_options(job_id))
         pipe.execute()
     return job_id
 
@@ -73,7 +79,7 @@ def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: floa
     if is_waiting(redis, job_id):
         return None
     q = queue(redis)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta())
+    options = job_options(job_id)
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), "workers.followups.followup", fulfilment_id, **options)
     else:
@@ -86,8 +92,7 @@ def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
     job_id = f"reverse-{fulfilment_id}-{slot}"
     if is_waiting(redis, job_id):
         return None
-    queue(redis).enqueue("workers.events.reverse", fulfilment_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                         result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta())
+    queue(redis).enqueue("workers.events.reverse", fulfilment_id, **job_options(job_id))
     return job_id
 
 
@@ -102,7 +107,7 @@ def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float 
     if is_waiting(redis, job_id):
         return None
     q = queue(redis, SINK_QUEUE)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400, meta=tracing.job_meta())
+    options = job_options(job_id)
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), "workers.deliver.deliver", delivery_id, **options)
     else:
@@ -114,6 +119,5 @@ def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
     job_id = f"reconcile-{slot}"
     if is_waiting(redis, job_id):
         return None
-    queue(redis, MAINTENANCE_QUEUE).enqueue("workers.reconcile.reconcile", job_id=job_id, job_timeout=JOB_TIMEOUT,
-                                            result_ttl=600, failure_ttl=86400, meta=tracing.job_meta())
+    queue(redis, MAINTENANCE_QUEUE).enqueue("workers.reconcile.reconcile", **job_options(job_id, failure_ttl=86400))
     return job_id

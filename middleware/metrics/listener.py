@@ -40,7 +40,8 @@ def standalone_scrape(settings) -> Scrape:
 
     def engine():
         if "engine" not in clients:
-            clients["engine"] = (create_engine(url, poolclass=NullPool, connect_args=dict(connect_args(settings), connect_timeout=2))
+            clients["engine"] = (create_engine(url, poolclass=NullPool,
+                                               connect_args=dict(connect_args(settings), connect_timeout=2))
                                  if url.startswith("postgresql") else make_engine(url, settings))
         return clients["engine"]
 
