@@ -2,8 +2,9 @@
 
 Every process that opens Redis comes here (the services container, the metrics listener, the launcher).
 With Sentinel, redis-py's ``Sentinel.master_for`` asks the Sentinels for the master on connect and again
-after a failover (a connection error, or a write refused by a demoted master: ``READONLY``). The server
-itself is checked once per client: a Redis Cluster node is refused with a clear message.
+after a failover (a connection error, or a write refused by a demoted master: ``READONLY``).
+``refuse_cluster``: the worker's start-up check that the server is not a Redis Cluster node (RQ cannot work
+on one; a ``redis+cluster://`` URL is already refused by the settings).
 """
 from __future__ import annotations
 
