@@ -11,6 +11,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -101,7 +102,17 @@ def start_postgres(directory: Path) -> tuple[Server, str]:
     args = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(directory),
             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
     server = Server("postgres", args, port, directory / "postgres.log", signal.SIGINT, cwd=directory, **run_as)
-    return server, f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    poll(lambda: _accepts(port), timeout=30, what="PostgreSQL to accept connections")  # listening: not yet ready
+    return server, url
+
+
+def _accepts(port: int) -> bool:
+    try:
+        psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:  # "the database system is starting up"
+        return False
 
 
 def start_pgbouncer(directory: Path, database_url: str, pool_mode: str, pool_size: int = 2) -> tuple[Server, str]:
