@@ -11,7 +11,7 @@ from config.catalog_schema import ConfigFileError
 from config.settings import Settings, SettingsError, load_settings
 from config.sinks import load_sinks
 from config.storefronts import load_storefronts
-from middleware import cli, cli_guard, console, logs
+from middleware import cli, cli_guard, console, logs, tracing
 from middleware.api import (accelbyte, app_store_webhook, body_limit, errors, google_play_webhook, health,
                             kraty_webhook, privacy, receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
@@ -27,6 +27,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     try:
         settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
         logs.configure_logging(settings.log_level, settings.log_json)
+        tracing.configure(settings)  # KB_OTEL_ENABLED: the OTLP exporter, once per process
         catalog = load_catalog(settings.catalog_path)
         storefronts = load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
         sinks = load_sinks(settings.sinks_path)
@@ -41,6 +42,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
 
     logs.register_request_ids(app)
     body_limit.register(app)  # a chunked body over KB_MAX_BODY_BYTES: 413, as one with a Content-Length
+    tracing.init_app(app)  # a span per request (when tracing is on)
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(accelbyte.bp)

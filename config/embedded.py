@@ -197,11 +197,12 @@ def http_ok(url: str) -> bool:
 
 def worker_registered(redis_url: str, pid: int) -> bool:
     """Our worker process has registered with RQ (a shared Redis may hold others' workers)."""
-    from redis import Redis
     from redis.exceptions import RedisError
     from rq import Worker
+
+    from middleware.redis_client import connect
     try:
-        with Redis.from_url(redis_url, socket_timeout=2) as redis:
+        with connect(redis_url, os.environ.get("KB_REDIS_SENTINEL_PASSWORD"), socket_timeout=2) as redis:
             return any(worker.pid == pid for worker in Worker.all(connection=redis))
     except RedisError:
         return False

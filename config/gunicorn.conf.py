@@ -18,6 +18,9 @@ The control socket (gunicorn >= 25.1, for ``gunicornc``) is off: its default pat
 ``$XDG_RUNTIME_DIR/gunicorn.ctl`` or ``~/.gunicorn/gunicorn.ctl``, is one for every gunicorn of the user, so a
 second instance would take over the first one's (and the image's home does not exist). To use gunicornc, set
 ``GUNICORN_CONTROL_SOCKET`` to a path of this instance's own.
+
+``logger_class``: gunicorn's error and access lines in the app's JSON shape, with the request id
+(``middleware/gunicorn_logging.py``; docs/observability.md). ``--access-logfile -`` turns the access log on.
 """
 import os
 import sys
@@ -26,6 +29,7 @@ import tempfile
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
 if not control_socket_disable:
     control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+logger_class = "middleware.gunicorn_logging.JsonLogger"
 
 
 def on_starting(server):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-FILE_SETTINGS = ("KB_DATABASE_URL", "KB_REDIS_URL", "KB_SECRET_KEY", "KB_METRICS_KEY")
+FILE_SETTINGS = ("KB_DATABASE_URL", "KB_REDIS_URL", "KB_SECRET_KEY", "KB_METRICS_KEY", "KB_REDIS_SENTINEL_PASSWORD")
 SUFFIX = "_FILE"
 
 

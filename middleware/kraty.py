@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
+from opentelemetry.trace import SpanKind
 from requests.adapters import HTTPAdapter
 
+from . import tracing
 from .metrics import recorders as metrics
 
 API_PREFIX = "/server/v1"
@@ -77,6 +79,7 @@ class KratyClient:
 
     def __init__(self, base_url: str, server_key: str, timeout: tuple[float, float]):
         self.base = base_url.rstrip("/") + API_PREFIX
+        self.host = urlsplit(base_url).hostname or ""
         self.headers = {"Authorization": f"Bearer {server_key}", "Content-Type": "application/json"}
         self.timeout = timeout
 
@@ -128,12 +131,15 @@ class KratyClient:
         return self._call("POST", path, json=body)
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
-        with metrics.kraty_call(method, path):  # kb_kraty_calls_total, kb_kraty_call_seconds
+        with metrics.kraty_call(method, path), tracing.span(  # kb_kraty_calls_total, kb_kraty_call_seconds
+                f"kraty {metrics.kraty_operation(method, path)}", SpanKind.CLIENT,
+                {"http.request.method": method, "server.address": self.host}):
             return self._send(method, path, **kwargs)
 
     def _send(self, method: str, path: str, **kwargs) -> dict:
         try:
-            response = pooled_session().request(method, self.base + path, headers=self.headers,
+            response = pooled_session().request(method, self.base + path,
+                                                headers=tracing.outgoing_headers(self.headers),
                                                 timeout=self.timeout, **kwargs)
         except requests.Timeout as exc:
             raise KratyError(True, "timeout", f"Kraty did not answer in time ({exc.__class__.__name__})") from exc

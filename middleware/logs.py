@@ -5,9 +5,11 @@ import json
 import logging
 import re
 import sys
+import time
 import uuid
 
 from flask import Flask, g, has_request_context, request
+from opentelemetry import trace
 from rq import get_current_job
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -26,10 +28,19 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, request_id, then a record's own
+    ``fields`` (gunicorn's access lines), trace_id and span_id inside a traced span, and exception
+    (docs/observability.md)."""
+    converter = time.gmtime
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
                  "level": record.levelname, "logger": record.name, "message": record.getMessage(),
                  "request_id": getattr(record, "request_id", None)}
+        entry.update(getattr(record, "fields", None) or {})
+        current = trace.get_current_span().get_span_context()
+        if current.is_valid:  # tracing on (KB_OTEL_ENABLED): the line's trace and span
+            entry["trace_id"], entry["span_id"] = f"{current.trace_id:032x}", f"{current.span_id:016x}"
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -47,7 +58,7 @@ def configure_logging(level: str, as_json: bool) -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    logging.Formatter.converter = __import__("time").gmtime
+    logging.Formatter.converter = time.gmtime
 
 
 def register_request_ids(app: Flask) -> None:

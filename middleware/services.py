@@ -16,6 +16,7 @@ from config.storefronts import Storefronts
 
 from .kraty import KratyClient
 from .ledger.db import dispose_after_fork, make_engine, make_sessionmaker
+from .redis_client import connect as connect_redis
 from .stores.app_store_verify import AppStoreVerifiers
 from .stores.google_play_api import GooglePlayApi
 from .stores.google_push_verify import PushVerifier
@@ -30,7 +31,7 @@ class Services:
         self.catalog = catalog
         self.storefronts = storefronts
         self.sinks = sinks if sinks is not None else Sinks()
-        self.engine = make_engine(settings.database_url)
+        self.engine = make_engine(settings.database_url, settings)
         self.sessions = make_sessionmaker(self.engine)
         self._redis: Redis | None = None
         self._kraty: dict[str, KratyClient] = {}
@@ -60,8 +61,8 @@ class Services:
     @property
     def redis(self) -> Redis:
         if self._redis is None:
-            self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                         health_check_interval=30)
+            self._redis = connect_redis(self.settings.redis_url, self.settings.redis_sentinel_password,
+                                        socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
         return self._redis
 
     def kraty(self, namespace: str) -> KratyClient:

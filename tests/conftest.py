@@ -15,15 +15,12 @@ from werkzeug.serving import make_server
 from app import create_app
 from config.settings import ROOT
 from middleware.ledger import migrate
-from middleware.ledger.models import table_names_children_first
 from middleware.ledger.db import normalise_url
 from workers import runtime
 
-from .helpers import emulator_config
+from .helpers import emulator_config, empty_ledger
 from .google_fake import google_api_url, google_fake  # noqa: F401  (fixtures)
 from .stripe_fake import stripe_api_url, stripe_fake  # noqa: F401  (fixtures)
-
-TABLES = table_names_children_first()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -126,11 +123,7 @@ def settings_overrides(database_url, redis_url, catalog_path, stripe_api_url):
 @pytest.fixture
 def clean(database_url, redis_url, emulator):
     """An empty ledger, an empty Redis database and a reset emulator."""
-    engine = create_engine(database_url)
-    with engine.begin() as connection:
-        for table in TABLES:
-            connection.execute(text(f"DELETE FROM {table}"))
-    engine.dispose()
+    empty_ledger(database_url)
     connection = Redis.from_url(redis_url)
     connection.flushdb()
     connection.close()

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from rq import SimpleWorker
 from rq.job import Job
+from sqlalchemy import create_engine, text
 
 from emulator.config import load as load_emulator_config
 from config.settings import ROOT
+from middleware.ledger.models import table_names_children_first
 from workers.queues import QUEUES, queue
 
 TOKEN = "demo-storefront-token"
@@ -25,6 +27,15 @@ def put_order(client, items, user="player-1", txn="txn-1", ns="demo", version=2,
     return client.put(fulfil_path(user, txn, ns, version), json={"items": items}, headers=headers or AUTH)
 
 
+def empty_ledger(database_url: str) -> None:
+    """Delete every row of every table (children first)."""
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        for table in table_names_children_first():
+            connection.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
 def release_scheduled(redis) -> int:
     """Move every scheduled (delayed-retry) job onto its queue now: the tests' way of advancing time."""
     moved = 0
@@ -39,10 +50,10 @@ def release_scheduled(redis) -> int:
     return moved
 
 
-def drain(redis, rounds: int = 50) -> None:
+def drain(redis, rounds: int = 50, worker_class=SimpleWorker) -> None:
     """Run workers in burst mode until nothing is queued or scheduled (bounded)."""
     for _ in range(rounds):
-        worker = SimpleWorker([queue(redis, name) for name in QUEUES], connection=redis)
+        worker = worker_class([queue(redis, name) for name in QUEUES], connection=redis)
         worker.work(burst=True, logging_level="WARNING")
         if not release_scheduled(redis):
             return

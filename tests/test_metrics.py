@@ -345,6 +345,8 @@ def test_gunicorn_workers_add_up_and_the_master_serves_the_bind(tmp_path, databa
         assert requests.get(f"{web}/metrics", timeout=5).status_code == 401
         from_bind = parse(requests.get(bind, timeout=5).text)
         assert value(from_bind, "kb_ingested_events_total", source="stripe", outcome="rejected") == sent
+        assert value(from_bind, "kb_http_request_seconds_count", route="/webhooks/stripe/<namespace>", method="POST",
+                     status="400") == sent  # request metrics add up over the workers too
         assert value(from_bind, "kb_scrape_errors", part="ledger") == 0
         assert value(from_bind, "kb_queue_depth", queue=FULFILMENT_QUEUE) == 0
         writers = {name.rsplit("_", 1)[-1] for name in os.listdir(directory)}

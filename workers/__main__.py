@@ -16,15 +16,16 @@ import sys
 import threading
 
 from redis.exceptions import RedisError
-from rq import SimpleWorker, Worker
 
 from app import create_app
 from config.catalog_schema import ConfigFileError
 from config.settings import SettingsError
+from middleware.redis_client import RedisClusterNotSupported, refuse_cluster
 from middleware.services import services
 
 from . import runtime
 from .queues import QUEUES, queue
+from .traced import TracedSimpleWorker, TracedWorker
 from .upkeep import BACKOFF_MAX, Outages, OutageLogFilter, redis_answers, upkeep, wait_for_dependencies
 
 log = logging.getLogger("workers")
@@ -33,7 +34,7 @@ log = logging.getLogger("workers")
 def run_workers(svc, args, outages: Outages, stop: threading.Event) -> None:
     """RQ workers one after another until a stop is asked (SIGTERM/SIGINT) or, in burst mode, the queues
     are empty; a worker lost to a Redis outage is replaced once Redis and the database answer."""
-    worker_class = Worker if args.fork else SimpleWorker
+    worker_class = TracedWorker if args.fork else TracedSimpleWorker
     while wait_for_dependencies(svc.redis, svc.engine, outages, stop):
         worker = None
         try:
@@ -71,6 +72,12 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with app.app_context():
         svc = services()
+        try:
+            refuse_cluster(svc.redis)
+        except RedisClusterNotSupported as exc:
+            sys.exit(f"python -m workers: KB_REDIS_URL: {exc}")
+        except RedisError:
+            pass  # unreachable now: run_workers waits for it
         if not args.burst:
             threading.Thread(target=upkeep, name="upkeep", daemon=True,
                              args=(svc.redis, svc.engine, svc.identity, svc.settings.reconcile_interval_seconds,

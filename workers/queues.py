@@ -12,6 +12,7 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from middleware import tracing
 from middleware.ledger.states import REVOKING
 
 from . import due
@@ -25,6 +26,13 @@ QUEUES = (MAINTENANCE_QUEUE, FULFILMENT_QUEUE, SINK_QUEUE)
 
 JOB_TIMEOUT = 300
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED)
+
+
+def job_options(job_id: str, result_ttl: int = 600, failure_ttl: int = 7 * 86400) -> dict:
+    """RQ's options for one of our jobs: its id, timeout, how long its result and its failure are kept, and
+    the current trace context in its meta when tracing is on (middleware/tracing.py)."""
+    return dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=result_ttl, failure_ttl=failure_ttl,
+                meta=tracing.job_meta())
 
 
 def queue(redis: Redis, name: str = FULFILMENT_QUEUE) -> Queue:
@@ -53,7 +61,7 @@ def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int,
         return None
     func = f"workers.{kind}.{kind}"
     q = queue(redis)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400)
+    options = job_options(job_id, result_ttl=3600)
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), func, fulfilment_id, **options)
     else:
@@ -71,8 +79,7 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
     if attempt and is_waiting(redis, job_id):
         return job_id
     with redis.pipeline() as pipe:  # one round trip: the job's hash and its place in the queue
-        queue(redis).enqueue("workers.events.handle", inbound_event_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                             result_ttl=600, failure_ttl=7 * 86400, pipeline=pipe)
+        queue(redis).enqueue("workers.events.handle", inbound_event_id, pipeline=pipe, **job_options(job_id))
         pipe.execute()
     return job_id
 
@@ -83,7 +90,7 @@ def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: floa
     if is_waiting(redis, job_id):
         return None
     q = queue(redis)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400)
+    options = job_options(job_id)
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), "workers.followups.followup", fulfilment_id, **options)
     else:
@@ -96,8 +103,7 @@ def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
     job_id = f"reverse-{fulfilment_id}-{slot}"
     if is_waiting(redis, job_id):
         return None
-    queue(redis).enqueue("workers.events.reverse", fulfilment_id, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                         result_ttl=600, failure_ttl=7 * 86400)
+    queue(redis).enqueue("workers.events.reverse", fulfilment_id, **job_options(job_id))
     return job_id
 
 
@@ -112,7 +118,7 @@ def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float 
     if is_waiting(redis, job_id):
         return None
     q = queue(redis, SINK_QUEUE)
-    options = dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400)
+    options = job_options(job_id)
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), "workers.deliver.deliver", delivery_id, **options)
     else:
@@ -124,6 +130,5 @@ def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
     job_id = f"reconcile-{slot}"
     if is_waiting(redis, job_id):
         return None
-    queue(redis, MAINTENANCE_QUEUE).enqueue("workers.reconcile.reconcile", job_id=job_id, job_timeout=JOB_TIMEOUT,
-                                            result_ttl=600, failure_ttl=86400)
+    queue(redis, MAINTENANCE_QUEUE).enqueue("workers.reconcile.reconcile", **job_options(job_id, failure_ttl=86400))
     return job_id

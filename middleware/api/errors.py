@@ -5,7 +5,8 @@ import logging
 
 from flask import Flask, g, jsonify, request
 from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError, InterfaceError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from mappers.accelbyte import error_entity
@@ -90,6 +91,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)  # no pooled connection free within KB_DATABASE_POOL_TIMEOUT
     def _database_down(exc):
         log.error("database unavailable: %s", exc.__class__.__name__)
         response = error_response(503, UNAVAILABLE if _platform() else "database_unavailable",

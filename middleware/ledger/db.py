@@ -1,4 +1,9 @@
-"""Engine and session factory for the ledger; SQLite gets WAL and a busy timeout."""
+"""Engine and session factory for the ledger; SQLite gets WAL and a busy timeout.
+
+On PostgreSQL the pool and the connections follow the ``KB_DATABASE_*`` settings:
+pool size, overflow, pool timeout, recycle, pre-ping, connect and statement timeouts, and whether psycopg
+may prepare statements (not behind PgBouncer in transaction mode: docs/pgbouncer-sentinel.md).
+"""
 from __future__ import annotations
 
 import os
@@ -34,7 +39,30 @@ def _sqlite_begin(connection):
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+def connect_args(settings) -> dict:
+    """psycopg 3's connection arguments from the ``KB_DATABASE_*`` settings: ``prepare_threshold=None``
+    turns prepared statements off."""
+    args: dict = {"connect_timeout": settings.database_connect_timeout}
+    if not settings.database_prepared_statements:
+        args["prepare_threshold"] = None
+    return args
+
+
+def _statement_timeout(milliseconds: int):
+    """``SET LOCAL`` at the start of each transaction: right in every PgBouncer mode (a session-level ``SET``
+    would stay on a server connection other clients then get, and PgBouncer refuses the ``options``
+    startup parameter). An autocommitted statement runs without it."""
+    statement = f"SET LOCAL statement_timeout = {milliseconds}"
+
+    def on_begin(connection):
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql(statement)
+    return on_begin
+
+
+def make_engine(url: str, settings=None) -> Engine:
+    """The ledger's engine; on PostgreSQL its pool follows ``settings`` (SQLAlchemy's defaults without: the
+    migrations' short-lived engine)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -44,7 +72,14 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+    if settings is None:
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow,
+                           pool_timeout=settings.database_pool_timeout, pool_recycle=settings.database_pool_recycle,
+                           pool_pre_ping=settings.database_pre_ping, connect_args=connect_args(settings))
+    if settings.database_statement_timeout > 0:
+        event.listen(engine, "begin", _statement_timeout(max(1, round(settings.database_statement_timeout * 1000))))
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

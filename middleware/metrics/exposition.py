@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from middleware.api.errors import ApiError
 from middleware.services import services
 
-from . import recorders
+from . import http, recorders
 from .listener import Scrape
 
 # the endpoints that take store events, receipts and orders -> the source they count under
@@ -59,6 +59,7 @@ def _count_refused_ingest(response):
 
 
 def init_app(app: Flask) -> None:
-    """Register ``GET /metrics`` and the count of refused ingest requests."""
+    """Register ``GET /metrics``, the request metrics and the count of refused ingest requests."""
+    http.init_app(app)
     app.register_blueprint(bp)
     app.after_request(_count_refused_ingest)

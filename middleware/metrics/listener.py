@@ -28,25 +28,27 @@ class Scrape:
 def standalone_scrape(settings) -> Scrape:
     """A Scrape with its own database engine (no pool: one connection per scrape, 2 s to connect) and Redis
     client, created on the first scrape."""
-    from redis import Redis
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
     from config.sinks import load_sinks
-    from middleware.ledger.db import make_engine, normalise_url
+    from middleware.ledger.db import connect_args, make_engine, normalise_url
+    from middleware.redis_client import connect as connect_redis
 
     url = normalise_url(settings.database_url)
     clients = {}
 
     def engine():
         if "engine" not in clients:
-            clients["engine"] = (create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 2})
-                                 if url.startswith("postgresql") else make_engine(url))
+            clients["engine"] = (create_engine(url, poolclass=NullPool,
+                                               connect_args=dict(connect_args(settings), connect_timeout=2))
+                                 if url.startswith("postgresql") else make_engine(url, settings))
         return clients["engine"]
 
     def redis():
         if "redis" not in clients:
-            clients["redis"] = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            clients["redis"] = connect_redis(settings.redis_url, settings.redis_sentinel_password, socket_timeout=2,
+                                             socket_connect_timeout=2)
         return clients["redis"]
 
     return Scrape(engine, redis, [sink.name for sink in load_sinks(settings.sinks_path)])
