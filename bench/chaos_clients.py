@@ -140,7 +140,7 @@ class Storefronts:
         if self._until(order, lambda: self._post_event(http, paid), lambda r: r.ok):
             order.accepted_at = time.time()
             if order.revoke:
-                refund = stripe_demo.refunded_event(session)
+                refund = stripe_demo.refunded_event(http, self.emulator, session)
                 if self._until(order, lambda: self._post_event(http, refund), lambda r: r.ok):
                     order.revoked_at = time.time()
 

@@ -52,7 +52,8 @@ def image(tmp_path, database_url, redis_url, clean):
                KB_DATABASE_URL=database_url, KB_REDIS_URL=redis_url, KB_CATALOG=str(catalog),
                KB_STRIPE_API_BASE=f"{kraty}/stripe", KB_GOOGLE_API_BASE=f"{kraty}/google",
                KB_GOOGLE_TOKEN_URI=f"{kraty}/google/token", KB_SECRET_KEY_FILE=str(tmp_path / "secret_key"),
-               KB_RETRY_BASE_SECONDS="0.05", KB_RETRY_MAX_DELAY_SECONDS="0.2")
+               KB_RETRY_BASE_SECONDS="0.05", KB_RETRY_MAX_DELAY_SECONDS="0.2",
+               KB_PUT_SETTLE_SECONDS="0.001")   # (almost) no inline retry: the worker process grants it
 
     migrated = subprocess.run(command("migrate"), cwd=app_dir, env=env, capture_output=True, text=True, timeout=120)
     assert migrated.returncode == 0 and "ledger migrated to head" in migrated.stdout, migrated.stderr
@@ -74,13 +75,14 @@ def image(tmp_path, database_url, redis_url, clean):
 
 def test_the_image_commands_put_an_order_through(image):
     web, kraty, app_dir, env, home = image
-    # Kraty fails the web's first call: the PUT answers "retrying" and the worker process grants it.
+    # Kraty fails the web's first call: the PUT answers 503 "not settled yet" and the worker process grants it.
     requests.put(f"{kraty}/_emulator/faults", json={"rules": [{"path": "/credit", "status": 503, "count": 1}]},
                  timeout=5).raise_for_status()
     answer = requests.put(web + fulfil_path("p-image", "image-1"), json={"items": [{"itemSku": "gems_100",
                                                                                     "quantity": 1}]},
                           headers=AUTH, timeout=20)
-    assert answer.status_code == 409 and "retrying" in answer.json()["stateReason"], answer.text
+    assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+    assert "not settled yet" in answer.json()["errorMessage"], answer.text
 
     def fulfilled():
         rows = requests.get(f"{web}/platform/v2/admin/namespaces/demo/fulfillments",
