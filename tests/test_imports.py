@@ -138,6 +138,9 @@ def test_progress_goes_to_stderr_and_exit_codes(runner, tmp_path):
     assert result.stderr.splitlines()[:4] == ["importing 5 purchases: 0/3", "importing 5 purchases: 1/3",
                                               "importing 5 purchases: 2/3", "importing 5 purchases: 3/3"]
     assert "rows/s" in result.stderr and "importing" not in result.stdout
+    parallel = run_import(runner, write_csv(tmp_path / "q.csv", [plain_row(f"cs_par_{i}") for i in range(7)]),
+                          "--batch-size", "2", "--jobs", "3", "--json")
+    assert parallel.exit_code == 0 and json.loads(parallel.stdout)["applied"] == 7
     missing = runner.invoke(args=["import", "purchases", str(tmp_path / "none.csv"), "--namespace", "demo"])
     assert missing.exit_code == 2  # a usage error (click): the file does not exist
     unknown = run_import_ns(runner, path, "nowhere")

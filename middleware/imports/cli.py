@@ -7,6 +7,9 @@ a row failed or the import could not run (an unreadable file, an unknown game).
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -26,6 +29,9 @@ FILE = click.argument("file", type=click.Path(exists=True, dir_okay=False, path_
 NAMESPACE = click.option("--namespace", "-n", required=True, help="The game (catalog namespace).")
 BATCH = click.option("--batch-size", type=click.IntRange(1, MAX_ROWS), default=MAX_ROWS, show_default=True,
                      help="Rows per transaction (purchases) or per Kraty call (wallets, inventory).")
+JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 16), default=1, show_default=True,
+                    help="Batches written at once, each in its own transaction (a database with cores to spare "
+                         "takes more).")
 FAILED_COLUMNS = [Column("row", "row"), Column("id", "id", 40), Column("code", "code", 24),
                   Column("reason", "reason", 100)]
 
@@ -42,6 +48,22 @@ def _batches(path: Path, size: int) -> Batches:
         return Batches(path, size)
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
+
+
+def in_order(work: Callable, batches: Iterable, jobs: int) -> Iterator:
+    """``work(batch)`` for each batch, ``jobs`` at a time, results in batch order; at most ``2 * jobs`` batches
+    read ahead, so memory stays bounded whatever the file's size."""
+    if jobs == 1:
+        yield from map(work, batches)
+        return
+    with ThreadPoolExecutor(jobs, thread_name_prefix="import") as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.submit(work, batch))
+            if len(pending) >= 2 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class Tally:
@@ -82,16 +104,19 @@ class Tally:
               help="plain: kraty-bridge's columns; revenuecat: RevenueCat's transactions export.")
 @click.option("--dry-run", is_flag=True, help="Check every row against the catalog and the ledger; write nothing.")
 @BATCH
+@JOBS
 @JSON_OPTION
-def import_purchases(file: Path, namespace: str, fmt: str, dry_run: bool, batch_size: int, as_json: bool):
+def import_purchases(file: Path, namespace: str, fmt: str, dry_run: bool, batch_size: int, jobs: int,
+                     as_json: bool):
     """Record the past purchases in FILE (CSV or JSON Lines) as orders granted elsewhere: Kraty is not called;
     a later refund takes the goods back, a receipt for one of them grants nothing."""
     game = _game(namespace)
     batches = _batches(file, batch_size)
-    tally = Tally()
+    tally, svc = Tally(), services()
     with progress(batches, f"importing {plural(batches.rows, 'purchase')}") as bar:
-        for batch in bar:
-            for result in import_rows(services(), game, batch, fmt, dry_run=dry_run, actor="cli:import"):
+        work = lambda batch: import_rows(svc, game, batch, fmt, dry_run=dry_run, actor="cli:import")  # noqa: E731
+        for results in in_order(work, bar, jobs):
+            for result in results:
                 tally.add(result.as_dict(), result.transaction_id, result.reason)
     tally.finish(as_json, {"dryRun": dry_run}, "would be applied" if dry_run else "applied")
 

@@ -179,7 +179,8 @@ def _lock_refs(session: Session, todo: list[_Order], dry_run: bool) -> dict[tupl
     locked = {}
     for source in {source for source, _ in wanted}:
         refs = [ref for s, ref in wanted if s == source]
-        query = select(PaymentRef).where(PaymentRef.source == source, PaymentRef.ref.in_(refs)).order_by(PaymentRef.id)
+        query = (select(PaymentRef).where(PaymentRef.source == source, PaymentRef.ref.in_(refs))
+                 .order_by(PaymentRef.ref))
         for row in session.scalars(query if dry_run else query.with_for_update()):
             locked[(source, row.ref)] = row
     return locked

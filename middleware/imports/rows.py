@@ -57,8 +57,9 @@ class ImportRow(Schema):
         unknown = RAISE
 
     store = fields.String(required=True, validate=validate.OneOf(STORES))
-    transaction_id = _id()          # the bridge's order key: Apple transactionId, Google purchase token (one-time
-    #                                 product) or order id (subscription period), Stripe Checkout Session or PaymentIntent
+    # the bridge's order key: Apple transactionId, Google purchase token (one-time product) or order id (a
+    # subscription period), Stripe Checkout Session or PaymentIntent id
+    transaction_id = _id()
     original_transaction_id = _id()  # Apple: links later transactions of the same purchase to the player
     purchase_token = _id()           # Google Play
     payment_intent = _id()           # Stripe: what refunds and disputes name
