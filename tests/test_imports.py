@@ -103,19 +103,21 @@ def test_bad_rows_fail_alone_with_their_reasons(runner, services, emulator, tmp_
             plain_row("cs_no_player", player_id=None),
             plain_row("cs_ok_1", player_id="player-2"),          # the same purchase for another player
             plain_row("cs_ok_2", state="refunded"),
-            {**plain_row("cs_extra"), "colour": "red"}]
+            {**plain_row("cs_extra"), "colour": "red"},
+            plain_row("cs_nul", product_id="com.demo\u0000gems", sku=None)]
     path = write_jsonl(tmp_path / "p.jsonl", rows, bad_lines=("{not json",))
     result = run_import(runner, path, "--json")
     assert result.exit_code == 1
     body = json.loads(result.stdout)
-    assert (body["rows"], body["applied"], body["skipped"], body["failed"]) == (8, 2, 0, 6)
+    assert (body["rows"], body["applied"], body["skipped"], body["failed"]) == (9, 2, 0, 7)
     reasons = {f["row"]: f["reason"] for f in body["failures"]}
     assert reasons[2].startswith("30343: Item of sku [no_such_sku]")
     assert reasons[3].startswith("purchased_at: an ISO 8601 time")
     assert reasons[4] == "player_id: Missing data for required field."
     assert reasons[5] == "row 1 has this purchase for another player"
     assert reasons[7] == "colour: Unknown field."
-    assert reasons[8].startswith("not a JSON object")
+    assert reasons[8].startswith("text the ledger cannot store")
+    assert reasons[9].startswith("not a JSON object")
     refunded = order(services, "cs_ok_2")
     assert refunded["state"] == "REVOKED" and refunded["items"] == [("gems", 100, "REVOKED", 100, None)]
     assert emulator.ledger() == []

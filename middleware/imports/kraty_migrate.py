@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mappers.accelbyte import is_clean_id
+from middleware.storable import MESSAGE, unstorable
 
 from ..kraty import KratyClient, KratyError
 from .files import BadLine
@@ -51,6 +52,8 @@ def kraty_row(kind: str, raw) -> dict:
         raise RowError(raw.problem)
     if not isinstance(raw, dict):
         raise RowError("a row must be an object")
+    if unstorable(raw):
+        raise RowError(f"text Kraty cannot take: {MESSAGE}")
     target, amount_field, key_columns = KINDS[kind]
     player, key = _first(raw, PLAYER_COLUMNS), _first(raw, key_columns)
     if not isinstance(player, str) or not is_clean_id(player.strip()):

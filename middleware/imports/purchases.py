@@ -146,6 +146,8 @@ def _write_or_split(services: Services, game: Game, todo: list[_Order], dry_run:
     try:
         return _write(services, game, todo, dry_run, actor)
     except SQLAlchemyError as exc:
+        if _unreachable(exc):
+            raise  # the database is down, not refusing a row: the caller stops (503, or the CLI's one-line error)
         if len(todo) == 1:
             order = todo[0]
             reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["database error"])[0]
@@ -155,6 +157,14 @@ def _write_or_split(services: Services, game: Game, todo: list[_Order], dry_run:
         for order in todo:  # one at a time: the row the database refuses fails alone
             out.update(_write_or_split(services, game, [order], dry_run, actor))
         return out
+
+
+def _unreachable(exc: SQLAlchemyError) -> bool:
+    """A lost or refused connection: no SQLSTATE (a deadlock, a constraint, bad data all have one)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", None)
+    return type(orig).__name__ in ("OperationalError", "InterfaceError") and getattr(orig, "sqlstate", "") is None
 
 
 def _existing(session: Session, namespace: str, todo: list[_Order]) -> dict[tuple[str, str], tuple[str, str]]:

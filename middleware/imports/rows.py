@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from mappers.accelbyte import is_clean_id
+from middleware.storable import MESSAGE, unstorable
 
 STORES = ("stripe", "app_store", "google_play")
 GRANTED, REFUNDED = "granted", "refunded"
@@ -152,6 +153,8 @@ def canonical(raw, fmt: str) -> dict:
     """A validated canonical row, or RowError saying what is wrong with it."""
     if not isinstance(raw, dict):
         raise RowError("a row must be an object")
+    if unstorable(raw):
+        raise RowError(f"text the ledger cannot store: {MESSAGE}")
     data = from_revenuecat(raw) if fmt == "revenuecat" else _present(raw)
     try:
         row = SCHEMA.load(data)
