@@ -8,10 +8,12 @@ import pytest
 from sqlalchemy import select
 
 from middleware import api_keys
+from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, HistoryEntry, PaymentRef
 from workers.reconcile import reconcile_now
 
 from .app_store_support import apple, make_app  # noqa: F401  (fixtures)
+from .google_support import certs_server, google, voided  # noqa: F401  (fixtures)
 from .apple_ca import transaction
 from .helpers import drain
 from .import_support import plain_row, rc_row, write_csv, write_jsonl, write_revenuecat
@@ -199,6 +201,33 @@ def test_revenuecat_export_then_receipts_and_an_app_store_refund(apple, redis, e
     drain(redis)
     assert balances(emulator)[0] == {"gems": 400}
     assert [e["kind"] for e in emulator.ledger()] == ["migrate", "debit"]
+
+
+def gp_state(services, token):
+    with services.session() as session:
+        f = repo.find(session, "demo", "google_play", token)
+        return f.state, [(i.target, i.amount, i.state) for i in f.items]
+
+
+def test_a_google_play_purchase_keyed_by_its_token_then_a_receipt_and_a_voided_purchase(  # noqa: F811
+        google, redis, emulator, google_fake, tmp_path):
+    runner = google.app.test_cli_runner()
+    migrate_gems(runner, tmp_path, balance=300)
+    p = google_fake.product(productId="gems_100", quantity=2)
+    row = plain_row(p["orderId"], store="google_play", purchase_token=p["token"], payment_intent=None, sku=None,
+                    product_id="gems_100", quantity="2")
+    assert run_import(runner, write_csv(tmp_path / "g.csv", [row])).exit_code == 0
+    assert gp_state(google.services, p["token"]) == ("FULFILLED", [("gems", 200, "GRANTED")])
+    again = google.receipt("player-1", "gems_100", p["token"])   # the game replays it: nothing granted
+    assert again.status_code == 200 and again.get_json()["state"] == "FULFILLED"
+    assert google.receipt("player-2", "gems_100", p["token"]).status_code == 409
+    drain(redis)
+    assert [e["kind"] for e in emulator.ledger()] == ["migrate"]
+    google_fake.void(p["token"])
+    assert google.push(voided(p["token"], p["orderId"])).status_code in (200, 204)
+    drain(redis)
+    assert gp_state(google.services, p["token"]) == ("REVOKED", [("gems", 200, "REVOKED")])
+    assert balances(emulator)[0] == {"gems": 100}
 
 
 # ---------------------------------------------------------------- POST /v1/imports
