@@ -15,7 +15,7 @@ from middleware import cli, cli_guard, console, logs, tracing
 from middleware.api import (accelbyte, app_store_webhook, body_limit, errors, google_play_webhook, health,
                             kraty_webhook, privacy, receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
-from middleware.api import audit, fulfilments, players
+from middleware.api import audit, fulfilments, imports, players
 from middleware.metrics import exposition as metrics
 from middleware.services import Services
 
@@ -50,7 +50,8 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(app_store_webhook.bp)
     app.register_blueprint(google_play_webhook.bp)
     app.register_blueprint(kraty_webhook.bp)
-    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp, fulfilments.blp, audit.blp, players.blp])
+    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp, fulfilments.blp, audit.blp, players.blp,
+                      imports.blp])
     metrics.init_app(app)  # GET /metrics (KB_METRICS_KEY), refused ingest requests counted
     console.register(app)  # /console, the ops web console (KB_SECRET_KEY)
     cli.register(app)

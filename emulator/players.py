@@ -175,6 +175,6 @@ class PlayerOps:
         balances[key] = value
         self._entry(game, player, "migrate", **{target: key, "delta": value - before,
                     field: value, "reason": "migrate", "sourceRefId": row.get("sourceRefId"),
-                    "idempotencyKey": None})
+                    "idempotencyKey": row.get("idempotencyKey") if isinstance(row.get("idempotencyKey"), str) else None})
         return "applied"
 

@@ -10,6 +10,7 @@ from config.storefronts import hash_token, new_token
 from middleware.cli_guard import guard
 from middleware.cli_table import JSON_OPTION, echo_json
 from middleware.events_cli import events, google
+from middleware.imports.cli import group as import_group
 from middleware.keys_cli import keys
 from middleware.ledger import migrate
 from middleware.orders_cli import orders
@@ -79,4 +80,5 @@ def register(app: Flask) -> None:
     events.add_command(untraced_command)
     app.cli.add_command(google)
     app.cli.add_command(sinks)
+    app.cli.add_command(import_group)
     guard(app.cli)  # unreachable database or Redis: one line and exit status 1 (cli_guard.py)
