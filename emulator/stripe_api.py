@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
                        register_common_admin)
 from .stripe_charges import ChargeBook
+from .stripe_events import EventBook, register_events
 from .stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
@@ -50,6 +51,7 @@ class StripeFake(FakeState):
         self.api_keys = None if keys is None else frozenset(keys)
         self.store = StripeStore()
         self.charges = ChargeBook(self.store)
+        self.events = EventBook()  # GET /v1/events (emulator/stripe_events.py)
         super().__init__(config)
 
     def key_mode(self, header: str) -> str | None:
@@ -70,6 +72,7 @@ class StripeFake(FakeState):
     def reset(self) -> None:
         self.store.reset()
         self.charges.reset()
+        self.events.reset()
         super().reset()
 
 
@@ -140,6 +143,7 @@ def create_stripe_app(config: dict | None = None) -> Flask:
 
     register_api(app, fake.store)
     register_charges(app, fake.charges)
+    register_events(app, fake.events)
     register_admin(app, fake)
     return app
 

@@ -14,13 +14,10 @@ import time
 import stripe
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
-from redis.exceptions import RedisError
 
 from mappers import stripe as m
-from middleware.ledger import repository as repo
-from middleware.metrics import recorders as metrics
 from middleware.services import services
-from workers.queues import enqueue_event
+from middleware.stores import inbound
 
 from .errors import ApiError
 
@@ -100,16 +97,9 @@ def receive(namespace: str | None):
         raise ApiError(422, "sandbox_not_allowed", f"test-mode events are not accepted for {game.namespace} "
                                                    "(allow_sandbox is false)")
     outcome = "pending" if event.type in m.HANDLED else "ignored"
-    svc = services()
-    event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
-                                 namespace=game.namespace, content_type=request.content_type, raw_body=raw,
-                                 outcome=outcome, event_type=event.type,
-                                 detail=None if outcome == "pending" else "event type not acted on")
-    metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total
-    if event_id is not None and outcome == "pending":
-        try:
-            enqueue_event(svc.redis, event_id)
-        except RedisError as exc:  # committed: the reconciler enqueues it later
-            log.warning("could not enqueue stripe event %s (%s); the reconciler will", event.id, exc)
+    event_id = inbound.record_event(services(), source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
+                                    namespace=game.namespace, content_type=request.content_type, raw_body=raw,
+                                    outcome=outcome, event_type=event.type,
+                                    detail=None if outcome == "pending" else "event type not acted on")
     return jsonify({"received": True, "id": event.id, "duplicate": event_id is None,
                     "sandbox": not event.livemode, "outcome": outcome})
