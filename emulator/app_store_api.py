@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from .fake_api import FakeState, from_loopback, json_body, json_response, new_fake_app, register_common_admin
+from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
+                       register_common_admin)
 
 ENVIRONMENTS = {"production": "Production", "sandbox": "Sandbox"}
 PAGE = 20
@@ -241,3 +242,8 @@ def create_app_store_app(config: dict | None = None) -> Flask:
 
     register_common_admin(app, "/_apple", fake, lambda err: AppleError(400, None, err.message))
     return app
+
+
+def mount_app_store(app: Flask, prefix: str = "/apple", config: dict | None = None) -> Flask:
+    """Serve a new fake under ``prefix`` in front of ``app`` (``KB_APPLE_API_BASE=<emulator>/apple/production``)."""
+    return mount(app, prefix, create_app_store_app(config))

@@ -3,10 +3,15 @@ periodic backfill pass (KB_BACKFILL_INTERVAL_SECONDS): each store's history read
 pass ended, a failing store tried again from the same point."""
 from __future__ import annotations
 
+import requests
+
+from config import embedded
+from emulator.app_store_api import mount_app_store
 from middleware.ledger.models import StoreCursor
 from middleware.stores import backfill
 
 from .app_store_api_support import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
+from .fake_server import emulator_with
 from .google_support import certs_server, google, make_app  # noqa: F401  (fixtures)
 from .helpers import drain
 from .stripe_support import balances
@@ -44,3 +49,15 @@ def test_the_reconciler_pass_runs_when_due_and_resumes(make_app, catalog_path, t
     assert list(second) == ["app-store"] and second["app-store"]["gap"] == 1  # stripe is not due yet
     drain(redis)
     assert backfill.run_due(svc) == []
+
+
+def test_make_run_points_the_app_store_api_at_the_emulators_fake(tmp_path):
+    env = embedded.child_environment({}, tmp_path, 8123)
+    assert (env["KB_APPLE_API_BASE"], env["KB_APPLE_SANDBOX_API_BASE"]) == (
+        "http://127.0.0.1:8123/apple/production", "http://127.0.0.1:8123/apple/sandbox")
+    assert embedded.child_environment({"KB_APPLE_API_BASE": "https://x.test"}, tmp_path, 8123)[
+        "KB_APPLE_API_BASE"] == "https://x.test"
+    with emulator_with(mount_app_store) as (url, _fake):
+        response = requests.post(f"{url}/apple/sandbox/inApps/v1/notifications/history", json={}, timeout=10)
+        assert response.status_code == 401  # served, and the bearer token is checked
+        assert requests.get(f"{url}/apple/_apple/consumption", timeout=10).json() == {"requests": []}
