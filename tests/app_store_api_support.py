@@ -73,10 +73,12 @@ def write_api_catalog(catalog_path: str, directory, key, **extra: str) -> str:
     return str(out)
 
 
-def make_apple(make_app, catalog_path, tmp_path, apple_api, key=None, **extra: str) -> Apple:
+def make_apple(make_app, catalog_path, tmp_path, apple_api, key=None, settings: dict | None = None,
+               **extra: str) -> Apple:
+    """The app; ``extra``: more lines of the [app_store] table; ``settings``: more settings."""
     key = key or new_key()
     apple_api.add_key(key)
-    app = make_app(catalog_path=write_api_catalog(catalog_path, tmp_path, key, **extra),
+    app = make_app(**(settings or {}), catalog_path=write_api_catalog(catalog_path, tmp_path, key, **extra),
                    apple_root_sha256=frozenset({default_chain().root.sha256.upper()}),
                    apple_api_base=f"{apple_api.url}/production", apple_sandbox_api_base=f"{apple_api.url}/sandbox")
     return Apple(app)

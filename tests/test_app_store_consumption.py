@@ -14,6 +14,7 @@ from .app_store_api_support import apple_api, apple_api_url, make_apple, player,
 from .app_store_support import make_app, write_catalog  # noqa: F401  (fixture)
 from .apple_ca import notification, now_ms, sign_jws, transaction
 from .helpers import drain
+from .test_console import SECRET, sign_in
 
 
 def refund_request(txid: str, who: str, reason: str = "UNINTENDED_PURCHASE", **fields) -> str:
@@ -40,7 +41,8 @@ def history(a, txid: str) -> list[dict]:
     orders = a.client.get(f"/v1/fulfilments?transactionId={txid}", headers={"Authorization": f"Bearer {key}"})
     order_id = orders.get_json()["items"][0]["id"]
     detail = a.client.get(f"/v1/fulfilments/{order_id}", headers={"Authorization": f"Bearer {key}"}).get_json()
-    return [h["detail"] for h in detail["history"] if (h["detail"] or {}).get("event") == "consumption_request"]
+    return [{**h["detail"], "order": order_id} for h in detail["history"]
+            if (h["detail"] or {}).get("event") == "consumption_request"]
 
 
 def ask(a, redis, txid: str, who: str) -> dict:
@@ -52,7 +54,8 @@ def ask(a, redis, txid: str, who: str) -> dict:
 
 def test_a_refund_request_is_answered_from_the_ledger_and_kraty(make_app, catalog_path, tmp_path, apple_api,
                                                                 redis, emulator):
-    a = make_apple(make_app, catalog_path, tmp_path, apple_api, refund_preference='"GRANT_PRORATED"')
+    a = make_apple(make_app, catalog_path, tmp_path, apple_api, settings={"secret_key": SECRET},
+                   refund_preference='"GRANT_PRORATED"')
     who = player()
     bought(a, apple_api, redis, "2000000000000401", who)
     spend(a, who, 60)  # of the 100 gems bought, 40 are left
@@ -64,6 +67,9 @@ def test_a_refund_request_is_answered_from_the_ledger_and_kraty(make_app, catalo
     notes = history(a, "2000000000000401")
     assert len(notes) == 1 and notes[0]["sent"] is True and notes[0]["reason"] == "UNINTENDED_PURCHASE"
     assert notes[0]["consumption"]["consumptionPercentage"] == 60000
+    sign_in(a.client, a.services, "viewer")  # the console's order timeline shows it too
+    page = a.client.get(f"/console/orders/{notes[0]['order']}").get_data(as_text=True)
+    assert "app_store:consumption" in page and "UNINTENDED_PURCHASE" in page and "60000" in page
 
 
 def test_nothing_consumed_sends_no_prorated_preference(make_app, catalog_path, tmp_path, apple_api, redis, emulator):
@@ -107,8 +113,9 @@ def test_a_game_can_turn_it_off(make_app, catalog_path, tmp_path, apple_api, red
     ask(a, redis, "2000000000000405", who)
     assert apple_api.consumption() == []
     notes = history(a, "2000000000000405")
-    assert notes == [{"event": "consumption_request", "reason": "UNINTENDED_PURCHASE", "sent": False,
-                      "why": "consumption_info is false for this game"}]
+    assert [{k: v for k, v in note.items() if k != "order"} for note in notes] == [{
+        "event": "consumption_request", "reason": "UNINTENDED_PURCHASE", "sent": False,
+        "why": "consumption_info is false for this game"}]
 
 
 def test_past_apples_12_hours_nothing_is_sent(make_app, catalog_path, tmp_path, apple_api, redis, emulator):
