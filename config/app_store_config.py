@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from marshmallow import ValidationError, validates_schema
 
 from config.stripe_config import PARTIAL_REFUND_POLICIES
+from config.app_store_api_config import SCHEMA_FIELDS as API_FIELDS
+from config.app_store_api_config import AppStoreApiConfig, load_api
 from config.toml_schema import (
     read_bytes,
     StringList,
@@ -63,6 +65,7 @@ class AppStoreConfig:
     online_checks: bool  # also ask Apple's OCSP responder (SignedDataVerifier enable_online_checks)
     player_ids: str  # "linked" | "app_account_token"
     partial_refunds: str = "flag"  # a prorated refund (REFUND_PRORATED): "flag" | "proportional", as Stripe's
+    api: AppStoreApiConfig | None = None  # the App Store Server API key (config/app_store_api_config.py)
 
     def fingerprints(self) -> tuple[str, ...]:
         """Upper-case hex SHA-256 of each root certificate's DER, in file order."""
@@ -113,6 +116,7 @@ class AppStoreSchema(StrictSchema):
     online_checks = Flag(load_default=False)
     player_ids = Choice(PLAYER_IDS, load_default="linked")
     partial_refunds = Choice(PARTIAL_REFUND_POLICIES, load_default="flag")
+    locals().update(API_FIELDS)  # api_key_id, api_issuer_id, api_private_key, consumption_info...
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _production_needs_app_id(self, data, original, **kwargs):
@@ -156,12 +160,14 @@ def load_app_store(raw, base_dir: str, *where: str | int) -> tuple[AppStoreConfi
         else:
             ders.append(der)
             paths.append(path)
+    api, found = load_api(data, lambda name: os.path.normpath(os.path.join(base_dir, os.path.expanduser(name))), where)
+    problems += found
     if problems:
         return None, problems
     return AppStoreConfig(
         bundle_id=data["bundle_id"], app_apple_id=data.get("app_apple_id"), allow_production=data["allow_production"],
         root_certificates=tuple(ders), root_paths=tuple(paths), online_checks=data["online_checks"],
-        player_ids=data["player_ids"], partial_refunds=data["partial_refunds"],
+        player_ids=data["player_ids"], partial_refunds=data["partial_refunds"], api=api,
     ), []
 
 

@@ -10,7 +10,8 @@ Launcher variables (the app's own ``KB_*`` settings pass through unchanged):
 ``PORT`` (8000), ``KRATY_EMULATOR_PORT`` (8100), ``KB_INSTANCE_DIR`` (``instance/``: the SQLite file,
 the Redis data, a catalog copy when the emulator port is not 8100), ``KB_WEB_WORKERS`` (2).
 Unless set, ``KB_STRIPE_API_BASE`` points at the emulator's Stripe fake (``<emulator>/stripe``), and
-``KB_GOOGLE_API_BASE`` / ``KB_GOOGLE_TOKEN_URI`` at its Google Play fake (``<emulator>/google``).
+``KB_GOOGLE_API_BASE`` / ``KB_GOOGLE_TOKEN_URI`` at its Google Play fake (``<emulator>/google``), and
+``KB_APPLE_API_BASE`` / ``KB_APPLE_SANDBOX_API_BASE`` at its App Store Server API fake (``<emulator>/apple``).
 Unless set, ``KB_SECRET_KEY`` (the web console's session key) is read from ``<instance>/secret_key``,
 generated there (mode 0600) on the first run, so every gunicorn worker and every restart shares it.
 Once everything answers, the settings it chose go to ``<instance>/environment`` for the ``flask`` commands run
@@ -122,6 +123,9 @@ def child_environment(environ, instance: Path, emulator_port: int) -> dict:
             env["KB_CATALOG"] = copy
     if not env.get("KB_STRIPE_API_BASE"):
         env["KB_STRIPE_API_BASE"] = f"http://{HOST}:{emulator_port}/stripe"  # the emulator's Stripe fake
+    for name, apple_env in (("KB_APPLE_API_BASE", "production"), ("KB_APPLE_SANDBOX_API_BASE", "sandbox")):
+        if not env.get(name):  # the emulator's App Store Server API fake
+            env[name] = f"http://{HOST}:{emulator_port}/apple/{apple_env}"
     if not env.get("KB_GOOGLE_API_BASE"):  # the emulator's Google Play fake (Publisher API + token endpoint)
         env["KB_GOOGLE_API_BASE"] = f"http://{HOST}:{emulator_port}/google"
         env.setdefault("KB_GOOGLE_TOKEN_URI", f"http://{HOST}:{emulator_port}/google/token")

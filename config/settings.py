@@ -54,6 +54,9 @@ class Settings:
     google_certs_url: str
     google_api_base: str
     google_token_uri: str | None
+    apple_api_base: str | None
+    apple_sandbox_api_base: str | None
+    backfill_interval_seconds: float
     log_level: str
     log_json: bool
     secret_key: str | None = dataclass_field(repr=False)   # signs console sessions: kept out of repr and logs
@@ -181,6 +184,16 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                             ("OAuth token endpoint for the games' Google service accounts. Default: empty, each "
                              "service account JSON's own token_uri; when set it overrides them (tests and "
                              "`make run` point it at a local fake)")),
+    "KB_APPLE_API_BASE": ("apple_api_base", str, None,
+                          ("Base URL of the App Store Server API for Production data. Default: empty, Apple's "
+                           "(https://api.storekit.apple.com); tests and `make run` point it at a local fake")),
+    "KB_APPLE_SANDBOX_API_BASE": ("apple_sandbox_api_base", str, None,
+                                  ("Base URL of the App Store Server API for Sandbox data. Default: empty, Apple's "
+                                   "(https://api.storekit-sandbox.apple.com)")),
+    "KB_BACKFILL_INTERVAL_SECONDS": ("backfill_interval_seconds", float, 0.0,
+                                     ("How often the reconciler asks each store what it sent (App Store notification "
+                                      "history, Stripe's events) and records what the bridge missed; 0 (default): "
+                                      "only `flask backfill`. 3600 is a good production value")),
     "KB_SECRET_KEY": ("secret_key", str, None,
                       ("Signs the web console's session cookies (and the ops API's cursors); the same value in every "
                        "web process, at least 32 characters. A comma-separated list rotates keys: the first signs, "
@@ -275,7 +288,8 @@ def load_settings(environ=None, **overrides) -> Settings:
     values["stripe_api_base"] = values["stripe_api_base"].rstrip("/")
     values["google_token_uri"] = values["google_token_uri"] or None
     for name, key in (("KB_GOOGLE_CERTS_URL", "google_certs_url"), ("KB_GOOGLE_API_BASE", "google_api_base"),
-                      ("KB_GOOGLE_TOKEN_URI", "google_token_uri")):
+                      ("KB_GOOGLE_TOKEN_URI", "google_token_uri"), ("KB_APPLE_API_BASE", "apple_api_base"),
+                      ("KB_APPLE_SANDBOX_API_BASE", "apple_sandbox_api_base")):
         if values[key] is not None and not re.match(r"https?://[^\s/]+\S*\Z", values[key]):
             raise SettingsError(f"{name}: expected an http:// or https:// URL, got {values[key]!r}")
     values["google_api_base"] = values["google_api_base"].rstrip("/")

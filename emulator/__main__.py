@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from .app import create_app
+from .app_store_api import mount_app_store
 from .google_play_api import mount_google
 from .stripe_api import mount_stripe
 
@@ -127,6 +128,7 @@ def main(argv=None) -> int:
     app = create_app(cfg)
     mount_stripe(app)  # /stripe/v1/... and /stripe/_stripe/...; other paths reach Kraty unchanged
     mount_google(app)  # /google/token, /google/androidpublisher/v3/..., /google/_google/...
+    mount_app_store(app)  # /apple/production|sandbox/inApps/..., /apple/_apple/...
     if args.server == "werkzeug":
         serve_werkzeug(app, args.host, args.port, args.access_log)
     else:

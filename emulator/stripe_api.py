@@ -35,6 +35,7 @@ from .fake_api import (FakeState, from_loopback, json_body, json_response, mount
                        register_common_admin)
 from .stripe_charges import ChargeBook
 from . import stripe_invoices
+from .stripe_events import EventBook, register_events
 from .stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
@@ -57,6 +58,7 @@ class StripeFake(FakeState):
         self.api_keys = None if keys is None else frozenset(keys)
         self.store = StripeStore()
         self.charges = ChargeBook(self.store)
+        self.events = EventBook()  # GET /v1/events (emulator/stripe_events.py)
         super().__init__(config)
 
     def key_mode(self, header: str) -> str | None:
@@ -77,6 +79,7 @@ class StripeFake(FakeState):
     def reset(self) -> None:
         self.store.reset()
         self.charges.reset()
+        self.events.reset()
         super().reset()
 
 
@@ -154,6 +157,7 @@ def create_stripe_app(config: dict | None = None) -> Flask:
 
     register_api(app, fake.store)
     register_charges(app, fake.charges)
+    register_events(app, fake.events)
     register_admin(app, fake)
     return app
 

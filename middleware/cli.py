@@ -7,6 +7,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from config.storefronts import hash_token, new_token
+from middleware.backfill_cli import backfill_command
 from middleware.cli_guard import guard
 from middleware.cli_table import JSON_OPTION, echo_json
 from middleware.events_cli import events, google
@@ -81,4 +82,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(google)
     app.cli.add_command(sinks)
     app.cli.add_command(import_group)
+    app.cli.add_command(backfill_command)
     guard(app.cli)  # unreachable database or Redis: one line and exit status 1 (cli_guard.py)

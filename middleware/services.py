@@ -17,6 +17,7 @@ from config.storefronts import Storefronts
 from .kraty import KratyClient
 from .ledger.db import dispose_after_fork, make_engine, make_sessionmaker
 from .redis_client import connect as connect_redis
+from .stores.app_store_api import AppStoreApi
 from .stores.app_store_verify import AppStoreVerifiers
 from .stores.google_play_api import GooglePlayApi
 from .stores.google_push_verify import PushVerifier
@@ -37,6 +38,7 @@ class Services:
         self._kraty: dict[str, KratyClient] = {}
         self.stripe_api = StripeApi(settings.stripe_api_base, timeout=STORE_API_TIMEOUT)
         self.app_store = AppStoreVerifiers(catalog, settings.apple_root_sha256)  # refuses unpinned Production roots
+        self.app_store_api = AppStoreApi(settings.apple_api_base, settings.apple_sandbox_api_base, STORE_API_TIMEOUT)
         self.google_play_api = GooglePlayApi(settings.google_api_base, settings.google_token_uri, STORE_API_TIMEOUT)
         self.google_push = PushVerifier.from_settings(settings)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"

@@ -137,8 +137,11 @@ def test_a_revoked_transaction_posted_as_a_receipt_is_never_granted(apple, redis
 def test_test_notifications_and_other_types_change_nothing(apple, redis, emulator, services):
     test = apple.notify("TEST")
     assert test.status_code == 200 and test.get_json()["outcome"] == "ignored"
-    other = apple.notify("CONSUMPTION_REQUEST", tx=tx("2000000000000008"))
+    other = apple.notify("DID_CHANGE_RENEWAL_PREF", tx=tx("2000000000000008"))
     assert other.status_code == 200 and other.get_json()["outcome"] == "ignored"
+    # a refund request is acted on (consumption information, tests/test_app_store_consumption.py): never a grant
+    asked = apple.notify("CONSUMPTION_REQUEST", tx=tx("2000000000000008"))
+    assert asked.status_code == 200 and asked.get_json()["outcome"] == "pending"
     drain(redis)
     assert app_order(apple.services, "2000000000000008") is None
     assert emulator.ledger() == []

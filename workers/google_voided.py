@@ -40,13 +40,15 @@ def _subscription_period(svc: Services, namespace: str, order_id: str | None) ->
                                                           Fulfilment.transaction_id == order_id)) is not None
 
 
-def poll_game(svc: Services, game, now_ms: int | None = None) -> dict:
+def poll_game(svc: Services, game, now_ms: int | None = None, since_ms: int | None = None) -> dict:
+    """``since_ms``: read from then (``flask backfill google-play --since``) instead of the cursor."""
     now_ms = now_ms or int(time.time() * 1000)  # Google refuses an end time in the future: not later than now
     oldest = now_ms - WINDOW_MS + 60_000                   # ... and a start older than 30 days
     name = _cursor_name(game.namespace)
     with svc.session() as session:
         cursor = session.get(StoreCursor, name)
         start = max(int(cursor.value) - OVERLAP_MS, oldest) if cursor else oldest
+        start = start if since_ms is None else max(since_ms, oldest)
     seen = recorded = 0
     page = None
     while True:

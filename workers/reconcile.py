@@ -14,6 +14,7 @@ from middleware import privacy, untraced
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
+from middleware.stores.backfill import run_due as backfill_due  # stores' histories, when KB_BACKFILL_INTERVAL_SECONDS
 
 from . import due, runtime
 from .deliver import reconcile_deliveries  # sink deliveries whose job was lost
@@ -111,6 +112,7 @@ def reconcile() -> dict:
         counts = reconcile_now(svc)
         counts["deliveries"] = reconcile_deliveries(svc)
         counts["voided_polls"] = poll_due(svc)
+        counts["backfill"] = backfill_due(svc)
         counts["deletions_scrubbed"] = scrub_deletions(svc)
         return counts
 

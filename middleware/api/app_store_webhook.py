@@ -9,15 +9,12 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, jsonify, request
-from redis.exceptions import RedisError
 
 from mappers import app_store as m
-from middleware.ledger import repository as repo
 from middleware.ledger.recorded import recorded_outcome
-from middleware.metrics import recorders as metrics
 from middleware.services import services
+from middleware.stores import inbound
 from middleware.stores.app_store_verify import AppStoreVerificationError
-from workers.queues import enqueue_event
 
 from .errors import ApiError
 
@@ -69,26 +66,13 @@ def receive():
         verified = svc.app_store.notification(signed)
     except AppStoreVerificationError as exc:
         raise log_refusal("notification", exc, verification_failed(exc, "the notification")) from None
-    notification = verified.notification
-    kind = notification.get("notificationType")
-    uuid = notification.get("notificationUUID")
-    if not isinstance(kind, str) or not isinstance(uuid, str) or not 0 < len(uuid) <= 128:
-        raise ApiError(400, "malformed_notification", "the notification has no notificationType / notificationUUID")
-    acts = m.acts(kind, notification.get("subtype"))
-    if acts and verified.transaction is None:
-        raise ApiError(400, "malformed_notification", f"a {kind} notification carries data.signedTransactionInfo")
-    game = verified.game
-    outcome = "pending" if acts else "ignored"
-    detail = None if acts else ("TEST notification: nothing changes" if kind == m.TEST else f"{kind}: recorded")
-    event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=uuid, namespace=game.namespace,
-                                 content_type=request.content_type, raw_body=request.get_data(),
-                                 outcome=outcome, event_type=kind, detail=detail)
-    metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total
-    if event_id is not None and acts:
-        try:
-            enqueue_event(svc.redis, event_id)
-        except RedisError as exc:
-            log.warning("could not enqueue app store notification %s (%s); the reconciler will", uuid, exc)
+    try:
+        kind, uuid, outcome, detail = inbound.app_store_outcome(verified)
+    except inbound.UnreadableEvent as exc:
+        raise ApiError(400, "malformed_notification", str(exc)) from None
+    event_id = inbound.record_event(svc, source=m.SOURCE, provider_event_id=uuid, namespace=verified.game.namespace,
+                                    content_type=request.content_type, raw_body=request.get_data(),
+                                    outcome=outcome, event_type=kind, detail=detail)
     answer = {"received": True, "notificationUUID": uuid, "duplicate": event_id is None,
               "environment": verified.environment, "outcome": outcome}
     if event_id is None:  # a duplicate: what the first one led to, as recorded

@@ -13,14 +13,11 @@ import time
 import stripe
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
-from redis.exceptions import RedisError
 
 from mappers import stripe as m
 from mappers import stripe_invoices as mi
-from middleware.ledger import repository as repo
-from middleware.metrics import recorders as metrics
 from middleware.services import services
-from workers.queues import enqueue_event
+from middleware.stores import inbound
 
 from . import json_body
 from .errors import ApiError
@@ -120,16 +117,9 @@ def receive(namespace: str | None):
                                                    "(allow_sandbox is false)")
     refused = _refused_account(game, event)
     outcome = "rejected" if refused else "pending" if event.type in m.HANDLED else "ignored"
-    svc = services()
-    event_id = repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
-                                 namespace=game.namespace, content_type=request.content_type, raw_body=raw,
-                                 outcome=outcome, event_type=event.type,
-                                 detail=refused or (None if outcome == "pending" else "event type not acted on"))
-    metrics.ingested(m.SOURCE, event_id, outcome)  # kb_ingested_events_total
-    if event_id is not None and outcome == "pending":
-        try:
-            enqueue_event(svc.redis, event_id)
-        except RedisError as exc:  # committed: the reconciler enqueues it later
-            log.warning("could not enqueue stripe event %s (%s); the reconciler will", event.id, exc)
+    event_id = inbound.record_event(services(), source=m.SOURCE, provider_event_id=f"{game.namespace}:{event.id}",
+                                    namespace=game.namespace, content_type=request.content_type, raw_body=raw,
+                                    outcome=outcome, event_type=event.type,
+                                    detail=refused or (None if outcome == "pending" else "event type not acted on"))
     return jsonify({"received": True, "id": event.id, "duplicate": event_id is None,
                     "sandbox": not event.livemode, "outcome": outcome, **({"detail": refused} if refused else {})})

@@ -12,6 +12,7 @@ from mappers import app_store as m
 
 from ..purchases import record_purchase, record_reversal
 from ..services import Services
+from .app_store_consumption import answer as answer_consumption
 from .app_store_verify import decode_recorded
 
 ACTOR = "app_store"
@@ -19,8 +20,10 @@ ACTOR = "app_store"
 
 def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
     notification, transaction = decode_recorded(json.loads(raw_body)["signedPayload"])
-    what, notice = m.classify(notification, transaction, game.app_store.player_ids)
     kind = notification.get("notificationType")
+    if kind == "CONSUMPTION_REQUEST":  # Apple asks what it needs to decide a refund request
+        return answer_consumption(svc, game, notification, transaction)
+    what, notice = m.classify(notification, transaction, game.app_store.player_ids)
     if what == m.GRANT:
         recorded = record_purchase(svc, game, notice, ACTOR)
     elif what == m.REVERSE:
