@@ -40,8 +40,12 @@ def history(services, txn, source="stripe"):
                                 .order_by(HistoryEntry.id))]
 
 
-def refund_event(pi: str, amount: int = 198) -> dict:
-    return event("charge.refunded", charge(pi, amount, amount))
+def refund_event(pi: str, amount: int = 198, kind: str = "refund.created") -> dict:
+    """A succeeded Refund of the imported payment (stripe-python's Refund; the charge the import did not name)."""
+    return event(kind, {"id": f"re_{pi}", "object": "refund", "amount": amount, "balance_transaction": "txn_imp",
+                        "charge": f"ch_{pi}", "created": 1767225600, "currency": "usd", "metadata": {},
+                        "payment_intent": pi, "reason": "requested_by_customer", "receipt_number": None,
+                        "source_transfer_reversal": None, "status": "succeeded", "transfer_reversal": None})
 
 
 def test_an_imported_stripe_purchase_is_granted_elsewhere_then_a_late_refund_takes_it_back_once(
@@ -67,7 +71,7 @@ def test_an_imported_stripe_purchase_is_granted_elsewhere_then_a_late_refund_tak
     assert order(services, "cs_imp_1")["state"] == "REVOKED"
     assert balances(emulator)[0] == {"gems": 800}
     post(client, ev)                             # redelivered
-    post(client, refund_event("pi_imp_1"))       # and Stripe's second event for the same refund
+    post(client, refund_event("pi_imp_1", kind="refund.updated"))  # and Stripe's second event for the same refund
     drain(redis)
     debits = [e for e in emulator.ledger() if e["kind"] == "debit"]
     assert [d["idempotencyKey"] for d in debits] == ["stripe:cs_imp_1:0.0:revoke:0"]

@@ -43,7 +43,8 @@ class Order:
 
 
 def insert_orders(session: Session, game: Game, orders: list[Order], actor: str) -> set[str]:
-    """Insert the orders (ON CONFLICT DO NOTHING), then the rows and history of those inserted; their ids."""
+    """Insert the orders (ON CONFLICT DO NOTHING; a store's orders, so storefront ""), then the rows and history of
+    those inserted; their ids."""
     if not orders:
         return set()
     now = utcnow()
@@ -51,7 +52,7 @@ def insert_orders(session: Session, game: Game, orders: list[Order], actor: str)
     table = Fulfilment.__table__
     # executemany without RETURNING: one short statement the driver prepares once (a multi-row VALUES with
     # RETURNING costs more to build and parse than to run); then which of our new ids are there
-    session.execute(insert(table).on_conflict_do_nothing(index_elements=["namespace", "source", "transaction_id"]),
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=["namespace", "source", "storefront", "transaction_id"]),
                     [_order_values(game, o, now) for o in orders])
     written = set(session.scalars(select(table.c.id).where(table.c.id.in_([o.id for o in orders]))))
     orders = [o for o in orders if o.id in written]
