@@ -17,7 +17,7 @@ from .google_support import certs_server, google, voided  # noqa: F401  (fixture
 from .apple_ca import transaction
 from .helpers import drain
 from .import_support import plain_row, rc_row, write_csv, write_jsonl, write_revenuecat
-from .stripe_support import balances, charge, event, order, post
+from .stripe_support import balances, event, order, post
 
 
 def run_import(runner, path, *args):
