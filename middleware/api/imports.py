@@ -27,7 +27,9 @@ class ImportRequest(Strict):
                            metadata={"description": "`plain` (kraty-bridge's columns) or `revenuecat` (RevenueCat's "
                                                     "transactions export columns)"})
     dryRun = fields.Boolean(load_default=False, metadata={"description": "check every row; write nothing"})
-    rows = fields.List(fields.Raw(), required=True, validate=validate.Length(1, MAX_ROWS),
+    # each row is taken as it comes: one that is not an object of the format's columns (even null) fails alone,
+    # with its reason, and never takes out the batch
+    rows = fields.List(fields.Raw(allow_none=True), required=True, validate=validate.Length(1, MAX_ROWS),
                        metadata={"description": f"1-{MAX_ROWS} rows, each an object in the format's columns"})
 
 
@@ -47,13 +49,18 @@ class ImportResult(Schema):
     results = fields.List(fields.Nested(RowResult))
 
 
+@blp.before_request
+def _authenticate():
+    """401 / 403 before anything about the body is said (the body is validated before the view runs)."""
+    api_keys.require("admin")
+
+
 @blp.route("", methods=["POST"])
 @blp.arguments(ImportRequest)
 @blp.response(200, ImportResult)
 @blp.doc(security=[{"apiKey": []}])
 def post_import(body):
     """Record past purchases as orders granted elsewhere (Kraty is not called); a result per row."""
-    api_keys.require("admin")  # 401 / 403 before anything about the body is said
     check_namespace(body["namespace"])
     api_keys.require("admin", body["namespace"])
     game = services().catalog.game(body["namespace"])
