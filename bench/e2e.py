@@ -21,11 +21,11 @@ from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
 from workers.queues import FULFILMENT_QUEUE
 
-from . import common, procs, profile, seed
-from .common import BenchError, table, verdict
-from .measure import CpuMeter, service_pids
-from .procs import Emulator
-from .profile import Profile
+from bench import common, procs, profile, seed
+from bench.common import BenchError, table, verdict
+from bench.measure import CpuMeter, service_pids
+from bench.procs import Emulator
+from bench.profile import Profile
 
 TARGET = 0.5
 FULL = dict(orders=2000, workers=2, rounds=2, timeout=600)
