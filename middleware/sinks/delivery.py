@@ -1,8 +1,8 @@
-"""Delivery jobs: send events to a sink, at least once, on the sink's retry schedule.
+"""The delivery state machine: send events to a sink, at least once, on the sink's retry schedule.
 
-``deliver(delivery_id)`` makes one attempt: only 2xx is success; anything else (a timeout, no answer,
-another status) schedules the next attempt after the sink's delay for it, or later when the answer had a
-``Retry-After``; 410 Gone disables the sink; a failure of the last attempt dead-letters the delivery. A
+``deliver_now(svc, delivery_id)`` makes one attempt (its job: ``workers/deliver.py``): only 2xx is success;
+anything else (a timeout, no answer, another status) schedules the next attempt after the sink's delay for it
+(``middleware/orders/retry.py``: ``for_sink``), or later when the answer had a ``Retry-After``; 410 Gone disables the sink; a failure of the last attempt dead-letters the delivery. A
 delivery over its sink's rate limit is put back until the limit allows it, without counting an attempt.
 Each delivery is its own job, so one player's (or one event's) failures never hold up the others.
 
@@ -39,9 +39,10 @@ from middleware.ledger.models import (
     utcnow,
 )
 from middleware.metrics import recorders as metrics
-from middleware.services import Services, services
+from middleware.orders import retry
+from middleware.services import Services
 from middleware.sinks import http, ratelimit, segment
-from middleware.sinks.events import envelope
+from middleware.sinks.outbound_events import envelope
 from middleware.sinks.states import (
     ACTIVE,
     CANCELLED,
@@ -53,7 +54,6 @@ from middleware.sinks.states import (
     is_disabled,
 )
 
-from workers import runtime
 from workers.queues import enqueue_delivery
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,16 @@ def _later(kind: str, due: datetime) -> str:
     return f"{kind}{_ms(due)}-{uuid.uuid4().hex[:8]}"
 
 
-def _lease_free(now: datetime):
+def _lease_free(now):
     return or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now)
+
+
+def claimable(started, due_before) -> tuple:
+    """The claim rules, written once for both paths (the fast path's UPDATE binds its times as parameters):
+    a delivery may be claimed when it is active, nobody's lease on it runs at ``started``, and it is due by
+    ``due_before``."""
+    return (Delivery.state.in_(ACTIVE), _lease_free(started),
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= due_before))
 
 
 def deliver_now(svc: Services, delivery_id: str, now: datetime | None = None) -> str:
@@ -148,10 +156,8 @@ def _http_claim(sink_names: tuple[str, ...]) -> Update:
     started = bindparam("started", type_=UTCDateTime())
     return (update(Delivery)
             .where(Delivery.id == bindparam("delivery_id"), Delivery.event_id == OutboundEvent.id,
-                   Delivery.sink.in_(sink_names), Delivery.state.in_(ACTIVE),
-                   or_(Delivery.lease_until.is_(None), Delivery.lease_until <= started),
-                   or_(Delivery.next_attempt_at.is_(None),
-                       Delivery.next_attempt_at <= bindparam("due_before", type_=UTCDateTime())),
+                   Delivery.sink.in_(sink_names),
+                   *claimable(started, bindparam("due_before", type_=UTCDateTime())),
                    ~exists().where(SinkState.name == Delivery.sink, SinkState.disabled_at.is_not(None)))
             .values(attempts=Delivery.attempts + 1, updated_at=started, lease_until=lease)
             .returning(Delivery.sink, Delivery.attempts, Delivery.created_at, *_EVENT_COLUMNS))
@@ -231,8 +237,7 @@ def _segment_plan(session: Session, sink: Sink, d: Delivery, started: datetime) 
     if sink.batch_size > 1:
         others = session.execute(
             select(Delivery.id, OutboundEvent).join(OutboundEvent, Delivery.event_id == OutboundEvent.id)
-            .where(Delivery.sink == sink.name, Delivery.id != d.id, Delivery.state.in_(ACTIVE),
-                   Delivery.next_attempt_at <= started + EARLY_SLACK, _lease_free(started),
+            .where(Delivery.sink == sink.name, Delivery.id != d.id, *claimable(started, started + EARLY_SLACK),
                    OutboundEvent.type != DELETION)
             .order_by(Delivery.next_attempt_at, Delivery.id).limit(sink.batch_size - 1)).all()
         for other_id, event in others:
@@ -256,9 +261,8 @@ def _claim(session: Session, sink: Sink, lead_id: str, lead_attempts: int, ids: 
     lead itself was taken meanwhile."""
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.state.in_(ACTIVE), _lease_free(started),
-               or_(Delivery.id != lead_id, Delivery.attempts == lead_attempts),
-               or_(Delivery.id == lead_id, Delivery.next_attempt_at <= started + EARLY_SLACK))
+        .where(Delivery.id.in_(ids), *claimable(started, started + EARLY_SLACK),
+               or_(Delivery.id != lead_id, Delivery.attempts == lead_attempts))
         .values(attempts=Delivery.attempts + 1, updated_at=started,
                 lease_until=started + timedelta(seconds=sink.timeout + LEASE_MARGIN))
         .returning(Delivery.id, Delivery.attempts)
@@ -284,6 +288,7 @@ def _record(svc: Services, sink: Sink, claimed: dict[str, int], result: http.Sen
     states: dict[str, str] = {}
     retries: list[tuple[str, int, float]] = []
     permanent = sink.type == "segment" and result.status in PERMANENT
+    policy = retry.for_sink(sink)
     with svc.session() as session:
         rows = {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(list(claimed))))}
         if result.status == 410:
@@ -308,13 +313,12 @@ def _record(svc: Services, sink: Sink, claimed: dict[str, int], result: http.Sen
                 d.state, d.next_attempt_at = DISABLED, None
             else:
                 d.last_error = result.error
-                delay = None if permanent else sink.delay_before(attempt + 1)
+                delay = None if permanent else policy.next_delay(attempt, result.retry_after)
                 if delay is None:
                     d.state, d.next_attempt_at = DEAD, None
                     log.error("delivery %s to sink %s dead-lettered after %d attempts: %s",
                               delivery_id, sink.name, attempt, result.error)
                 else:
-                    delay = max(delay, result.retry_after or 0.0)  # Retry-After: never sooner than asked
                     d.state, d.next_attempt_at = FAILED, now + timedelta(seconds=delay)
                     retries.append((delivery_id, attempt + 1, delay))
             states[delivery_id] = d.state
@@ -328,7 +332,8 @@ def _record(svc: Services, sink: Sink, claimed: dict[str, int], result: http.Sen
 
 def reconcile_deliveries(svc: Services, stale_seconds: float | None = None, now: datetime | None = None) -> int:
     """Re-enqueue deliveries whose attempt is overdue by ``stale_seconds`` and that nobody is sending (a lost
-    job, Redis down when they were recorded). For ``workers/reconcile.py``. Returns how many were enqueued."""
+    job, Redis down when they were recorded). For the reconciler job (``workers/reconcile.py``). Returns how many
+    were enqueued."""
     stale = svc.settings.reconcile_stale_seconds if stale_seconds is None else stale_seconds
     now = now or utcnow()
     before = now - timedelta(seconds=stale)
@@ -338,8 +343,3 @@ def reconcile_deliveries(svc: Services, stale_seconds: float | None = None, now:
             .where(Delivery.state.in_(ACTIVE), Delivery.next_attempt_at <= before, _lease_free(now))
             .order_by(Delivery.next_attempt_at).limit(BATCH)).all()
     return sum(1 for delivery_id, attempts in rows if enqueue_delivery(svc.redis, delivery_id, attempts + 1))
-
-
-def deliver(delivery_id: str) -> str:
-    with runtime.app().app_context():
-        return deliver_now(services(), delivery_id)

@@ -1,22 +1,22 @@
-"""Follow-up jobs: tell the store that a granted order is granted (Google Play consume / acknowledge).
+"""Store follow-ups: tell the store that a granted order is granted (Google Play consume / acknowledge).
 
 An unacknowledged Play purchase is refunded by Google after three days, so this is retried on its
 own — with backoff, and by the reconciler if a job is lost — and never by granting again. It runs
 only for FULFILLED orders: an order that was not granted is left unacknowledged, and refunded.
+The job is ``workers/followups.py``.
 """
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from middleware.orders import attempts
+from middleware.orders import retry
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
-from middleware.services import Services, services
+from middleware.services import Services
 from middleware.stores.errors import StoreError
 
-from workers import runtime
 from workers.queues import enqueue_followup
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ def followup_now(svc: Services, fulfilment_id: str) -> str | None:
                 _call(svc, f, action, product)
         except StoreError as exc:
             now = utcnow()
-            if exc.transient and f.followup_attempts < svc.settings.retry_max_attempts:
-                delay = attempts.backoff_delay(svc.settings, f.followup_attempts, exc.retry_after)
+            delay = retry.for_followups(svc.settings).next_delay(f.followup_attempts, exc.retry_after) \
+                if exc.transient else None
+            if delay is not None:
                 f.followup_at = now + timedelta(seconds=delay)
                 repo.note(f, "worker", {"followup": f.followup, "error": str(exc), "retry_in": round(delay, 3)})
                 session.commit()
@@ -64,8 +65,3 @@ def followup_now(svc: Services, fulfilment_id: str) -> str | None:
         repo.note(f, "worker", {"followup": f.followup, "done": True})
         session.commit()
         return "done"
-
-
-def followup(fulfilment_id: str) -> str | None:
-    with runtime.app().app_context():
-        return followup_now(services(), fulfilment_id)
