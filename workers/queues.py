@@ -57,7 +57,8 @@ def is_waiting(redis: Redis, job_id: str) -> bool:
 # (each job module imports the domain it runs).
 FULFIL_JOB, REVOKE_JOB = "workers.fulfil.fulfil", "workers.revoke.revoke"
 STORE_EVENT_JOB, REVERSE_JOB = "workers.events.handle", "workers.events.reverse"
-FOLLOWUP_JOB, DELIVERY_JOB, RECONCILE_JOB = "workers.followups.followup", "workers.deliver.deliver", "workers.reconcile.reconcile"
+FOLLOWUP_JOB, DELIVERY_JOB = "workers.followups.followup", "workers.deliver.deliver"
+RECONCILE_JOB = "workers.reconcile.reconcile"
 
 
 def enqueue(redis: Redis, job: str, job_id: str, *args, queue_name: str = FULFILMENT_QUEUE, delay: float = 0,
