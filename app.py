@@ -11,7 +11,8 @@ from config.catalog_schema import ConfigFileError
 from config.settings import Settings, SettingsError, load_settings
 from config.sinks import load_sinks
 from config.storefronts import load_storefronts
-from middleware import console, logs
+from middleware import logs
+from middleware.console import mount as console
 from middleware.cli import commands
 from middleware.cli import guard
 from middleware.metrics import tracing

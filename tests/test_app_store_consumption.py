@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from config.catalog import CatalogError, load_catalog
-from workers.reconcile import reconcile_now
+from middleware.orders.reconciler import reconcile_now
 
 from tests.app_store_api_support import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
 from tests.app_store_support import make_app, write_catalog  # noqa: F401  (fixture)

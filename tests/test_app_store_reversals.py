@@ -11,7 +11,7 @@ from sqlalchemy import select
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import HistoryEntry
-from workers.reconcile import reconcile_now
+from middleware.orders.reconciler import reconcile_now
 
 from tests.app_store_support import Apple, apple, make_app, write_catalog  # noqa: F401
 from tests.apple_ca import (BUNDLE_ID, default_chain, notification, now_ms, sign_jws, signed_notification,

@@ -15,7 +15,7 @@ from config.sinks import Sink, Sinks
 from middleware.cli.table import ELLIPSIS, Column, parse_time, progress, table, when
 from middleware.ledger.models import AuditEntry, Delivery
 from middleware.sinks import emit
-from workers.deliver import deliver_now
+from middleware.sinks.delivery import deliver_now
 
 from tests.helpers import drain
 from tests.ops_support import audit_entries, failed_order, fulfilled_order, state

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from app import create_app
 from config import embedded
 from config.settings import SettingsError, load_settings
-from middleware.console import SESSION_HOURS
+from middleware.console.blueprint import SESSION_HOURS
 from middleware.ledger.models import ApiKey, AuditEntry, Delivery, Fulfilment, utcnow
 from workers import runtime
 

@@ -17,7 +17,7 @@ from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
 from workers import due
 from workers.queues import FULFILMENT_QUEUE, QUEUES, enqueue_attempt, is_waiting, queue
-from workers.reconcile import reconcile_now
+from middleware.orders.reconciler import reconcile_now
 
 from tests.helpers import drain, make_due, poll, put_order, release_scheduled
 

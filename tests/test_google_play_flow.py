@@ -210,7 +210,7 @@ def test_publisher_api_5xx_and_429_are_retried(google, redis, emulator, google_f
     from sqlalchemy import select
 
     from middleware.ledger.models import InboundEvent
-    from workers.reconcile import reconcile_now
+    from middleware.orders.reconciler import reconcile_now
     p = google_fake.product(productId="gems_100", state="PENDING")
     assert google.receipt("player-1", "gems_100", p["token"], wait=0).status_code == 202  # links the token
     google_fake.update_product(p["token"], state="PURCHASED")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from middleware.ledger import api_keys
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, HistoryEntry, PaymentRef
-from workers.reconcile import reconcile_now
+from middleware.orders.reconciler import reconcile_now
 
 from tests.app_store_support import apple, make_app  # noqa: F401  (fixtures)
 from tests.google_support import certs_server, google, voided  # noqa: F401  (fixtures)

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select
 
-from middleware.orders.attempts import backoff_delay
+from middleware.orders.retry import backoff_delay
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Base, Fulfilment, FulfilmentItem, InboundEvent

@@ -19,7 +19,7 @@ from middleware.ledger.models import utcnow
 from middleware.metrics import recorders
 from middleware.metrics.collectors import LedgerCollector, QueueCollector
 from middleware.metrics.multiproc import prepare_dir
-from workers.deliver import deliver_now
+from middleware.sinks.delivery import deliver_now
 from workers.queues import FULFILMENT_QUEUE, enqueue_event
 
 from tests.helpers import drain, poll, put_order

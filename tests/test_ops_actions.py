@@ -6,7 +6,7 @@ import getpass
 
 import pytest
 
-from workers.reconcile import reconcile_now
+from middleware.orders.reconciler import reconcile_now
 
 from tests.helpers import drain, make_due
 from tests.ops_support import (

@@ -18,9 +18,9 @@ from middleware.ops import privacy
 from middleware.ledger import repository as repo
 from middleware.ledger.models import (Delivery, Erasure, Fulfilment, HistoryEntry, InboundEvent, OutboundEvent,
                                       PlayerLink, PlayerSequence, utcnow)
-from workers.deliver import deliver_now
+from middleware.sinks.delivery import deliver_now
 from workers.queues import FULFILMENT_QUEUE, queue
-from workers.reconcile import scrub_deletions
+from middleware.orders.reconciler import scrub_deletions
 
 from tests.helpers import drain, put_order
 from tests.sink_server import SinkServer, with_sinks
@@ -233,9 +233,9 @@ def test_export_bad_requests(client, services, case, status, code):
 
 def test_a_delivery_erased_while_it_was_being_sent_is_not_retried(services, server):
     """The sink fails the attempt that was in flight when the player was erased: no retry is scheduled."""
-    from middleware.sinks.events import emit
+    from middleware.sinks.outbound_events import emit
     from middleware.sinks.http import SendResult
-    from workers.deliver import _record
+    from middleware.sinks.delivery import _record
     with services.session() as session:
         [delivery_id] = emit(session, "purchase.fulfilled", "demo", "player-x", "production", utcnow(), {},
                              sinks=services.sinks)

@@ -24,7 +24,7 @@ from config.sinks import DEFAULT_SCHEDULE, Sink, Sinks
 from middleware.ledger.models import Delivery, OutboundEvent, SinkState, utcnow
 from middleware.sinks import emit, enqueue_new
 from middleware.sinks.http import retry_after_seconds
-from workers.deliver import deliver_now, reconcile_deliveries
+from middleware.sinks.delivery import deliver_now, reconcile_deliveries
 from workers.queues import SINK_QUEUE, queue
 
 from tests.helpers import drain, poll
@@ -160,7 +160,7 @@ def test_retries_follow_the_schedule_then_dead_letter(services, redis, server, c
             sent = server.count()
             assert deliver_now(services, delivery_id, now=early) == "early" and server.count() == sent
         now = d.next_attempt_at
-        with caplog.at_level(logging.ERROR, logger="workers.deliver"):
+        with caplog.at_level(logging.ERROR, logger="middleware.sinks.delivery"):
             state = deliver_now(services, delivery_id, now=now)
         assert state == ("dead" if attempt == len(DEFAULT_SCHEDULE) else "failed")
     d = delivery(services, delivery_id)
@@ -218,7 +218,7 @@ def test_410_disables_the_sink_and_says_so(services, redis, server, runner, capl
     deliver_now(services, waiting, now=T0)                       # failed, a retry scheduled
     server.always(410)
     [gone] = record(services, enqueue=False)
-    with caplog.at_level(logging.ERROR, logger="workers.deliver"):
+    with caplog.at_level(logging.ERROR, logger="middleware.sinks.delivery"):
         assert deliver_now(services, gone, now=T0) == "disabled"
     assert "sink crm DISABLED" in caplog.text and "410 Gone" in caplog.text
     assert delivery(services, waiting).state == "disabled"       # stopped too

@@ -1,4 +1,4 @@
-"""Delivering to an http sink the short way (workers/deliver.py ``_deliver_http_fast``, on PostgreSQL): one
+"""Delivering to an http sink the short way (middleware/sinks/delivery.py ``_deliver_http_fast``, on PostgreSQL): one
 autocommitted UPDATE claims the delivery and returns its event, one records the success; everything else keeps
 the ORM path's behaviour (the rate limit, a delivery cancelled or claimed again while in flight). And the
 shared transport (middleware/sinks/http.py ``post``): the answer's body is read, so the connection is reused."""
@@ -15,7 +15,7 @@ from sqlalchemy import event, update
 from config.sinks import Sink, Sinks
 from middleware.ledger.models import Delivery, utcnow
 from middleware.sinks import emit, http
-from workers.deliver import deliver_now
+from middleware.sinks.delivery import deliver_now
 from workers.queues import SINK_QUEUE, queue
 
 from tests.sink_server import SinkServer

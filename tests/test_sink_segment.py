@@ -14,7 +14,7 @@ from sqlalchemy import update
 from config.sinks import DEFAULT_REGULATIONS_URL, DEFAULT_SCHEDULE, Sink, Sinks, load_sinks
 from middleware.ledger.models import Delivery, SinkState
 from middleware.sinks import emit, enqueue_new, ratelimit, segment
-from workers.deliver import deliver_now
+from middleware.sinks.delivery import deliver_now
 
 from tests.helpers import drain
 from tests.segment_server import SegmentServer

@@ -173,7 +173,7 @@ def test_a_replay_while_redis_is_down_is_committed_and_enqueued_later(client, se
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from workers.deliver import reconcile_deliveries
+    from middleware.sinks.delivery import reconcile_deliveries
     server.always(500)
     put_order(client, [{"itemSku": "gems_100", "quantity": 1}], txn="t-down")
     drain(redis)

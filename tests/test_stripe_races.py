@@ -6,8 +6,8 @@ import threading
 from sqlalchemy import select
 
 from middleware.ledger.models import InboundEvent
-from workers.events import handle_now
-from workers.reconcile import reconcile_now
+from middleware.stores.recorded_events import handle_now
+from middleware.orders.reconciler import reconcile_now
 
 from tests.helpers import drain
 from tests.stripe_support import balances, completed, order, post, refund_to

@@ -10,7 +10,7 @@ import time
 from middleware.metrics.collectors import LedgerCollector
 from middleware.orders.record import record_purchase
 from mappers.canonical import Purchase
-from workers.reconcile import reconcile_now
+from middleware.orders.reconciler import reconcile_now
 
 from tests.helpers import drain
 from tests.stripe_support import balances, dispute, event, inbound, latest_charge, order, post

@@ -202,7 +202,7 @@ def test_twenty_concurrent_deliveries_of_one_event_grant_once(app, services, red
 
 
 def test_redis_down_still_answers_200_and_the_reconciler_enqueues(make_app, services, emulator, paid):
-    from workers.reconcile import reconcile_now
+    from middleware.orders.reconciler import reconcile_now
     down = make_app(redis_url="redis://127.0.0.1:1/0")
     assert post(down.test_client(), paid).status_code == 200
     assert inbound(services)[0][1] == "pending"

@@ -1,4 +1,4 @@
-"""Queue names and enqueue helpers: the one place that knows how work is put on Redis.
+"""Queue names, the jobs, and the one enqueue helper: the one place that knows how work is put on Redis.
 
 Job functions are referenced by dotted path so this module imports no job code. Job ids derive
 from content (``fulfil-<id>-<attempt>``): enqueueing the same attempt twice is a no-op.
@@ -53,20 +53,37 @@ def is_waiting(redis: Redis, job_id: str) -> bool:
     return status in WAITING
 
 
+# The jobs, by dotted path: RQ stores the path, and a domain module that enqueues never imports a job module
+# (each job module imports the domain it runs).
+FULFIL_JOB, REVOKE_JOB = "workers.fulfil.fulfil", "workers.revoke.revoke"
+STORE_EVENT_JOB, REVERSE_JOB = "workers.events.handle", "workers.events.reverse"
+FOLLOWUP_JOB, DELIVERY_JOB = "workers.followups.followup", "workers.deliver.deliver"
+RECONCILE_JOB = "workers.reconcile.reconcile"
+
+
+def enqueue(redis: Redis, job: str, job_id: str, *args, queue_name: str = FULFILMENT_QUEUE, delay: float = 0,
+            unless_waiting: bool = True, pipeline: bool = False, **options) -> str | None:
+    """The one way a job is put on Redis: ``job`` with ``args`` under ``job_id``, after ``delay`` seconds;
+    None (nothing enqueued) if ``unless_waiting`` and that very job is already waiting. ``pipeline``: the
+    job's hash and its place in the queue in one round trip. ``options``: ``job_options``' keywords."""
+    if unless_waiting and is_waiting(redis, job_id):
+        return None
+    q, kwargs = queue(redis, queue_name), job_options(job_id, **options)
+    if delay > 0:
+        q.enqueue_in(timedelta(seconds=delay), job, *args, **kwargs)
+    elif pipeline:
+        with redis.pipeline() as pipe:
+            q.enqueue(job, *args, pipeline=pipe, **kwargs)
+            pipe.execute()
+    else:
+        q.enqueue(job, *args, **kwargs)
+    return job_id
+
+
 def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
     """Enqueue the next fulfil or revoke attempt of an order unless that very job is already waiting."""
-    kind = "revoke" if state == REVOKING else "fulfil"   # the job family: workers/revoke.py, workers/fulfil.py
-    job_id = f"{kind}-{fulfilment_id}-{attempts}"
-    if is_waiting(redis, job_id):
-        return None
-    func = f"workers.{kind}.{kind}"
-    q = queue(redis)
-    options = job_options(job_id, result_ttl=3600)
-    if delay > 0:
-        q.enqueue_in(timedelta(seconds=delay), func, fulfilment_id, **options)
-    else:
-        q.enqueue(func, fulfilment_id, **options)
-    return job_id
+    kind, job = ("revoke", REVOKE_JOB) if state == REVOKING else ("fulfil", FULFIL_JOB)
+    return enqueue(redis, job, f"{kind}-{fulfilment_id}-{attempts}", fulfilment_id, delay=delay, result_ttl=3600)
 
 
 def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
@@ -76,35 +93,18 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
     new); the reconciler re-enqueues a stalled one as the next attempt, under a new id.
     """
     job_id = f"event-{inbound_event_id}-{attempt}"
-    if attempt and is_waiting(redis, job_id):
-        return job_id
-    with redis.pipeline() as pipe:  # one round trip: the job's hash and its place in the queue
-        queue(redis).enqueue("workers.events.handle", inbound_event_id, pipeline=pipe, **job_options(job_id))
-        pipe.execute()
+    enqueue(redis, STORE_EVENT_JOB, job_id, inbound_event_id, unless_waiting=bool(attempt), pipeline=True)
     return job_id
 
 
 def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
     """Tell the store a granted order is granted (``workers/followups.py``: Google Play consume / acknowledge)."""
-    job_id = f"followup-{fulfilment_id}-{attempt}"
-    if is_waiting(redis, job_id):
-        return None
-    q = queue(redis)
-    options = job_options(job_id)
-    if delay > 0:
-        q.enqueue_in(timedelta(seconds=delay), "workers.followups.followup", fulfilment_id, **options)
-    else:
-        q.enqueue("workers.followups.followup", fulfilment_id, **options)
-    return job_id
+    return enqueue(redis, FOLLOWUP_JOB, f"followup-{fulfilment_id}-{attempt}", fulfilment_id, delay=delay)
 
 
 def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
     """Apply an order's pending refunds and disputes (the reconciler, when the order was busy)."""
-    job_id = f"reverse-{fulfilment_id}-{slot}"
-    if is_waiting(redis, job_id):
-        return None
-    queue(redis).enqueue("workers.events.reverse", fulfilment_id, **job_options(job_id))
-    return job_id
+    return enqueue(redis, REVERSE_JOB, f"reverse-{fulfilment_id}-{slot}", fulfilment_id)
 
 
 def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float = 0, tag: str = "") -> str | None:
@@ -115,20 +115,8 @@ def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float 
     reuse a waiting or running job's id, or the delivery would be left without a job), a replay (``r<time>``).
     """
     job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
-    if is_waiting(redis, job_id):
-        return None
-    q = queue(redis, SINK_QUEUE)
-    options = job_options(job_id)
-    if delay > 0:
-        q.enqueue_in(timedelta(seconds=delay), "workers.deliver.deliver", delivery_id, **options)
-    else:
-        q.enqueue("workers.deliver.deliver", delivery_id, **options)
-    return job_id
+    return enqueue(redis, DELIVERY_JOB, job_id, delivery_id, queue_name=SINK_QUEUE, delay=delay)
 
 
 def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
-    job_id = f"reconcile-{slot}"
-    if is_waiting(redis, job_id):
-        return None
-    queue(redis, MAINTENANCE_QUEUE).enqueue("workers.reconcile.reconcile", **job_options(job_id, failure_ttl=86400))
-    return job_id
+    return enqueue(redis, RECONCILE_JOB, f"reconcile-{slot}", queue_name=MAINTENANCE_QUEUE, failure_ttl=86400)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app import create_app
+
 _app: Flask | None = None
 
 
@@ -15,6 +17,5 @@ def use(app: Flask | None) -> None:
 def app() -> Flask:
     global _app
     if _app is None:
-        from app import create_app  # a plain `rq worker` process: build the app on the first job
-        _app = create_app()
+        _app = create_app()  # a plain `rq worker` process: build the app on the first job
     return _app

@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from mappers.accelbyte import error_entity
+from middleware.ops.base import OpsError  # the ops service's refusals (the console shows its own pages)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ HTTP_NAMES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404:
 
 
 def register(app: Flask) -> None:
-    from middleware.ops.base import OpsError  # the ops service's refusals (the console shows its own pages)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

@@ -11,12 +11,12 @@ from sqlalchemy.orm import selectinload
 from mappers import accelbyte_results as results
 from middleware.orders import actions
 from middleware.orders import attempts
+from middleware.orders import create
 from middleware.ledger import repository as repo
 from middleware.ledger import states
-from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
+from middleware.ledger.models import Fulfilment, utcnow
 from middleware.metrics import recorders as metrics
-from middleware.orders.lines import (UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, largest_total, request_hash,
-                               resolve_line)
+from middleware.orders.lines import UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, largest_total, request_hash, resolve_line
 from middleware.services import services
 from middleware.ledger.storable import MESSAGE, unstorable
 
@@ -78,16 +78,11 @@ def fulfil(game, storefront: str, user_id: str, transaction_id: str, lines: list
     event_id = f"{game.namespace}:{storefront}:{transaction_id}:{digest[:16]}"
     now = utcnow()
     with svc.session() as session:
-        f = Fulfilment(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, player_id=user_id,
-                       storefront=storefront, key_scope=storefront,
-                       environment="production", state=states.FULFILLING, request_hash=digest, lines=lines,
-                       items=build_items(resolved), lease_owner=svc.identity,
-                       lease_until=now + timedelta(seconds=svc.settings.lease_seconds), created_at=now, updated_at=now,
-                       state_changed_at=now)
         # Created leased and already FULFILLING: this request makes the first attempt right away.
-        f.history.append(HistoryEntry(at=now, actor=actor, from_state=None, to_state=states.RECEIVED,
-                                      detail={"event": "received", "lines": len(lines)}))
-        f.history.append(HistoryEntry(at=now, actor=actor, from_state=states.RECEIVED, to_state=states.FULFILLING))
+        f = create.new_order(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, lines=lines,
+                             resolved=resolved, actor=actor, state=states.FULFILLING, now=now, player_id=user_id,
+                             storefront=storefront, key_scope=storefront, environment="production",
+                             lease_owner=svc.identity, lease_until=now + timedelta(seconds=svc.settings.lease_seconds))
         new = f
         for _ in range(3):  # the row we collided with may itself roll back: then try again
             created = repo.create_fulfilment(session, new)

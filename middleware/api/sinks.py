@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from middleware.api import auth
 from middleware.ledger.models import Delivery, OutboundEvent
+from middleware.ops.base import Actor
 from middleware.services import services
-from middleware.sinks.replay import UnknownTarget, audit, overview, replay
-from middleware.sinks.states import STATES, ReplayError, enable_sink
+from middleware.sinks.replay import UnknownTarget, enable as enable_audited, overview, replay
+from middleware.sinks.states import STATES, ReplayError
 
 from middleware.api.errors import ApiError
 from middleware.api.v1 import Blueprint, Strict, UtcDateTime
@@ -79,10 +80,8 @@ def _sink(name: str):
     return sink
 
 
-def _audit(action: str, target_type: str, target_id: str, reason: str, after: dict) -> None:
-    key = g.api_key
-    audit(services(), f"key:{key.name}", key.role, action, target_type, target_id, reason, after,
-          g.get("request_id"))
+def _actor() -> Actor:
+    return Actor.from_key(g.api_key, g.get("request_id"))
 
 
 def _delivery(d: Delivery, event: OutboundEvent) -> dict:
@@ -124,9 +123,9 @@ def list_deliveries(args, name):
         return [_delivery(d, event) for d, event in session.execute(stmt)]
 
 
-def _replayed(**target) -> dict:
+def _replayed(reason: str, **target) -> dict:
     try:
-        ids = replay(services(), namespaces=g.api_key.namespaces, **target)
+        ids = replay(services(), _actor(), reason, **target)
     except UnknownTarget as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except ReplayError as exc:
@@ -144,9 +143,7 @@ def replay_one(body, name, delivery_id):
     its sink is disabled. Another game's delivery, for a key limited to some games: 404."""
     auth.require("operator")
     _sink(name)
-    result = _replayed(delivery_id=delivery_id, sink=name)
-    _audit("sink.replay", "delivery", delivery_id, body["reason"], result)
-    return result
+    return _replayed(body["reason"], delivery_id=delivery_id, sink=name)
 
 
 @blp.route("/<name>/replay", methods=["POST"])
@@ -158,9 +155,7 @@ def replay_since(body, name):
     limited to some games: only the deliveries of their events)."""
     auth.require("operator")
     _sink(name)
-    result = _replayed(sink=name, since=body["since"])
-    _audit("sink.replay_since", "sink", name, body["reason"], {**result, "since": body["since"].isoformat()})
-    return result
+    return _replayed(body["reason"], sink=name, since=body["since"])
 
 
 @blp.route("/<name>/enable", methods=["POST"])
@@ -175,11 +170,7 @@ def enable(body, name):
     if key.namespaces is not None:
         raise ApiError(403, "forbidden", f"the key {key.name} is limited to some games; sink {name} serves every "
                                          "game: enabling it needs a key for all games")
-    with services().session() as session:
-        changed = enable_sink(session, name)
-        session.commit()
-    if not changed:
+    if not enable_audited(services(), _actor(), name, body["reason"]):
         raise ApiError(409, "invalid_state", f"sink {name} is not disabled", {"state": "enabled"})
-    _audit("sink.enable", "sink", name, body["reason"], {"enabled": True})
     return {"name": sink.name, "type": sink.type, "events": list(sink.events),
             "environments": sorted(sink.environments), "enabled": True, "disabledReason": None, "deliveries": {}}

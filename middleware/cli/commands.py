@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from redis.exceptions import RedisError
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
@@ -10,10 +11,11 @@ from config.storefronts import hash_token, new_token
 from middleware.cli.backfill import backfill_command
 from middleware.cli.guard import guard
 from middleware.cli.table import JSON_OPTION, echo_json
-from middleware.cli.events import events, google
+from middleware.cli.store_events import events, google
 from middleware.cli.imports import group as import_group
 from middleware.cli.keys import keys
 from middleware.ledger import migrate
+from middleware.orders.reconciler import reconcile_now
 from middleware.cli.orders import orders
 from middleware.services import services
 from middleware.cli.sinks import sinks
@@ -55,9 +57,6 @@ def storefronts_new_token():
 @JSON_OPTION
 def reconcile_command(stale_seconds, as_json):
     """Re-enqueue active orders, store events, refunds and store follow-ups that nobody is working on."""
-    from redis.exceptions import RedisError
-
-    from workers.reconcile import reconcile_now
     try:
         counts = reconcile_now(services(), stale_seconds)
     except RedisError as exc:

@@ -24,9 +24,9 @@ from middleware import ops
 from middleware.ledger.models import Delivery, OutboundEvent, SinkState
 from middleware.services import services
 
-from middleware.sinks.replay import audit
+from middleware.sinks.replay import enable as enable_audited
 from middleware.sinks.replay import replay as replay_deliveries
-from middleware.sinks.states import STATES, ReplayError, enable_sink
+from middleware.sinks.states import STATES, ReplayError
 
 sinks = AppGroup("sinks", help="Sinks: list them and their deliveries, replay dead-lettered deliveries, enable.")
 
@@ -109,11 +109,6 @@ def list_deliveries(sink_name, state, since, limit, as_json):
 REASON = click.option("--reason", required=True, help="Why (kept in the audit log, actor cli:<login>).")
 
 
-def _audited(action: str, target_type: str, target_id: str, reason: str, after: dict) -> None:
-    actor = ops.Actor.cli()
-    audit(services(), actor.name, actor.role, action, target_type, target_id, reason, after)
-
-
 @sinks.command("replay")
 @click.argument("delivery_id", required=False)
 @click.option("--sink", "sink_name", help="With --since: every dead-lettered delivery of this sink.")
@@ -133,16 +128,11 @@ def replay(delivery_id, sink_name, since, reason):
 
     try:
         if delivery_id:
-            ids = replay_deliveries(services(), delivery_id=delivery_id)
+            ids = replay_deliveries(services(), ops.Actor.cli(), reason, delivery_id=delivery_id)
         else:
-            ids = replay_deliveries(services(), sink=sink_name, since=since, progress=bar)
+            ids = replay_deliveries(services(), ops.Actor.cli(), reason, sink=sink_name, since=since, progress=bar)
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from None
-    if delivery_id:
-        _audited("sink.replay", "delivery", delivery_id, reason, {"replayed": len(ids), "deliveryIds": ids})
-    else:
-        _audited("sink.replay_since", "sink", sink_name, reason,
-                 {"replayed": len(ids), "deliveryIds": ids, "since": since.isoformat()})
     click.echo(f"{len(ids)} deliver{'y' if len(ids) == 1 else 'ies'} replayed")
 
 
@@ -151,9 +141,5 @@ def replay(delivery_id, sink_name, since, reason):
 @REASON
 def enable(name, reason):
     """Enable a sink disabled after a 410 (its stopped deliveries need `flask sinks replay --sink`). Audited."""
-    with services().session() as session:
-        changed = enable_sink(session, name)
-        session.commit()
-    if changed:
-        _audited("sink.enable", "sink", name, reason, {"enabled": True})
+    changed = enable_audited(services(), ops.Actor.cli(), name, reason)
     click.echo(f"sink {name} enabled" if changed else f"sink {name} was not disabled")

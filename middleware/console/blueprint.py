@@ -17,7 +17,8 @@ from middleware.ledger.models import ApiKey
 from middleware.services import services
 from middleware.ledger.storable import MESSAGE, unstorable
 
-from middleware.console import SESSION_HOURS
+SESSION_HOURS = 12  # a console session's lifetime
+
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates", static_folder="static")
 

@@ -6,6 +6,7 @@ Replays go through ``middleware.sinks.replay`` and enabling through ``enable_sin
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from flask import flash, g, redirect, render_template, request, url_for
@@ -13,8 +14,8 @@ from flask import flash, g, redirect, render_template, request, url_for
 from middleware import ops
 from middleware.ledger.models import utcnow
 from middleware.services import services
-from middleware.sinks.replay import UnknownTarget, audit, overview, replay
-from middleware.sinks.states import ReplayError, enable_sink
+from middleware.sinks.replay import UnknownTarget, enable as enable_audited, overview, replay
+from middleware.sinks.states import ReplayError
 
 from middleware.console.blueprint import ConsoleError, actor, bp
 from middleware.console.queries import dead_letters
@@ -51,14 +52,9 @@ def _checked(name: str) -> str:
     return reason
 
 
-def _audit(action: str, target_type: str, target_id: str, reason: str, after: dict) -> None:
-    me = actor()
-    audit(services(), me.name, me.role, action, target_type, target_id, reason, after, g.get("request_id"))
-
-
-def _replayed(**target) -> dict:
+def _replayed(reason: str, **target) -> dict:
     try:
-        ids = replay(services(), namespaces=actor().namespaces, **target)
+        ids = replay(services(), replace(actor(), request_id=g.get("request_id")), reason, **target)
     except UnknownTarget as exc:
         raise ConsoleError(404, str(exc), code="not_found") from None
     except ReplayError as exc:
@@ -69,8 +65,7 @@ def _replayed(**target) -> dict:
 @bp.route("/sinks/<name>/deliveries/<delivery_id>/replay", methods=["POST"])
 def replay_one(name, delivery_id):
     reason = _checked(name)
-    result = _replayed(delivery_id=delivery_id, sink=name)
-    _audit("sink.replay", "delivery", delivery_id, reason, result)
+    _replayed(reason, delivery_id=delivery_id, sink=name)
     flash(f"Delivery {delivery_id} to {name} will be sent again.", "ok")
     return redirect(url_for("console.sinks_page"), 303)
 
@@ -93,8 +88,7 @@ def _since(raw: str) -> datetime:
 def replay_since(name):
     reason = _checked(name)
     since = _since(request.form.get("since") or "")
-    result = _replayed(sink=name, since=since)
-    _audit("sink.replay_since", "sink", name, reason, {**result, "since": since.isoformat()})
+    result = _replayed(reason, sink=name, since=since)
     flash(f"{result['replayed']} dead-lettered or disabled deliveries to {name} since {ops.iso(since)} will be "
           "sent again.", "ok")
     return redirect(url_for("console.sinks_page"), 303)
@@ -106,11 +100,7 @@ def enable(name):
     if actor().namespaces is not None:
         raise ConsoleError(403, f"Sink {name} serves every game; {actor().name} is limited to some games.",
                            code="forbidden")
-    with services().session() as db:
-        changed = enable_sink(db, name)
-        db.commit()
-    if not changed:
+    if not enable_audited(services(), replace(actor(), request_id=g.get("request_id")), name, reason):
         raise ConsoleError(409, f"Sink {name} is not disabled.", {"state": "enabled"}, code="invalid_state")
-    _audit("sink.enable", "sink", name, reason, {"enabled": True})
     flash(f"Sink {name} is enabled; replay its stopped deliveries to send them.", "ok")
     return redirect(url_for("console.sinks_page"), 303)

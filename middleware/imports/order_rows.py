@@ -14,6 +14,7 @@ from config.catalog import Game
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, PaymentRef, PlayerLink, Reversal, new_id, utcnow
+from middleware.orders import create
 from middleware.orders.lines import Resolved, item_rows, request_hash
 from middleware.imports.rows import REFUNDED
 
@@ -71,16 +72,14 @@ def _refunded(order: Order) -> bool:
 
 def _order_values(game: Game, order: Order, now) -> dict:
     row = order.row
-    lines = [order.resolved.line]
-    return {"id": order.id, "namespace": game.namespace, "source": order.source, "transaction_id": order.txn,
-            "player_id": row["player_id"], "environment": row["environment"],
-            "state": states.REVOKED if _refunded(order) else states.FULFILLED,
-            "reason": REFUNDED_ELSEWHERE if _refunded(order) else GRANTED_ELSEWHERE,
-            "request_hash": request_hash(lines), "lines": lines, "attempts": 0, "next_attempt_at": None,
-            "lease_owner": None, "lease_until": None, "reversal_seq": 0, "lookup": None, "attention": None,
-            "player_key": order.player_key, "followup": None, "followup_state": None, "followup_attempts": 0,
-            "followup_at": None, "price": _price(row.get("price")), "currency": row.get("currency"), "version": 1,
-            "created_at": row["purchased_at"], "updated_at": now, "state_changed_at": now}
+    return create.order_values(
+        namespace=game.namespace, source=order.source, transaction_id=order.txn, lines=[order.resolved.line],
+        state=states.REVOKED if _refunded(order) else states.FULFILLED, now=now, created_at=row["purchased_at"],
+        id=order.id, player_id=row["player_id"], environment=row["environment"],
+        reason=REFUNDED_ELSEWHERE if _refunded(order) else GRANTED_ELSEWHERE, attempts=0, next_attempt_at=None,
+        lease_owner=None, lease_until=None, reversal_seq=0, lookup=None, attention=None,
+        player_key=order.player_key, followup=None, followup_state=None, followup_attempts=0, followup_at=None,
+        price=_price(row.get("price")), currency=row.get("currency"), version=1)
 
 
 def _price(price) -> str | None:
@@ -105,11 +104,10 @@ def _history(order: Order, actor: str, now) -> list[dict]:
                                      "charge") if row.get(key)}
     detail = {"event": "imported", "granted_elsewhere": True, "purchased_at": row["purchased_at"].isoformat(),
               "lines": 1, **ids}
-    entries = [{"fulfilment_id": order.id, "at": now, "actor": actor, "from_state": None,
-                "to_state": states.FULFILLED, "detail": detail}]
+    entries = [{"fulfilment_id": order.id, **create.entry_values(actor, now, None, states.FULFILLED, detail)}]
     if _refunded(order):
-        entries.append({"fulfilment_id": order.id, "at": now, "actor": actor, "from_state": states.FULFILLED,
-                        "to_state": states.REVOKED, "detail": {"event": "imported", "refunded_elsewhere": True}})
+        entries.append({"fulfilment_id": order.id, **create.entry_values(
+            actor, now, states.FULFILLED, states.REVOKED, {"event": "imported", "refunded_elsewhere": True})})
     return entries
 
 

@@ -18,7 +18,7 @@ from middleware.ops import privacy
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, utcnow
 from middleware.services import Services
-from middleware.sinks.events import emit, enqueue_new
+from middleware.sinks.outbound_events import emit, enqueue_new
 
 ACTOR = "kraty"
 CONFIRMS = ("wallet.changed", "inventory.changed")

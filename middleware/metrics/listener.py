@@ -2,8 +2,15 @@
 app (gunicorn's master through ``config/gunicorn.conf.py``, or ``python -m middleware.metrics``)."""
 from __future__ import annotations
 
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from config.settings import parse_bind
+from config.sinks import load_sinks
+from middleware.ledger.db import connect_args, make_engine, normalise_url
 from middleware.metrics.collectors import LedgerCollector, QueueCollector
 from middleware.metrics.multiproc import multiproc_dir
+from middleware.redis_client import connect as connect_redis
 
 
 class Scrape:
@@ -28,13 +35,6 @@ class Scrape:
 def standalone_scrape(settings) -> Scrape:
     """A Scrape with its own database engine (no pool: one connection per scrape, 2 s to connect) and Redis
     client, created on the first scrape."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    from config.sinks import load_sinks
-    from middleware.ledger.db import connect_args, make_engine, normalise_url
-    from middleware.redis_client import connect as connect_redis
-
     url = normalise_url(settings.database_url)
     clients = {}
 
@@ -56,9 +56,7 @@ def standalone_scrape(settings) -> Scrape:
 
 def serve_bind(settings):
     """Start the listener on ``settings.metrics_bind`` in a daemon thread; returns (server, thread)."""
-    from prometheus_client import start_http_server
-
-    from config.settings import parse_bind
+    from prometheus_client import start_http_server  # after PROMETHEUS_MULTIPROC_DIR is set, as the others
 
     host, port = parse_bind(settings.metrics_bind)
     return start_http_server(port, addr=host, registry=standalone_scrape(settings))

@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 
+from flask import g, has_request_context
 from prometheus_client import Counter, Histogram
 
 INGESTED = Counter("kb_ingested_events", "Store events, receipts and orders that reached an ingest endpoint, by "
@@ -79,7 +80,6 @@ def ingested(source: str, new, outcome: str = "recorded") -> None:
 
     ``outcome``: what the row says (``pending`` -> recorded, ``ignored``, ``rejected``).
     """
-    from flask import g, has_request_context
     label = INGEST_OUTCOMES.get(outcome, outcome) if new else "duplicate"
     INGESTED.labels(source, label).inc()
     if has_request_context():

@@ -70,8 +70,15 @@ def list_audit(session: Session, actor: Actor, query: AuditQuery, limit: int = 5
 
 
 
-def audit_row(actor: Actor, action: str, f: Fulfilment, reason: str, before: dict, after: dict,
-           stored_key: str | None) -> AuditEntry:
+def audit_row(actor: Actor, action: str, target: Fulfilment | tuple[str, str], reason: str, before: dict | None,
+              after: dict, stored_key: str | None = None) -> AuditEntry:
+    """The one audit writer: the row recording ``actor``'s ``action`` on ``target`` (an order, or a
+    ``(target type, id)`` such as ``("sink", name)``), for the caller to add to the session of the change it
+    records, so both commit or neither does."""
+    if isinstance(target, Fulfilment):
+        target_type, target_id, namespace = "fulfilment", target.id, target.namespace
+    else:
+        (target_type, target_id), namespace = target, None
     return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action=action,
-                      target_type="fulfilment", target_id=f.id, namespace=f.namespace, reason=reason,
+                      target_type=target_type, target_id=target_id, namespace=namespace, reason=reason,
                       before=before, after=after, request_id=actor.request_id, idempotency_key=stored_key)

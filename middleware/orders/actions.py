@@ -18,7 +18,7 @@ from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
 from middleware.services import Services
-from middleware.sinks.events import enqueue_new
+from middleware.sinks.outbound_events import enqueue_new
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ idempotency key, which Kraty answers as a replay.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from middleware.orders import price_check
 
 from middleware.orders import purchase_events
 
+from middleware.orders import retry
 from middleware.orders import reversals
 from middleware.orders.changes import PLAYER_UNRESOLVED, settle_never_granted
 from middleware.kraty.client import KratyError
@@ -48,15 +48,6 @@ class Outcome:
     attempts: int = 0
     followup: bool = False  # granted: the store is now to be told (Google Play consume / acknowledge)
     deliveries: tuple = ()  # sink deliveries of the purchase event this attempt emitted (enqueued after commit)
-
-
-def backoff_delay(settings, attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, capped; never sooner than Kraty's Retry-After."""
-    ceiling = min(settings.retry_max_delay_seconds, settings.retry_base_seconds * (2 ** min(attempt, 30)))
-    delay = random.uniform(0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, settings.retry_max_delay_seconds))
-    return delay
 
 
 def _grant(client, f: Fulfilment, item: FulfilmentItem) -> str | None:
@@ -133,8 +124,8 @@ def _finish(services: Services, f: Fulfilment, actor: str, summary: dict, transi
     if pending:
         detail["transient"] = str(transient) if transient else "not attempted"
         age = (now - f.state_changed_at).total_seconds()  # since this fulfil or revoke began
-        if f.attempts < settings.retry_max_attempts and age < settings.retry_max_age_seconds:
-            delay = backoff_delay(settings, f.attempts, transient.retry_after if transient else None)
+        delay = retry.for_orders(settings).next_delay(f.attempts, transient.retry_after if transient else None, age)
+        if delay is not None:
             f.next_attempt_at = now + timedelta(seconds=delay)
             f.reason = f"retrying after transient error: {transient}"
             detail["retry_in"] = round(delay, 3)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import object_session
 
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
-from middleware.sinks.events import emit
+from middleware.sinks.outbound_events import emit
 
 
 def _lines(f: Fulfilment) -> list[dict]:

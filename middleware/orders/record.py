@@ -24,6 +24,7 @@ from mappers.canonical import Reversal as ReversalNotice
 from middleware.orders import actions
 
 from middleware.orders import attempts
+from middleware.orders import create
 
 from middleware.orders import payment_refs
 
@@ -35,8 +36,8 @@ from middleware.orders import reversals
 from middleware.orders.changes import PLAYER_UNRESOLVED
 from middleware.ledger import repository as repo
 from middleware.ledger import states
-from middleware.ledger.models import Fulfilment, HistoryEntry, Reversal, utcnow
-from middleware.orders.lines import build_items, request_hash, resolve_line
+from middleware.ledger.models import Fulfilment, Reversal, utcnow
+from middleware.orders.lines import resolve_line
 from middleware.services import Services
 
 log = logging.getLogger(__name__)
@@ -51,22 +52,16 @@ class Recorded:
     detail: str = ""
 
     def as_event_result(self, what: str = "") -> tuple[str, str, str | None]:
-        """(outcome, detail, fulfilment id) for the inbound event that led here (workers/events.py)."""
+        """(outcome, detail, fulfilment id) for the inbound event that led here (stores/recorded_events.py)."""
         said = f"{self.outcome}{': ' + self.detail if self.detail else ''}"
         return "processed", f"{what}: {said}" if what else said, self.fulfilment_id
 
 
 def _new_order(game: Game, p: Purchase, player_id: str | None, actor: str) -> Fulfilment:
-    now = utcnow()
-    items = build_items([resolve_line(game, line) for line in p.lines], now)
-    f = Fulfilment(namespace=game.namespace, source=p.source, transaction_id=p.transaction_id, player_key=p.player_key,
-                   followup=p.followup, price=p.price, currency=p.currency,
-                   player_id=player_id, environment=p.environment, state=states.RECEIVED,
-                   request_hash=request_hash(p.lines), lines=p.lines, items=items, lookup=p.lookup,
-                   created_at=now, updated_at=now, state_changed_at=now)
-    f.history.append(HistoryEntry(at=now, actor=actor, from_state=None, to_state=states.RECEIVED,
-                                  detail={"event": "received", "lines": len(p.lines), **p.detail}))
-    return f
+    return create.new_order(namespace=game.namespace, source=p.source, transaction_id=p.transaction_id,
+                            lines=p.lines, resolved=[resolve_line(game, line) for line in p.lines], actor=actor,
+                            detail=p.detail, player_key=p.player_key, followup=p.followup, price=p.price,
+                            currency=p.currency, player_id=player_id, environment=p.environment, lookup=p.lookup)
 
 
 class OtherPlayer(Exception):

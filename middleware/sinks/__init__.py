@@ -3,11 +3,11 @@ analytics tools, each sink with its own filters, secret, retry schedule and rate
 
 ``emit`` records an event and one delivery per matching sink in the caller's transaction; after the commit
 ``enqueue_new`` puts the deliveries on the queue (``workers/deliver.py`` sends them). What is not enqueued
-(Redis down) is picked up by the reconciler (``workers.deliver.reconcile_deliveries``).
+(Redis down) is picked up by the reconciler (``middleware.sinks.delivery.reconcile_deliveries``).
 """
 from __future__ import annotations
 
-from middleware.sinks.events import emit, enqueue_new, envelope, next_player_seq
+from middleware.sinks.outbound_events import emit, enqueue_new, envelope, next_player_seq
 from middleware.sinks.states import (ACTIVE, CANCELLED, DEAD, DELIVERED, DISABLED, FAILED, PENDING, ReplayError, disable_sink, enable_sink,
                      is_disabled, replay_delivery, replay_since)
 

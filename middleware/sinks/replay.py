@@ -1,6 +1,6 @@
 """What ``flask sinks``, ``/v1/sinks`` and the console's sinks page share: the sinks' overview, replaying
 deliveries (one, or everything dead-lettered for a sink since a time; each starts its sink's schedule again)
-and the audit entry of an operator's sink action."""
+and enabling a sink; each operator's action is audited in its own change's transaction."""
 from __future__ import annotations
 
 import logging
@@ -11,10 +11,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from middleware.ledger.models import AuditEntry, Delivery, OutboundEvent, SinkState, utcnow
+from middleware.ledger.models import Delivery, OutboundEvent, SinkState, utcnow
+from middleware.ops.audit import audit_row
+from middleware.ops.base import Actor
 from middleware.services import Services
-
-from middleware.sinks.states import ReplayError, replay_delivery, replay_since
+from middleware.sinks.states import ReplayError, enable_sink, replay_delivery, replay_since
+from workers.queues import enqueue_delivery
 
 
 log = logging.getLogger(__name__)
@@ -24,16 +26,16 @@ class UnknownTarget(ReplayError):
     """No such delivery (or sink)."""
 
 
-def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = None,
+def replay(svc: Services, actor: Actor, reason: str, *, delivery_id: str | None = None, sink: str | None = None,
            since: datetime | None = None, now: datetime | None = None,
-           progress: Callable[[list[str]], Iterable[str]] | None = None,
-           namespaces: Sequence[str] | None = None) -> list[str]:
+           progress: Callable[[list[str]], Iterable[str]] | None = None) -> list[str]:
     """Replay ``delivery_id`` (of ``sink``, when given), or every dead-lettered or disabled delivery of ``sink``
-    recorded at or after ``since``; committed and enqueued (``progress`` wraps the enqueueing, for a progress
-    bar). ``namespaces``: only deliveries of these games' events (a key limited to some games; another game's
-    delivery is unknown to it). Raises ``ReplayError`` saying why not."""
-    from workers.queues import enqueue_delivery  # the one module that enqueues
+    recorded at or after ``since``; committed with its audit row (``sink.replay`` / ``sink.replay_since``, by
+    ``actor`` for ``reason``), then enqueued (``progress`` wraps the enqueueing, for a progress bar). Only
+    deliveries of the events of ``actor``'s games (a key limited to some games; another game's delivery is
+    unknown to it). Raises ``ReplayError`` saying why not."""
     now = now or utcnow()
+    namespaces = actor.namespaces
     if sink is not None and svc.sinks.get(sink) is None:
         raise UnknownTarget(f"no sink {sink} is configured")
     with svc.session() as session:
@@ -44,6 +46,12 @@ def replay(svc: Services, *, delivery_id: str | None = None, sink: str | None = 
             ids = [replay_delivery(session, delivery_id, now).id]
         else:
             ids = replay_since(session, sink, since, now, namespaces)
+        after = {"replayed": len(ids), "deliveryIds": ids}
+        if delivery_id is not None:
+            session.add(audit_row(actor, "sink.replay", ("delivery", delivery_id), reason, None, after))
+        else:
+            session.add(audit_row(actor, "sink.replay_since", ("sink", sink), reason, None,
+                                  {**after, "since": since.isoformat()}))
         session.commit()
     try:
         for replayed in (progress(ids) if progress and ids else ids):
@@ -74,10 +82,12 @@ def overview(session: Session, configured, namespaces: Sequence[str] | None = No
              "deliveries": counts.get(s.name, {})} for s in configured]
 
 
-def audit(svc: Services, actor: str, role: str | None, action: str, target_type: str, target_id: str,
-          reason: str, after: dict, request_id: str | None = None) -> None:
-    """Record an operator's sink action (``sink.replay``, ``sink.replay_since``, ``sink.enable``)."""
+def enable(svc: Services, actor: Actor, name: str, reason: str) -> bool:
+    """Enable a sink disabled after a 410, audited (``sink.enable``) in the same transaction; False if it
+    was not disabled (nothing changed, nothing audited)."""
     with svc.session() as session:
-        session.add(AuditEntry(at=utcnow(), actor=actor, role=role, action=action, target_type=target_type,
-                               target_id=target_id, reason=reason, after=after, request_id=request_id))
+        changed = enable_sink(session, name)
+        if changed:
+            session.add(audit_row(actor, "sink.enable", ("sink", name), reason, None, {"enabled": True}))
         session.commit()
+    return changed

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
-from workers.google_voided import poll_game
+from middleware.stores.google_play_voided import poll_game
 
 from middleware.ledger.models import StoreCursor, utcnow
 from middleware.metrics.backfill import backfill_run

@@ -25,6 +25,7 @@ from middleware.cli.table import (
 )
 from middleware.ledger.models import InboundEvent
 from middleware.services import services
+from middleware.stores.google_play_voided import poll_due
 
 events = AppGroup("events", help="Recorded store events: list, replay.")
 OUTCOMES = ("recorded", "pending", "processed", "ignored", "failed", "rejected")
@@ -152,7 +153,6 @@ google = AppGroup("google", help="Google Play: the voided-purchases poll.")
 @google.command("poll-voided")
 def poll_voided():
     """List every Google Play game's voided purchases now and take back what they refunded."""
-    from workers.google_voided import poll_due
     for result in poll_due(services(), force=True):
         if "error" in result:
             click.echo(f"{result['namespace']}: {result['error']}")

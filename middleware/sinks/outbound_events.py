@@ -9,25 +9,26 @@ from datetime import datetime, timedelta, timezone
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config.sinks import Sinks
 from middleware.ledger.models import Delivery, OutboundEvent, PlayerSequence, new_id, utcnow
 
+from middleware.orders import retry
+from middleware.services import services
 from middleware.sinks.states import DISABLED, PENDING, disabled_names
+from workers.queues import enqueue_delivery
 
 log = logging.getLogger(__name__)
+_UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # the backends with INSERT .. ON CONFLICT
 
 
 def next_player_seq(session: Session, namespace: str, player_id: str) -> int:
     """The player's next sequence number: 1, 2, 3... per (namespace, player), taken in the caller's
     transaction (the counter's row stays locked until it commits, so numbers follow commit order)."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+    insert = _UPSERT.get(session.get_bind().dialect.name)
+    if insert is not None:
         stmt = (insert(PlayerSequence).values(namespace=namespace, player_id=player_id, last_seq=1)
                 .on_conflict_do_update(index_elements=["namespace", "player_id"],
                                        set_={"last_seq": PlayerSequence.last_seq + 1})
@@ -59,7 +60,6 @@ def emit(session: Session, type: str, namespace: str, player_id: str | None, env
     in the ``disabled`` state, sent when the sink is enabled again and the delivery replayed.
     """
     if sinks is None:
-        from middleware.services import services
         sinks = services().sinks
     matching = sinks.matching(type, environment)
     if not matching:
@@ -80,7 +80,7 @@ def emit(session: Session, type: str, namespace: str, player_id: str | None, env
         off = sink.name in disabled
         delivery = Delivery(id=new_id(), event_id=event.id, sink=sink.name, state=DISABLED if off else PENDING,
                             attempts=0, created_at=now, updated_at=now,
-                            next_attempt_at=None if off else now + timedelta(seconds=sink.schedule[0]),
+                            next_attempt_at=None if off else now + timedelta(seconds=retry.for_sink(sink).delay(0)),
                             last_error=f"sink {sink.name} is disabled" if off else None)
         session.add(delivery)
         if not off:
@@ -93,7 +93,6 @@ def enqueue_new(redis: Redis, delivery_ids: Iterable[str]) -> int:
     """Enqueue the first attempt of new deliveries (after the commit; a sink whose schedule starts with a
     delay has its job put back until then). Redis down: logged, and the reconciler enqueues them later;
     the deliveries are already committed."""
-    from workers.queues import enqueue_delivery  # the one module that enqueues
     enqueued = 0
     try:
         for delivery_id in delivery_ids:
