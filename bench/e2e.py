@@ -125,8 +125,8 @@ def run_leg(kind: str, svc, emulator: Emulator, env: dict, workdir: Path, count:
     log = workdir / f"worker-{kind}.log"
     worker_procs = [procs.spawn([sys.executable, "-m", "workers", "--burst"], env=env, log=log)
                     for _ in range(workers)]
-    spy = Profile(worker_procs[0].pid, None, profile.out_path(f"e2e-{kind}")) \
-        if kind == "orders" else None
+    spy = Profile(worker_procs[0].pid, None, profile.out_path(f"e2e-{kind}"), idle=False) \
+        if kind == "orders" else None   # on-CPU samples only: where the worker's CPU goes
     finished = 0
     while finished < count:
         if time.perf_counter() - t0 > timeout:

@@ -70,7 +70,7 @@ def _ours(frame: str) -> bool:
 def summarise(raw: Path, top: int = 25) -> str:
     """Share of samples (wall time, idle included) per function of ours (inclusive) and per leaf frame."""
     total, inclusive, leaves = 0, Counter(), Counter()
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
