@@ -8,7 +8,8 @@ handful of statements on one pooled connection, without the ORM's unit of work.
 3. The results: the order's UPDATE fenced by the claimed version (a lease taken over meanwhile matches
    nothing: the results are dropped and the new holder repeats the calls with the same keys), the item rows
    and the history row, and the purchase event if a sink wants one; COMMIT without waiting for the WAL flush
-   (as ``engine._commit`` explains).
+   (as ``engine._commit`` explains). A pooled connection returned moments ago is not pinged again
+   (``KB_DATABASE_PRE_PING_IDLE``), so a busy worker's attempt is these statements and nothing more.
 
 An order whose lines must first be looked up in its store, or that the claim cannot take, goes the ORM
 way (``engine.attempt_fulfil``), which handles every case.
@@ -19,7 +20,7 @@ import logging
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, case, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import engine
@@ -53,6 +54,9 @@ RESULT_COLUMNS = ("state", "reason", "attempts", "next_attempt_at", "lease_owner
 RESULTS = (update(F).where(F.c.id == bindparam("p_id"), F.c.version == bindparam("p_version"))
            .values(version=F.c.version + 1, **{name: bindparam(f"p_{name}", type_=F.c[name].type)
                                                for name in RESULT_COLUMNS}))
+# PostgreSQL: the fenced UPDATE also turns synchronous_commit off for this transaction (engine._commit says why),
+# saving the SET LOCAL round trip; it takes effect only if the row matched, the one case that commits.
+RESULTS_PG = RESULTS.returning(func.set_config("synchronous_commit", "off", True))
 ITEM_COLUMNS = ("state", "idempotency_key", "kraty_entry_id", "error_code", "error", "updated_at")
 ITEM_RESULTS = (update(I).where(I.c.id == bindparam("p_id"))
                 .values(**{name: bindparam(f"p_{name}", type_=I.c[name].type) for name in ITEM_COLUMNS}))
@@ -101,10 +105,9 @@ def _run(services: Services, connection, f, version: int, actor: str) -> Outcome
     any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
     now = utcnow()
     outcome, entry = _finish(services.settings, f, actor, summary, transient, pending, any_failed, now)
-    if connection.dialect.name == "postgresql":  # the results: no wait for the WAL flush (engine._commit)
-        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-    fenced = connection.execute(RESULTS, {"p_id": f.id, "p_version": version,
-                                          **{f"p_{name}": getattr(f, name) for name in RESULT_COLUMNS}})
+    statement = RESULTS_PG if connection.dialect.name == "postgresql" else RESULTS
+    fenced = connection.execute(statement, {"p_id": f.id, "p_version": version,
+                                            **{f"p_{name}": getattr(f, name) for name in RESULT_COLUMNS}})
     if fenced.rowcount != 1:
         connection.rollback()
         log.warning("lease on %s was taken over during the attempt; its results are left to the new holder", f.id)
