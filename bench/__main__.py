@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import importlib
 import os
 import sys
@@ -22,10 +23,18 @@ LOCK = Path(tempfile.gettempdir()) / "kraty-bridge-bench.lock"
 _lock_file = None
 
 
+def _lock_path() -> Path:
+    """Full runs share database kb_bench and Redis db 14: one at a time on this machine. A run given its own
+    (KB_BENCH_DATABASE_URL and KB_BENCH_REDIS_URL) takes a lock of their own."""
+    own = os.environ.get("KB_BENCH_DATABASE_URL"), os.environ.get("KB_BENCH_REDIS_URL")
+    if all(own):
+        return LOCK.with_name(f"{LOCK.stem}-{hashlib.sha256(repr(own).encode()).hexdigest()[:12]}.lock")
+    return LOCK
+
+
 def _lock() -> bool:
-    """Full runs share database kb_bench and Redis db 14: one at a time on this machine."""
     global _lock_file
-    _lock_file = open(LOCK, "a+")
+    _lock_file = open(_lock_path(), "a+")
     try:
         fcntl.flock(_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -53,7 +62,7 @@ def main(argv=None) -> int:
         return 2
     names = args.names or list(NAMES)
     if not args.quick and not _lock():
-        print(f"python -m bench: another full run holds {LOCK} (it uses the same database and Redis db); "
+        print(f"python -m bench: another full run holds {_lock_path()} (it uses the same database and Redis db); "
               "try again when it is done", file=sys.stderr)
         return 2
     started = time.perf_counter()

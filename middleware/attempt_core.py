@@ -20,10 +20,10 @@ import logging
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import engine
+from . import attempt_pg, engine
 from .engine import FULFIL_STATES, Outcome, backoff_delay
 from .ledger import states
 from .ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, UTCDateTime, utcnow
@@ -54,13 +54,11 @@ RESULT_COLUMNS = ("state", "reason", "attempts", "next_attempt_at", "lease_owner
 RESULTS = (update(F).where(F.c.id == bindparam("p_id"), F.c.version == bindparam("p_version"))
            .values(version=F.c.version + 1, **{name: bindparam(f"p_{name}", type_=F.c[name].type)
                                                for name in RESULT_COLUMNS}))
-# PostgreSQL: the fenced UPDATE also turns synchronous_commit off for this transaction (engine._commit says why),
-# saving the SET LOCAL round trip; it takes effect only if the row matched, the one case that commits.
-RESULTS_PG = RESULTS.returning(func.set_config("synchronous_commit", "off", True))
 ITEM_COLUMNS = ("state", "idempotency_key", "kraty_entry_id", "error_code", "error", "updated_at")
 ITEM_RESULTS = (update(I).where(I.c.id == bindparam("p_id"))
                 .values(**{name: bindparam(f"p_{name}", type_=I.c[name].type) for name in ITEM_COLUMNS}))
 HISTORY = insert(H)
+CLAIM_PG = attempt_pg.claim_statement(CLAIM, _NOW)
 
 
 def attempt_fulfil(services: Services, fulfilment_id: str, actor: str) -> Outcome:
@@ -78,14 +76,22 @@ def attempt_fulfil(services: Services, fulfilment_id: str, actor: str) -> Outcom
 def _claim(services: Services, connection, fulfilment_id: str, actor: str):
     """(the order with its items, the version the claim gave it), committed; None if the claim took nothing."""
     now = utcnow()
-    row = connection.execute(CLAIM, {"p_id": fulfilment_id, "p_now": now, "p_owner": services.identity,
-                                     "p_until": now + timedelta(seconds=services.settings.lease_seconds)}).first()
-    if row is None:
-        return None
-    f = SimpleNamespace(**row._mapping)
-    f.items = [SimpleNamespace(**item._mapping) for item in connection.execute(ITEMS, {"p_id": fulfilment_id})]
-    if f.state_changed_at == now:  # RECEIVED -> FULFILLING just now: Kraty is about to be called
-        connection.execute(HISTORY, _history(f, actor, states.RECEIVED, states.FULFILLING, None, now))
+    parameters = {"p_id": fulfilment_id, "p_now": now, "p_owner": services.identity, "p_actor": actor,
+                  "p_until": now + timedelta(seconds=services.settings.lease_seconds)}
+    if connection.dialect.name == "postgresql":  # claim, transition's history row and items: one statement
+        order, items = attempt_pg.split_rows(connection.execute(CLAIM_PG, parameters))
+        if order is None:
+            return None
+        f = SimpleNamespace(**order)
+        f.items = [SimpleNamespace(**item) for item in items]
+    else:
+        row = connection.execute(CLAIM, parameters).first()
+        if row is None:
+            return None
+        f = SimpleNamespace(**row._mapping)
+        f.items = [SimpleNamespace(**item._mapping) for item in connection.execute(ITEMS, {"p_id": fulfilment_id})]
+        if f.state_changed_at == now:  # RECEIVED -> FULFILLING just now: Kraty is about to be called
+            connection.execute(HISTORY, _history(f, actor, states.RECEIVED, states.FULFILLING, None, now))
     connection.commit()
     return f, f.version
 
@@ -105,17 +111,21 @@ def _run(services: Services, connection, f, version: int, actor: str) -> Outcome
     any_failed = any(item.state == states.ITEM_FAILED for item in f.items)
     now = utcnow()
     outcome, entry = _finish(services.settings, f, actor, summary, transient, pending, any_failed, now)
-    statement = RESULTS_PG if connection.dialect.name == "postgresql" else RESULTS
-    fenced = connection.execute(statement, {"p_id": f.id, "p_version": version,
-                                            **{f"p_{name}": getattr(f, name) for name in RESULT_COLUMNS}})
+    base = {"p_id": f.id, "p_version": version, **{f"p_{name}": getattr(f, name) for name in RESULT_COLUMNS}}
+    if connection.dialect.name == "postgresql":  # the order, its items, the history row: one statement
+        fenced = connection.execute(attempt_pg.results_statement(RESULTS, ITEM_COLUMNS, len(todo)),
+                                    attempt_pg.results_parameters(base, todo, ITEM_COLUMNS, entry))
+    else:
+        fenced = connection.execute(RESULTS, base)
     if fenced.rowcount != 1:
         connection.rollback()
         log.warning("lease on %s was taken over during the attempt; its results are left to the new holder", f.id)
         return Outcome(False)
-    if todo:
-        connection.execute(ITEM_RESULTS, [{"p_id": item.id, **{f"p_{name}": getattr(item, name)
-                                                                for name in ITEM_COLUMNS}} for item in todo])
-    connection.execute(HISTORY, entry)
+    if connection.dialect.name != "postgresql":
+        if todo:
+            connection.execute(ITEM_RESULTS, [{"p_id": item.id, **{f"p_{name}": getattr(item, name)
+                                                                    for name in ITEM_COLUMNS}} for item in todo])
+        connection.execute(HISTORY, entry)
     outcome.deliveries = tuple(_emit(services, connection, f, now))
     connection.commit()
     if outcome.retry_in is None:

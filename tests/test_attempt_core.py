@@ -101,6 +101,9 @@ def test_a_transient_kraty_error_schedules_a_retry_and_keeps_what_was_granted(se
         session.commit()
     assert attempt_core.attempt_fulfil(services, fid, actor="worker").state == states.FULFILLED
     assert sorted(e["kind"] for e in emulator.ledger(player="player-1")) == ["credit", "grant"]
+    assert [(h.from_state, h.to_state) for h in _load(services, fid).history] == [  # no second transition row
+        (states.RECEIVED, states.FULFILLING), (states.FULFILLING, states.FULFILLING),
+        (states.FULFILLING, states.FULFILLED)]
 
 
 def test_a_permanent_refusal_fails_the_order_with_the_reason(services, emulator):
