@@ -1,8 +1,8 @@
 """Optional sampling profiles of the processes under test (``python -m bench --profile``).
 
 Uses py-spy (in requirements-dev.txt) from the virtualenv, PATH, or KB_BENCH_PYSPY. It samples without
-pausing the target (--nonblocking). The raw collapsed stacks and a short text summary (where the wall time goes, by our own functions and by leaf frames) are
-written next to the results.
+pausing the target (--nonblocking). The raw collapsed stacks and a short text summary (where the time goes,
+by our own functions and by leaf frames) are written next to the results.
 """
 from __future__ import annotations
 
