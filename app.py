@@ -11,7 +11,10 @@ from config.catalog_schema import ConfigFileError
 from config.settings import Settings, SettingsError, load_settings
 from config.sinks import load_sinks
 from config.storefronts import load_storefronts
-from middleware import cli, cli_guard, console, logs, tracing
+from middleware import console, logs
+from middleware.cli import commands
+from middleware.cli import guard
+from middleware.metrics import tracing
 from middleware.api import (accelbyte, app_store_webhook, body_limit, errors, google_play_webhook, health,
                             kraty_webhook, privacy, receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
@@ -22,8 +25,8 @@ from middleware.services import Services
 
 def create_app(config: Settings | dict | None = None) -> Flask:
     """Build the app. ``config``: a Settings, or a dict of Settings fields overriding the environment."""
-    if config is None and cli_guard.in_cli():
-        cli_guard.use_run_environment()  # beside `make run`: its Redis, ledger and catalog (instance/environment)
+    if config is None and guard.in_cli():
+        guard.use_run_environment()  # beside `make run`: its Redis, ledger and catalog (instance/environment)
     try:
         settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
         logs.configure_logging(settings.log_level, settings.log_json)
@@ -32,7 +35,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         storefronts = load_storefronts(settings.storefronts_path, known_namespaces=catalog.games)
         sinks = load_sinks(settings.sinks_path)
     except (SettingsError, ConfigFileError) as exc:
-        cli_guard.refuse(exc)  # the flask CLI: the message and exit status 1, no traceback
+        guard.refuse(exc)  # the flask CLI: the message and exit status 1, no traceback
         raise
 
     app = Flask(__name__)
@@ -54,5 +57,5 @@ def create_app(config: Settings | dict | None = None) -> Flask:
                       imports.blp])
     metrics.init_app(app)  # GET /metrics (KB_METRICS_KEY), refused ingest requests counted
     console.register(app)  # /console, the ops web console (KB_SECRET_KEY)
-    cli.register(app)
+    commands.register(app)
     return app

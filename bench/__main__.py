@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import chaos, common, procs, profile
+from bench import chaos, common, procs, profile
 
 NAMES = ("ingest", "e2e", "memory", "stripe", "app_store", "google_play", "kraty", "deliveries", "ops_query")
 # benchmark name -> module of bench/, when they differ

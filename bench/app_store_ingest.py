@@ -33,9 +33,9 @@ import tomllib
 import uuid
 from pathlib import Path
 
-from . import common, ingest_common
-from .common import ROOT, BenchError, kb_env
-from .ingest_common import (
+from bench import common, ingest_common
+from bench.common import ROOT, BenchError, kb_env
+from bench.ingest_common import (
     Leg,
     RequestFiles,
     duplicates_leg,
@@ -44,7 +44,7 @@ from .ingest_common import (
     run_configs,
     slice_run,
 )
-from .loadgen import SignedPosts
+from bench.loadgen import SignedPosts
 
 TARGET = 0.3
 FULL = {**ingest_common.FULL, "production": 3.0, "bare_lines": 1500, "verify": 1000}

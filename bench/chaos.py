@@ -26,11 +26,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from middleware.ledger import migrate
 
-from . import chaos_faults, common, procs
-from .chaos_check import ProgressMonitor, settled, verdict
-from .chaos_clients import Storefronts, plan
-from .chaos_faults import Chaos
-from .servers import PostgresServer, RedisServer
+from bench import chaos_faults, common, procs
+from bench.chaos_check import ProgressMonitor, settled, verdict
+from bench.chaos_clients import Storefronts, plan
+from bench.chaos_faults import Chaos
+from bench.servers import PostgresServer, RedisServer
 
 PROGRESS = 15.0   # seconds between two progress lines
 SLACK = 10.0   # seconds on top of the bound: a sample's resolution, a pass's own run time, a loaded machine

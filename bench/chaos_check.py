@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from middleware.ledger.states import ACTIVE
 
-from .chaos_clients import Order
+from bench.chaos_clients import Order
 
 SAMPLE = 1.0   # seconds between two looks at the ledger
 ACTIVE_SQL = ", ".join(f"'{state}'" for state in ACTIVE)

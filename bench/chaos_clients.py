@@ -21,7 +21,7 @@ import requests
 
 from emulator import stripe_demo
 
-from .common import TOKEN
+from bench.common import TOKEN
 
 TIMEOUT = 10.0           # seconds per request: a store gives up on a slow answer and tries again
 GIVE_UP = 900.0          # seconds: an order that never got a definite answer is reported, not retried forever

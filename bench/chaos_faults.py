@@ -23,7 +23,7 @@ import psutil
 import redis as redis_lib
 from rq import Worker
 
-from . import procs
+from bench import procs
 
 DEFAULT_MIX = ("errors=0.2,after=0.5,slow=0.1,slow_ms=2000,drop=0.02,"
                "worker=6,lock_holder=2,reconciler=2,web=4,redis=2,postgres=2")

@@ -38,10 +38,10 @@ from middleware.ledger.models import Delivery, utcnow
 from middleware.sinks.events import emit
 from workers.queues import SINK_QUEUE, enqueue_delivery
 
-from . import common, procs, profile, seed
-from .common import ROOT, BenchError, table, verdict
-from .measure import CpuMeter, service_pids
-from .profile import Profile
+from bench import common, procs, profile, seed
+from bench.common import ROOT, BenchError, table, verdict
+from bench.measure import CpuMeter, service_pids
+from bench.profile import Profile
 
 TARGET = 0.5
 FULL = {"events": 2000, "workers": 2, "rounds": 2, "timeout": 600}
@@ -97,7 +97,7 @@ timeout = 15
 
 # ------------------------------------------------------------------------------------------------ seeding
 def _payload(n: int, tag: str, player: str) -> dict:
-    """A purchase.fulfilled payload as ``middleware/purchase_events.py`` builds it."""
+    """A purchase.fulfilled payload as ``middleware/orders/purchase_events.py`` builds it."""
     return {"fulfilmentId": uuid.uuid4().hex, "store": "stripe", "environment": "production",
             "transactionId": f"cs_live_a1{tag}{n:08d}", "playerId": player, "state": "FULFILLED", "reason": None,
             "products": [{"sku": "gems_100", "itemId": "gems_100", "quantity": 2},

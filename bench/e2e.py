@@ -24,11 +24,11 @@ from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry
 from workers.queues import FULFILMENT_QUEUE
 
-from . import common, procs, profile, seed
-from .common import BenchError, table, verdict
-from .measure import CpuMeter, service_pids
-from .procs import Emulator
-from .profile import Profile
+from bench import common, procs, profile, seed
+from bench.common import BenchError, table, verdict
+from bench.measure import CpuMeter, service_pids
+from bench.procs import Emulator
+from bench.profile import Profile
 
 TARGET = 0.5          # of the no-op job rate
 FLOOR_TARGET = 0.6    # of the one-call floor job rate

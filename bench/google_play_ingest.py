@@ -39,10 +39,10 @@ import time
 import tomllib
 from pathlib import Path
 
-from . import common, ingest_common
-from .common import ROOT, BenchError, kb_env
-from .ingest_common import RequestFiles, duplicates_leg, report, run_configs
-from .loadgen import SignedPosts
+from bench import common, ingest_common
+from bench.common import ROOT, BenchError, kb_env
+from bench.ingest_common import RequestFiles, duplicates_leg, report, run_configs
+from bench.loadgen import SignedPosts
 
 TARGET = 0.4
 FULL = {**ingest_common.FULL, "verify": 2000}

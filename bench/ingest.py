@@ -13,12 +13,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from . import common, profile
-from .common import kb_env, table, verdict
-from .loadgen import have_wrk, run_load
-from .measure import CpuMeter, service_pids
-from .procs import Emulator, Gunicorn, write_catalog
-from .profile import Profile
+from bench import common, profile
+from bench.common import kb_env, table, verdict
+from bench.loadgen import have_wrk, run_load
+from bench.measure import CpuMeter, service_pids
+from bench.procs import Emulator, Gunicorn, write_catalog
+from bench.profile import Profile
 
 TARGET = 0.5
 FULL = dict(configs=[("sync", 2, 1), ("sync", 4, 1), ("gthread", 2, 4), ("gthread", 3, 4), ("gthread", 4, 2)],

@@ -27,13 +27,13 @@ from sqlalchemy import create_engine, text
 
 from workers.queues import FULFILMENT_QUEUE
 
-from . import common, profile
-from .common import BenchError, table, verdict
-from .ingest import FULL as INGEST_FULL
-from .loadgen import SignedPosts, have_wrk, run_load, run_python
-from .measure import CpuMeter, service_pids
-from .procs import Gunicorn
-from .profile import Profile
+from bench import common, profile
+from bench.common import BenchError, table, verdict
+from bench.ingest import FULL as INGEST_FULL
+from bench.loadgen import SignedPosts, have_wrk, run_load, run_python
+from bench.measure import CpuMeter, service_pids
+from bench.procs import Gunicorn
+from bench.profile import Profile
 
 BARE = "bench.bare_app:app"
 APP = "app:create_app()"

@@ -32,10 +32,10 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook
 
-from . import common, ingest_common
-from .common import ROOT, BenchError, kb_env
-from .ingest_common import RequestFiles, duplicates_leg, report, run_configs
-from .loadgen import SignedPosts
+from bench import common, ingest_common
+from bench.common import ROOT, BenchError, kb_env
+from bench.ingest_common import RequestFiles, duplicates_leg, report, run_configs
+from bench.loadgen import SignedPosts
 
 TARGET = 0.5
 FULL = ingest_common.FULL

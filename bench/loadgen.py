@@ -19,9 +19,9 @@ import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
-from .common import TOKEN, BenchError
-from .measure import CpuMeter
-from .procs import process_tree
+from bench.common import TOKEN, BenchError
+from bench.measure import CpuMeter
+from bench.procs import process_tree
 
 BODY = b'{"items":[{"itemSku":"gems_100","quantity":1}]}'
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}

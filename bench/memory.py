@@ -20,11 +20,11 @@ from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
 from workers.queues import FULFILMENT_QUEUE
 
-from . import common, procs, seed
-from .common import BenchError, table
-from .loadgen import run_python
-from .measure import RssSampler, peak_rss_mb, rss_mb
-from .procs import Emulator, Gunicorn
+from bench import common, procs, seed
+from bench.common import BenchError, table
+from bench.loadgen import run_python
+from bench.measure import RssSampler, peak_rss_mb, rss_mb
+from bench.procs import Emulator, Gunicorn
 
 PEAK_LIMIT_MB = 120.0
 GROWTH_LIMIT = 0.10

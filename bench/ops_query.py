@@ -21,7 +21,7 @@ What is measured, each call timed alone, in-process:
 - ``api``: the Flask app (``app.create_app``) through its test client: ``GET /v1/fulfilments?...`` with a
   viewer API key (key lookup, argument validation, cursor check, the query, JSON), against
   ``GET /v1/fulfilments/{id}`` (the order with its items, history, events and deliveries);
-- ``query``: ``middleware.ops.list_fulfilments`` in a fresh ``Services.session()``, against
+- ``query``: ``middleware.ops.queries.list_fulfilments`` in a fresh ``Services.session()``, against
   ``session.get(Fulfilment, id)`` + ``ops.summary`` in a fresh session: the query's own cost.
 
 The deep page is what a client gets: the ``nextCursor`` after paging through 10,000 rows 50 at a time with
@@ -46,13 +46,15 @@ from pathlib import Path
 from sqlalchemy import create_engine, exists, func, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from middleware import api_keys, ops
+from middleware.ledger import api_keys
+
+from middleware import ops
 from middleware.api import cursors
 from middleware.api.fulfilments import CURSOR_KIND
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry
 
-from . import common
-from .common import ROOT, BenchError, table
+from bench import common
+from bench.common import ROOT, BenchError, table
 
 SEED_VERSION = 3   # 3: item rows carry their order's created_at
 P95_MAX_MS = 20.0

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from .common import ROOT, BenchError
+from bench.common import ROOT, BenchError
 
 _started: list[subprocess.Popen] = []
 
@@ -155,7 +155,7 @@ def app_services(backends, workdir: Path, emulator: "Emulator") -> tuple[dict, o
     in-process app's services on the same ledger and Redis, for seeding and reading results."""
     from app import create_app
 
-    from .common import kb_env
+    from bench.common import kb_env
     catalog = write_catalog(workdir, emulator.url)
     app = create_app(dict(database_url=backends.database_url, redis_url=backends.redis_url,
                           catalog_path=catalog, log_level="WARNING"))

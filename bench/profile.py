@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .common import ROOT
+from bench.common import ROOT
 
 ENABLED = False  # set by ``python -m bench --profile``
 OUT_DIR = ROOT / "bench" / "results"  # set by ``python -m bench`` to where the results go

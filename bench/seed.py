@@ -9,7 +9,7 @@ from rq import Queue
 
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
-from middleware.orders import build_items, request_hash, resolve_line
+from middleware.orders.lines import build_items, request_hash, resolve_line
 from workers.queues import FULFILMENT_QUEUE, JOB_TIMEOUT, enqueue_attempt
 
 LINES = [{"itemSku": "gems_100", "quantity": 1}]

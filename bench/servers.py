@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import redis as redis_lib
 
-from .procs import free_port
+from bench.procs import free_port
 
 START_TIMEOUT = 30.0
 

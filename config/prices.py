@@ -5,7 +5,7 @@ integer; at most the currency's own decimals, as ``mappers.money`` counts them) 
 ``store_prices = { app_store = { USD = "5.99" } }``. A game may declare a ``[games.<ns>.price_policy]``
 table (``PricePolicySchema``): per kind of payment ``enforce`` | ``flag`` | ``off``, whether a direct
 PaymentIntent for a SKU without a declared price is refused, and whether the store's own discounts
-(coupons) count as paid. The comparison itself is ``middleware.price_check``.
+(coupons) count as paid. The comparison itself is ``middleware.orders.price_check``.
 """
 from __future__ import annotations
 

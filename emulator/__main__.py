@@ -13,11 +13,11 @@ import signal
 import sys
 from pathlib import Path
 
-from . import config as config_mod
-from .app import create_app
-from .app_store_api import mount_app_store
-from .google_play_api import mount_google
-from .stripe_api import mount_stripe
+from emulator import config as config_mod
+from emulator.app import create_app
+from emulator.app_store_api import mount_app_store
+from emulator.google_play_api import mount_google
+from emulator.stripe_api import mount_stripe
 
 DEFAULT_SERVER = "gunicorn"
 

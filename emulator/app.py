@@ -11,13 +11,13 @@ import json
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import config as config_mod
-from .fastpath import FastPath
-from .faults import FaultMiddleware, Faults, Stats
-from .model import ApiError
-from .routes import error_response, json_body, register
-from .state import Store
-from .webhooks import Dispatcher
+from emulator import config as config_mod
+from emulator.fastpath import FastPath
+from emulator.faults import FaultMiddleware, Faults, Stats
+from emulator.model import ApiError
+from emulator.routes import error_response, json_body, register
+from emulator.state import Store
+from emulator.webhooks import Dispatcher
 
 LOOPBACK = ("127.", "::1", "::ffff:127.")
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
+from emulator.fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
                        register_common_admin)
 
 ENVIRONMENTS = {"production": "Production", "sandbox": "Sandbox"}

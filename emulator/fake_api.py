@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl
 from flask import Flask, Response, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from .faults import Faults, drop_connection
-from .model import ApiError
+from emulator.faults import Faults, drop_connection
+from emulator.model import ApiError
 
 LOOPBACK = ("127.", "::1", "::ffff:127.")
 

@@ -11,8 +11,8 @@ import json
 import logging
 import re
 
-from .model import ApiError
-from .routes import authenticate_key, check_player_id, error_body, validate_change
+from emulator.model import ApiError
+from emulator.routes import authenticate_key, check_player_id, error_body, validate_change
 
 CHANGE_RE = re.compile(r"^/server/v1/players/([^/]+)/(wallet|inventory)/([^/]+)/"
                        r"(credit|debit|grant|revoke)$")

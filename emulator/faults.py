@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter
 
-from .model import ApiError
+from emulator.model import ApiError
 
 STATUS_CODES = {400: "validation_failed", 401: "unauthenticated", 403: "forbidden",
                 404: "not_found", 409: "conflict", 429: "rate_limited",

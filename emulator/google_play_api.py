@@ -27,11 +27,11 @@ import json
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
+from emulator.fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
                        register_common_admin)
-from .google_play_auth import Accounts, OAuthError
-from .google_play_store import PlayStore
-from .google_play_wire import (DAY_MS, GoogleError, bad, decode_page_token, encode_page_token,
+from emulator.google_play_auth import Accounts, OAuthError
+from emulator.google_play_store import PlayStore
+from emulator.google_play_wire import (DAY_MS, GoogleError, bad, decode_page_token, encode_page_token,
                                now_ms, render_product_v1, render_product_v2,
                                render_subscription_v2)
 

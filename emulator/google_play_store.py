@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from .google_play_wire import (ACCOUNT_FIELDS, DAY_MS, PURCHASE_STATES, SUBSCRIPTION_STATES,
+from emulator.google_play_wire import (ACCOUNT_FIELDS, DAY_MS, PURCHASE_STATES, SUBSCRIPTION_STATES,
                                GoogleError, bad, fields, millis, new_order_id, new_purchase_token,
                                now_ms, render_voided, typed)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from .model import ApiError, Player
+from emulator.model import ApiError, Player
 
 MAX_MIGRATE_ROWS = 1000
 LEDGER_FILTERS = ("game", "player", "playerId", "kind", "sourceRefId", "idempotencyKey",

@@ -5,7 +5,7 @@ import json
 
 from flask import Blueprint, Flask, Response, g, request
 
-from .model import ApiError
+from emulator.model import ApiError
 
 MAX_QUANTITY = 10**15
 MAX_KEY_LEN = 255

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 
-from .config import ConfigError, normalize_game
-from .model import ApiError, Game, Player, new_id, now_iso
-from .players import PlayerOps
+from emulator.config import ConfigError, normalize_game
+from emulator.model import ApiError, Game, Player, new_id, now_iso
+from emulator.players import PlayerOps
 
 # op -> (book attribute, sign, body quantity field, target field, answer field, below-zero code)
 OPS = {

@@ -31,12 +31,12 @@ import re
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from .fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
+from emulator.fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
                        register_common_admin)
-from .stripe_charges import ChargeBook
-from . import stripe_invoices
-from .stripe_events import EventBook, register_events
-from .stripe_store import StripeError, StripeStore, list_object, new_id
+from emulator.stripe_charges import ChargeBook
+from emulator import stripe_invoices
+from emulator.stripe_events import EventBook, register_events
+from emulator.stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
 EXPAND_KEY = re.compile(r"expand\[\d*\]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from .stripe_store import StripeStore, _check_fields, _typed, bad, missing, new_id, visible
+from emulator.stripe_store import StripeStore, _check_fields, _typed, bad, missing, new_id, visible
 
 REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
 HOLDING = ("pending", "requires_action", "succeeded")  # count in the charge's amount_refunded

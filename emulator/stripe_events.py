@@ -15,8 +15,8 @@ import time
 
 from flask import Flask, g, request
 
-from .fake_api import json_body
-from .stripe_store import StripeError, list_object, new_id
+from emulator.fake_api import json_body
+from emulator.stripe_store import StripeError, list_object, new_id
 
 API_VERSION = "2025-03-31.basil"
 KEPT_SECONDS = 30 * 86_400

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from .stripe_store import StripeStore, _check_fields, _typed, bad, missing, new_id, visible
+from emulator.stripe_store import StripeStore, _check_fields, _typed, bad, missing, new_id, visible
 
 INVOICE_FIELDS = {"id", "livemode", "account", "currency", "amount_paid", "payments", "billing_reason"}
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import requests
 from standardwebhooks import Webhook
 
-from .model import new_id, now_iso
+from emulator.model import new_id, now_iso
 
 _STOP = object()
 

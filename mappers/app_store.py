@@ -32,7 +32,7 @@ ENVIRONMENTS = {"Production": "production", "Sandbox": "sandbox"}
 WHOLE = 100_000  # revocationPercentage is in milliunits: 100000 is all of it
 PRORATED = "REFUND_PRORATED"
 # a transaction's offerType: the price charged is an offer the studio configured in App Store Connect, signed by
-# Apple, so it is accepted as paid in full (middleware/price_check.py)
+# Apple, so it is accepted as paid in full (middleware/orders/price_check.py)
 OFFER_TYPES = {1: "introductory", 2: "promotional", 3: "offer_code", 4: "win_back"}
 
 

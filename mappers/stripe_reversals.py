@@ -37,7 +37,7 @@ SUCCEEDED, PENDING = "succeeded", "pending"
 GIVEN_BACK = ("failed", "canceled")
 REFUND_ON = (SUCCEEDED, PENDING)   # game setting ``refund_on``: the status a refund takes back at
 
-# reversal kinds (middleware/reversals.py acts on them)
+# reversal kinds (middleware/orders/reversals.py acts on them)
 REFUND, REFUND_FAILED = "refund", "refund_failed"
 DISPUTE_INQUIRY, DISPUTE_OPENED = "dispute_inquiry", "dispute_opened"
 DISPUTE_LOST, DISPUTE_WON = "dispute_lost", "dispute_won"

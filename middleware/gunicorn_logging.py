@@ -11,7 +11,7 @@ from gunicorn import glogging
 
 from config.settings import SettingsError, load_settings
 
-from .logs import JsonFormatter, RequestIdFilter
+from middleware.logs import JsonFormatter, RequestIdFilter
 
 
 def _json_enabled() -> bool:

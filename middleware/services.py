@@ -14,14 +14,14 @@ from config.settings import Settings
 from config.sinks import Sinks
 from config.storefronts import Storefronts
 
-from .kraty import KratyClient
-from .ledger.db import dispose_after_fork, make_engine, make_sessionmaker
-from .redis_client import connect as connect_redis
-from .stores.app_store_api import AppStoreApi
-from .stores.app_store_verify import AppStoreVerifiers
-from .stores.google_play_api import GooglePlayApi
-from .stores.google_push_verify import PushVerifier
-from .stores.stripe_api import StripeApi
+from middleware.kraty.client import KratyClient
+from middleware.ledger.db import dispose_after_fork, make_engine, make_sessionmaker
+from middleware.redis_client import connect as connect_redis
+from middleware.stores.app_store_api import AppStoreApi
+from middleware.stores.app_store_verify import AppStoreVerifiers
+from middleware.stores.google_play_api import GooglePlayApi
+from middleware.stores.google_push_verify import PushVerifier
+from middleware.stores.stripe_api import StripeApi
 
 STORE_API_TIMEOUT = 10.0  # seconds, per call to a store's API (Stripe...)
 

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.app_store_api import create_app_store_app
 
-from .app_store_support import Apple, write_catalog
-from .apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
-from .fake_server import AdminClient, serve
+from tests.app_store_support import Apple, write_catalog
+from tests.apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
+from tests.fake_server import AdminClient, serve
 
 KEY_ID, ISSUER_ID = "KRATYTEST1", "57246542-96fe-1a63-e053-0824d011072a"
 

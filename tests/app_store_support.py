@@ -5,10 +5,10 @@ import threading
 
 import pytest
 
-from middleware import api_keys
+from middleware.ledger import api_keys
 
-from .apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 PATH = "/webhooks/app-store"
 RECEIPTS = "/v1/receipts/app-store"

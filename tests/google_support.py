@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from .google_tokens import AUDIENCE, PUSH_ACCOUNT, CertsServer, make_push_token
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.google_tokens import AUDIENCE, PUSH_ACCOUNT, CertsServer, make_push_token
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 PACKAGE = "com.kraty.demo"  # the fake's default package
 PATH = "/webhooks/google-play"
@@ -67,7 +67,7 @@ class Google:
     def __init__(self, app, fake):
         self.app, self.fake = app, fake
         self.client, self.services = app.test_client(), app.extensions["kraty_bridge"]
-        from middleware import api_keys
+        from middleware.ledger import api_keys
         with self.services.session() as session:
             self.key = api_keys.create(session, f"backend-{uuid.uuid4().hex[:6]}", "receipts")
             session.commit()

@@ -6,10 +6,10 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from middleware import api_keys
+from middleware.ledger import api_keys
 from middleware.ledger.models import AuditEntry, Fulfilment, FulfilmentItem
 
-from .helpers import put_order
+from tests.helpers import put_order
 
 GEMS = {"itemSku": "gems_100", "quantity": 1}
 SWORD = {"itemSku": "sword", "quantity": 1}

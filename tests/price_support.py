@@ -1,8 +1,8 @@
 """Test catalogs with a [price_policy] table or other text changes; a Stripe-event delivery helper."""
 from __future__ import annotations
 
-from .helpers import drain
-from .stripe_support import post
+from tests.helpers import drain
+from tests.stripe_support import post
 
 
 def catalog_with(catalog_path: str, target, *, policy: dict | None = None, replace: dict | None = None) -> str:

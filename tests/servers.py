@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from .helpers import poll
+from tests.helpers import poll
 
 
 def free_port() -> int:

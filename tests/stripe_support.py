@@ -95,7 +95,7 @@ def inbound(services, event_id: str | None = None, source: str = "stripe"):
 
 def balances(emulator, player: str = "player-1") -> tuple[dict, dict]:
     """(wallet, inventory) of a player in Kraty; empty for an unknown player."""
-    from .test_accelbyte_support import balances as kraty_balances
+    from tests.test_accelbyte_support import balances as kraty_balances
     return kraty_balances(emulator, player)
 
 

@@ -1,7 +1,7 @@
 """flask keys and the /v1 API description (/openapi.json, /docs)."""
 from __future__ import annotations
 
-from middleware import api_keys
+from middleware.ledger import api_keys
 
 
 def test_keys_create_list_revoke(runner, services):

@@ -10,11 +10,11 @@ import pytest
 from config.catalog import CatalogError, load_catalog
 from workers.reconcile import reconcile_now
 
-from .app_store_api_support import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
-from .app_store_support import make_app, write_catalog  # noqa: F401  (fixture)
-from .apple_ca import notification, now_ms, sign_jws, transaction
-from .helpers import drain
-from .test_console import SECRET, sign_in
+from tests.app_store_api_support import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
+from tests.app_store_support import make_app, write_catalog  # noqa: F401  (fixture)
+from tests.apple_ca import notification, now_ms, sign_jws, transaction
+from tests.helpers import drain
+from tests.test_console import SECRET, sign_in
 
 
 def refund_request(txid: str, who: str, reason: str = "UNINTENDED_PURCHASE", **fields) -> str:

@@ -1,4 +1,4 @@
-"""The worker's fulfil attempt on SQLAlchemy Core (middleware/attempt_core.py): the same ledger rules as the
+"""The worker's fulfil attempt on SQLAlchemy Core (middleware/orders/attempt_core.py): the same ledger rules as the
 ORM attempt — the claim and FULFILLING committed before Kraty is called, stable keys, results fenced by the
 lease's version, retries — on SQLite and PostgreSQL."""
 from __future__ import annotations
@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from middleware import attempt_core
+from middleware.orders import attempt_core
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, FulfilmentItem, utcnow
-from middleware.orders import build_items, request_hash, resolve_line
+from middleware.orders.lines import build_items, request_hash, resolve_line
 
 LINES = [{"itemSku": "gems_100", "quantity": 1}, {"itemSku": "sword", "quantity": 2}]
 
@@ -118,7 +118,7 @@ def test_a_permanent_refusal_fails_the_order_with_the_reason(services, emulator)
 
 
 def test_an_order_to_look_up_in_its_store_goes_the_orm_way(services, emulator, monkeypatch):
-    from middleware import engine
+    from middleware.orders import attempts as engine
     calls = []
     monkeypatch.setattr(engine, "attempt_fulfil", lambda svc, fid, actor: calls.append(fid) or engine.Outcome(False))
     fid = _order(services, lookup="stripe:checkout_session")

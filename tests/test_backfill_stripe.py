@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from middleware.ledger.models import InboundEvent
 from middleware.stores import backfill
 
-from .helpers import drain
-from .stripe_support import balances, completed, event, order, post, refund_to, write_catalog
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
-from .test_stripe_orders import deliver, new_session
+from tests.helpers import drain
+from tests.stripe_support import balances, completed, event, order, post, refund_to, write_catalog
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.test_stripe_orders import deliver, new_session
 
 
 def missed(stripe_fake, ev: dict, delivered: bool = False) -> dict:

@@ -13,9 +13,9 @@ import requests
 from config import run_environment
 from config.settings import ROOT
 
-from .helpers import poll
-from .test_e2e_processes import free_port
-from .test_embedded import README_HEADERS, launched  # noqa: F401  (the fixture)
+from tests.helpers import poll
+from tests.test_e2e_processes import free_port
+from tests.test_embedded import README_HEADERS, launched  # noqa: F401  (the fixture)
 
 FLASK = [sys.executable, "-m", "flask", "--app", "app"]
 

@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import select
 
 from config.sinks import Sink, Sinks
-from middleware.cli_table import ELLIPSIS, Column, parse_time, progress, table, when
+from middleware.cli.table import ELLIPSIS, Column, parse_time, progress, table, when
 from middleware.ledger.models import AuditEntry, Delivery
 from middleware.sinks import emit
 from workers.deliver import deliver_now
 
-from .helpers import drain
-from .ops_support import audit_entries, failed_order, fulfilled_order, state
-from .sink_server import SinkServer
-from .stripe_support import event, inbound, post
+from tests.helpers import drain
+from tests.ops_support import audit_entries, failed_order, fulfilled_order, state
+from tests.sink_server import SinkServer
+from tests.stripe_support import event, inbound, post
 
 SECRET = "whsec_" + base64.b64encode(b"t" * 32).decode()
 T0 = (datetime.now(UTC) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)

@@ -21,8 +21,8 @@ from middleware.console import SESSION_HOURS
 from middleware.ledger.models import ApiKey, AuditEntry, Delivery, Fulfilment, utcnow
 from workers import runtime
 
-from .helpers import drain, put_order
-from .ops_support import (
+from tests.helpers import drain, put_order
+from tests.ops_support import (
     GEMS,
     audit_entries,
     failed_order,
@@ -32,9 +32,9 @@ from .ops_support import (
     order_id,
     state,
 )
-from .sink_server import SinkServer
-from .stripe_support import balances
-from .test_sink_delivery import CRM_SECRET
+from tests.sink_server import SinkServer
+from tests.stripe_support import balances
+from tests.test_sink_delivery import CRM_SECRET
 
 SECRET = "console-tests-secret-0123456789abcdef"
 

@@ -14,13 +14,13 @@ import pytest
 
 from app import create_app
 from config.settings import ROOT
-from middleware import api_keys
+from middleware.ledger import api_keys
 from workers import runtime
 
-from .conftest import Served
-from .helpers import put_order
-from .ops_support import audit_entries, order_id, state
-from .stripe_support import balances
+from tests.conftest import Served
+from tests.helpers import put_order
+from tests.ops_support import audit_entries, order_id, state
+from tests.stripe_support import balances
 
 CHROMIUM = "/usr/bin/chromium"
 SECRET = "console-browser-secret-0123456789abcdef"

@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, select
 from config.settings import ROOT
 from middleware.ledger.models import Fulfilment
 
-from .helpers import AUTH, fulfil_path, poll
-from .stripe_fake import StripeFake
-from .stripe_support import PATH as STRIPE_PATH
-from .stripe_support import body_of, completed, refund_to, sign
+from tests.helpers import AUTH, fulfil_path, poll
+from tests.stripe_fake import StripeFake
+from tests.stripe_support import PATH as STRIPE_PATH
+from tests.stripe_support import body_of, completed, refund_to, sign
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from config import embedded
 from config.embedded_banner import banner
 from config.settings import ROOT
 
-from .helpers import poll
+from tests.helpers import poll
 
 README_ORDER = {"items": [{"itemSku": "starter_pack", "quantity": 1}]}
 README_HEADERS = {"Authorization": "Bearer demo-storefront-token", "Content-Type": "application/json"}

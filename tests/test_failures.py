@@ -19,7 +19,7 @@ from workers import due
 from workers.queues import FULFILMENT_QUEUE, QUEUES, enqueue_attempt, is_waiting, queue
 from workers.reconcile import reconcile_now
 
-from .helpers import drain, make_due, poll, put_order, release_scheduled
+from tests.helpers import drain, make_due, poll, put_order, release_scheduled
 
 CREDIT = "/wallet/.*/credit"
 
@@ -195,13 +195,13 @@ def test_fifty_concurrent_identical_puts_grant_once(app, services, emulator):
 
 
 def test_two_attempts_never_call_kraty_for_the_same_item_at_once(client, services, emulator, redis):
-    from middleware import engine
+    from middleware.orders import attempts
     emulator.faults({"path": CREDIT, "status": 503, "count": 1})
     put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
     fid = _fulfilment(services).id
     emulator.faults({"path": CREDIT, "latency_ms": 300})
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(engine.attempt_fulfil(services, fid, "worker")))
+    threads = [threading.Thread(target=lambda: outcomes.append(attempts.attempt_fulfil(services, fid, "worker")))
                for _ in range(4)]
     for t in threads:
         t.start()
@@ -329,7 +329,7 @@ def test_refund_after_a_worker_died_mid_grant_takes_back_what_kraty_gave(client,
 
 
 def test_refund_of_an_order_never_sent_to_kraty_cancels_it(services, emulator, redis):
-    from middleware import actions
+    from middleware.orders import actions
     from middleware.ledger.models import FulfilmentItem
     with services.session() as session:
         f = Fulfilment(namespace="demo", source="stripe", transaction_id="cs_1", player_id="p", request_hash="h",

@@ -15,8 +15,8 @@ from google.auth import crypt, exceptions, jwt
 from emulator.faults import ConnectionDropped
 from emulator.google_play_api import create_google_app, mount_google
 
-from .fake_server import emulator_process, emulator_with
-from .google_fake import GoogleFake, google_api_url, google_fake  # noqa: F401
+from tests.fake_server import emulator_process, emulator_with
+from tests.google_fake import GoogleFake, google_api_url, google_fake  # noqa: F401
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"

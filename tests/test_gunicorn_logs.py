@@ -10,8 +10,8 @@ import requests
 
 from config.settings import ROOT
 
-from .helpers import poll
-from .test_e2e_processes import Processes, _up, free_port
+from tests.helpers import poll
+from tests.test_e2e_processes import Processes, _up, free_port
 
 APP_FIELDS = {"time", "level", "logger", "message", "request_id"}
 

@@ -6,10 +6,10 @@ import pytest
 
 from middleware import ops
 
-from .helpers import AUTH, fulfil_path
-from .ops_support import key
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
-from .test_metrics import BEARER, KEY, scrape, value
+from tests.helpers import AUTH, fulfil_path
+from tests.ops_support import key
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.test_metrics import BEARER, KEY, scrape, value
 
 PUT_RULE = "/platform/v2/admin/namespaces/<namespace>/users/<user_id>/fulfillments/<transaction_id>"
 GEMS = {"items": [{"itemSku": "gems_100", "quantity": 1}]}

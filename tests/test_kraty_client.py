@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from middleware.kraty import KratyClient, KratyError
+from middleware.kraty.client import KratyClient, KratyError
 
 
 @pytest.fixture

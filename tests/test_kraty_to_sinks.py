@@ -9,11 +9,11 @@ from sqlalchemy import select
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Erasure
 
-from .conftest import Served
-from .helpers import drain, poll, put_order
-from .sink_server import SinkServer, with_sinks
-from .test_kraty_webhook import SECRET as KRATY_SECRET
-from .test_sink_delivery import CRM_SECRET
+from tests.conftest import Served
+from tests.helpers import drain, poll, put_order
+from tests.sink_server import SinkServer, with_sinks
+from tests.test_kraty_webhook import SECRET as KRATY_SECRET
+from tests.test_sink_delivery import CRM_SECRET
 
 
 @pytest.fixture

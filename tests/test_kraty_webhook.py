@@ -13,9 +13,9 @@ from standardwebhooks.webhooks import Webhook
 from middleware.ledger import repository as repo
 from middleware.ledger.models import InboundEvent
 
-from .conftest import Served
-from .helpers import drain, poll, put_order
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.conftest import Served
+from tests.helpers import drain, poll, put_order
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 SECRET = "whsec_" + "a2tyYXR5LWJyaWRnZS10ZXN0LXNlY3JldC0xMjM0NTY="
 OLD_SECRET = "whsec_" + "b2xkLWtyYXR5LWJyaWRnZS1zZWNyZXQtOTg3NjU0MzI="

@@ -6,11 +6,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select
 
-from middleware.engine import backoff_delay
+from middleware.orders.attempts import backoff_delay
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Base, Fulfilment, FulfilmentItem, InboundEvent
-from middleware.orders import grant_key, key_source, revoke_key
+from middleware.orders.lines import grant_key, key_source, revoke_key
 
 
 def test_migrations_match_the_models(database_url):

@@ -22,16 +22,16 @@ from middleware.metrics.multiproc import prepare_dir
 from workers.deliver import deliver_now
 from workers.queues import FULFILMENT_QUEUE, enqueue_event
 
-from .helpers import drain, poll, put_order
-from .stripe_support import completed
-from .stripe_support import post as post_stripe
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
-from .test_e2e_processes import Processes, free_port
-from .test_kraty_webhook import event as kraty_event
-from .test_kraty_webhook import kraty_app  # noqa: F401  (fixture)
-from .test_kraty_webhook import send as send_kraty
-from .test_sink_delivery import T0, only_sink, record
-from .test_sink_delivery import server  # noqa: F401  (fixture)
+from tests.helpers import drain, poll, put_order
+from tests.stripe_support import completed
+from tests.stripe_support import post as post_stripe
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.test_e2e_processes import Processes, free_port
+from tests.test_kraty_webhook import event as kraty_event
+from tests.test_kraty_webhook import kraty_app  # noqa: F401  (fixture)
+from tests.test_kraty_webhook import send as send_kraty
+from tests.test_sink_delivery import T0, only_sink, record
+from tests.test_sink_delivery import server  # noqa: F401  (fixture)
 
 KEY = "metrics-key-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {KEY}"}
@@ -189,7 +189,7 @@ def test_failing_kraty_calls_are_counted_by_status_and_a_failed_order_shows(mcli
 
 
 def test_kraty_timeouts_and_connection_errors_have_their_own_status():
-    from middleware.kraty import KratyClient, KratyError
+    from middleware.kraty.client import KratyClient, KratyError
     client = KratyClient(f"http://127.0.0.1:{free_port()}", "key", (0.5, 0.5))  # nothing listens there
     before = recorders.KRATY_CALLS.labels("player_profile", "error")._value.get()
     with pytest.raises(KratyError):

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 
@@ -18,8 +17,8 @@ import requests
 
 from config.settings import ROOT
 
-from .helpers import AUTH, fulfil_path, poll
-from .test_e2e_processes import Processes, _up, free_port
+from tests.helpers import AUTH, fulfil_path, poll
+from tests.test_e2e_processes import Processes, _up, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONF = ROOT / "deploy/nginx/kraty-bridge.conf"

@@ -17,9 +17,9 @@ import pytest
 
 from config.settings import ROOT
 
-from .conftest import Served
-from .helpers import put_order
-from .ops_support import key
+from tests.conftest import Served
+from tests.helpers import put_order
+from tests.ops_support import key
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # what no schema can say (receipts' signatures, cursors)
 

@@ -8,8 +8,8 @@ import pytest
 
 from workers.reconcile import reconcile_now
 
-from .helpers import drain, make_due
-from .ops_support import (
+from tests.helpers import drain, make_due
+from tests.ops_support import (
     GEMS,
     SWORD,
     audit_entries,
@@ -19,8 +19,8 @@ from .ops_support import (
     key_name,
     state,
 )
-from .stripe_support import balances, completed, order, post
-from .test_orders_cli import failed_order as unresolved_order
+from tests.stripe_support import balances, completed, order, post
+from tests.test_orders_cli import failed_order as unresolved_order
 
 
 def act(client, fulfilment_id, action, headers, **body):
@@ -121,10 +121,10 @@ def test_revoke_takes_back_what_was_granted_and_only_then(client, services, emul
     assert error["details"]["state"] == "REVOKED"
     # nothing granted: Kraty refused every row
     emulator.faults({"path": "/wallet/gems/credit", "status": 400})
-    from .helpers import put_order
+    from tests.helpers import put_order
     assert put_order(client, [GEMS], txn="t-none").get_json()["state"] == "FULFILL_FAILED"
     emulator.clear_faults()
-    from .ops_support import order_id
+    from tests.ops_support import order_id
     nothing = order_id(services, "t-none")
     assert _error(act(client, nothing, "revoke", operator, reason="r"), 409, "invalid_state")["details"]["state"] == \
         "FULFILL_FAILED"

@@ -17,10 +17,10 @@ from middleware.ledger.models import (
     OutboundEvent,
     utcnow,
 )
-from middleware.ops import REDACTED, redact
+from middleware.ops.base import REDACTED, redact
 
-from .helpers import put_order
-from .ops_support import (
+from tests.helpers import put_order
+from tests.ops_support import (
     GEMS,
     SWORD,
     failed_order,
@@ -396,7 +396,7 @@ def test_a_common_sku_with_another_filter_walks_the_orders_and_finds_the_same_pa
             pytest.skip("the statistics are PostgreSQL's")
         session.execute(text("ANALYZE fulfilment_items"))
         session.commit()
-        ops._SKU_SHARES.clear()
+        ops.queries._SKU_SHARES.clear()
         assert ops.sku_is_common(session, "gems_100") and not ops.sku_is_common(session, "nope")
 
     def pages(url):

@@ -22,10 +22,10 @@ from workers import runtime
 
 from middleware.ledger import migrate
 
-from .helpers import AUTH, drain, empty_ledger, fulfil_path
-from .ops_support import key
-from .servers import start_pgbouncer, start_postgres
-from .stripe_support import completed, post
+from tests.helpers import AUTH, drain, empty_ledger, fulfil_path
+from tests.ops_support import key
+from tests.servers import start_pgbouncer, start_postgres
+from tests.stripe_support import completed, post
 
 ORDERS = 40
 THREADS = 8

@@ -13,9 +13,9 @@ from bench.servers import PostgresServer, RedisServer, pg_bin, redis_binary
 from middleware.ledger import migrate
 from workers import runtime
 
-from .helpers import AUTH, fulfil_path, poll, put_order
-from .test_failures import CREDIT
-from .test_worker_outages import _log, _start_worker, _stop
+from tests.helpers import AUTH, fulfil_path, poll, put_order
+from tests.test_failures import CREDIT
+from tests.test_worker_outages import _log, _start_worker, _stop
 
 pytestmark = pytest.mark.skipif(pg_bin() is None or redis_binary() is None,
                                 reason="needs PostgreSQL's server binaries and redis-server")

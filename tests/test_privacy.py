@@ -12,7 +12,9 @@ import pytest
 from rq import SimpleWorker
 from sqlalchemy import select
 
-from middleware import api_keys, privacy
+from middleware.ledger import api_keys
+
+from middleware.ops import privacy
 from middleware.ledger import repository as repo
 from middleware.ledger.models import (Delivery, Erasure, Fulfilment, HistoryEntry, InboundEvent, OutboundEvent,
                                       PlayerLink, PlayerSequence, utcnow)
@@ -20,13 +22,13 @@ from workers.deliver import deliver_now
 from workers.queues import FULFILMENT_QUEUE, queue
 from workers.reconcile import scrub_deletions
 
-from .helpers import drain, put_order
-from .sink_server import SinkServer, with_sinks
-from .stripe_support import completed, post
-from .test_kraty_webhook import SECRET as KRATY_SECRET
-from .test_kraty_webhook import event as kraty_event
-from .test_kraty_webhook import send as send_kraty
-from .test_sink_delivery import CRM_SECRET
+from tests.helpers import drain, put_order
+from tests.sink_server import SinkServer, with_sinks
+from tests.stripe_support import completed, post
+from tests.test_kraty_webhook import SECRET as KRATY_SECRET
+from tests.test_kraty_webhook import event as kraty_event
+from tests.test_kraty_webhook import send as send_kraty
+from tests.test_sink_delivery import CRM_SECRET
 
 EMAIL = "ann.example@mail.test"   # player-gone's; every other player gets their own
 

@@ -18,9 +18,9 @@ from config.settings import ROOT
 from middleware.ledger.models import Fulfilment
 from workers import runtime
 
-from .helpers import poll
-from .servers import SERVICE, SentinelSet
-from .stripe_support import completed, post
+from tests.helpers import poll
+from tests.servers import SERVICE, SentinelSet
+from tests.stripe_support import completed, post
 
 ORDERS = 60
 SWITCH_AFTER = 20   # then 20 more while the Sentinel fails over, and 20 after it named the new master

@@ -16,8 +16,8 @@ from config.settings import ROOT, SettingsError, load_settings
 from middleware.redis_client import RedisClusterNotSupported, connect, refuse_cluster
 from workers.queues import queue
 
-from .helpers import poll
-from .servers import Server, binary, free_port
+from tests.helpers import poll
+from tests.servers import Server, binary, free_port
 
 
 def test_sentinel_url_names_sentinels_service_db_and_the_masters_credentials():

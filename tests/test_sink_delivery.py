@@ -27,8 +27,8 @@ from middleware.sinks.http import retry_after_seconds
 from workers.deliver import deliver_now, reconcile_deliveries
 from workers.queues import SINK_QUEUE, queue
 
-from .helpers import drain, poll
-from .sink_server import HANG, SinkServer
+from tests.helpers import drain, poll
+from tests.sink_server import HANG, SinkServer
 
 CRM_SECRET = "whsec_" + base64.b64encode(b"c" * 32).decode()
 ANALYTICS_SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()

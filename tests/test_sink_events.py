@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import drain, put_order
-from .sink_server import SinkServer, with_sinks
-from .stripe_support import completed, post, refund_to
-from .test_kraty_webhook import SECRET as KRATY_SECRET
-from .test_kraty_webhook import event as kraty_event
-from .test_kraty_webhook import send as send_kraty
-from .test_sink_delivery import CRM_SECRET
+from tests.helpers import drain, put_order
+from tests.sink_server import SinkServer, with_sinks
+from tests.stripe_support import completed, post, refund_to
+from tests.test_kraty_webhook import SECRET as KRATY_SECRET
+from tests.test_kraty_webhook import event as kraty_event
+from tests.test_kraty_webhook import send as send_kraty
+from tests.test_sink_delivery import CRM_SECRET
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from middleware.ledger.models import Delivery, SinkState
 from middleware.sinks import emit, enqueue_new, ratelimit, segment
 from workers.deliver import deliver_now
 
-from .helpers import drain
-from .segment_server import SegmentServer
-from .test_sinks_config import problems, write
+from tests.helpers import drain
+from tests.segment_server import SegmentServer
+from tests.test_sinks_config import problems, write
 
 WRITE_KEY, TOKEN = "wk_test_1", "sgp_test_token"
 HTTP_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

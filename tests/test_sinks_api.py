@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from middleware import api_keys
+from middleware.ledger import api_keys
 from middleware.ledger.models import AuditEntry, Delivery, utcnow
 
-from .helpers import drain, put_order
-from .sink_server import SinkServer
-from .test_sink_delivery import CRM_SECRET
+from tests.helpers import drain, put_order
+from tests.sink_server import SinkServer
+from tests.test_sink_delivery import CRM_SECRET
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from middleware.ledger.models import Delivery, utcnow
 
-from .helpers import drain, put_order
-from .ops_support import key
-from .test_accelbyte_support import BOTH_TOKEN, make_app, two_games_app  # noqa: F401  (fixtures)
-from .test_sinks_api import server, settings_overrides  # noqa: F401  (fixtures: a crm sink, one attempt)
+from tests.helpers import drain, put_order
+from tests.ops_support import key
+from tests.test_accelbyte_support import BOTH_TOKEN, make_app, two_games_app  # noqa: F401  (fixtures)
+from tests.test_sinks_api import server, settings_overrides  # noqa: F401  (fixtures: a crm sink, one attempt)
 
 GEMS = [{"itemSku": "gems_100", "quantity": 1}]
 BOTH = {"Authorization": f"Bearer {BOTH_TOKEN}"}

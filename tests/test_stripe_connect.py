@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from .price_support import catalog_with, deliver
-from .stripe_invoice_support import invoice
-from .stripe_support import balances, charge, completed, event, inbound, order, post
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.price_support import catalog_with, deliver
+from tests.stripe_invoice_support import invoice
+from tests.stripe_support import balances, completed, event, inbound, order, post
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 OURS, THEIRS = "acct_1KratyStudioA", "acct_1SomeoneElseB"
 

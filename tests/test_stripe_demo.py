@@ -12,10 +12,10 @@ from emulator import stripe_demo
 from emulator.app import create_app as create_emulator
 from emulator.stripe_api import mount_stripe
 
-from .conftest import Served
-from .helpers import drain, emulator_config
-from .stripe_support import SECRET, order
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.conftest import Served
+from tests.helpers import drain, emulator_config
+from tests.stripe_support import SECRET, order
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 
 @pytest.fixture

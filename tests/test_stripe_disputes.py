@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from .stripe_support import balances, dispute, event, order, write_catalog
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
-from .test_stripe_orders import deliver, paid_order
+from tests.stripe_support import balances, dispute, event, order, write_catalog
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.test_stripe_orders import deliver, paid_order
 
 
 def disputed(session: dict, status: str, kind: str = "charge.dispute.created", dispute_id: str = "du_1",

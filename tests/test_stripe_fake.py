@@ -9,8 +9,8 @@ import stripe
 from emulator.faults import ConnectionDropped
 from emulator.stripe_api import create_stripe_app, mount_stripe
 
-from .fake_server import emulator_process, emulator_with
-from .stripe_fake import StripeFake, stripe_api_url, stripe_fake  # noqa: F401
+from tests.fake_server import emulator_process, emulator_with
+from tests.stripe_fake import StripeFake, stripe_api_url, stripe_fake  # noqa: F401
 
 LINE = {"price": "price_gems_100", "product": "prod_gems", "lookup_key": "gems_100",
         "quantity": 2, "unit_amount": 499}

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from middleware import actions
+from middleware.orders import actions
 
-from .helpers import drain, make_due, release_scheduled
-from .stripe_support import balances, completed, event, inbound, order, post, refund_to, write_catalog
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.helpers import drain, make_due, release_scheduled
+from tests.stripe_support import balances, completed, event, inbound, order, post, refund_to, write_catalog
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 
 def deliver(client, redis, ev) -> dict:
@@ -289,7 +289,7 @@ def test_a_partial_proportional_refund_before_its_purchase_grants_the_rest(propo
 
 # ---------------------------------------------------------------- disputes
 def dispute_event(session, status, kind="charge.dispute.created", dispute_id="du_1"):
-    from .stripe_support import dispute
+    from tests.stripe_support import dispute
     return event(kind, dispute(session["payment_intent"], status, session["amount_total"], dispute_id))
 
 

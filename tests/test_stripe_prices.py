@@ -1,14 +1,14 @@
 """What was paid against the catalog's price: direct PaymentIntents, Checkout Sessions (coupons, modes),
-under each game's price policy (config/prices.py, middleware/price_check.py)."""
+under each game's price policy (config/prices.py, middleware/orders/price_check.py)."""
 from __future__ import annotations
 
 import pytest
 
-from middleware import actions
+from middleware.orders import actions
 
-from .price_support import catalog_with, deliver
-from .stripe_support import balances, completed, event, inbound, order
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.price_support import catalog_with, deliver
+from tests.stripe_support import balances, completed, event, inbound, order
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
 
 
 def direct(stripe_fake, amount: int, sku: str, quantity: int = 1, currency: str = "usd") -> dict:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from .stripe_support import balances, completed, event, inbound, order, refund_to, write_catalog
-from .test_accelbyte_support import make_app  # noqa: F401  (fixture)
-from .test_stripe_orders import deliver, new_session, paid_order
+from tests.stripe_support import balances, completed, event, inbound, order, refund_to, write_catalog
+from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.test_stripe_orders import deliver, new_session, paid_order
 
 
 def kinds(emulator) -> list[str]:

@@ -8,13 +8,13 @@ import json
 import time
 
 from middleware.metrics.collectors import LedgerCollector
-from middleware.purchases import record_purchase
+from middleware.orders.record import record_purchase
 from mappers.canonical import Purchase
 from workers.reconcile import reconcile_now
 
-from .helpers import drain
-from .stripe_support import balances, dispute, event, inbound, latest_charge, order, post
-from .test_stripe_orders import deliver, paid_order
+from tests.helpers import drain
+from tests.stripe_support import balances, dispute, event, inbound, latest_charge, order, post
+from tests.test_stripe_orders import deliver
 
 
 def only_charge(obj: dict) -> dict:

@@ -14,16 +14,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 from rq.job import Job
 
 from config.settings import SettingsError, load_settings
-from middleware import ops, tracing
+from middleware import ops
+from middleware.metrics import tracing
 from middleware.logs import JsonFormatter
 from workers.queues import enqueue_reconcile
 from workers.traced import TracedSimpleWorker
 
-from .helpers import drain
-from .ops_support import key
-from .stripe_support import body_of, completed, sign
-from .test_sink_delivery import CRM_SECRET
-from .test_sink_delivery import server  # noqa: F401  (fixture: a sink receiver)
+from tests.helpers import drain
+from tests.ops_support import key
+from tests.stripe_support import body_of, completed, sign
+from tests.test_sink_delivery import CRM_SECRET
+from tests.test_sink_delivery import server  # noqa: F401  (fixture: a sink receiver)
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"

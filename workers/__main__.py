@@ -23,10 +23,10 @@ from config.settings import SettingsError
 from middleware.redis_client import RedisClusterNotSupported, refuse_cluster
 from middleware.services import services
 
-from . import runtime
-from .queues import QUEUES, queue
-from .traced import TracedSimpleWorker, TracedWorker
-from .upkeep import BACKOFF_MAX, Outages, OutageLogFilter, redis_answers, upkeep, wait_for_dependencies
+from workers import runtime
+from workers.queues import QUEUES, queue
+from workers.traced import TracedSimpleWorker, TracedWorker
+from workers.upkeep import BACKOFF_MAX, Outages, OutageLogFilter, redis_answers, upkeep, wait_for_dependencies
 
 log = logging.getLogger("workers")
 

@@ -53,8 +53,8 @@ from middleware.sinks.states import (
     is_disabled,
 )
 
-from . import runtime
-from .queues import enqueue_delivery
+from workers import runtime
+from workers.queues import enqueue_delivery
 
 log = logging.getLogger(__name__)
 

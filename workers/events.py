@@ -10,18 +10,19 @@ import logging
 
 from marshmallow import ValidationError
 
-from middleware import actions
+from middleware.orders import actions
 from middleware.ledger.models import InboundEvent, utcnow
 from middleware.metrics import recorders as metrics
 from middleware.services import Services, services
-from middleware.stores import app_store_events, google_play_events, kraty_events, stripe_events
+from middleware.kraty import webhooks as kraty_webhooks
+from middleware.stores import app_store_events, google_play_events, stripe_events
 
-from . import runtime
+from workers import runtime
 
 log = logging.getLogger(__name__)
 
 HANDLERS = {"stripe": stripe_events.handle_recorded, "app_store": app_store_events.handle_recorded,
-            "google_play": google_play_events.handle_recorded, "kraty": kraty_events.handle_recorded}
+            "google_play": google_play_events.handle_recorded, "kraty": kraty_webhooks.handle_recorded}
 PENDING = "pending"
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from middleware import engine
+from middleware.orders import attempts
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
 from middleware.services import Services, services
 from middleware.stores.errors import StoreError
 
-from . import runtime
-from .queues import enqueue_followup
+from workers import runtime
+from workers.queues import enqueue_followup
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def followup_now(svc: Services, fulfilment_id: str) -> str | None:
         except StoreError as exc:
             now = utcnow()
             if exc.transient and f.followup_attempts < svc.settings.retry_max_attempts:
-                delay = engine.backoff_delay(svc.settings, f.followup_attempts, exc.retry_after)
+                delay = attempts.backoff_delay(svc.settings, f.followup_attempts, exc.retry_after)
                 f.followup_at = now + timedelta(seconds=delay)
                 repo.note(f, "worker", {"followup": f.followup, "error": str(exc), "retry_in": round(delay, 3)})
                 session.commit()

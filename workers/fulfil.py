@@ -1,10 +1,10 @@
 """The fulfil job: grant an order's pending items in Kraty."""
 from __future__ import annotations
 
-from middleware import actions, attempt_core
+from middleware.orders import actions, attempt_core
 from middleware.services import services
 
-from . import runtime
+from workers import runtime
 
 
 def fulfil(fulfilment_id: str) -> str | None:

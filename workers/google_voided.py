@@ -16,7 +16,7 @@ from sqlalchemy import select
 from mappers import google_play as m
 
 from middleware.ledger.models import Fulfilment, StoreCursor, utcnow
-from middleware.purchases import record_reversal
+from middleware.orders.record import record_reversal
 from middleware.services import Services
 from middleware.stores.errors import StoreError
 from middleware.stores.google_play_events import ACTOR, voided_notice

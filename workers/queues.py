@@ -12,10 +12,10 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from middleware import tracing
+from middleware.metrics import tracing
 from middleware.ledger.states import REVOKING
 
-from . import due
+from workers import due
 
 FULFILMENT_QUEUE = "kb-fulfilment"   # fulfil and revoke attempts
 MAINTENANCE_QUEUE = "kb-maintenance"  # the reconciler
@@ -30,7 +30,7 @@ WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED)
 
 def job_options(job_id: str, result_ttl: int = 600, failure_ttl: int = 7 * 86400) -> dict:
     """RQ's options for one of our jobs: its id, timeout, how long its result and its failure are kept, and
-    the current trace context in its meta when tracing is on (middleware/tracing.py)."""
+    the current trace context in its meta when tracing is on (middleware/metrics/tracing.py)."""
     return dict(job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=result_ttl, failure_ttl=failure_ttl,
                 meta=tracing.job_meta())
 

@@ -10,16 +10,18 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from middleware import privacy, untraced
+from middleware.ops import privacy
+
+from middleware.orders import untraced
 from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.services import Services, services
 from middleware.stores.backfill import run_due as backfill_due  # stores' histories, when KB_BACKFILL_INTERVAL_SECONDS
 
-from . import due, runtime
-from .deliver import reconcile_deliveries  # sink deliveries whose job was lost
-from .google_voided import poll_due  # Google Play's voided purchases, when their poll is due
-from .queues import QUEUES, enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
+from workers import due, runtime
+from workers.deliver import reconcile_deliveries  # sink deliveries whose job was lost
+from workers.google_voided import poll_due  # Google Play's voided purchases, when their poll is due
+from workers.queues import QUEUES, enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
 
 BATCH = 500
 MAX_PAGES = 40   # stalled orders (and store events) looked at per pass: 20,000
@@ -118,7 +120,7 @@ def reconcile() -> dict:
 
 
 def scrub_deletions(svc: Services) -> int:
-    """Anonymise the player.deleted events every sink has received (middleware/privacy.py)."""
+    """Anonymise the player.deleted events every sink has received (middleware/ops/privacy.py)."""
     with svc.session() as session:
         done = privacy.scrub_delivered_deletions(session)
         session.commit()

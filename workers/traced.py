@@ -1,11 +1,11 @@
-"""RQ worker classes that run each job in its tracing span (middleware/tracing.py), continuing the trace of
+"""RQ worker classes that run each job in its tracing span (middleware/metrics/tracing.py), continuing the trace of
 the request or job that enqueued it. ``python -m workers`` uses them; a plain ``rq worker`` can too:
 ``rq worker -w workers.traced.TracedSimpleWorker ...``. With tracing off they are RQ's own."""
 from __future__ import annotations
 
 from rq import SimpleWorker, Worker
 
-from middleware import tracing
+from middleware.metrics import tracing
 
 
 class TracedJobs:

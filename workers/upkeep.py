@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import due
-from .queues import QUEUES, enqueue_reconcile
+from workers import due
+from workers.queues import QUEUES, enqueue_reconcile
 
 log = logging.getLogger("workers")
 

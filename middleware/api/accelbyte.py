@@ -10,9 +10,9 @@ from mappers import accelbyte as ab
 from mappers import accelbyte_results as results
 from middleware.services import services
 
-from . import fulfil_orders as orders
-from .settle import NotSettled
-from .errors import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, UNPARSEABLE, UNSUPPORTED_MEDIA, VALIDATION, ApiError
+from middleware.api import fulfil_orders as orders
+from middleware.api.settle import NotSettled
+from middleware.api.errors import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, UNPARSEABLE, UNSUPPORTED_MEDIA, VALIDATION, ApiError
 
 bp = Blueprint("accelbyte", __name__)
 

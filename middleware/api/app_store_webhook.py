@@ -16,7 +16,7 @@ from middleware.services import services
 from middleware.stores import inbound
 from middleware.stores.app_store_verify import AppStoreVerificationError
 
-from .errors import ApiError
+from middleware.api.errors import ApiError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("app_store_webhook", __name__)

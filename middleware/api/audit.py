@@ -13,12 +13,14 @@ from marshmallow import (
     validates_schema,
 )
 
-from middleware import api_keys, ops
+from middleware.api import auth
+
+from middleware import ops
 from middleware.services import services
 
-from .errors import ApiError
-from .fulfilments import Page, actor, check_namespace, decode_cursor, encode_cursor
-from .v1 import Blueprint, UtcDateTime, check_order
+from middleware.api.errors import ApiError
+from middleware.api.fulfilments import Page, actor, check_namespace, decode_cursor, encode_cursor
+from middleware.api.v1 import Blueprint, UtcDateTime, check_order
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit",
                 description="The audit log of ops actions. Needs a `viewer` key.")
@@ -62,7 +64,7 @@ class AuditPage(Schema):
 
 @blp.before_request
 def _authenticate():
-    api_keys.require("viewer")
+    auth.require("viewer")
 
 
 @blp.route("", methods=["GET"])

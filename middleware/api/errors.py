@@ -56,7 +56,7 @@ HTTP_NAMES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404:
 
 
 def register(app: Flask) -> None:
-    from middleware.ops import OpsError  # the ops service's refusals (the console shows its own pages)
+    from middleware.ops.base import OpsError  # the ops service's refusals (the console shows its own pages)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

@@ -9,18 +9,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from mappers import accelbyte_results as results
-from middleware import actions, engine
+from middleware.orders import actions
+from middleware.orders import attempts
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
 from middleware.metrics import recorders as metrics
-from middleware.orders import (UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, largest_total, request_hash,
+from middleware.orders.lines import (UNKNOWN_ITEM_ID, UNSUPPORTED_TYPE, build_items, largest_total, request_hash,
                                resolve_line)
 from middleware.services import services
-from middleware.storable import MESSAGE, unstorable
+from middleware.ledger.storable import MESSAGE, unstorable
 
-from . import settle
-from .errors import VALIDATION, ApiError
+from middleware.api import settle
+from middleware.api.errors import VALIDATION, ApiError
 
 SOURCE = "accelbyte"
 MAX_BULK = 50
@@ -104,7 +105,7 @@ def fulfil(game, storefront: str, user_id: str, transaction_id: str, lines: list
         session.commit()
         attempted = False
         if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
-            outcome = engine.fulfil_loaded(svc, session, f, actor)
+            outcome = attempts.fulfil_loaded(svc, session, f, actor)
             actions.schedule_retry(svc, f.id, outcome)
             attempted = outcome.ran
             if attempted and f.state not in states.ACTIVE:

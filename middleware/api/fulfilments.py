@@ -17,13 +17,15 @@ from marshmallow import (
     validates_schema,
 )
 
-from middleware import api_keys, ops
+from middleware.api import auth
+
+from middleware import ops
 from middleware.ledger import states
 from middleware.services import services
 
-from . import cursors
-from .errors import ApiError
-from .v1 import PRINTABLE_PATTERN, Blueprint, Strict, UtcDateTime, check_order, clean_id, not_blank, printable
+from middleware.api import cursors
+from middleware.api.errors import ApiError
+from middleware.api.v1 import PRINTABLE_PATTERN, Blueprint, Strict, UtcDateTime, check_order, clean_id, not_blank, printable
 
 blp = Blueprint("fulfilments", __name__, url_prefix="/v1/fulfilments",
                 description="Orders: list and filter them, see one with everything behind it, fix it (retry, "
@@ -188,7 +190,7 @@ class ActionResult(Schema):
 
 @blp.before_request
 def _authenticate():
-    api_keys.require("viewer")
+    auth.require("viewer")
 
 
 def actor() -> ops.Actor:
@@ -259,7 +261,7 @@ def get_fulfilment(fulfilment_id):
 
 
 def act(fulfilment_id: str, action: str, body: dict):
-    api_keys.require(ops.ACTION_ROLES[action])
+    auth.require(ops.ACTION_ROLES[action])
     return ops.perform(services(), actor(), fulfilment_id, action, body["reason"],
                        idempotency_key=body.get("idempotencyKey"), player_id=body.get("playerId"),
                        contents=body.get("contents"))

@@ -22,8 +22,8 @@ from middleware.stores.google_push_verify import (PushVerificationError, accepts
                                                   push_service_accounts)
 from workers.queues import enqueue_event
 
-from . import json_body
-from .errors import ApiError
+from middleware.api import json_body
+from middleware.api.errors import ApiError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("google_play_webhook", __name__)

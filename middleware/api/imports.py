@@ -9,13 +9,13 @@ from __future__ import annotations
 from flask import g
 from marshmallow import Schema, fields, validate
 
-from middleware import api_keys
+from middleware.api import auth
 from middleware.imports.purchases import import_rows
 from middleware.imports.rows import FORMATS, MAX_ROWS
 from middleware.services import services
 
-from .fulfilments import check_namespace
-from .v1 import Blueprint, Strict
+from middleware.api.fulfilments import check_namespace
+from middleware.api.v1 import Blueprint, Strict
 
 blp = Blueprint("imports", __name__, url_prefix="/v1/imports",
                 description="Past purchases from a studio's previous system. Needs an `admin` key.")
@@ -52,7 +52,7 @@ class ImportResult(Schema):
 @blp.before_request
 def _authenticate():
     """401 / 403 before anything about the body is said (the body is validated before the view runs)."""
-    api_keys.require("admin")
+    auth.require("admin")
 
 
 @blp.route("", methods=["POST"])
@@ -62,7 +62,7 @@ def _authenticate():
 def post_import(body):
     """Record past purchases as orders granted elsewhere (Kraty is not called); a result per row."""
     check_namespace(body["namespace"])
-    api_keys.require("admin", body["namespace"])
+    auth.require("admin", body["namespace"])
     game = services().catalog.game(body["namespace"])
     results = [r.as_dict() for r in import_rows(services(), game, enumerate(body["rows"], start=1), body["format"],
                                                 dry_run=body["dryRun"], actor=f"key:{g.api_key.name}")]

@@ -21,8 +21,8 @@ from middleware.metrics import recorders as metrics
 from middleware.services import services
 from workers.queues import enqueue_event
 
-from . import json_body
-from .errors import ApiError
+from middleware.api import json_body
+from middleware.api.errors import ApiError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("kraty_webhook", __name__)

@@ -8,12 +8,14 @@ from __future__ import annotations
 from flask import g
 from marshmallow import RAISE, Schema, fields, validate
 
-from middleware import api_keys, ops
+from middleware.api import auth
+
+from middleware import ops
 from middleware.services import services
 
-from .errors import ApiError
-from .fulfilments import FulfilmentSummary, actor
-from .v1 import Blueprint, Strict
+from middleware.api.errors import ApiError
+from middleware.api.fulfilments import FulfilmentSummary, actor
+from middleware.api.v1 import Blueprint, Strict
 
 blp = Blueprint("players", __name__, url_prefix="/v1/players",
                 description="A player's orders beside Kraty's profile of them. Needs a `viewer` key.")
@@ -44,7 +46,7 @@ class PlayerView(Schema):
 
 @blp.before_request
 def _authenticate():
-    api_keys.require("viewer")
+    auth.require("viewer")
 
 
 def _namespace(given: str | None) -> str:

@@ -1,7 +1,7 @@
 """``GET /v1/players/{id}/export``: everything the bridge holds on a player (GDPR access requests).
 
 Needs an ``operator`` key; a key limited to some games exports only those. Erasure has no endpoint of its
-own: it follows Kraty's ``player.deleted`` webhook (``middleware/privacy.py``), so Kraty stays the one
+own: it follows Kraty's ``player.deleted`` webhook (``middleware/ops/privacy.py``), so Kraty stays the one
 place an erasure starts.
 """
 from __future__ import annotations
@@ -10,11 +10,12 @@ from flask import g
 from marshmallow import RAISE, fields, validate
 
 from mappers.accelbyte import is_clean_id
-from middleware import api_keys, privacy
+from middleware.api import auth
+from middleware.ops import privacy
 from middleware.services import services
 
-from .errors import ApiError
-from .v1 import Blueprint, Strict, clean_id_parameter
+from middleware.api.errors import ApiError
+from middleware.api.v1 import Blueprint, Strict, clean_id_parameter
 
 blp = Blueprint("player_export", __name__, url_prefix="/v1/players",
                 description="A player's data, for access requests. Needs an `operator` key.")
@@ -33,7 +34,7 @@ class ExportArgs(Strict):
 @blp.doc(security=[{"apiKey": []}])
 def export(args, player_id):
     """Everything the bridge holds on a player. 404 `player_not_found` when it holds nothing."""
-    api_keys.require("operator")
+    auth.require("operator")
     if not is_clean_id(player_id):
         raise ApiError(400, "validation_failed", "the player id must be 1-128 printable characters without spaces",
                        {"fields": {"playerId": ["1-128 printable characters without spaces"]}})

@@ -17,7 +17,9 @@ from marshmallow import Schema, fields, validate
 from mappers import app_store as app_store_mapper
 from mappers import google_play as gp
 from mappers.canonical import Reversal
-from middleware import api_keys, player_links, purchases
+from middleware.api import auth
+from middleware.orders import player_links
+from middleware.orders import record
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.metrics import recorders as metrics
@@ -26,9 +28,9 @@ from middleware.stores.app_store_verify import AppStoreVerificationError
 from middleware.stores import google_play_events as events
 from middleware.stores.errors import StoreError
 
-from .app_store_webhook import log_refusal, verification_failed
-from .errors import ApiError
-from .v1 import JWS_PATTERN, Blueprint, Strict, clean_id
+from middleware.api.app_store_webhook import log_refusal, verification_failed
+from middleware.api.errors import ApiError
+from middleware.api.v1 import JWS_PATTERN, Blueprint, Strict, clean_id
 
 blp = Blueprint("receipts", __name__, url_prefix="/v1/receipts",
                 description="Store purchases posted by the studio's backend, with their player. "
@@ -72,7 +74,7 @@ class ReceiptResult(Schema):
 
 @blp.before_request
 def _authenticate():
-    g.receipts_key = api_keys.require("receipts")
+    g.receipts_key = auth.require("receipts")
 
 
 def _snapshot(fulfilment_id: str) -> dict:
@@ -101,14 +103,14 @@ def redeem(game, purchase, player_id: str, wait: float, release_keys: list[str])
     svc = services()
     actor = f"receipts:{key.name}"
     try:
-        recorded = purchases.record_purchase(svc, game, purchase, actor, receipt_player=player_id)
-    except purchases.OtherPlayer as exc:
+        recorded = record.record_purchase(svc, game, purchase, actor, receipt_player=player_id)
+    except record.OtherPlayer as exc:
         raise ApiError(409, "receipt_already_redeemed", str(exc),
                        {"fulfilmentId": exc.fulfilment_id} if exc.fulfilment_id else None) from None
     metrics.ingested(purchase.source, recorded.outcome == "created")  # kb_ingested_events_total
     if recorded.outcome == "duplicate_payment" or recorded.fulfilment_id is None:
         raise ApiError(409, "receipt_already_redeemed", recorded.detail or "the purchase is another order's")
-    purchases.release_held(svc, game, purchase.source, player_id, release_keys, actor)
+    record.release_held(svc, game, purchase.source, player_id, release_keys, actor)
     return answer(recorded.fulfilment_id, wait)
 
 
@@ -139,7 +141,7 @@ def app_store(body, args):
         notice = Reversal(source=purchase.source, key=f"refund:{purchase.transaction_id}:revoked",
                           ref=purchase.transaction_id, kind="refund", amount=amount, total=total,
                           detail={"revocation_date": tx["revocationDate"], "from": "receipt", "summary": summary})
-        purchases.record_reversal(services(), notice, game.namespace, f"receipts:{g.receipts_key.name}")
+        record.record_reversal(services(), notice, game.namespace, f"receipts:{g.receipts_key.name}")
     keys = [value for value in (tx.get("transactionId"), tx.get("originalTransactionId")) if value]
     return redeem(game, purchase, body["playerId"], args["wait"], keys)
 

@@ -14,12 +14,14 @@ import time
 
 from flask import g
 
-from middleware import actions, engine
+from middleware.orders import actions
+
+from middleware.orders import attempts
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
 from middleware.services import Services
 
-from .errors import UNAVAILABLE, ApiError
+from middleware.api.errors import UNAVAILABLE, ApiError
 
 NOT_SETTLED = UNAVAILABLE  # 20000 at 503, like "the database is down": repeat after Retry-After
 BUSY_POLL_SECONDS = 0.02  # another process holds the order's lease: look again after this
@@ -70,7 +72,7 @@ def settle(svc: Services, fulfilment_id: str, actor: str) -> None:
                 raise not_settled(svc, f)
             state = f.state
         time.sleep(wait)
-        attempt = engine.attempt_revoke if state == states.REVOKING else engine.attempt_fulfil
+        attempt = attempts.attempt_revoke if state == states.REVOKING else attempts.attempt_fulfil
         outcome = attempt(svc, fulfilment_id, actor)
         if outcome.ran:
             actions.schedule_retry(svc, fulfilment_id, outcome)

@@ -10,14 +10,14 @@ from flask import g
 from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
-from middleware import api_keys
+from middleware.api import auth
 from middleware.ledger.models import Delivery, OutboundEvent
 from middleware.services import services
 from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import STATES, ReplayError, enable_sink
 
-from .errors import ApiError
-from .v1 import Blueprint, Strict, UtcDateTime
+from middleware.api.errors import ApiError
+from middleware.api.v1 import Blueprint, Strict, UtcDateTime
 
 blp = Blueprint("sinks", __name__, url_prefix="/v1/sinks",
                 description="Sinks (CRM and analytics destinations): their deliveries, replay and enable. "
@@ -97,7 +97,7 @@ def _delivery(d: Delivery, event: OutboundEvent) -> dict:
 @blp.doc(security=[{"apiKey": []}])
 def list_sinks():
     """The configured sinks, whether each is enabled, and their deliveries by state."""
-    key = api_keys.require("viewer")
+    key = auth.require("viewer")
     with services().session() as session:
         return overview(session, services().sinks, key.namespaces)
 
@@ -109,7 +109,7 @@ def list_sinks():
 def list_deliveries(args, name):
     """A sink's deliveries, newest first (``state=dead`` lists its dead letters). A key limited to some
     games sees only the deliveries of their events."""
-    key = api_keys.require("viewer")
+    key = auth.require("viewer")
     _sink(name)
     stmt = (select(Delivery, OutboundEvent).join(OutboundEvent, Delivery.event_id == OutboundEvent.id)
             .where(Delivery.sink == name).order_by(Delivery.created_at.desc(), Delivery.id.desc())
@@ -142,7 +142,7 @@ def replay_one(body, name, delivery_id):
     """Send one delivery again from the start of its sink's schedule (a dead letter, a disabled one, or a
     delivered one sent again). 409 `cannot_replay` while it is still scheduled, if its player was erased or
     its sink is disabled. Another game's delivery, for a key limited to some games: 404."""
-    api_keys.require("operator")
+    auth.require("operator")
     _sink(name)
     result = _replayed(delivery_id=delivery_id, sink=name)
     _audit("sink.replay", "delivery", delivery_id, body["reason"], result)
@@ -156,7 +156,7 @@ def replay_one(body, name, delivery_id):
 def replay_since(body, name):
     """Send again every dead-lettered (or disabled) delivery of the sink recorded at or after `since` (a key
     limited to some games: only the deliveries of their events)."""
-    api_keys.require("operator")
+    auth.require("operator")
     _sink(name)
     result = _replayed(sink=name, since=body["since"])
     _audit("sink.replay_since", "sink", name, body["reason"], {**result, "since": body["since"].isoformat()})
@@ -170,7 +170,7 @@ def replay_since(body, name):
 def enable(body, name):
     """Enable a sink disabled after a 410 Gone (its stopped deliveries then need a replay). A sink serves every
     game: a key limited to some games may not (403)."""
-    key = api_keys.require("operator")
+    key = auth.require("operator")
     sink = _sink(name)
     if key.namespaces is not None:
         raise ApiError(403, "forbidden", f"the key {key.name} is limited to some games; sink {name} serves every "

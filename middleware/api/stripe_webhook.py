@@ -19,8 +19,8 @@ from mappers import stripe_invoices as mi
 from middleware.services import services
 from middleware.stores import inbound
 
-from . import json_body
-from .errors import ApiError
+from middleware.api import json_body
+from middleware.api.errors import ApiError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("stripe_webhook", __name__)

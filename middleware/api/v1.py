@@ -19,9 +19,9 @@ from webargs.flaskparser import FlaskParser, abort
 from werkzeug.routing import UnicodeConverter
 
 from mappers.accelbyte import is_clean_id
-from middleware.storable import MESSAGE, unstorable
+from middleware.ledger.storable import MESSAGE, unstorable
 
-from . import docs_page
+from middleware.api import docs_page
 
 
 class Parser(FlaskParser):

@@ -23,8 +23,8 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
 
 def register(app: Flask) -> None:
     """Mount the console (its pages answer 503 until ``KB_SECRET_KEY`` is set)."""
-    from . import orders, pages, sinks  # noqa: F401  (their routes)
-    from .blueprint import bp
+    from middleware.console import orders, pages, sinks  # noqa: F401  (their routes)
+    from middleware.console.blueprint import bp
     settings = app.extensions["kraty_bridge"].settings
     if settings.secret_keys:  # the first signs; the others (keys being rotated out) still verify
         app.secret_key = settings.secret_keys[0]

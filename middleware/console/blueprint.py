@@ -10,12 +10,14 @@ from flask import Blueprint, g, redirect, render_template, request, session, url
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
-from middleware import api_keys, ops
+from middleware.ledger import api_keys
+
+from middleware import ops
 from middleware.ledger.models import ApiKey
 from middleware.services import services
-from middleware.storable import MESSAGE, unstorable
+from middleware.ledger.storable import MESSAGE, unstorable
 
-from . import SESSION_HOURS
+from middleware.console import SESSION_HOURS
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates", static_folder="static")
 

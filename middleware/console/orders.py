@@ -9,7 +9,7 @@ from middleware import ops
 from middleware.ledger import repository as repo
 from middleware.services import services
 
-from .blueprint import actor, bp
+from middleware.console.blueprint import actor, bp
 
 ACTION_LABELS = {ops.RETRY: "Retry", ops.REVOKE: "Revoke", ops.ATTACH_PLAYER: "Attach a player",
                  ops.MAKE_GOOD: "Make good", ops.RESOLVE: "Mark resolved"}

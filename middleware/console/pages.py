@@ -9,13 +9,14 @@ from datetime import timedelta
 from flask import g, redirect, render_template, request, session, url_for
 
 from mappers.accelbyte import is_clean_id
-from middleware import api_keys, ops
+from middleware.ledger import api_keys
+from middleware import ops
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
 from middleware.services import services
 
-from .blueprint import ConsoleError, actor, bp
-from .queries import stuck_orders
+from middleware.console.blueprint import ConsoleError, actor, bp
+from middleware.console.queries import stuck_orders
 
 log = logging.getLogger(__name__)
 MAX_QUERY = 255

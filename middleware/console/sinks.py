@@ -16,8 +16,8 @@ from middleware.services import services
 from middleware.sinks.replay import UnknownTarget, audit, overview, replay
 from middleware.sinks.states import ReplayError, enable_sink
 
-from .blueprint import ConsoleError, actor, bp
-from .queries import dead_letters
+from middleware.console.blueprint import ConsoleError, actor, bp
+from middleware.console.queries import dead_letters
 
 DEAD_LETTERS = 50
 

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mappers.accelbyte import is_clean_id
-from middleware.storable import MESSAGE, unstorable
+from middleware.ledger.storable import MESSAGE, unstorable
 
-from ..kraty import KratyClient, KratyError
-from .files import BadLine
-from .rows import RowError
+from middleware.kraty.client import KratyClient, KratyError
+from middleware.imports.files import BadLine
+from middleware.imports.rows import RowError
 
 # kind -> (Kraty's key field, Kraty's amount field, the file's accepted spellings of the key column)
 KINDS = {"wallets": ("currencyKey", "balance", ("currency", "currency_key", "currencyKey")),

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from config.catalog import Game
 
-from ..ledger import repository as repo
-from ..ledger import states
-from ..ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, PaymentRef, PlayerLink, Reversal, new_id, utcnow
-from ..orders import Resolved, item_rows, request_hash
-from .rows import REFUNDED
+from middleware.ledger import repository as repo
+from middleware.ledger import states
+from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, PaymentRef, PlayerLink, Reversal, new_id, utcnow
+from middleware.orders.lines import Resolved, item_rows, request_hash
+from middleware.imports.rows import REFUNDED
 
 GRANTED_ELSEWHERE = "granted elsewhere: imported from the studio's previous system; Kraty was not called"
 REFUNDED_ELSEWHERE = "refunded elsewhere: imported as granted and taken back by the studio's previous system"

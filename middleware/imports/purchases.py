@@ -30,14 +30,14 @@ from sqlalchemy.orm import Session
 
 from config.catalog import Game
 
-from .. import actions
-from ..ledger import repository as repo
-from ..ledger.models import Fulfilment, PaymentRef, utcnow
-from ..orders import resolve_line
-from ..services import Services
-from .files import BadLine
-from .order_rows import Order, insert_orders, link_players, link_refs
-from .rows import RowError, canonical
+from middleware.orders import actions
+from middleware.ledger import repository as repo
+from middleware.ledger.models import Fulfilment, PaymentRef, utcnow
+from middleware.orders.lines import resolve_line
+from middleware.services import Services
+from middleware.imports.files import BadLine
+from middleware.imports.order_rows import Order, insert_orders, link_players, link_refs
+from middleware.imports.rows import RowError, canonical
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from mappers.accelbyte import is_clean_id
-from middleware.storable import MESSAGE, unstorable
+from middleware.ledger.storable import MESSAGE, unstorable
 
 STORES = ("stripe", "app_store", "google_play")
 GRANTED, REFUNDED = "granted", "refunded"

@@ -9,7 +9,7 @@ from sqlalchemy import (JSON, BigInteger, DateTime, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from . import states
+from middleware.ledger import states
 
 # BIGINT primary keys autoincrement on PostgreSQL; SQLite only does that for INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

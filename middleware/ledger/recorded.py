@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from .models import Fulfilment, InboundEvent
+from middleware.ledger.models import Fulfilment, InboundEvent
 
 
 def recorded_outcome(svc, source: str, provider_event_id: str) -> dict:

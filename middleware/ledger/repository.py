@@ -9,8 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
-from . import states
-from .models import Fulfilment, HistoryEntry, InboundEvent, utcnow
+from middleware.ledger import states
+from middleware.ledger.models import Fulfilment, HistoryEntry, InboundEvent, utcnow
 
 
 def _append_history(fulfilment: Fulfilment, entry: HistoryEntry) -> None:

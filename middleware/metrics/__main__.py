@@ -25,7 +25,7 @@ def main(argv=None) -> None:
         sys.exit(f"python -m middleware.metrics: {exc}")
     if not settings.metrics_bind:
         sys.exit("python -m middleware.metrics: set KB_METRICS_BIND (host:port) to serve the metrics")
-    from .exposition import multiproc_dir, prepare_dir, serve_bind
+    from middleware.metrics.exposition import multiproc_dir, prepare_dir, serve_bind
     if args.prepare and multiproc_dir():
         prepare_dir(multiproc_dir())
     server, _thread = serve_bind(settings)

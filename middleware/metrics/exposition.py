@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from middleware.api.errors import ApiError
 from middleware.services import services
 
-from . import http, recorders
-from .listener import Scrape
+from middleware.metrics import http, recorders
+from middleware.metrics.listener import Scrape
 
 # the endpoints that take store events, receipts and orders -> the source they count under
 INGEST_ENDPOINTS = {

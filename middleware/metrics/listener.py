@@ -2,8 +2,8 @@
 app (gunicorn's master through ``config/gunicorn.conf.py``, or ``python -m middleware.metrics``)."""
 from __future__ import annotations
 
-from .collectors import LedgerCollector, QueueCollector
-from .multiproc import multiproc_dir
+from middleware.metrics.collectors import LedgerCollector, QueueCollector
+from middleware.metrics.multiproc import multiproc_dir
 
 
 class Scrape:

@@ -7,8 +7,8 @@ analytics tools, each sink with its own filters, secret, retry schedule and rate
 """
 from __future__ import annotations
 
-from .events import emit, enqueue_new, envelope, next_player_seq
-from .states import (ACTIVE, CANCELLED, DEAD, DELIVERED, DISABLED, FAILED, PENDING, ReplayError, disable_sink, enable_sink,
+from middleware.sinks.events import emit, enqueue_new, envelope, next_player_seq
+from middleware.sinks.states import (ACTIVE, CANCELLED, DEAD, DELIVERED, DISABLED, FAILED, PENDING, ReplayError, disable_sink, enable_sink,
                      is_disabled, replay_delivery, replay_since)
 
 __all__ = ["ACTIVE", "CANCELLED", "DEAD", "DELIVERED", "DISABLED", "FAILED", "PENDING", "ReplayError", "disable_sink",

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from config.sinks import Sinks
 from middleware.ledger.models import Delivery, OutboundEvent, PlayerSequence, new_id, utcnow
 
-from .states import DISABLED, PENDING, disabled_names
+from middleware.sinks.states import DISABLED, PENDING, disabled_names
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from urllib3.exceptions import LocationValueError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from config.sinks import Sink
-from middleware import tracing
+from middleware.metrics import tracing
 
 USER_AGENT = "kraty-bridge-sinks/1"
 MAX_RETRY_AFTER = 7 * 86400.0

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from middleware.ledger.models import AuditEntry, Delivery, OutboundEvent, SinkState, utcnow
 from middleware.services import Services
 
-from .states import ReplayError, replay_delivery, replay_since
+from middleware.sinks.states import ReplayError, replay_delivery, replay_since
 
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from config.sinks import DELETION, Sink
 
-from .http import USER_AGENT, SendResult, post
+from middleware.sinks.http import USER_AGENT, SendResult, post
 
 LIBRARY = {"name": "kraty-bridge", "version": USER_AGENT.rsplit("/", 1)[-1]}
 MAX_MESSAGE_BYTES = 32_000      # Segment: 32 KB per message in a batch ...

@@ -20,7 +20,7 @@ from appstoreserverlibrary.models.NotificationHistoryRequest import Notification
 
 from config.catalog import Game
 
-from .errors import StoreError
+from middleware.stores.errors import StoreError
 
 ENVIRONMENTS = {"Production": Environment.PRODUCTION, "Sandbox": Environment.SANDBOX}
 

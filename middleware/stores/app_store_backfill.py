@@ -13,9 +13,9 @@ import logging
 
 from mappers import app_store as m
 
-from ..services import Services
-from . import inbound
-from .app_store_verify import AppStoreVerificationError
+from middleware.services import Services
+from middleware.stores import inbound
+from middleware.stores.app_store_verify import AppStoreVerificationError
 
 log = logging.getLogger(__name__)
 

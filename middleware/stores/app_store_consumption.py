@@ -30,12 +30,12 @@ from sqlalchemy import select
 
 from config.catalog import Game
 
-from ..kraty import KratyError
-from ..ledger import repository as repo
-from ..ledger import states
-from ..ledger.models import Fulfilment
-from ..services import Services
-from .errors import StoreError
+from middleware.kraty.client import KratyError
+from middleware.ledger import repository as repo
+from middleware.ledger import states
+from middleware.ledger.models import Fulfilment
+from middleware.services import Services
+from middleware.stores.errors import StoreError
 
 ACTOR = "app_store:consumption"
 DEADLINE_MS = 12 * 3_600_000  # Apple takes consumption information for 12 hours after the request

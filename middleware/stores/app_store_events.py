@@ -10,10 +10,10 @@ import json
 from config.catalog import Game
 from mappers import app_store as m
 
-from ..purchases import record_purchase, record_reversal
-from ..services import Services
-from .app_store_consumption import answer as answer_consumption
-from .app_store_verify import decode_recorded
+from middleware.orders.record import record_purchase, record_reversal
+from middleware.services import Services
+from middleware.stores.app_store_consumption import answer as answer_consumption
+from middleware.stores.app_store_verify import decode_recorded
 
 ACTOR = "app_store"
 

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from config.app_store_config import parse_fingerprints, pin_problems
 from config.catalog import Catalog, CatalogError, Game
 
-from .jws import Jws, NotAJws, read
+from middleware.stores.jws import Jws, NotAJws, read
 
 __all__ = ["AppStoreVerificationError", "AppStoreVerifiers", "VerifiedNotification", "VerifiedTransaction"]
 

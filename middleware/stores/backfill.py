@@ -19,11 +19,11 @@ from contextlib import AbstractContextManager, nullcontext
 
 from workers.google_voided import poll_game
 
-from ..ledger.models import StoreCursor, utcnow
-from ..metrics.backfill import backfill_run
-from ..services import Services
-from . import app_store_backfill, stripe_backfill
-from .errors import StoreError
+from middleware.ledger.models import StoreCursor, utcnow
+from middleware.metrics.backfill import backfill_run
+from middleware.services import Services
+from middleware.stores import app_store_backfill, stripe_backfill
+from middleware.stores.errors import StoreError
 
 log = logging.getLogger(__name__)
 

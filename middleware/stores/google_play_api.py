@@ -18,7 +18,7 @@ from google.oauth2 import service_account
 
 from config.catalog import Game
 
-from .errors import StoreError
+from middleware.stores.errors import StoreError
 
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 

@@ -14,9 +14,9 @@ from config.catalog import Game
 from mappers import google_play as m
 from mappers.canonical import Reversal
 
-from ..purchases import record_purchase, record_reversal
-from ..services import Services
-from .errors import StoreError
+from middleware.orders.record import record_purchase, record_reversal
+from middleware.services import Services
+from middleware.stores.errors import StoreError
 
 ACTOR = "google_play"
 PURCHASED, CANCELED = 1, 2                     # oneTimeProductNotification.notificationType

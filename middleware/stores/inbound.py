@@ -11,9 +11,9 @@ from redis.exceptions import RedisError
 
 from mappers import app_store as apple
 
-from ..ledger import repository as repo
-from ..metrics import recorders as metrics
-from ..services import Services
+from middleware.ledger import repository as repo
+from middleware.metrics import recorders as metrics
+from middleware.services import Services
 from workers.queues import enqueue_event
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ from marshmallow import ValidationError
 
 from mappers import stripe as stripe_mapper
 
-from ..ledger.models import Fulfilment
-from ..price_check import Paid
-from ..services import Services
-from .errors import StoreError
+from middleware.ledger.models import Fulfilment
+from middleware.orders.price_check import Paid
+from middleware.services import Services
+from middleware.stores.errors import StoreError
 
 
 
@@ -24,7 +24,7 @@ from .errors import StoreError
 class Found:
     lines: list[dict]
     player_id: str | None
-    paid: Paid | None = None  # what the store says was paid, for the price check (middleware/price_check.py)
+    paid: Paid | None = None  # what the store says was paid, for the price check (middleware/orders/price_check.py)
 
 
 def _stripe_checkout(services: Services, f: Fulfilment, account: str | None) -> Found:

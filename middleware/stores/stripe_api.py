@@ -13,7 +13,7 @@ import threading
 
 import stripe
 
-from .errors import StoreError
+from middleware.stores.errors import StoreError
 
 PAGE = 100
 

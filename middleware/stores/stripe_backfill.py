@@ -18,9 +18,9 @@ from marshmallow import ValidationError
 
 from mappers import stripe as m
 
-from ..services import Services
-from . import inbound
-from .stripe_api import PAGE, _classified
+from middleware.services import Services
+from middleware.stores import inbound
+from middleware.stores.stripe_api import PAGE, _classified
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from config.catalog import Game
 from mappers import stripe as m
 from mappers import stripe_reversals
 
-from ..purchases import record_purchase
-from ..services import Services
-from . import stripe_reversals as reversals
-from .errors import StoreError
-from .stripe_invoices import handle_invoice
+from middleware.orders.record import record_purchase
+from middleware.services import Services
+from middleware.stores import stripe_reversals as reversals
+from middleware.stores.errors import StoreError
+from middleware.stores.stripe_invoices import handle_invoice
 
 ACTOR = "stripe"
 

@@ -11,10 +11,10 @@ from config.catalog import Game
 from mappers import stripe as m
 from mappers import stripe_invoices as mi
 
-from ..orders import resolve_line
-from ..purchases import record_purchase
-from ..services import Services
-from .errors import StoreError
+from middleware.orders.lines import resolve_line
+from middleware.orders.record import record_purchase
+from middleware.services import Services
+from middleware.stores.errors import StoreError
 
 ACTOR = "stripe"
 

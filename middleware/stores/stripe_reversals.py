@@ -21,10 +21,10 @@ from mappers import stripe as m
 from mappers import stripe_reversals as sr
 from mappers.canonical import Reversal
 
-from .. import payment_refs
-from ..purchases import record_reversal
-from ..services import Services
-from .errors import StoreError
+from middleware.orders import payment_refs
+from middleware.orders.record import record_reversal
+from middleware.services import Services
+from middleware.stores.errors import StoreError
 
 ACTOR = "stripe"
 

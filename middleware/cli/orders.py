@@ -1,0 +1,299 @@
+"""``flask orders``: look at an order and fix it from a shell (list, show, retry, revoke, resolve).
+
+Whoever can run this can already reach the database, so it asks for no token; every change it
+makes goes through the same service as the ops API (``middleware.ops``), needs a ``--reason``, and is
+recorded in the audit log and the order's history as ``cli:<login>``. ``list`` and ``show`` print tables,
+or with ``--json`` the same objects as ``GET /v1/fulfilments`` and ``GET /v1/fulfilments/{id}``.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from middleware import ops
+from middleware.cli.table import (
+    ISO_TIME,
+    JSON_OPTION,
+    YES_OPTION,
+    Column,
+    echo_json,
+    fields,
+    plural,
+    progress,
+    section,
+    state_style,
+    table,
+    when,
+)
+from middleware.ledger import states
+from middleware.ledger.models import Fulfilment, Reversal
+from middleware.services import services
+
+orders = AppGroup("orders", help="Look at orders and fix them: list, show, retry, revoke, resolve.")
+
+LIST_COLUMNS = (
+    Column("ID", max_width=None), Column("STATE", style=state_style), Column("SOURCE"),
+    Column("NAMESPACE", "namespace", 16), Column("TRANSACTION", "transactionId", 32),
+    Column("PLAYER", "playerId", 24), Column("UPDATED", "updated"), Column("NOTE", "note", 60),
+)
+ITEM_COLUMNS = (
+    Column("LINE", "line", align=">"), Column("SKU", "sku", 24), Column("KIND", "kind"),
+    Column("TARGET", "target", 24), Column("AMOUNT", "amount", align=">"), Column("REVOKED", "revokedAmount", align=">"),
+    Column("STATE", "state", style=state_style), Column("KRATY ENTRY", "kratyLedgerEntryId", 24),
+    Column("ERROR", "error", 60),
+)
+HISTORY_COLUMNS = (
+    Column("AT", "at"), Column("ACTOR", "actor", 28), Column("FROM", "from"), Column("TO", "to", style=state_style),
+    Column("DETAIL", "detail", 70),
+)
+REVERSAL_COLUMNS = (
+    Column("KEY", "key", 32), Column("KIND", "kind"), Column("STATE", "state", style=state_style),
+    Column("AMOUNT", "amount", align=">"), Column("TOTAL", "total", align=">"), Column("CURRENCY", "currency"),
+    Column("OUTCOME", "outcome", 60),
+)
+EVENT_COLUMNS = (
+    Column("ID", "id", align=">"), Column("RECEIVED", "receivedAt"), Column("TYPE", "type", 36),
+    Column("OUTCOME", "outcome", style=state_style), Column("PROVIDER EVENT", "providerEventId", 40),
+    Column("DETAIL", "detail", 60),
+)
+DELIVERY_COLUMNS = (
+    Column("EVENT", "eventId", None), Column("TYPE", "type", 28), Column("SINK", "sink", 20),
+    Column("STATE", "state", style=state_style), Column("ATTEMPTS", "attempts", align=">"),
+    Column("STATUS", "lastStatus", align=">"), Column("ERROR", "lastError", 50),
+)
+RETRY_STATES = (states.FULFILL_FAILED, states.REVOKE_FAILED)
+
+
+
+
+def _find(session, ref: str) -> Fulfilment:
+    """An order by its id, or by its store transaction id (a Checkout Session id...)."""
+    f = session.get(Fulfilment, ref) if len(ref) <= 64 else None
+    if f is None:
+        found = session.scalars(select(Fulfilment).where(Fulfilment.transaction_id == ref)).all()
+        if len(found) > 1:
+            raise click.ClickException(f"{len(found)} orders have transaction id {ref}: give the order id")
+        f = found[0] if found else None
+    if f is None:
+        raise click.ClickException(f"no order {ref}")
+    return f
+
+
+def _filtered(state, attention, namespace, source, player, since):
+    stmt = select(Fulfilment)
+    for column, value in ((Fulfilment.state, state), (Fulfilment.namespace, namespace),
+                          (Fulfilment.source, source), (Fulfilment.player_id, player)):
+        if value:
+            stmt = stmt.where(column == value)
+    if attention:
+        stmt = stmt.where(Fulfilment.attention.is_not(None))
+    if since is not None:
+        stmt = stmt.where(Fulfilment.updated_at >= ops.utc(since))
+    return stmt
+
+
+def _list_row(f: Fulfilment) -> dict:
+    return {**ops.summary(f), "updated": when(f.updated_at), "note": f.attention or f.reason}
+
+
+@orders.command("list")
+@click.option("--state", type=click.Choice(states.STATES), help="Only orders in this state.")
+@click.option("--attention", is_flag=True, help="Only orders flagged for review (partial refunds, disputes...).")
+@click.option("--namespace", help="Only this game's orders.")
+@click.option("--source", type=click.Choice(ops.SOURCES), help="Only orders from this store.")
+@click.option("--player", help="Only this player's orders.")
+@click.option("--since", type=ISO_TIME, help="Only orders updated at or after this ISO 8601 time.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@JSON_OPTION
+def list_orders(state, attention, namespace, source, player, since, limit, as_json):
+    """The most recently updated orders, newest first."""
+    stmt = _filtered(state, attention, namespace, source, player, since)
+    stmt = stmt.order_by(Fulfilment.updated_at.desc(), Fulfilment.id.desc()).limit(limit)
+    with services().session() as session:
+        rows = [_list_row(f) for f in session.scalars(stmt)]
+    if as_json:
+        echo_json([{k: v for k, v in row.items() if k not in ("updated", "note")} for row in rows])
+    else:
+        click.echo(table(LIST_COLUMNS, rows, empty="no orders match"))
+
+
+def _detail(ref: str) -> dict:
+    with services().session() as session:
+        fulfilment_id = _find(session, ref).id
+        try:
+            detail = ops.fulfilment_detail(session, ops.Actor.cli(), fulfilment_id)
+        except ops.OpsError as exc:
+            raise click.ClickException(exc.message) from None
+        detail["reversals"] = [
+            {"key": r.reversal_key, "source": r.source, "kind": r.kind, "state": r.state, "outcome": r.outcome,
+             "amount": r.amount, "total": r.total, "currency": r.currency, "createdAt": ops.iso(r.created_at),
+             "appliedAt": ops.iso(r.applied_at)}
+            for r in session.scalars(select(Reversal).where(Reversal.fulfilment_id == fulfilment_id)
+                                     .order_by(Reversal.id))]
+    return detail
+
+
+def _short(value) -> str | None:
+    """A history entry's detail in one line: ``key=value`` pairs."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return " ".join(f"{k}={json.dumps(v, default=str) if isinstance(v, dict | list) else v}"
+                        for k, v in value.items())
+    return str(value)
+
+
+def _table_time(value: str | None) -> str | None:
+    return when(datetime.fromisoformat(value)) if value else None
+
+
+def _render_detail(d: dict) -> str:
+    header = fields([
+        ("Order", d["id"]), ("State", d["state"]), ("Reason", d["reason"]), ("Attention", d["attention"]),
+        ("Namespace", d["namespace"]), ("Source", d["source"]), ("Transaction", d["transactionId"]),
+        ("Player", d["playerId"]), ("Environment", d["environment"]),
+        ("Price", f"{d['price']} {d['currency'] or ''}".strip() if d["price"] else None),
+        ("Attempts", d["attempts"]), ("Next attempt", _table_time(d["nextAttemptAt"])),
+        ("Store follow-up", f"{d['followup']} ({d['followupState']})" if d["followup"] else None),
+        ("Created", _table_time(d["createdAt"])), ("Updated", _table_time(d["updatedAt"])),
+    ])
+    history = [{**h, "at": _table_time(h["at"]), "detail": _short(h["detail"])} for h in d["history"]]
+    events = [{**e, "receivedAt": _table_time(e["receivedAt"])} for e in d["inboundEvents"]]
+    parts = [header, "", section("Items"), table(ITEM_COLUMNS, d["items"], empty="no items"),
+             "", section("Timeline"), table(HISTORY_COLUMNS, history, empty="no history")]
+    if d["reversals"]:
+        parts += ["", section("Refunds and disputes"), table(REVERSAL_COLUMNS, d["reversals"])]
+    parts += ["", section("Store events"), table(EVENT_COLUMNS, events, empty="no store events")]
+    if d["kratyWebhooks"]:
+        webhooks = [{**e, "receivedAt": _table_time(e["receivedAt"])} for e in d["kratyWebhooks"]]
+        parts += ["", section("Kraty webhooks"), table(EVENT_COLUMNS, webhooks)]
+    deliveries = [{"eventId": e["eventId"], "type": e["type"], **dl} for e in d["sinkEvents"] for dl in e["deliveries"]]
+    if deliveries:
+        parts += ["", section("Sink deliveries"), table(DELIVERY_COLUMNS, deliveries)]
+    return "\n".join(parts)
+
+
+@orders.command("show")
+@click.argument("ref")
+@JSON_OPTION
+def show(ref, as_json):
+    """An order (by id or store transaction id): a summary, its rows, its timeline, refunds and disputes,
+    the store events and Kraty webhooks behind it and what the sinks were sent."""
+    detail = _detail(ref)
+    if as_json:
+        echo_json(detail)
+    else:
+        click.echo(_render_detail(detail))
+
+
+def _ops_message(exc: ops.OpsError) -> str:
+    problems = (exc.details or {}).get("fields")
+    if problems:
+        return "; ".join(f"{name}: {', '.join(map(str, why)) if isinstance(why, list) else why}"
+                         for name, why in problems.items())
+    return exc.message
+
+
+def _act(ref: str, action: str, reason: str, **kw) -> None:
+    with services().session() as session:
+        fulfilment_id = _find(session, ref).id
+    try:
+        done = ops.perform(services(), ops.Actor.cli(), fulfilment_id, action, reason, **kw)
+    except ops.OpsError as exc:
+        raise click.ClickException(_ops_message(exc)) from None
+    click.echo(f"{fulfilment_id}: {done['state']}")
+
+
+REASON = click.option("--reason", required=True, help="Why (recorded in the audit log and the history).")
+
+
+@orders.command("retry")
+@click.argument("ref", required=False)
+@REASON
+@click.option("--player", help="The player, for an order failed with player_unresolved (attaches it).")
+@click.option("--state", type=click.Choice(RETRY_STATES),
+              help="Bulk: retry every order in this state (instead of REF).")
+@click.option("--since", type=ISO_TIME, help="Bulk: only orders updated at or after this ISO 8601 time.")
+@click.option("--namespace", help="Bulk: only this game's orders.")
+@click.option("--source", type=click.Choice(ops.SOURCES), help="Bulk: only orders from this store.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=1000, show_default=True,
+              help="Bulk: at most this many orders (oldest first).")
+@YES_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Bulk: print each order's outcome as JSON.")
+def retry(ref, reason, player, state, since, namespace, source, limit, yes, as_json):
+    """Retry a FULFILL_FAILED order (failed rows again) or a REVOKE_FAILED one (take-backs again).
+
+    With --state instead of REF, retry every order in that state (narrowed by --since, --namespace,
+    --source), one by one, after a confirmation (--yes skips it), and print a summary of the outcomes."""
+    bulk = state or since or namespace or source
+    if ref and bulk:
+        raise click.UsageError("give REF, or --state (with --since, --namespace, --source) for a bulk retry")
+    if not ref:
+        if not state:
+            raise click.UsageError("give REF (an order id or transaction id), or --state for a bulk retry")
+        if player:
+            raise click.UsageError("--player attaches one order's player: give REF, not --state")
+        _bulk_retry(reason, state, since, namespace, source, limit, yes, as_json)
+    elif player:
+        _act(ref, ops.ATTACH_PLAYER, reason, player_id=player)
+    else:
+        _act(ref, ops.RETRY, reason)
+
+
+def _bulk_retry(reason, state, since, namespace, source, limit, yes, as_json) -> None:
+    if not reason.strip():
+        raise click.BadParameter("required: why (recorded in the audit log)", param_hint="--reason")
+    stmt = _filtered(state, False, namespace, source, None, since)
+    stmt = stmt.with_only_columns(Fulfilment.id).order_by(Fulfilment.updated_at, Fulfilment.id).limit(limit)
+    with services().session() as session:
+        ids = list(session.scalars(stmt))
+    if not ids:
+        if as_json:
+            echo_json([])
+        else:
+            click.echo(f"no {state} orders match")
+        return
+    scope = f"{plural(len(ids), state + ' order')}" + (f" updated since {when(since)}" if since else "")
+    if not yes:
+        click.confirm(f"Retry {scope}?", abort=True, err=True)
+    results = []
+    actor = ops.Actor.cli()
+    with progress(ids, f"retrying {len(ids)} orders") as bar:
+        for fulfilment_id in bar:
+            try:
+                done = ops.perform(services(), actor, fulfilment_id, ops.RETRY, reason)
+                results.append({"id": fulfilment_id, "state": done["state"], "error": None})
+            except ops.OpsError as exc:
+                results.append({"id": fulfilment_id, "state": (exc.details or {}).get("state"),
+                                "error": _ops_message(exc)})
+    if as_json:
+        echo_json(results)
+        return
+    outcomes = Counter(r["state"] if r["error"] is None else "refused" for r in results)
+    click.echo(f"{plural(len(results), 'order')} retried: "
+               + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))
+    refused = [r for r in results if r["error"] is not None]
+    if refused:
+        click.echo(table((Column("ID", max_width=None), Column("STATE", style=state_style),
+                          Column("ERROR", "error", 80)), refused))
+
+
+@orders.command("revoke")
+@click.argument("ref")
+@REASON
+def revoke(ref, reason):
+    """Take back everything the order granted."""
+    _act(ref, ops.REVOKE, reason)
+
+
+@orders.command("resolve")
+@click.argument("ref")
+@REASON
+def resolve(ref, reason):
+    """Close a FULFILL_FAILED or REVOKE_FAILED order as RESOLVED, granting nothing more."""
+    _act(ref, ops.RESOLVE, reason)

@@ -1,0 +1,77 @@
+"""The audit log: the one writer of audit rows (always in the transaction of the change it records) and its list."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+
+
+from middleware.ledger.models import (
+    AuditEntry,
+    Fulfilment,
+    utcnow,
+)
+from middleware.ops.base import Actor, MAX_PAGE, OpsError, iso, utc
+
+
+# -- audit --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditQuery:
+    target_type: str | None = None
+    target_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    namespace: str | None = None
+    after: datetime | None = None    # inclusive
+    before: datetime | None = None   # exclusive
+
+    def as_filters(self) -> dict:
+        return {"targetType": self.target_type, "targetId": self.target_id, "actor": self.actor,
+                "action": self.action, "namespace": self.namespace, "after": iso(self.after),
+                "before": iso(self.before)}
+
+
+def audit_view(entry: AuditEntry) -> dict:
+    return {"id": entry.id, "at": iso(entry.at), "actor": entry.actor, "role": entry.role, "action": entry.action,
+            "targetType": entry.target_type, "targetId": entry.target_id, "namespace": entry.namespace,
+            "reason": entry.reason, "before": entry.before, "after": entry.after, "requestId": entry.request_id}
+
+
+def list_audit(session: Session, actor: Actor, query: AuditQuery, limit: int = 50,
+               after_id: int | None = None) -> tuple[list[dict], int | None]:
+    """One page of the audit log, newest first (by entry id), after the entry ``after_id``. A key limited to
+    some games sees only their entries."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise OpsError(422, "validation_failed", f"limit must be 1-{MAX_PAGE}", {"fields": {"limit": ["1-200"]}})
+    if query.namespace is not None and not actor.sees(query.namespace):
+        raise OpsError(403, "forbidden", f"this key may not see namespace {query.namespace}")
+    a = AuditEntry
+    stmt = select(a)
+    for column, value in ((a.target_type, query.target_type), (a.target_id, query.target_id),
+                          (a.actor, query.actor), (a.action, query.action), (a.namespace, query.namespace)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if actor.namespaces is not None:
+        stmt = stmt.where(a.namespace.in_(actor.namespaces))
+    if query.after is not None:
+        stmt = stmt.where(a.at >= utc(query.after))
+    if query.before is not None:
+        stmt = stmt.where(a.at < utc(query.before))
+    if after_id is not None:
+        stmt = stmt.where(a.id < after_id)
+    rows = list(session.scalars(stmt.order_by(a.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [audit_view(row) for row in rows], (rows[-1].id if more else None)
+
+
+
+def audit_row(actor: Actor, action: str, f: Fulfilment, reason: str, before: dict, after: dict,
+           stored_key: str | None) -> AuditEntry:
+    return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action=action,
+                      target_type="fulfilment", target_id=f.id, namespace=f.namespace, reason=reason,
+                      before=before, after=after, request_id=actor.request_id, idempotency_key=stored_key)
