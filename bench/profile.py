@@ -1,15 +1,15 @@
 """Optional sampling profiles of the processes under test (``python -m bench --profile``).
 
-Uses py-spy (``pip install py-spy``; not a project dependency) when it is on PATH or named by
-KB_BENCH_PYSPY. It samples without pausing the target (--nonblocking). The raw collapsed stacks
-and a short text summary (where the wall time goes, by our own functions and by leaf frames) are
-written next to the results.
+Uses py-spy (in requirements-dev.txt) from the virtualenv, PATH, or KB_BENCH_PYSPY. It samples without
+pausing the target (--nonblocking). The raw collapsed stacks and a short text summary (where the time goes,
+by our own functions and by leaf frames) are written next to the results.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +24,9 @@ def out_path(name: str) -> Path:
 
 
 def py_spy() -> str | None:
-    return os.environ.get("KB_BENCH_PYSPY") or shutil.which("py-spy")
+    """KB_BENCH_PYSPY, else the one installed beside this Python (requirements-dev.txt), else PATH's."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return os.environ.get("KB_BENCH_PYSPY") or (str(beside) if beside.exists() else shutil.which("py-spy"))
 
 
 class Profile:
@@ -68,7 +70,7 @@ def _ours(frame: str) -> bool:
 def summarise(raw: Path, top: int = 25) -> str:
     """Share of samples (wall time, idle included) per function of ours (inclusive) and per leaf frame."""
     total, inclusive, leaves = 0, Counter(), Counter()
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue

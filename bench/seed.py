@@ -61,15 +61,29 @@ def enqueue_noops(redis, count: int, queue: str = FULFILMENT_QUEUE, result_ttl: 
 
 def job_window(redis, job_ids: list[str]) -> tuple[float, int]:
     """(seconds from the first job's start to the last job's end, jobs finished), from RQ's own timestamps."""
+    window, finished, _ = job_times(redis, job_ids)
+    return window, finished
+
+
+def job_times(redis, job_ids: list[str]) -> tuple[float, int, list[float]]:
+    """``job_window`` plus each finished job's own run time in seconds (RQ's start .. end)."""
     from rq.job import Job, JobStatus
-    starts, ends, finished = [], [], 0
+    starts, ends, durations, finished = [], [], [], 0
     for i in range(0, len(job_ids), 500):
         for job in Job.fetch_many(job_ids[i:i + 500], connection=redis):
             if job is None or job.started_at is None or job.ended_at is None:
                 continue
             starts.append(job.started_at)
             ends.append(job.ended_at)
+            durations.append((job.ended_at - job.started_at).total_seconds())
             finished += job.get_status(refresh=False) == JobStatus.FINISHED
     if not starts:
-        return 0.0, 0
-    return (max(ends) - min(starts)).total_seconds(), finished
+        return 0.0, 0, []
+    return (max(ends) - min(starts)).total_seconds(), finished, durations
+
+
+def enqueue_floor(redis, ids: list[str]) -> list[str]:
+    """The floor job (``bench/onecall.py``) of each order, with a fulfil attempt's job options."""
+    q = Queue(FULFILMENT_QUEUE, connection=redis)
+    return [q.enqueue("bench.onecall.one_call", fulfilment_id, job_id=f"floor-{fulfilment_id}",
+                      job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400).id for fulfilment_id in ids]

@@ -57,8 +57,11 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
 
     e2e = json.loads((tmp_path / "e2e.json").read_text())
     assert _positive(e2e["orders_per_second"]) and _positive(e2e["noop_jobs_per_second"]) and _positive(e2e["ratio"])
+    assert _positive(e2e["floor_jobs_per_second"]) and _positive(e2e["floor_ratio"])
+    assert e2e["ledger_check"]["passed"] and e2e["worker_cpu_ratio"] is not None
+    assert {leg["kind"] for leg in e2e["legs"]} == {"noop", "floor", "orders"}
     for leg in e2e["legs"]:
-        assert leg["jobs_finished"] == leg["count"]
+        assert leg["jobs_finished"] == leg["count"] and leg["p50_ms"] is not None
         if leg["kind"] == "orders":
             assert leg["ledger_states"] == {"FULFILLED": leg["count"]}
 

@@ -1,15 +1,17 @@
 """Engine and session factory for the ledger; SQLite gets WAL and a busy timeout.
 
-On PostgreSQL the pool and the connections follow the ``KB_DATABASE_*`` settings:
-pool size, overflow, pool timeout, recycle, pre-ping, connect and statement timeouts, and whether psycopg
-may prepare statements (not behind PgBouncer in transaction mode: docs/pgbouncer-sentinel.md).
+On PostgreSQL the pool and the connections follow the ``KB_DATABASE_*`` settings: pool size, overflow,
+pool timeout, recycle, pre-ping (of a connection idle for a while), connect and statement timeouts, and whether
+psycopg may prepare statements (not behind PgBouncer in transaction mode: docs/pgbouncer-sentinel.md).
 """
 from __future__ import annotations
 
 import os
+import time
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import sessionmaker
 
 
@@ -60,6 +62,31 @@ def _statement_timeout(milliseconds: int):
     return on_begin
 
 
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pre-ping only a connection that sat in the pool longer than ``idle_seconds``: one returned moments ago
+    was just working, and a busy process (a worker running job after job) spares a round trip per checkout.
+    A failed ping is a DisconnectionError: the pool replaces the connection (SQLAlchemy's pessimistic
+    disconnect handling); a connection dropped while in use invalidates the pool as it always does."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        if record is not None:
+            record.info["kb_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection, record, _proxy) -> None:
+        since = record.info.pop("kb_idle_since", None)
+        if since is None or time.monotonic() - since <= idle_seconds:  # new, or back within the window
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError(str(exc)) from exc
+            raise
+
+
 def make_engine(url: str, settings=None) -> Engine:
     """The ledger's engine; on PostgreSQL its pool follows ``settings`` (SQLAlchemy's defaults without: the
     migrations' short-lived engine)."""
@@ -74,9 +101,13 @@ def make_engine(url: str, settings=None) -> Engine:
         return engine
     if settings is None:
         return create_engine(url, pool_pre_ping=True)
+    idle_ping = settings.database_pre_ping and settings.database_pre_ping_idle > 0
     engine = create_engine(url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow,
                            pool_timeout=settings.database_pool_timeout, pool_recycle=settings.database_pool_recycle,
-                           pool_pre_ping=settings.database_pre_ping, connect_args=connect_args(settings))
+                           pool_pre_ping=settings.database_pre_ping and not idle_ping,
+                           connect_args=connect_args(settings))
+    if idle_ping:
+        _ping_when_idle(engine, settings.database_pre_ping_idle)
     if settings.database_statement_timeout > 0:
         event.listen(engine, "begin", _statement_timeout(max(1, round(settings.database_statement_timeout * 1000))))
     return engine

@@ -14,16 +14,16 @@ batched; sampling is parent-based with ``KB_OTEL_SAMPLE_RATIO`` for new traces.
 """
 from __future__ import annotations
 
+import importlib
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from flask import Flask, g, request
 from opentelemetry import context, propagate, trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from middleware.metrics.http import route
 
@@ -31,12 +31,20 @@ TRACER = "kraty-bridge"
 _provider: TracerProvider | None = None
 
 
+def _sdk(name: str):
+    """A module of the OpenTelemetry SDK or its OTLP exporter (with protobuf, about 4 MB per process): loaded
+    only when tracing is turned on, so a process that does not trace never holds them (the API is enough)."""
+    return importlib.import_module(name)
+
+
 def install(processor: SpanProcessor, service_name: str = TRACER, sample_ratio: float = 1.0) -> TracerProvider:
     """Trace this process's work into ``processor`` (``configure`` with the OTLP exporter; tests in memory)."""
     global _provider
     uninstall()
-    _provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
-                               sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
+    sdk, sampling = _sdk("opentelemetry.sdk.trace"), _sdk("opentelemetry.sdk.trace.sampling")
+    resource = _sdk("opentelemetry.sdk.resources").Resource.create({"service.name": service_name})
+    _provider = sdk.TracerProvider(resource=resource,
+                                   sampler=sampling.ParentBased(sampling.TraceIdRatioBased(sample_ratio)))
     _provider.add_span_processor(processor)
     return _provider
 
@@ -51,7 +59,9 @@ def uninstall() -> None:
 def configure(settings) -> None:
     """The app factory's call: with ``KB_OTEL_ENABLED``, export to ``KB_OTEL_ENDPOINT`` (once per process)."""
     if settings.otel_enabled and _provider is None:
-        install(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_endpoint)), settings.otel_service_name,
+        exporter = _sdk("opentelemetry.exporter.otlp.proto.http.trace_exporter").OTLPSpanExporter
+        batch = _sdk("opentelemetry.sdk.trace.export").BatchSpanProcessor
+        install(batch(exporter(endpoint=settings.otel_endpoint)), settings.otel_service_name,
                 settings.otel_sample_ratio)
 
 
