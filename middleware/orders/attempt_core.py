@@ -27,10 +27,11 @@ from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, UTCDateTime, utcnow
 from middleware.metrics import recorders as metrics
 from middleware.orders import attempt_pg, attempts
-from middleware.orders.attempts import FULFIL_STATES, Outcome, backoff_delay
+from middleware.orders import retry
+from middleware.orders.attempts import FULFIL_STATES, Outcome
 from middleware.orders.purchase_events import event_type, payload
 from middleware.services import Services
-from middleware.sinks.events import emit
+from middleware.sinks.outbound_events import emit
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,8 @@ def _finish(settings, f, actor: str, summary: dict, transient, pending: bool, an
     if pending:
         detail["transient"] = str(transient) if transient else "not attempted"
         age = (now - f.state_changed_at).total_seconds()  # since this fulfil began
-        if f.attempts < settings.retry_max_attempts and age < settings.retry_max_age_seconds:
-            delay = backoff_delay(settings, f.attempts, transient.retry_after if transient else None)
+        delay = retry.for_orders(settings).next_delay(f.attempts, transient.retry_after if transient else None, age)
+        if delay is not None:
             f.next_attempt_at = now + timedelta(seconds=delay)
             f.reason = f"retrying after transient error: {transient}"
             detail["retry_in"] = round(delay, 3)
