@@ -371,7 +371,8 @@ def test_console_pages_send_security_headers(client, services):
     response = client.get("/console/")
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY" and response.headers["Cache-Control"] == "no-store"
-    assert client.get("/console/static/console.js").status_code == 200
+    with client.get("/console/static/console.js") as static:   # a file response: closed, or a ResourceWarning
+        assert static.status_code == 200
 
 
 # -- sinks --------------------------------------------------------------------------------------------
