@@ -13,12 +13,13 @@ UV := $(VENV)/bin/uv
 # One resolution for every platform (markers in the lock), for the Python of the image and the Makefile.
 COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help run test bench lock clean
+.PHONY: help run test test-fast bench lock clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    start web + worker + Kraty emulator + private Redis + SQLite (PORT=8000, KRATY_EMULATOR_PORT=8100)"
 	@echo "make test   run the tests (PYTEST_ARGS='-k name -x' to pass options to pytest)"
+	@echo "make test-fast  the tests that start no process, browser or benchmark (markers in pytest.ini)"
 	@echo "make bench  run the benchmarks"
 	@echo "make lock   regenerate requirements*.lock (hashes) from requirements*.txt after changing one"
 	@echo "make clean  remove instance/ and .venv"
@@ -48,6 +49,10 @@ run: $(STAMP)
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The markers are registered in pytest.ini; CI (.ci/run -> make test) runs every test.
+test-fast: $(DEV_STAMP)
+	$(PY) -m pytest -q -m "not processes and not browser and not bench" $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	$(PY) -m bench

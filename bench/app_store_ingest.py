@@ -9,7 +9,7 @@ a three-certificate x5c chain, so each request verifies two signatures and two c
 cache answers for the chain once it has seen it: Apple signs every notification with the same chain, and
 so does this benchmark), picks the game, inserts an ``inbound_events`` row, commits and enqueues its RQ
 job (no worker runs: the jobs accumulate, and Redis is flushed between configurations). The chain is the
-tests' own CA (``tests/apple_ca.py``), its root written next to a copy of the example catalog with a
+tests' own CA (``tests/support/apple_ca.py``), its root written next to a copy of the example catalog with a
 ``[games.demo.app_store]`` table and pinned with ``KB_APPLE_ROOT_SHA256``. The notifications are signed
 into a file right before each load run and the load client takes them in turn; the bare endpoint ignores
 what it reads, so its runs may repeat lines. Secondary runs: Production notifications (the pinned-root
@@ -63,7 +63,7 @@ root_certificates = ["apple-root.cer"]
 # ------------------------------------------------------------------------------------------------ setup
 def _apple():
     """The tests' Apple-shaped CA (imported late: only this benchmark needs it)."""
-    from tests import apple_ca
+    from tests.support import apple_ca
     return apple_ca
 
 

@@ -15,10 +15,10 @@ the Publisher API, so no fake of it is needed).
 Pub/Sub reuses a push token for its lifetime (an hour): all requests of a configuration carry the same
 valid token (``exp`` an hour ahead), as they would from one subscription. The app does not cache
 verified tokens, so each request checks the signature all the same (the in-process figures below compare
-one token with distinct tokens). The keys come from a local certs endpoint (``tests/google_tokens.py``'s
+one token with distinct tokens). The keys come from a local certs endpoint (``tests/support/google_push_tokens.py``'s
 ``CertsServer``, ``{kid: PEM}``, ``Cache-Control: max-age`` of 6 hours, as Google's is hours) named by
 ``KB_GOOGLE_CERTS_URL``; the catalog is the example one with the tests' ``[games.demo.google_play]`` table
-(``tests/google_support.py``) and a generated service account key. The requests are written to a file
+(``tests/support/google_play.py``) and a generated service account key. The requests are written to a file
 right before each load run and the load client takes them in turn; the bare endpoint ignores what it
 reads, so its runs may repeat lines. A secondary run replays pushes already recorded: the
 duplicate-delivery rate (verify, parse, a no-op insert).
@@ -58,7 +58,7 @@ SUBSCRIPTION = "projects/demo-project/subscriptions/play-rtdn-push"
 def _google():
     """The tests' Google helpers: keys, certs endpoint, tokens, catalog table (imported late: only this
     benchmark needs them)."""
-    from tests import google_support, google_tokens
+    from tests.support import google_play as google_support, google_push_tokens as google_tokens
     return google_support, google_tokens
 
 

@@ -18,6 +18,7 @@ SUBSCRIPTION_STATES = ("SUBSCRIPTION_STATE_PENDING", "SUBSCRIPTION_STATE_ACTIVE"
                        "SUBSCRIPTION_STATE_EXPIRED", "SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED")
 ACK = {False: "ACKNOWLEDGEMENT_STATE_PENDING", True: "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"}
 DAY_MS = 86_400_000
+DEFAULT_PACKAGE = "com.kraty.demo"
 ACCOUNT_FIELDS = ("obfuscatedExternalAccountId", "obfuscatedExternalProfileId")
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
           404: "NOT_FOUND", 409: "ABORTED", 410: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
@@ -194,4 +195,13 @@ def render_voided(entry: dict) -> dict:
            "voidedSource": entry["voidedSource"], "voidedReason": entry["voidedReason"]}
     if "voidedQuantity" in entry:
         out["voidedQuantity"] = entry["voidedQuantity"]
+    return out
+
+
+def _account_ids(body: dict, base: dict) -> dict:
+    out = {}
+    for key in ACCOUNT_FIELDS:
+        value = body[key] if key in body else base.get(key)
+        if value is not None:
+            out[key] = typed({key: value}, key, str)
     return out

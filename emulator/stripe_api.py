@@ -36,7 +36,8 @@ from emulator.fake_api import (FakeState, from_loopback, json_body, json_respons
 from emulator.stripe_charges import ChargeBook
 from emulator import stripe_invoices
 from emulator.stripe_events import EventBook, register_events
-from emulator.stripe_store import StripeError, StripeStore, list_object, new_id
+from emulator.stripe_params import StripeError, list_object, new_id
+from emulator.stripe_store import StripeStore
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
 EXPAND_KEY = re.compile(r"expand\[\d*\]")

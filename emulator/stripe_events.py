@@ -16,7 +16,7 @@ import time
 from flask import Flask, g, request
 
 from emulator.fake_api import json_body
-from emulator.stripe_store import StripeError, list_object, new_id
+from emulator.stripe_params import StripeError, list_object, new_id
 
 API_VERSION = "2025-03-31.basil"
 KEPT_SECONDS = 30 * 86_400

@@ -18,9 +18,9 @@ from middleware.ledger import migrate
 from middleware.ledger.db import normalise_url
 from workers import runtime
 
-from tests.helpers import emulator_config, empty_ledger
-from tests.google_fake import google_api_url, google_fake  # noqa: F401  (fixtures)
-from tests.stripe_fake import stripe_api_url, stripe_fake  # noqa: F401  (fixtures)
+from tests.support.orders_flow import emulator_config, empty_ledger
+from tests.support.google_fake import google_api_url, google_fake  # noqa: F401  (fixtures)
+from tests.support.stripe_fake import stripe_api_url, stripe_fake  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session", autouse=True)

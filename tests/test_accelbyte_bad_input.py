@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.helpers import AUTH, put_order
-from tests.test_accelbyte_support import (BOTH_AUTH, OTHER_AUTH, assert_error_entity, ledger_counts,  # noqa: F401
+from tests.support.orders_flow import AUTH, put_order
+from tests.support.accelbyte import (BOTH_AUTH, OTHER_AUTH, assert_error_entity, ledger_counts,  # noqa: F401
                                           make_app, nothing_changed, put_json, query_path, result_path,
                                           two_games_app)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import AUTH, drain, put_order
-from tests.test_accelbyte_support import assert_not_settled, balances, ledger_counts, query_path, result_path
+from tests.support.orders_flow import AUTH, drain, put_order
+from tests.support.accelbyte import assert_not_settled, balances, ledger_counts, query_path, result_path
 
 
 

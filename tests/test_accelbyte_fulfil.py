@@ -1,13 +1,15 @@
 """Fulfil PUT (v2 and v3) and the retry endpoint: answers, idempotency, bundles, transient failures."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.helpers import AUTH, drain, put_order
-from tests.test_accelbyte_support import (GEMS_500_ID, STARTER_PACK_ID, assert_error_entity, assert_not_settled,
+from tests.support.orders_flow import AUTH, drain, put_order
+from tests.support.accelbyte import (GEMS_500_ID, STARTER_PACK_ID, assert_error_entity, assert_not_settled,
                                           balances, ledger_by_key, ledger_counts, nothing_changed, query_path,
                                           result_path)
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 RESULT_KEYS = {"id", "namespace", "userId", "transactionId", "state", "stateReason", "items", "stateInfo",
                "creditSummaries", "entitlementSummaries", "subscriptionSummaries"}
@@ -444,7 +446,7 @@ def hoard_client(make_app, catalog_path, tmp_path):
     """The test catalog plus ``hoard`` (700,000,000 gems a unit), ``hoard_chest`` (a hoard and a sword) and
     ``hoard_vault`` (two chests and a hoard: 2,100,000,000 gems a unit, under the catalog's 2^31 - 1)."""
     catalog = tmp_path / "catalog.toml"
-    catalog.write_text(open(catalog_path).read() + '''
+    catalog.write_text(Path(catalog_path).read_text() + '''
 [games.demo.products.hoard]
 type = "COINS"
 grants = [{ currency = "gems", amount = 700000000 }]

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text, update
 
 from middleware.ledger.models import Fulfilment
-from tests.helpers import AUTH, drain, put_order
-from tests.test_accelbyte_support import kraty_call, query_path, result_path
+from tests.support.orders_flow import AUTH, drain, put_order
+from tests.support.accelbyte import kraty_call, query_path, result_path
 
 INFO_KEYS = {"id", "namespace", "userId", "transactionId", "state", "stateInfo", "items",
              "createdAt", "updatedAt", "actions"}

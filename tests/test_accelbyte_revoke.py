@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import AUTH, drain, put_order
-from tests.test_accelbyte_support import (assert_not_settled, balances, kraty_call, ledger_by_key, query_path,
+from tests.support.orders_flow import AUTH, drain, put_order
+from tests.support.accelbyte import (assert_not_settled, balances, kraty_call, ledger_by_key, query_path,
                                           result_path, write_catalog_variant)
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 REVOKE_KEYS = {"id", "namespace", "userId", "transactionId", "state", "stateInfo", "items",
                "creditRevocations", "entitlementRevocations", "itemRevocations"}

@@ -15,9 +15,9 @@ from accelbyte_py_sdk.api.platform.operations.fulfillment import (BulkFulfillIte
                                                                   QueryFulfillments, RetryFulfillItems,
                                                                   RetryFulfillItemsV3, RevokeItems, RevokeItemsV3)
 
-from tests.helpers import AUTH, drain, put_order
-from tests.test_accelbyte_support import OTHER_AUTH, kraty_call, query_path, result_path
-from tests.test_accelbyte_support import make_app, two_games_app  # noqa: F401  (fixtures)
+from tests.support.orders_flow import AUTH, drain, put_order
+from tests.support.accelbyte import OTHER_AUTH, kraty_call, query_path, result_path
+from tests.support.accelbyte import make_app, two_games_app  # noqa: F401  (fixtures)
 
 FULL_ORDER = [{"itemSku": "starter_pack", "quantity": 2, "storeId": "s-1"}, {"itemSku": "vip_monthly", "quantity": 1},
               {"itemSku": "mega_bundle", "quantity": 1}, {"itemSku": "mystery_chest", "quantity": 1},

@@ -2,9 +2,9 @@
 never a failure that the bridge would then turn into a grant on its own."""
 from __future__ import annotations
 
-from tests.helpers import AUTH, drain, make_due, put_order
-from tests.test_accelbyte_support import assert_not_settled, balances, query_path, result_path
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.orders_flow import AUTH, drain, make_due, put_order
+from tests.support.accelbyte import assert_not_settled, balances, query_path, result_path
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 from middleware.orders.reconciler import reconcile_now
 
 ORDER = [{"itemSku": "sword", "quantity": 1}, {"itemSku": "gems_100", "quantity": 1}]

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from middleware.ledger import migrate
-from tests.helpers import AUTH, put_order
-from tests.ops_support import key
-from tests.test_accelbyte_support import (BOTH_AUTH, assert_error_entity, ledger_by_key, nothing_changed, query_path,
+from tests.support.orders_flow import AUTH, put_order
+from tests.support.ops_ledger import key
+from tests.support.accelbyte import (BOTH_AUTH, assert_error_entity, ledger_by_key, nothing_changed, query_path,
                                           result_path, write_catalog_variant, write_storefronts)
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 from tests.test_console import SECRET, sign_in
 
 GEMS = [{"itemSku": "gems_100", "quantity": 1}]

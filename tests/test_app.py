@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_log_lines_are_json_with_the_request_id(settings_overrides, clean):
 
 def test_a_bad_catalog_stops_the_start_naming_file_key_and_problem(settings_overrides, clean, tmp_path):
     bad = tmp_path / "catalog.toml"
-    bad.write_text(open(settings_overrides["catalog_path"]).read().replace(
+    bad.write_text(Path(settings_overrides["catalog_path"]).read_text().replace(
         'grants = [{ currency = "gems", amount = 100 }]', 'grants = [{ currency = "gems", amount = -5 }]', 1))
     with pytest.raises(CatalogError) as info:
         create_app({**settings_overrides, "catalog_path": str(bad)})
@@ -122,7 +123,7 @@ def test_settings_defaults():
 
 
 def test_job_log_lines_carry_the_job_id(app, client, emulator, redis):
-    from tests.helpers import drain, put_order
+    from tests.support.orders_flow import drain, put_order
     handler = next(h for h in logging.getLogger().handlers if getattr(h, "_kraty_bridge", False))
     handler.setFormatter(logs.JsonFormatter())
     stream = io.StringIO()
@@ -140,6 +141,7 @@ def test_job_log_lines_carry_the_job_id(app, client, emulator, redis):
     assert job_lines, lines
 
 
+@pytest.mark.processes
 def test_worker_entry_point_refuses_a_bad_catalog_with_a_message(tmp_path):
     import os
     import subprocess

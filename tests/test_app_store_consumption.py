@@ -4,16 +4,17 @@ when Apple is unavailable, noted in the order's history (ops API order detail) a
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
 from config.catalog import CatalogError, load_catalog
 from middleware.orders.reconciler import reconcile_now
 
-from tests.app_store_api_support import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
-from tests.app_store_support import make_app, write_catalog  # noqa: F401  (fixture)
-from tests.apple_ca import notification, now_ms, sign_jws, transaction
-from tests.helpers import drain
+from tests.support.app_store_api import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
+from tests.support.app_store import make_app, write_catalog  # noqa: F401  (fixture)
+from tests.support.apple_ca import notification, now_ms, sign_jws, transaction
+from tests.support.orders_flow import drain
 from tests.test_console import SECRET, sign_in
 
 
@@ -141,7 +142,7 @@ def test_past_apples_12_hours_nothing_is_sent(make_app, catalog_path, tmp_path, 
 def test_the_api_settings_are_checked(catalog_path, tmp_path, table, problem):
     path = write_catalog(catalog_path, tmp_path, player_ids="app_account_token")
     extra = "".join(f"{key} = {value}\n" for key, value in table.items())
-    text = open(path).read().replace('player_ids = "app_account_token"\n', 'player_ids = "app_account_token"\n' + extra)
+    text = Path(path).read_text().replace('player_ids = "app_account_token"\n', 'player_ids = "app_account_token"\n' + extra)
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(CatalogError) as raised:
         load_catalog(tmp_path / "bad.toml")

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
-from tests.app_store_support import RECEIPTS, Apple, apple, concurrently, make_app, write_catalog  # noqa: F401
-from tests.apple_ca import default_chain, sign_jws, tamper_signature, transaction
-from tests.helpers import drain
-from tests.stripe_support import balances
+from tests.support.app_store import RECEIPTS, Apple, apple, concurrently, make_app, write_catalog  # noqa: F401
+from tests.support.apple_ca import default_chain, sign_jws, tamper_signature, transaction
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances
 
 
 def order(apple_: Apple, txid: str):
-    from tests.stripe_support import order as find
+    from tests.support.stripe_events import order as find
     o = find(apple_.services, txid)
     return None if o is None else o
 
@@ -148,7 +149,7 @@ def test_test_notifications_and_other_types_change_nothing(apple, redis, emulato
 
 
 def test_duplicate_notifications_are_200_and_change_nothing(apple, redis, emulator):
-    from tests.apple_ca import signed_notification
+    from tests.support.apple_ca import signed_notification
     signed = signed_notification("ONE_TIME_CHARGE", tx=tx("2000000000000009"), notification_uuid=str(uuid.uuid4()))
     first = apple.client.post("/webhooks/app-store", json={"signedPayload": signed})
     again = apple.client.post("/webhooks/app-store", json={"signedPayload": signed})
@@ -174,13 +175,13 @@ def test_notification_bad_input(apple, services):
     assert c.post("/webhooks/app-store", data="{nope", content_type="application/json").status_code == 400
     assert c.post("/webhooks/app-store", json={"signedPayload": 5}).status_code == 400
     assert c.post("/webhooks/app-store", json={"signedPayload": "a.b"}).status_code == 400
-    from tests.apple_ca import signed_notification
+    from tests.support.apple_ca import signed_notification
     tampered = tamper_signature(signed_notification(tx=tx("2000000000000011")))
     response = c.post("/webhooks/app-store", json={"signedPayload": tampered})
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "invalid_signature"
     other_bundle = c.post("/webhooks/app-store", json={"signedPayload": signed_notification(bundle_id="com.x")})
     assert other_bundle.status_code == 422
-    from tests.stripe_support import inbound
+    from tests.support.stripe_events import inbound
     assert inbound(services, source="app_store") == []
 
 
@@ -216,10 +217,10 @@ def test_receipt_auth(apple):
 
 
 def test_ocsp_unreachable_is_503_so_apple_retries(make_app, catalog_path, tmp_path, services):
-    from tests.apple_ca import closed_port_url, make_chain, signed_notification
+    from tests.support.apple_ca import closed_port_url, make_chain, signed_notification
     chain = make_chain(ocsp_url=closed_port_url(), label=" (online)")
     chain.write_root(tmp_path, "apple-root.cer")
-    text = open(catalog_path).read().replace(
+    text = Path(catalog_path).read_text().replace(
         "\n# ---------------------------------------------------------------- currencies (COINS)",
         '\n[games.demo.app_store]\nbundle_id = "com.demo.game"\nallow_production = false\n'
         'root_certificates = ["apple-root.cer"]\nonline_checks = true\n'
@@ -228,7 +229,7 @@ def test_ocsp_unreachable_is_503_so_apple_retries(make_app, catalog_path, tmp_pa
     app = make_app(catalog_path=str(tmp_path / "online.toml"))
     response = app.test_client().post("/webhooks/app-store", json={"signedPayload": signed_notification(chain=chain)})
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "verification_unavailable"
-    from tests.stripe_support import inbound
+    from tests.support.stripe_events import inbound
     assert inbound(services, source="app_store") == []
 
 

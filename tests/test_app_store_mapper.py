@@ -6,7 +6,7 @@ from marshmallow import ValidationError
 
 from mappers.app_store import account_token, classify, purchase
 from mappers.canonical import Purchase, Reversal
-from tests.apple_ca import notification, transaction
+from tests.support.apple_ca import notification, transaction
 
 TOKEN = "7E3FB20B-4CDB-47CC-936D-99D65F608138"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from middleware.ledger import repository as repo
 
-from tests.app_store_support import Apple, write_catalog
-from tests.apple_ca import default_chain, transaction
-from tests.helpers import drain
-from tests.price_support import catalog_with
-from tests.stripe_support import balances
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.app_store import Apple, write_catalog
+from tests.support.apple_ca import default_chain, transaction
+from tests.support.orders_flow import drain
+from tests.support.price_catalogs import catalog_with
+from tests.support.stripe_events import balances
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 
 def build(make_app, catalog_path, tmp_path, **policy) -> Apple:

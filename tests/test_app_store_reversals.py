@@ -13,12 +13,12 @@ from middleware.ledger import states
 from middleware.ledger.models import HistoryEntry
 from middleware.orders.reconciler import reconcile_now
 
-from tests.app_store_support import Apple, apple, make_app, write_catalog  # noqa: F401
-from tests.apple_ca import (BUNDLE_ID, default_chain, notification, now_ms, sign_jws, signed_notification,
+from tests.support.app_store import Apple, apple, make_app, write_catalog  # noqa: F401
+from tests.support.apple_ca import (BUNDLE_ID, default_chain, notification, now_ms, sign_jws, signed_notification,
                        tamper_signature, transaction)
-from tests.helpers import drain
-from tests.ops_support import key
-from tests.stripe_support import balances
+from tests.support.orders_flow import drain
+from tests.support.ops_ledger import key
+from tests.support.stripe_events import balances
 
 VIP, VIP_PLUS = "com.demo.vip.monthly", "com.demo.vipplus.monthly"
 

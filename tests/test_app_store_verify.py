@@ -1,6 +1,6 @@
 """App Store signed data verified with Apple's SignedDataVerifier (middleware.stores.app_store_verify).
 
-Every notification and transaction is signed by the test CA of tests/apple_ca.py; Apple's verifier runs
+Every notification and transaction is signed by the test CA of tests/support/apple_ca.py; Apple's verifier runs
 for real, in strict mode, against the roots the catalog names and the fingerprints the tests pin.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from middleware.stores.app_store_verify import (
     AppStoreVerificationError,
     AppStoreVerifiers,
 )
-from tests import apple_ca as ca
-from tests.apple_ca import (
+from tests.support import apple_ca as ca
+from tests.support.apple_ca import (
     APP_APPLE_ID,
     BUNDLE_ID,
     DAY,

@@ -15,12 +15,12 @@ from middleware.metrics.backfill import GAP_EVENTS, LAST_GAP
 from middleware.stores import backfill
 from middleware.stores.errors import StoreError
 
-from tests.app_store_api_support import ISSUER_ID, KEY_ID, apple_api, apple_api_url, make_apple, new_key, pem  # noqa: F401
-from tests.app_store_api_support import player, signed
-from tests.app_store_support import make_app  # noqa: F401  (fixture)
-from tests.apple_ca import BUNDLE_ID, now_ms, tamper_signature
-from tests.helpers import drain
-from tests.stripe_support import balances
+from tests.support.app_store_api import ISSUER_ID, KEY_ID, apple_api, apple_api_url, make_apple, new_key, pem  # noqa: F401
+from tests.support.app_store_api import player, signed
+from tests.support.app_store import make_app  # noqa: F401  (fixture)
+from tests.support.apple_ca import BUNDLE_ID, now_ms, tamper_signature
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances
 
 
 def app_order(services, txid):

@@ -10,11 +10,11 @@ from emulator.app_store_api import mount_app_store
 from middleware.ledger.models import StoreCursor
 from middleware.stores import backfill
 
-from tests.app_store_api_support import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
-from tests.fake_server import emulator_with
-from tests.google_support import certs_server, google, make_app  # noqa: F401  (fixtures)
-from tests.helpers import drain
-from tests.stripe_support import balances
+from tests.support.app_store_api import apple_api, apple_api_url, make_apple, player, signed  # noqa: F401  (fixtures)
+from tests.support.wsgi_server import emulator_with
+from tests.support.google_play import certs_server, google, make_app  # noqa: F401  (fixtures)
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances
 
 
 def test_backfill_google_play_reads_the_voided_purchases_since(google, redis, emulator, google_fake):

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from middleware.ledger.models import InboundEvent
 from middleware.stores import backfill
 
-from tests.helpers import drain
-from tests.stripe_support import balances, completed, event, order, post, refund_to, write_catalog
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances, completed, event, order, post, refund_to, write_catalog
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 from tests.test_stripe_orders import deliver, new_session
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import text
 
 from middleware.ledger.models import table_names_children_first
 
-from tests.ops_support import fulfilled_order, key
+from tests.support.ops_ledger import fulfilled_order, key
 from tests.test_console import app, csrf_of, sign_in  # noqa: F401  (app: the console's fixture, with a secret key)
-from tests.test_sink_delivery import CRM_SECRET
+from tests.support.sink_receiver import CRM_SECRET
 
 JSON = "application/json"
 DEEP_ARRAY = "[" * 5000 + "]" * 5000                                          # RecursionError in json.loads

@@ -10,7 +10,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from config.settings import ROOT
+
+pytestmark = pytest.mark.bench
 
 
 def _positive(value) -> bool:

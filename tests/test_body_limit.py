@@ -12,9 +12,9 @@ import pytest
 
 from config.settings import ROOT
 
-from tests.helpers import poll
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
-from tests.test_e2e_processes import Processes, free_port
+from tests.support.orders_flow import poll
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
+from tests.support.processes import Processes, free_port
 
 LIMIT = 4096
 PATH = "/webhooks/app-store"

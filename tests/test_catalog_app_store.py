@@ -12,7 +12,7 @@ from config.app_store_config import (
 )
 from config.catalog import load_catalog
 from config.settings import SettingsError, load_settings
-from tests.apple_ca import default_chain, other_chain
+from tests.support.apple_ca import default_chain, other_chain
 from tests.test_catalog import EXAMPLE, GAME, GEMS, assert_problem, load_text, problems
 
 WHERE = "games.demo.app_store"

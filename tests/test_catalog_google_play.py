@@ -7,7 +7,7 @@ import pytest
 from config.catalog import load_catalog
 from config.google_play_config import GooglePlayConfig, parse_service_account
 from config.settings import SettingsError, load_settings
-from tests.google_tokens import service_account_info
+from tests.support.google_push_tokens import service_account_info
 from tests.test_catalog import EXAMPLE, GAME, GEMS, assert_problem, load_text, problems
 
 WHERE = "games.demo.google_play"
@@ -212,7 +212,7 @@ def test_reported_with_the_other_catalog_problems(keys):
 
 
 def test_both_store_tables_together(keys):
-    from tests.apple_ca import default_chain
+    from tests.support.apple_ca import default_chain
     (keys / "apple").mkdir()
     default_chain().write_root(keys / "apple", "root.cer")
     text = table() + ('[games.demo.app_store]\nbundle_id = "com.demo.game"\nallow_production = false\n'

@@ -12,8 +12,9 @@ import pytest
 from bench.servers import pg_bin, redis_binary
 from config.settings import ROOT
 
-pytestmark = pytest.mark.skipif(pg_bin() is None or redis_binary() is None,
-                                reason="needs PostgreSQL's server binaries and redis-server")
+pytestmark = [pytest.mark.processes,
+              pytest.mark.skipif(pg_bin() is None or redis_binary() is None,
+                                 reason="needs PostgreSQL's server binaries and redis-server")]
 MIX = "errors=0.2,after=0.5,slow=0.1,slow_ms=1000,drop=0.02,worker=1,lock_holder=1,reconciler=1,web=1,redis=1,postgres=1"
 
 

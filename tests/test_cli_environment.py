@@ -8,14 +8,17 @@ import stat
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from config import run_environment
 from config.settings import ROOT
 
-from tests.helpers import poll
-from tests.test_e2e_processes import free_port
+from tests.support.orders_flow import poll
+from tests.support.process_servers import free_port
 from tests.test_embedded import README_HEADERS, launched  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.processes
 
 FLASK = [sys.executable, "-m", "flask", "--app", "app"]
 

@@ -17,10 +17,10 @@ from middleware.ledger.models import AuditEntry, Delivery
 from middleware.sinks import emit
 from middleware.sinks.delivery import deliver_now
 
-from tests.helpers import drain
-from tests.ops_support import audit_entries, failed_order, fulfilled_order, state
-from tests.sink_server import SinkServer
-from tests.stripe_support import event, inbound, post
+from tests.support.orders_flow import drain
+from tests.support.ops_ledger import audit_entries, failed_order, fulfilled_order, state
+from tests.support.sink_receiver import SinkServer
+from tests.support.stripe_events import event, inbound, post
 
 SECRET = "whsec_" + base64.b64encode(b"t" * 32).decode()
 T0 = (datetime.now(UTC) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)

@@ -18,18 +18,19 @@ from middleware.ledger import api_keys
 from workers import runtime
 
 from tests.conftest import Served
-from tests.helpers import put_order
-from tests.ops_support import audit_entries, order_id, state
-from tests.stripe_support import balances
+from tests.support.orders_flow import put_order
+from tests.support.ops_ledger import audit_entries, order_id, state
+from tests.support.stripe_events import balances
 
 CHROMIUM = "/usr/bin/chromium"
 SECRET = "console-browser-secret-0123456789abcdef"
 PLAYER = "player-7"
 REASON = "Ticket 4711: paid for 100 gems, they never arrived"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} is missing: apt-get install chromium (Debian's package) to run "
-                                       "the console's browser test")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                 reason=f"{CHROMIUM} is missing: apt-get install chromium (Debian's package) to run "
+                                        "the console's browser test")]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from config.settings import ROOT, SETTINGS
 
-from tests.container_files import COMPOSE_FILES, DOCKERFILE, compose, final_stage, image_cmd, image_paths
+from tests.support.container_files import COMPOSE_FILES, DOCKERFILE, compose, final_stage, image_cmd, image_paths
 
 HADOLINT = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
 SCHEMA = json.loads((ROOT / "tests/data/compose-spec.json").read_text())

@@ -20,9 +20,9 @@ def test_docs_page_names_no_other_host_and_its_assets_are_served(client):
                                                          "swagger-ui-standalone-preset.js"}
     for url in assets:
         assert url.startswith(docs_page.ASSETS_URL)
-        response = client.get(url)
-        assert response.status_code == 200 and len(response.data) > 10_000, url
-        assert response.mimetype in ("text/javascript", "application/javascript", "text/css"), url
+        with client.get(url) as response:   # a file response: closed, or a ResourceWarning (an error here)
+            assert response.status_code == 200 and len(response.data) > 10_000, url
+            assert response.mimetype in ("text/javascript", "application/javascript", "text/css"), url
     # Swagger UI would otherwise load a badge image from validator.swagger.io
     assert '"validatorUrl": null' in html
 

@@ -3,9 +3,6 @@ serves the Stripe fake under /stripe)."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -15,46 +12,13 @@ from sqlalchemy import create_engine, select
 from config.settings import ROOT
 from middleware.ledger.models import Fulfilment
 
-from tests.helpers import AUTH, fulfil_path, poll
-from tests.stripe_fake import StripeFake
-from tests.stripe_support import PATH as STRIPE_PATH
-from tests.stripe_support import body_of, completed, refund_to, sign
+from tests.support.orders_flow import AUTH, fulfil_path, poll
+from tests.support.processes import Processes, free_port, print_logs, up
+from tests.support.stripe_fake import StripeFake
+from tests.support.stripe_events import PATH as STRIPE_PATH
+from tests.support.stripe_events import body_of, completed, refund_to, sign
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Processes:
-    def __init__(self):
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, args, env, log_path, cwd=ROOT):
-        log = open(log_path, "wb")
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        self.running.append(proc)
-        return proc
-
-    def stop(self):
-        for proc in self.running:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.running:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-
-
-def _up(url):
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
+pytestmark = pytest.mark.processes
 
 
 @pytest.fixture
@@ -77,14 +41,11 @@ def stack(tmp_path, database_url, redis_url, clean):
                     env, tmp_path / "gunicorn.log")
         procs.start([sys.executable, "-m", "workers"], env, tmp_path / "worker.log")
         web = f"http://127.0.0.1:{web_port}"
-        poll(lambda: _up(f"{web}/readyz") and _up(f"{kraty}/_emulator/faults"), timeout=60, what="the stack")
+        poll(lambda: up(f"{web}/readyz") and up(f"{kraty}/_emulator/faults"), timeout=60, what="the stack")
         yield web, kraty
     finally:
         procs.stop()
-        for name in ("emulator", "gunicorn", "worker"):
-            path = tmp_path / f"{name}.log"
-            if path.exists():
-                print(f"--- {name} log ---\n{path.read_text()[-3000:]}")
+        print_logs(tmp_path, ("emulator", "gunicorn", "worker"))
 
 
 def test_order_through_gunicorn_worker_and_emulator(stack):

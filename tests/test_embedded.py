@@ -19,7 +19,9 @@ from config import embedded
 from config.embedded_banner import banner
 from config.settings import ROOT
 
-from tests.helpers import poll
+from tests.support.orders_flow import poll
+
+pytestmark = pytest.mark.processes
 
 README_ORDER = {"items": [{"itemSku": "starter_pack", "quantity": 1}]}
 README_HEADERS = {"Authorization": "Bearer demo-storefront-token", "Content-Type": "application/json"}

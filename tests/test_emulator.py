@@ -551,6 +551,7 @@ def _reachable(url):
         return False
 
 
+@pytest.mark.processes
 def test_process_serves_http_drops_and_stops_on_sigterm(process):
     url, proc = process
     session = requests.Session()
@@ -569,6 +570,7 @@ def test_process_serves_http_drops_and_stops_on_sigterm(process):
     assert proc.wait(15) == 0
 
 
+@pytest.mark.processes
 def test_process_bad_config_exits_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[games.a]\nserver_keys = ["k"]\n[games.b]\nserver_keys = ["k"]\n')
@@ -577,6 +579,7 @@ def test_process_bad_config_exits_2(tmp_path):
     assert proc.returncode == 2 and "API key used twice" in proc.stderr
 
 
+@pytest.mark.processes
 def test_process_sends_signed_webhooks_from_cli_flags():
     rec = Receiver()
     proc = subprocess.Popen(

@@ -8,7 +8,9 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from app import create_app
@@ -19,7 +21,7 @@ from workers import due
 from workers.queues import FULFILMENT_QUEUE, QUEUES, enqueue_attempt, is_waiting, queue
 from middleware.orders.reconciler import reconcile_now
 
-from tests.helpers import drain, make_due, poll, put_order, release_scheduled
+from tests.support.orders_flow import drain, make_due, poll, put_order, release_scheduled
 
 CREDIT = "/wallet/.*/credit"
 
@@ -72,6 +74,7 @@ def _worker_killed_after_kraty_applied_the_credit(client, services, emulator, re
         session.commit()
 
 
+@pytest.mark.processes
 def test_worker_killed_after_kraty_call_grants_exactly_once(client, services, emulator, redis, settings_overrides):
     _worker_killed_after_kraty_applied_the_credit(client, services, emulator, redis, settings_overrides)
     # The reconciler re-enqueues; a new worker finishes with the same idempotency key.
@@ -350,14 +353,14 @@ def test_refund_of_an_order_never_sent_to_kraty_cancels_it(services, emulator, r
 
 def test_unknown_sku_is_granted_after_the_catalog_is_fixed_and_the_order_retried(settings_overrides, emulator,
                                                                                   clean, tmp_path):
-    from tests.helpers import AUTH
+    from tests.support.orders_flow import AUTH
     app = create_app(settings_overrides)
     r = put_order(app.test_client(), [{"itemSku": "sword", "quantity": 1}, {"itemSku": "gems_250", "quantity": 2}])
     assert r.status_code == 409 and r.get_json()["stateInfo"]["failedList"][0]["itemSku"] == "gems_250"
     app.extensions["kraty_bridge"].close()
 
     fixed = tmp_path / "catalog.toml"
-    fixed.write_text(open(settings_overrides["catalog_path"]).read() + '''
+    fixed.write_text(Path(settings_overrides["catalog_path"]).read_text() + '''
 [games.demo.products.gems_250]
 type = "COINS"
 grants = [{ currency = "gems", amount = 250 }]

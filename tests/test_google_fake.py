@@ -14,9 +14,10 @@ from google.auth import crypt, exceptions, jwt
 
 from emulator.faults import ConnectionDropped
 from emulator.google_play_api import create_google_app, mount_google
+from emulator.google_play_store import PlayStore
 
-from tests.fake_server import emulator_process, emulator_with
-from tests.google_fake import GoogleFake, google_api_url, google_fake  # noqa: F401
+from tests.support.wsgi_server import emulator_process, emulator_with
+from tests.support.google_fake import GoogleFake, google_api_url, google_fake  # noqa: F401
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
@@ -431,7 +432,7 @@ def test_request_log_and_reset(google_fake):
 
 def test_mounted_under_a_prefix_next_to_the_kraty_emulator():
     with emulator_with(mount_google) as (url, google_app):
-        assert google_app.extensions["google_play_fake"].store is not None
+        assert isinstance(google_app.extensions["google_play_fake"].store, PlayStore)
         fake = GoogleFake(f"{url}/google")
         assert fake.service_account()["token_uri"] == f"{url}/google/token"
         exercise_product_calls(fake)
@@ -439,6 +440,7 @@ def test_mounted_under_a_prefix_next_to_the_kraty_emulator():
         assert requests.post(f"{url}/token").status_code == 404  # only under /google
 
 
+@pytest.mark.processes
 def test_python_m_emulator_serves_the_fake_under_google():
     with emulator_process() as url:
         exercise_product_calls(GoogleFake(f"{url}/google"))

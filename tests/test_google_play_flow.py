@@ -5,11 +5,11 @@ import pytest
 
 from middleware.ledger import repository as repo
 
-from tests.google_support import (PACKAGE, RECEIPTS, Google, certs_server, google, make_app, message,  # noqa: F401
+from tests.support.google_play import (PACKAGE, RECEIPTS, Google, certs_server, google, make_app, message,  # noqa: F401
                              one_time, subscription, voided, write_catalog)
-from tests.google_tokens import make_push_token
-from tests.helpers import drain
-from tests.stripe_support import balances, inbound
+from tests.support.google_push_tokens import make_push_token
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances, inbound
 
 
 def gp_order(services, txn):
@@ -107,7 +107,7 @@ def test_the_voided_poll_finds_a_refund_without_a_notification(google, redis, em
 
 
 def test_consume_failure_is_retried_on_its_own(google, redis, emulator, google_fake, services):
-    from tests.helpers import release_scheduled
+    from tests.support.orders_flow import release_scheduled
     p = google_fake.product(productId="gems_100")
     google_fake.faults({"path": ":consume$", "status": 503, "count": 2})
     google.receipt("player-1", "gems_100", p["token"], wait=0)

@@ -1,5 +1,5 @@
 """middleware.stores.google_push_verify: Pub/Sub push OIDC tokens, checked against keys the tests
-generate and serve from a local certs endpoint (tests.google_tokens)."""
+generate and serve from a local certs endpoint (tests.support.google_push_tokens)."""
 import json
 import threading
 
@@ -21,7 +21,7 @@ from middleware.stores.google_push_verify import (
     push_audiences,
     push_service_accounts,
 )
-from tests.google_tokens import (
+from tests.support.google_push_tokens import (
     AUDIENCE,
     KID,
     PUSH_ACCOUNT,

@@ -6,12 +6,15 @@ import json
 import os
 import sys
 
+import pytest
 import requests
 
 from config.settings import ROOT
 
-from tests.helpers import poll
-from tests.test_e2e_processes import Processes, _up, free_port
+from tests.support.orders_flow import poll
+from tests.support.processes import Processes, free_port, up
+
+pytestmark = pytest.mark.processes
 
 APP_FIELDS = {"time", "level", "logger", "message", "request_id"}
 
@@ -27,7 +30,7 @@ def test_gunicorn_error_and_access_lines_are_the_apps_json(tmp_path, database_ur
                      "-b", f"127.0.0.1:{port}", "-w", "1", "--no-control-socket", "--access-logfile", "-"],
                     env, log)
         web = f"http://127.0.0.1:{port}"
-        poll(lambda: _up(f"{web}/healthz"), timeout=60, what="gunicorn")
+        poll(lambda: up(f"{web}/healthz"), timeout=60, what="gunicorn")
         answer = requests.get(f"{web}/readyz?probe=secret-token", headers={"X-Request-Id": "probe-0001-abcd"},
                               timeout=5)
         assert answer.headers["X-Request-Id"] == "probe-0001-abcd"

@@ -6,9 +6,9 @@ import pytest
 
 from middleware import ops
 
-from tests.helpers import AUTH, fulfil_path
-from tests.ops_support import key
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.orders_flow import AUTH, fulfil_path
+from tests.support.ops_ledger import key
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 from tests.test_metrics import BEARER, KEY, scrape, value
 
 PUT_RULE = "/platform/v2/admin/namespaces/<namespace>/users/<user_id>/fulfillments/<transaction_id>"

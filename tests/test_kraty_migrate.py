@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.import_support import write_csv, write_jsonl
-from tests.stripe_support import balances
+from tests.support.import_files import write_csv, write_jsonl
+from tests.support.stripe_events import balances
 
 WALLET_COLUMNS = ["id", "player_id", "currency", "balance"]
 

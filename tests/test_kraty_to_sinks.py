@@ -10,24 +10,13 @@ from middleware.ledger import repository as repo
 from middleware.ledger.models import Erasure
 
 from tests.conftest import Served
-from tests.helpers import drain, poll, put_order
-from tests.sink_server import SinkServer, with_sinks
-from tests.test_kraty_webhook import SECRET as KRATY_SECRET
-from tests.test_sink_delivery import CRM_SECRET
-
-
-@pytest.fixture
-def server():
-    served = SinkServer({"/all": CRM_SECRET})
-    yield served
-    served.stop()
+from tests.support.orders_flow import drain, poll, put_order
+from tests.support.sink_receiver import KRATY_SECRET, all_sink_overrides, server  # noqa: F401  (fixture)
 
 
 @pytest.fixture
 def settings_overrides(settings_overrides, server, tmp_path, catalog_path):
-    return with_sinks(settings_overrides, tmp_path,
-                      f'[sinks.all]\nurl = "{server.url}/all"\nsecret = "{CRM_SECRET}"\ntimeout = 2\n',
-                      catalog_path, KRATY_SECRET)
+    return all_sink_overrides(settings_overrides, server, tmp_path, catalog_path, environments=False)
 
 
 @pytest.fixture

@@ -3,53 +3,17 @@ request gets, and the "confirmed by Kraty" history entry."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
 from middleware.ledger import repository as repo
-from middleware.ledger.models import InboundEvent
 
 from tests.conftest import Served
-from tests.helpers import drain, poll, put_order
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
-
-SECRET = "whsec_" + "a2tyYXR5LWJyaWRnZS10ZXN0LXNlY3JldC0xMjM0NTY="
-OLD_SECRET = "whsec_" + "b2xkLWtyYXR5LWJyaWRnZS1zZWNyZXQtOTg3NjU0MzI="
-
-
-@pytest.fixture
-def kraty_app(make_app, catalog_path, tmp_path):
-    text = open(catalog_path).read().replace(
-        'negative_balance_policy = "fail"',
-        f'negative_balance_policy = "fail"\nkraty_webhook_secrets = ["{SECRET}", "{OLD_SECRET}"]', 1)
-    path = tmp_path / "catalog-kraty.toml"
-    path.write_text(text)
-    return make_app(catalog_path=str(path))
-
-
-def event(type_="wallet.changed", data=None, game="demo") -> dict:
-    return {"id": f"evt_{uuid.uuid4().hex}", "type": type_, "createdAt": "2026-11-21T10:00:00.123Z",
-            "studioId": "studio_demo", "gameId": game, "data": data or {"externalPlayerId": "player-1"}}
-
-
-def send(client, body: dict | bytes, secret=SECRET, msg_id=None, when=None, headers=None):
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    when = when or datetime.now(timezone.utc)
-    signature = Webhook(secret).sign(msg_id, when, raw.decode())
-    sent = {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": signature,
-            "Content-Type": "application/json"}
-    sent.update(headers or {})
-    return client.post("/webhooks/kraty", data=raw, headers=sent)
-
-
-def recorded(services) -> int:
-    with services.session() as session:
-        return session.scalar(select(func.count()).select_from(InboundEvent).where(InboundEvent.source == "kraty"))
+from tests.support.orders_flow import drain, poll, put_order
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
+from tests.support.kraty_webhooks import OLD_SECRET, SECRET, event, kraty_app, recorded, send  # noqa: F401  (fixture)
 
 
 def test_signed_webhooks_are_recorded_once(kraty_app, services):

@@ -17,8 +17,8 @@ import requests
 
 from config.settings import ROOT
 
-from tests.helpers import AUTH, fulfil_path, poll
-from tests.test_e2e_processes import Processes, _up, free_port
+from tests.support.orders_flow import AUTH, fulfil_path, poll
+from tests.support.processes import Processes, free_port, up
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONF = ROOT / "deploy/nginx/kraty-bridge.conf"
@@ -29,8 +29,9 @@ SLOW_BODY_HEAD = (f"PUT {fulfil_path('p-slow', 'slow-1')} HTTP/1.1\r\nHost: slow
                   f"Authorization: {AUTH['Authorization']}\r\nContent-Type: application/json\r\n"
                   "Content-Length: 1000\r\n\r\n").encode()
 
-pytestmark = pytest.mark.skipif(not os.path.exists(NGINX),
-                                reason="nginx is missing: apt-get install nginx (Debian's package) to run this test")
+pytestmark = [pytest.mark.processes,
+              pytest.mark.skipif(not os.path.exists(NGINX),
+                                 reason="nginx is missing: apt-get install nginx (Debian's package) to run this test")]
 
 
 class SlowClients:
@@ -107,7 +108,7 @@ def gunicorn(tmp_path, database_url, redis_url):
         procs.start([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config/gunicorn.conf.py"), "app:create_app()",
                      "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4"], env, tmp_path / "gunicorn.log")
         url = f"http://127.0.0.1:{port}"
-        poll(lambda: _up(f"{url}/healthz"), timeout=60, what="gunicorn")
+        poll(lambda: up(f"{url}/healthz"), timeout=60, what="gunicorn")
         yield port, procs
     finally:
         procs.stop()
@@ -123,13 +124,13 @@ def test_slow_clients_stall_bare_gunicorn_but_not_behind_nginx(tmp_path, gunicor
     finally:
         slow.stop()
     assert None in stalled, f"16 slow clients did not stall bare gunicorn (answers: {stalled})"
-    poll(lambda: _up(f"{bare}/healthz"), timeout=30, what="gunicorn to answer again once they left")
+    poll(lambda: up(f"{bare}/healthz"), timeout=30, what="gunicorn to answer again once they left")
 
     listen = free_port()
     procs.start([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", nginx_conf(tmp_path, listen, port),
                  "-g", "daemon off;"], os.environ.copy(), tmp_path / "nginx.log")
     proxied = f"http://127.0.0.1:{listen}"
-    poll(lambda: _up(f"{proxied}/healthz"), timeout=30, what="nginx")
+    poll(lambda: up(f"{proxied}/healthz"), timeout=30, what="nginx")
     slow = SlowClients(listen, 200, bodies=100)   # half of them trickle a body: nginx must buffer it
     try:
         answers = [fast_healthz(proxied) for _ in range(3)]

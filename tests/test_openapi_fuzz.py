@@ -18,8 +18,10 @@ import pytest
 from config.settings import ROOT
 
 from tests.conftest import Served
-from tests.helpers import put_order
-from tests.ops_support import key
+from tests.support.orders_flow import put_order
+from tests.support.ops_ledger import key
+
+pytestmark = pytest.mark.processes
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # what no schema can say (receipts' signatures, cursors)
 

@@ -19,8 +19,8 @@ from middleware.ledger.models import (
 )
 from middleware.ops.base import REDACTED, redact
 
-from tests.helpers import put_order
-from tests.ops_support import (
+from tests.support.orders_flow import put_order
+from tests.support.ops_ledger import (
     GEMS,
     SWORD,
     failed_order,

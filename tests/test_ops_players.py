@@ -5,7 +5,7 @@ from sqlalchemy import update
 
 from middleware.ledger.models import Fulfilment
 
-from tests.ops_support import GEMS, SWORD, failed_order, fulfilled_order, key
+from tests.support.ops_ledger import GEMS, SWORD, failed_order, fulfilled_order, key
 
 
 def _price(services, fulfilment_id, price, currency, **values):

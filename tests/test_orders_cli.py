@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from middleware.ledger.models import AuditEntry
 
-from tests.helpers import drain
-from tests.stripe_support import balances, completed, order, post
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances, completed, order, post
 
 
 def failed_order(client, redis, services, stripe_fake) -> dict:
@@ -56,7 +56,7 @@ def test_bad_references_and_options_fail_clearly(runner):
 
 
 def test_events_list_and_replay(client, runner, redis, services, stripe_fake):
-    from tests.stripe_support import event, inbound
+    from tests.support.stripe_events import event, inbound
     pi = stripe_fake.payment_intent(amount=100, metadata={"kraty_sku": "gems_100", "kraty_quantity": "many",
                                                           "player_id": "player-1"})
     ev = event("payment_intent.succeeded", pi)

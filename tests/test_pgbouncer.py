@@ -22,10 +22,12 @@ from workers import runtime
 
 from middleware.ledger import migrate
 
-from tests.helpers import AUTH, drain, empty_ledger, fulfil_path
-from tests.ops_support import key
-from tests.servers import start_pgbouncer, start_postgres
-from tests.stripe_support import completed, post
+from tests.support.orders_flow import AUTH, drain, empty_ledger, fulfil_path
+from tests.support.ops_ledger import key
+from tests.support.process_servers import start_pgbouncer, start_postgres
+from tests.support.stripe_events import completed, post
+
+pytestmark = pytest.mark.processes
 
 ORDERS = 40
 THREADS = 8

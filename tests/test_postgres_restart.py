@@ -13,12 +13,13 @@ from bench.servers import PostgresServer, RedisServer, pg_bin, redis_binary
 from middleware.ledger import migrate
 from workers import runtime
 
-from tests.helpers import AUTH, fulfil_path, poll, put_order
+from tests.support.orders_flow import AUTH, fulfil_path, poll, put_order
 from tests.test_failures import CREDIT
 from tests.test_worker_outages import _log, _start_worker, _stop
 
-pytestmark = pytest.mark.skipif(pg_bin() is None or redis_binary() is None,
-                                reason="needs PostgreSQL's server binaries and redis-server")
+pytestmark = [pytest.mark.processes,
+              pytest.mark.skipif(pg_bin() is None or redis_binary() is None,
+                                 reason="needs PostgreSQL's server binaries and redis-server")]
 ORDERS, CLIENTS = 30, 5
 DEFINITE = "FULFILLED"
 DOWN = "the database unavailable"

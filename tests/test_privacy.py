@@ -22,28 +22,18 @@ from middleware.sinks.delivery import deliver_now
 from workers.queues import FULFILMENT_QUEUE, queue
 from middleware.orders.reconciler import scrub_deletions
 
-from tests.helpers import drain, put_order
-from tests.sink_server import SinkServer, with_sinks
-from tests.stripe_support import completed, post
-from tests.test_kraty_webhook import SECRET as KRATY_SECRET
-from tests.test_kraty_webhook import event as kraty_event
-from tests.test_kraty_webhook import send as send_kraty
-from tests.test_sink_delivery import CRM_SECRET
+from tests.support.orders_flow import drain, put_order
+from tests.support.sink_receiver import all_sink_overrides, server  # noqa: F401  (fixture)
+from tests.support.stripe_events import completed, post
+from tests.support.kraty_webhooks import event as kraty_event
+from tests.support.kraty_webhooks import send as send_kraty
 
 EMAIL = "ann.example@mail.test"   # player-gone's; every other player gets their own
 
 
 @pytest.fixture
-def server():
-    served = SinkServer({"/all": CRM_SECRET})
-    yield served
-    served.stop()
-
-
-@pytest.fixture
 def settings_overrides(settings_overrides, server, tmp_path, catalog_path):
-    return with_sinks(settings_overrides, tmp_path, f'[sinks.all]\nurl = "{server.url}/all"\nsecret = "{CRM_SECRET}"\n'
-                     'environments = ["production", "sandbox"]\ntimeout = 2\n', catalog_path, KRATY_SECRET)
+    return all_sink_overrides(settings_overrides, server, tmp_path, catalog_path)
 
 
 def work_events(redis) -> None:

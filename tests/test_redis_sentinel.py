@@ -18,9 +18,11 @@ from config.settings import ROOT
 from middleware.ledger.models import Fulfilment
 from workers import runtime
 
-from tests.helpers import poll
-from tests.servers import SERVICE, SentinelSet
-from tests.stripe_support import completed, post
+from tests.support.orders_flow import poll
+from tests.support.process_servers import SERVICE, SentinelSet
+from tests.support.stripe_events import completed, post
+
+pytestmark = pytest.mark.processes
 
 ORDERS = 60
 SWITCH_AFTER = 20   # then 20 more while the Sentinel fails over, and 20 after it named the new master

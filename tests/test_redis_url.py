@@ -16,8 +16,8 @@ from config.settings import ROOT, SettingsError, load_settings
 from middleware.redis_client import RedisClusterNotSupported, connect, refuse_cluster
 from workers.queues import queue
 
-from tests.helpers import poll
-from tests.servers import Server, binary, free_port
+from tests.support.orders_flow import poll
+from tests.support.process_servers import Server, binary, free_port
 
 
 def test_sentinel_url_names_sentinels_service_db_and_the_masters_credentials():
@@ -69,6 +69,7 @@ def cluster_node(tmp_path):
         server.stop()
 
 
+@pytest.mark.processes
 def test_rq_cannot_enqueue_on_redis_cluster_so_the_worker_refuses_it(cluster_node, tmp_path):
     url = f"redis://127.0.0.1:{cluster_node}/0"
     redis = Redis.from_url(url)

@@ -8,9 +8,9 @@ from app import create_app
 from config.settings import SettingsError, load_settings
 from workers import runtime
 
-from tests.ops_support import key
+from tests.support.ops_ledger import key
 from tests.test_console import sign_in
-from tests.helpers import put_order
+from tests.support.orders_flow import put_order
 
 OLD = "old-key-0123456789abcdef0123456789abcdef"
 NEW = "new-key-fedcba9876543210fedcba9876543210"

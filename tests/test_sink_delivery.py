@@ -1,9 +1,8 @@
-"""Delivering events to sinks: real HTTP on loopback (tests/sink_server.py), signatures checked by the
+"""Delivering events to sinks: real HTTP on loopback (tests/support/sink_receiver.py), signatures checked by the
 receiver, filters, the retry schedule driven by a controllable clock, Retry-After, 410, dead letters, replay,
 the shared rate limit under concurrent workers, per-player sequence numbers and no head-of-line blocking."""
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import signal
@@ -27,21 +26,12 @@ from middleware.sinks.http import retry_after_seconds
 from middleware.sinks.delivery import deliver_now, reconcile_deliveries
 from workers.queues import SINK_QUEUE, queue
 
-from tests.helpers import drain, poll
-from tests.sink_server import HANG, SinkServer
+from tests.support.orders_flow import drain, poll
+from tests.support.sink_receiver import ANALYTICS_SECRET, CRM_SECRET, HANG, server  # noqa: F401  (fixture)
 
-CRM_SECRET = "whsec_" + base64.b64encode(b"c" * 32).decode()
-ANALYTICS_SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
 # the controllable clock starts tomorrow at 10:00 UTC: after every delivery's first due time (real now), whatever
 # the day the tests run
 T0 = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture
-def server():
-    served = SinkServer({"/crm": CRM_SECRET, "/analytics": ANALYTICS_SECRET})
-    yield served
-    served.stop()
 
 
 @pytest.fixture
@@ -298,6 +288,7 @@ def test_redis_down_after_the_commit_loses_nothing(services, server):
 
 
 # ---------------------------------------------------------------- the rate limit, shared by concurrent workers
+@pytest.mark.processes
 def test_rate_limit_holds_across_four_concurrent_workers(services, redis, server, tmp_path, database_url,
                                                          redis_url, catalog_path):
     """Four real worker processes (``python -m workers``, each with RQ's scheduler) share one sink's limit."""
@@ -309,9 +300,11 @@ def test_rate_limit_holds_across_four_concurrent_workers(services, redis, server
     ids = [record(services, player=f"p-{n}", enqueue=False)[0] for n in range(events)]
     env = dict(os.environ, KB_DATABASE_URL=database_url, KB_REDIS_URL=redis_url, KB_CATALOG=catalog_path,
                KB_SINKS=str(sinks_file), KB_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
-    workers = [subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker-{n}.log", "wb"))
-               for n in range(4)]
+    workers = []
+    for n in range(4):
+        with open(tmp_path / f"worker-{n}.log", "wb") as log:   # the child keeps its own copy of the descriptor
+            workers.append(subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT, env=env,
+                                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=log))
     try:
         enqueue_new(redis, ids)
         assert poll(lambda: len(server.got()) >= events and all(

@@ -18,7 +18,7 @@ from middleware.sinks import emit, http
 from middleware.sinks.delivery import deliver_now
 from workers.queues import SINK_QUEUE, queue
 
-from tests.sink_server import SinkServer
+from tests.support.sink_receiver import SinkServer
 
 SECRET = "whsec_" + base64.b64encode(b"f" * 32).decode()
 

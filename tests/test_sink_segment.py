@@ -1,5 +1,5 @@
 """The segment sink: its config, the translation of every event type into Segment calls (golden dicts), and
-delivery in batches to a Segment-like receiver on loopback (tests/segment_server.py) that checks the write key
+delivery in batches to a Segment-like receiver on loopback (tests/support/segment_receiver.py) that checks the write key
 and Segment's size limits: batch size and byte limits, failures on each delivery's own schedule (controllable
 clock), Retry-After, 410, 400, the rate limit per request, player.deleted as a deletion regulation, replay,
 and sandbox events dropped by default."""
@@ -16,8 +16,8 @@ from middleware.ledger.models import Delivery, SinkState
 from middleware.sinks import emit, enqueue_new, ratelimit, segment
 from middleware.sinks.delivery import deliver_now
 
-from tests.helpers import drain
-from tests.segment_server import SegmentServer
+from tests.support.orders_flow import drain
+from tests.support.segment_receiver import SegmentServer
 from tests.test_sinks_config import problems, write
 
 WRITE_KEY, TOKEN = "wk_test_1", "sgp_test_token"

@@ -10,16 +10,8 @@ from sqlalchemy import select
 from middleware.ledger import api_keys
 from middleware.ledger.models import AuditEntry, Delivery, utcnow
 
-from tests.helpers import drain, put_order
-from tests.sink_server import SinkServer
-from tests.test_sink_delivery import CRM_SECRET
-
-
-@pytest.fixture
-def server():
-    served = SinkServer({"/crm": CRM_SECRET})
-    yield served
-    served.stop()
+from tests.support.orders_flow import drain, put_order
+from tests.support.sink_receiver import CRM_SECRET, server  # noqa: F401  (fixture)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from middleware.ledger.models import Delivery, utcnow
 
-from tests.helpers import drain, put_order
-from tests.ops_support import key
-from tests.test_accelbyte_support import BOTH_TOKEN, make_app, two_games_app  # noqa: F401  (fixtures)
+from tests.support.orders_flow import drain, put_order
+from tests.support.ops_ledger import key
+from tests.support.accelbyte import BOTH_TOKEN, make_app, two_games_app  # noqa: F401  (fixtures)
 from tests.test_sinks_api import server, settings_overrides  # noqa: F401  (fixtures: a crm sink, one attempt)
 
 GEMS = [{"itemSku": "gems_100", "quantity": 1}]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from tests.price_support import catalog_with, deliver
-from tests.stripe_invoice_support import invoice
-from tests.stripe_support import balances, completed, event, inbound, order, post
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.price_catalogs import catalog_with, deliver
+from tests.support.stripe_invoices import invoice
+from tests.support.stripe_events import balances, completed, event, inbound, order, post
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 OURS, THEIRS = "acct_1KratyStudioA", "acct_1SomeoneElseB"
 

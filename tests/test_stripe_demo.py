@@ -13,9 +13,9 @@ from emulator.app import create_app as create_emulator
 from emulator.stripe_api import mount_stripe
 
 from tests.conftest import Served
-from tests.helpers import drain, emulator_config
-from tests.stripe_support import SECRET, order
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.orders_flow import drain, emulator_config
+from tests.support.stripe_events import SECRET, order
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import stripe
 
 from emulator.faults import ConnectionDropped
 from emulator.stripe_api import create_stripe_app, mount_stripe
+from emulator.stripe_store import StripeStore
 
-from tests.fake_server import emulator_process, emulator_with
-from tests.stripe_fake import StripeFake, stripe_api_url, stripe_fake  # noqa: F401
+from tests.support.wsgi_server import emulator_process, emulator_with
+from tests.support.stripe_fake import StripeFake, stripe_api_url, stripe_fake  # noqa: F401
 
 LINE = {"price": "price_gems_100", "product": "prod_gems", "lookup_key": "gems_100",
         "quantity": 2, "unit_amount": 499}
@@ -287,7 +288,7 @@ def test_unknown_url_is_a_stripe_404(stripe_fake):
 
 def test_mounted_under_a_prefix_next_to_the_kraty_emulator():
     with emulator_with(mount_stripe) as (url, stripe_app):
-        assert stripe_app.extensions["stripe_fake"].store is not None
+        assert isinstance(stripe_app.extensions["stripe_fake"].store, StripeStore)
         fake = StripeFake(f"{url}/stripe")
         exercise_four_calls(fake)
         assert [r["path"] for r in fake.requests()][-1].startswith("/v1/payment_intents/")
@@ -296,6 +297,7 @@ def test_mounted_under_a_prefix_next_to_the_kraty_emulator():
         assert requests.get(f"{url}/v1/payment_intents/pi_x").status_code == 404
 
 
+@pytest.mark.processes
 def test_python_m_emulator_serves_the_fake_under_stripe():
     with emulator_process() as url:
         exercise_four_calls(StripeFake(f"{url}/stripe"))

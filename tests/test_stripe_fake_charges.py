@@ -9,7 +9,7 @@ import stripe
 from middleware.stores.errors import StoreError
 from middleware.stores.stripe_api import StripeApi
 
-from tests.stripe_fake import TEST_KEY, stripe_api_url, stripe_fake  # noqa: F401
+from tests.support.stripe_fake import TEST_KEY, stripe_api_url, stripe_fake  # noqa: F401
 
 
 def paid(stripe_fake, amount: int = 1000, **kw) -> dict:

@@ -1,13 +1,15 @@
 """Stripe purchases end to end (webhook -> ledger -> worker -> Stripe fake -> Kraty emulator)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from middleware.orders import actions
 
-from tests.helpers import drain, make_due, release_scheduled
-from tests.stripe_support import balances, completed, event, inbound, order, post, refund_to, write_catalog
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.orders_flow import drain, make_due, release_scheduled
+from tests.support.stripe_events import balances, completed, event, inbound, order, post, refund_to, write_catalog
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 
 def deliver(client, redis, ev) -> dict:
@@ -157,7 +159,7 @@ def test_an_unknown_price_fails_until_the_catalog_knows_it(client, services, red
     assert o["state"] == "FULFILL_FAILED", o
     assert [i[4] for i in o["items"]] == ["unknown_product", None]
     assert balances(emulator) == ({}, {"sword": 1})
-    text = open(catalog_path).read().replace('type = "COINS"\nname = "1000 Gold"',
+    text = Path(catalog_path).read_text().replace('type = "COINS"\nname = "1000 Gold"',
                                              'type = "COINS"\nname = "1000 Gold"\nstore_ids = { stripe = "price_new_gold" }')
     fixed = tmp_path / "fixed.toml"
     fixed.write_text(text)
@@ -289,7 +291,7 @@ def test_a_partial_proportional_refund_before_its_purchase_grants_the_rest(propo
 
 # ---------------------------------------------------------------- disputes
 def dispute_event(session, status, kind="charge.dispute.created", dispute_id="du_1"):
-    from tests.stripe_support import dispute
+    from tests.support.stripe_events import dispute
     return event(kind, dispute(session["payment_intent"], status, session["amount_total"], dispute_id))
 
 

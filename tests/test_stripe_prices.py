@@ -6,9 +6,9 @@ import pytest
 
 from middleware.orders import actions
 
-from tests.price_support import catalog_with, deliver
-from tests.stripe_support import balances, completed, event, inbound, order
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.price_catalogs import catalog_with, deliver
+from tests.support.stripe_events import balances, completed, event, inbound, order
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 
 def direct(stripe_fake, amount: int, sku: str, quantity: int = 1, currency: str = "usd") -> dict:

@@ -9,8 +9,8 @@ from middleware.ledger.models import InboundEvent
 from middleware.stores.recorded_events import handle_now
 from middleware.orders.reconciler import reconcile_now
 
-from tests.helpers import drain
-from tests.stripe_support import balances, completed, order, post, refund_to
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances, completed, order, post, refund_to
 
 
 def test_purchase_and_refund_racing_end_with_nothing_granted(client, services, redis, emulator, stripe_fake):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stripe_support import balances, completed, event, inbound, order, refund_to, write_catalog
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.stripe_events import balances, completed, event, inbound, order, refund_to, write_catalog
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 from tests.test_stripe_orders import deliver, new_session, paid_order
 
 

@@ -6,7 +6,7 @@ from marshmallow import ValidationError
 
 from mappers import stripe_reversals as sr
 
-from tests.stripe_support import dispute
+from tests.support.stripe_events import dispute
 
 
 def refund(status: str, **kw) -> dict:

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import time
 
-from tests.stripe_support import SECRET, body_of, completed, post
+from tests.support.stripe_events import SECRET, body_of, completed, post
 
 
 def _mac(body: bytes, t: int) -> str:

@@ -6,10 +6,10 @@ from mappers import stripe as m
 from mappers import stripe_invoices as mi
 from middleware.stores import stripe_events
 
-from tests.price_support import catalog_with, deliver
-from tests.stripe_invoice_support import invoice, paid_event
-from tests.stripe_support import balances, event, inbound, order, refund_to
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.price_catalogs import catalog_with, deliver
+from tests.support.stripe_invoices import invoice, paid_event
+from tests.support.stripe_events import balances, event, inbound, order, refund_to
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 VIP = ({"gems": 300}, {"vip_pass": 1})
 

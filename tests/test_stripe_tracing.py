@@ -12,8 +12,8 @@ from middleware.orders.record import record_purchase
 from mappers.canonical import Purchase
 from middleware.orders.reconciler import reconcile_now
 
-from tests.helpers import drain
-from tests.stripe_support import balances, dispute, event, inbound, latest_charge, order, post
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import balances, dispute, event, inbound, latest_charge, order, post
 from tests.test_stripe_orders import deliver
 
 

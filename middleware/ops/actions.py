@@ -12,22 +12,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from mappers.accelbyte import is_clean_id
-
-from middleware.orders import actions
-
-from middleware.orders.changes import PLAYER_UNRESOLVED
 from middleware.kraty.client import KratyError
 from middleware.ledger import repository as repo
 from middleware.ledger import states
-from middleware.ledger.models import (
-    AuditEntry,
-    Fulfilment,
-)
-from middleware.services import Services
-from middleware.ops.base import ACTION_ROLES, ATTACH_PLAYER, Actor, MAKE_GOOD, MAX_AMOUNT, MAX_IDEMPOTENCY_KEY, MAX_MAKE_GOOD_LINES, MAX_REASON, OpsError, RESOLVE, RETRY, REVOKE
-from middleware.ops.queries import _visible
+from middleware.ledger.models import AuditEntry, Fulfilment
 from middleware.ops.audit import audit_row
-
+from middleware.ops.base import (ACTION_ROLES, ATTACH_PLAYER, MAKE_GOOD, MAX_AMOUNT, MAX_IDEMPOTENCY_KEY,
+                                 MAX_MAKE_GOOD_LINES, MAX_REASON, RESOLVE, RETRY, REVOKE, Actor, OpsError)
+from middleware.ops.queries import _visible
+from middleware.orders import actions
+from middleware.orders.changes import PLAYER_UNRESOLVED
+from middleware.services import Services
 
 # -- actions ------------------------------------------------------------------------------------------
 

@@ -14,20 +14,15 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.orm.exc import StaleDataError
 
-from middleware.orders import price_check
-
-from middleware.orders import purchase_events
-
-from middleware.orders import retry
-from middleware.orders import reversals
-from middleware.orders.changes import PLAYER_UNRESOLVED, settle_never_granted
 from middleware.kraty.client import KratyError
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, FulfilmentItem, utcnow
 from middleware.metrics import recorders as metrics
-from middleware.orders.lines import (build_items, grant_amount, grant_key, key_source, request_hash, resolve_line, revoke_key,
-                     revoke_target)
+from middleware.orders import price_check, purchase_events, retry, reversals
+from middleware.orders.changes import PLAYER_UNRESOLVED, settle_never_granted
+from middleware.orders.lines import (build_items, grant_amount, grant_key, key_source, request_hash, resolve_line,
+                                     revoke_key, revoke_target)
 from middleware.services import Services
 from middleware.stores import lookups
 from middleware.stores.errors import StoreError

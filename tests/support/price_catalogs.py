@@ -1,17 +1,15 @@
 """Test catalogs with a [price_policy] table or other text changes; a Stripe-event delivery helper."""
 from __future__ import annotations
 
-from tests.helpers import drain
-from tests.stripe_support import post
+from tests.support.catalogs import changed_text
+from tests.support.orders_flow import drain
+from tests.support.stripe_events import post
 
 
 def catalog_with(catalog_path: str, target, *, policy: dict | None = None, replace: dict | None = None) -> str:
     """A copy of the test catalog: ``replace`` {old text: new text}, then ``[games.demo.price_policy]``
     holding ``policy`` appended (TOML allows a game's tables in any order)."""
-    text = open(catalog_path).read()
-    for old, new in (replace or {}).items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
+    text = changed_text(catalog_path, replace=replace)
     if policy:
         text += "\n[games.demo.price_policy]\n" + "".join(f'{key} = "{value}"\n' for key, value in policy.items())
     target.write_text(text)

@@ -7,8 +7,9 @@ import pytest
 
 from middleware.ledger import api_keys
 
-from tests.apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.catalogs import BUNDLES, CURRENCIES, changed_text
+from tests.support.apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 PATH = "/webhooks/app-store"
 RECEIPTS = "/v1/receipts/app-store"
@@ -30,13 +31,8 @@ def write_catalog(catalog_path: str, directory, player_ids: str = "linked", sand
                   partial_refunds: str | None = None) -> str:
     """The demo catalog with an ``[app_store]`` table (and a second subscription tier, VIP Plus, for upgrades)."""
     default_chain().write_root(directory, "apple-root.cer")
-    text = open(catalog_path).read()
-    if not sandbox:
-        text = text.replace("allow_sandbox = true", "allow_sandbox = false", 1)
-    marker = "\n# ---------------------------------------------------------------- currencies (COINS)"
-    text = text.replace(marker, app_store_table(player_ids, partial_refunds=partial_refunds) + marker, 1)
-    bundles = "\n# ---------------------------------------------------------------- bundles"
-    text = text.replace(bundles, VIP_PLUS + bundles, 1)
+    text = changed_text(catalog_path, before={CURRENCIES: app_store_table(player_ids, partial_refunds=partial_refunds),
+                                              BUNDLES: VIP_PLUS}, sandbox=sandbox)
     path = directory / f"catalog-apple-{player_ids}-{sandbox}-{partial_refunds}.toml"
     path.write_text(text)
     return str(path)

@@ -17,7 +17,7 @@ from google.oauth2 import service_account
 from emulator.google_play_api import create_google_app
 from emulator.google_play_store import DEFAULT_PACKAGE
 
-from tests.fake_server import AdminClient, serve
+from tests.support.wsgi_server import AdminClient, serve
 
 SCOPES = ["https://www.googleapis.com/auth/androidpublisher"]
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.helpers import poll
+from tests.support.orders_flow import poll
 
 
 def free_port() -> int:

@@ -1,17 +1,26 @@
 """A local receiving server for sink deliveries: real HTTP on loopback, told how to answer, verifying each
-request's Standard Webhooks signature and keeping (and counting) what it received."""
+request's Standard Webhooks signature and keeping (and counting) what it received; the ``server`` fixture (one
+receiver for the tests' sinks: ``/crm``, ``/analytics`` and ``/all``) and ``all_sink_overrides`` (settings with one
+``all`` sink and a demo game taking Kraty's webhooks)."""
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
+import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.support.catalogs import with_kraty_secrets
+from tests.support.kraty_webhooks import SECRET as KRATY_SECRET
+
+CRM_SECRET = "whsec_" + base64.b64encode(b"c" * 32).decode()
+ANALYTICS_SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
 HANG = "hang"  # an answer: hold the request until the server stops (the sender times out)
 
 
@@ -127,9 +136,24 @@ def with_sinks(overrides: dict, tmp_path, sinks_toml: str, catalog_path: str | N
     sinks.write_text(sinks_toml)
     overrides = {**overrides, "sinks_path": str(sinks)}
     if kraty_secret is not None:
-        catalog = tmp_path / "catalog-kraty-webhooks.toml"
-        catalog.write_text(open(catalog_path).read().replace(
-            'negative_balance_policy = "fail"',
-            f'negative_balance_policy = "fail"\nkraty_webhook_secrets = ["{kraty_secret}"]', 1))
-        overrides["catalog_path"] = str(catalog)
+        overrides["catalog_path"] = with_kraty_secrets(catalog_path, tmp_path / "catalog-kraty-webhooks.toml",
+                                                       kraty_secret)
     return overrides
+
+
+@pytest.fixture
+def server():
+    """A sink receiver for the tests' sinks (``/crm`` and ``/all`` sign with ``CRM_SECRET``, ``/analytics`` with
+    ``ANALYTICS_SECRET``), stopped after the test."""
+    served = SinkServer({"/crm": CRM_SECRET, "/analytics": ANALYTICS_SECRET, "/all": CRM_SECRET})
+    yield served
+    served.stop()
+
+
+def all_sink_overrides(overrides: dict, server: SinkServer, tmp_path, catalog_path: str,
+                       environments: bool = True) -> dict:
+    """Settings with one sink, ``all``, at ``server``'s ``/all`` (production and sandbox events unless
+    ``environments`` is false), and a demo game taking Kraty's webhooks signed with ``KRATY_SECRET``."""
+    also = 'environments = ["production", "sandbox"]\n' if environments else ""
+    return with_sinks(overrides, tmp_path, f'[sinks.all]\nurl = "{server.url}/all"\nsecret = "{CRM_SECRET}"\n'
+                      f'{also}timeout = 2\n', catalog_path, KRATY_SECRET)

@@ -9,7 +9,7 @@ import json
 
 from werkzeug.wrappers import Request
 
-from tests.sink_server import SinkServer
+from tests.support.sink_receiver import SinkServer
 
 BATCH_PATH, REGULATIONS_PATH = "/v1/batch", "/regulations"
 

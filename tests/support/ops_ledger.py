@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from middleware.ledger import api_keys
 from middleware.ledger.models import AuditEntry, Fulfilment, FulfilmentItem
 
-from tests.helpers import put_order
+from tests.support.orders_flow import put_order
 
 GEMS = {"itemSku": "gems_100", "quantity": 1}
 SWORD = {"itemSku": "sword", "quantity": 1}

@@ -17,7 +17,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from config.settings import ROOT
 
-from tests.helpers import emulator_config
+from tests.support.orders_flow import emulator_config
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -3,6 +3,7 @@ key registered in it, and an app whose demo game has that key in its ``[app_stor
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -10,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.app_store_api import create_app_store_app
 
-from tests.app_store_support import Apple, write_catalog
-from tests.apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
-from tests.fake_server import AdminClient, serve
+from tests.support.app_store import Apple, write_catalog
+from tests.support.apple_ca import BUNDLE_ID, default_chain, sign_jws, signed_notification, transaction
+from tests.support.wsgi_server import AdminClient, serve
 
 KEY_ID, ISSUER_ID = "KRATYTEST1", "57246542-96fe-1a63-e053-0824d011072a"
 
@@ -66,7 +67,7 @@ def write_api_catalog(catalog_path: str, directory, key, **extra: str) -> str:
     """The demo game takes App Store data (players by appAccountToken) and has the API key ``key``."""
     (directory / "SubscriptionKey.p8").write_bytes(pem(key))
     path = write_catalog(catalog_path, directory, player_ids="app_account_token")
-    text = open(path).read().replace('player_ids = "app_account_token"\n',
+    text = Path(path).read_text().replace('player_ids = "app_account_token"\n',
                                      'player_ids = "app_account_token"\n' + api_table("SubscriptionKey.p8", **extra), 1)
     out = directory / "catalog-apple-api.toml"
     out.write_text(text)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from tests.stripe_support import event
+from tests.support.stripe_events import event
 
 BASIL, ACACIA = "2025-03-31.basil", "2025-02-24.acacia"
 _ids = itertools.count(1)

@@ -6,6 +6,7 @@ import hmac
 import itertools
 import json
 import time
+from pathlib import Path
 
 SECRET = "whsec_demo_test_secret"   # config/examples/catalog.toml, game demo
 PATH = "/webhooks/stripe/demo"
@@ -95,7 +96,7 @@ def inbound(services, event_id: str | None = None, source: str = "stripe"):
 
 def balances(emulator, player: str = "player-1") -> tuple[dict, dict]:
     """(wallet, inventory) of a player in Kraty; empty for an unknown player."""
-    from tests.test_accelbyte_support import balances as kraty_balances
+    from tests.support.accelbyte import balances as kraty_balances
     return kraty_balances(emulator, player)
 
 
@@ -103,7 +104,7 @@ def write_catalog(catalog_path: str, target, **changes: str) -> str:
     """A copy of the test catalog with lines of the demo game's [stripe] table replaced, e.g.
     ``partial_refunds='"proportional"'``, ``allow_sandbox="false"``."""
     import re
-    text = open(catalog_path).read()
+    text = Path(catalog_path).read_text()
     for key, value in changes.items():
         text, count = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
         assert count == 1, key

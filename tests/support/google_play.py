@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from tests.google_tokens import AUDIENCE, PUSH_ACCOUNT, CertsServer, make_push_token
-from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.support.catalogs import CURRENCIES, changed_text
+from tests.support.google_push_tokens import AUDIENCE, PUSH_ACCOUNT, CertsServer, make_push_token
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
 
 PACKAGE = "com.kraty.demo"  # the fake's default package
 PATH = "/webhooks/google-play"
@@ -25,14 +26,10 @@ def certs_server():
 def write_catalog(catalog_path: str, directory, service_account: dict, player_ids: str = "linked",
                   sandbox: bool = True) -> str:
     (directory / "google-sa.json").write_text(json.dumps(service_account))
-    text = open(catalog_path).read()
-    if not sandbox:
-        text = text.replace("allow_sandbox = true", "allow_sandbox = false", 1)
     table = (f'\n[games.demo.google_play]\npackage_name = "{PACKAGE}"\nservice_account_file = "google-sa.json"\n'
              f'push_audience = "{AUDIENCE}"\npush_service_account = "{PUSH_ACCOUNT}"\nplayer_ids = "{player_ids}"\n'
              'non_consumable = ["sword"]\n')
-    marker = "\n# ---------------------------------------------------------------- currencies (COINS)"
-    text = text.replace(marker, table + marker, 1)
+    text = changed_text(catalog_path, before={CURRENCIES: table}, sandbox=sandbox)
     path = directory / f"catalog-google-{player_ids}-{sandbox}.toml"
     path.write_text(text)
     return str(path)

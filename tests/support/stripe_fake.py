@@ -12,7 +12,7 @@ import stripe
 
 from emulator.stripe_api import create_stripe_app
 
-from tests.fake_server import AdminClient, serve
+from tests.support.wsgi_server import AdminClient, serve
 
 TEST_KEY = "sk_test_fake_kraty_bridge"
 # Else the stripe lib writes ~/.config/stripe/telemetry_id on its first request and sends it, the

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from app import create_app
 from config.storefronts import hash_token
-from tests.helpers import AUTH, fulfil_path
+from tests.support.orders_flow import AUTH, fulfil_path
 from workers import runtime
 
 LEDGER_TABLES = ("inbound_events", "fulfilments", "fulfilment_items", "fulfilment_history")

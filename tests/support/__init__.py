@@ -1,0 +1,1 @@
+"""What the tests share: fakes of the stores, real servers started on loopback, receivers, and fixtures."""
