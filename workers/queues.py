@@ -5,14 +5,17 @@ from content (``fulfil-<id>-<attempt>``): enqueueing the same attempt twice is a
 """
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from redis import Redis
+from sqlalchemy.engine import Engine
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from middleware import tracing
+from middleware.ledger import repository as repo
 from middleware.ledger.states import REVOKING
 
 from . import due
@@ -25,6 +28,7 @@ SINK_QUEUE = "kb-sinks"               # deliveries to sinks (a slow CRM never ho
 QUEUES = (MAINTENANCE_QUEUE, FULFILMENT_QUEUE, SINK_QUEUE)
 
 JOB_TIMEOUT = 300
+OUTBOX_BATCH = 500   # outbox rows moved to RQ per transaction and pipelined round trip
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED)
 
 
@@ -69,19 +73,51 @@ def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int,
     return job_id
 
 
-def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
+def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0, pipeline=None,
+                  trace: str | None = None) -> str:
     """Enqueue the job that handles a recorded store event (``workers/events.py``).
 
-    A new event's job is enqueued once, by the request that recorded it (no existence check: the id is
-    new); the reconciler re-enqueues a stalled one as the next attempt, under a new id.
+    A new event's job is enqueued once, from the outbox (``relay_outbox``: ``pipeline`` is its batch's, ``trace``
+    the trace context the event's request left in its row); the reconciler and ``flask events`` re-enqueue a
+    stalled one as the next attempt, under a new id.
     """
     job_id = f"event-{inbound_event_id}-{attempt}"
     if attempt and is_waiting(redis, job_id):
         return job_id
+    options = job_options(job_id)
+    if trace:
+        options["meta"] = {"trace": json.loads(trace)}
+    if pipeline is not None:
+        queue(redis).enqueue("workers.events.handle", inbound_event_id, pipeline=pipeline, **options)
+        return job_id
     with redis.pipeline() as pipe:  # one round trip: the job's hash and its place in the queue
-        queue(redis).enqueue("workers.events.handle", inbound_event_id, pipeline=pipe, **job_options(job_id))
+        queue(redis).enqueue("workers.events.handle", inbound_event_id, pipeline=pipe, **options)
         pipe.execute()
     return job_id
+
+
+def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int:
+    """Move the outbox's rows (committed with the events they name) to RQ, ``batch`` at a time: take the oldest
+    rows under lock, enqueue their jobs in one pipelined round trip, delete the rows, commit. How many moved.
+
+    Redis down: nothing is deleted (the rows wait for the next call). A crash between the enqueue and the commit
+    enqueues those jobs again under the same ids: the job finds its event no longer pending and does nothing."""
+    moved = 0
+    while True:
+        with engine.begin() as connection:
+            rows = repo.take_outbox(connection, batch)
+            if not rows:
+                return moved
+            with redis.pipeline() as pipe:
+                for row in rows:
+                    if row.job != "event":
+                        raise ValueError(f"outbox row {row.id}: unknown job {row.job!r}")
+                    enqueue_event(redis, int(row.ref), pipeline=pipe, trace=row.trace)
+                pipe.execute()
+            repo.drop_outbox(connection, [row.id for row in rows])
+        moved += len(rows)
+        if len(rows) < batch:
+            return moved
 
 
 def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
