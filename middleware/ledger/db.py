@@ -7,10 +7,17 @@ may prepare statements (not behind PgBouncer in transaction mode: docs/pgbouncer
 from __future__ import annotations
 
 import os
+import time
+
+import psycopg
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import sessionmaker
+
+
+IDLE_SINCE = "kb_idle_since"
 
 
 def normalise_url(url: str) -> str:
@@ -60,6 +67,31 @@ def _statement_timeout(milliseconds: int):
     return on_begin
 
 
+def ping_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pre-ping only a connection that sat in the pool ``idle_seconds`` or more (``KB_DATABASE_PRE_PING_IDLE``):
+    one returned moments ago was alive then, and under load this spares a round trip per checkout. A ping that
+    fails raises DisconnectionError, on which the pool discards the connection and checks out another (SQLAlchemy's
+    recipe for pessimistic disconnect handling)."""
+    def checkin(_dbapi_connection, record):
+        if record is not None:
+            record.info[IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_connection, record, _proxy):
+        since = record.info.get(IDLE_SINCE)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()   # the ping's implicit transaction: not left open
+        except (psycopg.Error, OSError) as exc:  # a dropped connection: the pool replaces it
+            raise DisconnectionError(str(exc)) from exc
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
+
+
 def make_engine(url: str, settings=None) -> Engine:
     """The ledger's engine; on PostgreSQL its pool follows ``settings`` (SQLAlchemy's defaults without: the
     migrations' short-lived engine)."""
@@ -74,9 +106,13 @@ def make_engine(url: str, settings=None) -> Engine:
         return engine
     if settings is None:
         return create_engine(url, pool_pre_ping=True)
+    idle_ping = settings.database_pre_ping and settings.database_pre_ping_idle > 0
     engine = create_engine(url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow,
                            pool_timeout=settings.database_pool_timeout, pool_recycle=settings.database_pool_recycle,
-                           pool_pre_ping=settings.database_pre_ping, connect_args=connect_args(settings))
+                           pool_pre_ping=settings.database_pre_ping and not idle_ping,
+                           connect_args=connect_args(settings))
+    if idle_ping:
+        ping_idle(engine, settings.database_pre_ping_idle)
     if settings.database_statement_timeout > 0:
         event.listen(engine, "begin", _statement_timeout(max(1, round(settings.database_statement_timeout * 1000))))
     return engine
