@@ -15,6 +15,7 @@ answer) adds exactly one row per 2xx answer.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -32,13 +33,13 @@ from .common import BenchError, table, verdict
 from .ingest import FULL as INGEST_FULL
 from .loadgen import SignedPosts, have_wrk, run_load, run_python
 from .measure import CpuMeter, service_pids
-from .procs import Gunicorn
+from .procs import Gunicorn, spawn, stop
 from .profile import Profile
 
 BARE = "bench.bare_app:app"
 FLOOR = "bench.floor_app:app"   # persist-before-ack: one committed INSERT of the raw body (bench/floor_app.py)
 APP = "app:create_app()"
-COMPONENTS = ("gunicorn", "postgres", "redis", "client")
+COMPONENTS = ("gunicorn", "relay", "postgres", "redis", "client")
 FLOOR_TARGET = 0.8   # issue 18: a store or Kraty webhook takes >= 0.8 of the persist floor's requests/s
 LEG_KEYS = ("requests", "errors", "seconds", "rps", "p50_ms", "p99_ms", "wrapped")
 # the options every store benchmark takes; a store adds its own (``{**FULL, "verify": 2000}``)
@@ -120,14 +121,18 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(text("SELECT count(*) FROM inbound_events")).scalar_one()
 
+    def outbox(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+
     def settle(self, timeout: float = 30.0) -> int:
-        """The row count once it stops moving: the requests in flight when a client stopped its clock are
-        still served (and committed) after it returns."""
+        """The row count once it stops moving and the outbox's relay has moved every job to RQ: the requests in
+        flight when a client stopped its clock are still served (and committed) after it returns."""
         deadline, last = time.monotonic() + timeout, self.rows()
         while time.monotonic() < deadline:
             time.sleep(0.3)
             now = self.rows()
-            if now == last:
+            if now == last and self.outbox() == 0:
                 return now
             last = now
         raise BenchError(f"inbound_events still growing {timeout:.0f} s after the load stopped")
@@ -151,7 +156,8 @@ class Ledger:
 # ------------------------------------------------------------------------------------------------ runs
 def slice_run(server: Gunicorn, groups: dict, posts: SignedPosts, opts: dict, label: str, seconds: float,
               spy_name: str | None = None) -> dict:
-    """One measured load run against ``server``, with the CPU each process group used meanwhile."""
+    """One measured load run against ``server``, with the CPU each process group used meanwhile (``groups``
+    holds the outbox relay's process, idle but for the app's runs)."""
     spy = Profile(server.worker_pids()[0], seconds, profile.out_path(spy_name)) if spy_name else None
     meter = CpuMeter({"gunicorn": server.pids(), **groups}).start()
     result = run_load(server.url, label, seconds, opts["connections"], posts=posts)
@@ -184,6 +190,8 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
     floor_app.create_table(env["KB_DATABASE_URL"])
     fresh: list = []              # every app run that sent new requests: (label, LoadResult-like dict)
     servers = {}
+    relay = spawn([sys.executable, "-m", "workers.relay"], env=env, log=workdir / f"relay-{tag}.log")
+    groups["relay"] = [relay.pid]
     try:
         servers["bare"] = Gunicorn(BARE, workers, kind, threads, env, workdir / f"gunicorn-{tag}-bare.log")
         servers["floor"] = Gunicorn(FLOOR, workers, kind, threads, env, workdir / f"gunicorn-{tag}-floor.log")
@@ -235,6 +243,7 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
     finally:
         for server in servers.values():
             server.close()
+        stop(relay)
         files.close()
     out = {"config": config_name(kind, workers, threads), "worker_class": kind, "workers": workers,
            "threads": threads}
@@ -316,8 +325,8 @@ def per_request(run: dict) -> str:
 
 def print_cpu_legend() -> None:
     print("1-conn: latency with one connection (no queueing); p50/p99 under load include queueing.")
-    print("CPU ms/req = CPU time per request of gunicorn (master+workers) / PostgreSQL (our backends + server "
-          "processes) / redis-server / the load client")
+    print("CPU ms/req = CPU time per request of gunicorn (master+workers) / the outbox relay (python -m workers.relay: "
+          "moves each event's job to RQ) / PostgreSQL (our backends + server processes) / redis-server / the load client")
 
 
 def print_ledger_checks(results: list[dict]) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 POLL = 1.0          # seconds between two drains without a notification (PostgreSQL)
 SQLITE_POLL = 0.2   # seconds between two drains on SQLite (no notifications)
+COALESCE = 0.005    # seconds a notified relay waits before it drains: under load, one batch for many events
 
 
 def _listen_dsn(engine: Engine) -> str:
@@ -45,7 +46,7 @@ def _listen_loop(engine: Engine, redis: Redis, stop: threading.Event, outages: O
             relay_outbox(engine, redis)
             outages.up("Redis")
             for _ in connection.notifies(timeout=POLL, stop_after=1):
-                pass   # woken: the notifications that came meanwhile are drained by the next relay_outbox
+                stop.wait(COALESCE)   # woken: let the commits of the next few ms join this batch
 
 
 def run(engine: Engine, redis: Redis, stop: threading.Event, outages: Outages | None = None) -> None:
