@@ -1,6 +1,7 @@
 """What the store-webhook ingest benchmarks share (``stripe_ingest``, ``app_store_ingest``,
 ``google_play_ingest``): the ledger they check, one measured configuration (the bare endpoint and the app
-under the same gunicorn settings, alternating), the correctness check and the common report lines.
+under the same gunicorn settings, alternating, with the persist floor of ``bench/floor_app.py`` as a third
+server; the outbox relay as its own process), the correctness check and the common report lines.
 
 A benchmark brings a *request file maker*: a ``RequestFiles`` whose ``write(label, count) -> SignedPosts``
 writes ``count`` new, distinct requests, signed now (``replay`` and ``close`` come with the base class),
