@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 POLL = 1.0          # seconds between two drains without a notification (PostgreSQL)
 SQLITE_POLL = 0.2   # seconds between two drains on SQLite (no notifications)
-COALESCE = 0.005    # seconds a notified relay waits before it drains: under load, one batch for many events
+COALESCE = 0.05     # seconds a notified relay waits before it drains: one batch for the events of 50 ms
 
 
 def _listen_dsn(engine: Engine) -> str:
