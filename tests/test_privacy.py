@@ -20,7 +20,7 @@ from workers.deliver import deliver_now
 from workers.queues import FULFILMENT_QUEUE, queue
 from workers.reconcile import scrub_deletions
 
-from .helpers import drain, put_order
+from .helpers import drain, put_order, relay
 from .sink_server import SinkServer, with_sinks
 from .stripe_support import completed, post
 from .test_kraty_webhook import SECRET as KRATY_SECRET
@@ -45,7 +45,8 @@ def settings_overrides(settings_overrides, server, tmp_path, catalog_path):
 
 
 def work_events(redis) -> None:
-    """Handle what is queued for fulfilment and events only: sink deliveries stay queued."""
+    """Handle what is queued for fulfilment and events only (the outbox relayed first): sink deliveries stay queued."""
+    relay(redis)
     SimpleWorker([queue(redis, FULFILMENT_QUEUE)], connection=redis).work(burst=True, logging_level="WARNING")
 
 
