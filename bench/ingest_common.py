@@ -126,7 +126,7 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
 
-    def settle(self, timeout: float = 30.0) -> int:
+    def settle(self, timeout: float = 120.0) -> int:   # a loaded machine: the relay may start late
         """The row count once it stops moving and the outbox's relay has moved every job to RQ: the requests in
         flight when a client stopped its clock are still served (and committed) after it returns."""
         deadline, last = time.monotonic() + timeout, self.rows()
