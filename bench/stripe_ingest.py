@@ -4,8 +4,11 @@ endpoint on the same path (reads the body, answers a small JSON 200) under the v
 Target: the real endpoint takes at least half the bare endpoint's requests/s. Every request to the app
 is a distinct ``checkout.session.completed`` event (test mode, game ``demo``, about 2 KB like Stripe's)
 with a valid ``Stripe-Signature``, so each one is verified, parsed, checked, inserted into
-``inbound_events``, committed and gets its RQ job enqueued (no worker runs: the jobs accumulate, and
-Redis is flushed between configurations). The signed requests are generated into a file right before
+``inbound_events`` with its job's row in the outbox and committed; the outbox relay (``python -m
+workers.relay``, its own process, its CPU counted) moves the jobs to RQ (no worker runs: the jobs
+accumulate, and Redis is flushed between configurations). Beside the bare endpoint, the persist floor
+(``bench/floor_app.py``: one committed INSERT of the raw body, none of our code) runs under the same
+settings, and the report gives the app's rate against both. The signed requests are generated into a file right before
 each load run (signatures carry a timestamp; the default 300 s tolerance is kept) and the load client
 takes them in turn; the bare endpoint ignores what it reads, so its runs may repeat lines. A secondary
 run replays events already recorded: the duplicate-delivery rate (verify, parse, a no-op insert).

@@ -90,7 +90,8 @@ def _default_database_url() -> str:
     return f"sqlite:///{ROOT / 'instance' / 'kraty-bridge.db'}"
 
 
-ZERO_ALLOWED = frozenset({"KB_DATABASE_MAX_OVERFLOW", "KB_DATABASE_STATEMENT_TIMEOUT", "KB_OTEL_SAMPLE_RATIO"})
+ZERO_ALLOWED = frozenset({"KB_DATABASE_MAX_OVERFLOW", "KB_DATABASE_STATEMENT_TIMEOUT", "KB_OTEL_SAMPLE_RATIO",
+                          "KB_DATABASE_PRE_PING_IDLE"})
 
 
 def _parse(name: str, kind: type, raw: str):

@@ -14,6 +14,7 @@ another Flask app (``python -m emulator`` does that). The served calls (GET only
     /v1/refunds/{id}
     /v1/refunds                            charge, payment_intent, pagination
     /v1/invoices/{id}
+    /v1/invoices/{id}/lines                pagination (an event carries the first page)
     /v1/invoice_payments                   invoice, pagination
 
 A ``Stripe-Account: acct_...`` header reads that connected account's objects (only those); an account
@@ -205,6 +206,12 @@ def register_api(app: Flask, store: StripeStore) -> None:
     def retrieve_invoice(invoice_id):
         read_params()
         return public(stripe_invoices.invoice(store, invoice_id, g.mode, g.account))
+
+    @app.get("/v1/invoices/<invoice_id>/lines")
+    def list_invoice_lines(invoice_id):
+        params, _ = read_params(PAGE_PARAMS)
+        return list_object(stripe_invoices.invoice_lines(store, invoice_id, g.mode, g.account),
+                           f"/v1/invoices/{invoice_id}/lines", params, "line item")
 
     @app.get("/v1/invoice_payments")
     def list_invoice_payments():

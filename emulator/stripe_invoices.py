@@ -1,7 +1,9 @@
 """The fake Stripe API's invoices: what kraty-bridge reads of a subscription's paid period.
 
 An invoice is created through the admin API with its payments (``[{"payment_intent": id}]`` or
-``[{"charge": id}]``, on the invoice's account); the API serves ``GET /v1/invoices/{id}`` and
+``[{"charge": id}]``, on the invoice's account) and its ``lines`` (InvoiceLineItem objects as an event carries
+them; each keeps its ``id`` or gets one); the API serves ``GET /v1/invoices/{id}``,
+``GET /v1/invoices/{id}/lines`` (cursor-paginated, as Stripe's: an event carries the first page only) and
 ``GET /v1/invoice_payments?invoice=`` (InvoicePayment objects, API version 2025-03-31 and later).
 """
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 
 from emulator.stripe_store import StripeStore, _check_fields, _typed, bad, missing, new_id, visible
 
-INVOICE_FIELDS = {"id", "livemode", "account", "currency", "amount_paid", "payments", "billing_reason"}
+INVOICE_FIELDS = {"id", "livemode", "account", "currency", "amount_paid", "payments", "billing_reason", "lines"}
 
 
 def create_invoice(store: StripeStore, body) -> dict:
@@ -19,6 +21,9 @@ def create_invoice(store: StripeStore, body) -> dict:
     currency = _typed(body, "currency", str, "usd").lower()
     amount = _typed(body, "amount_paid", int, 0)
     payments = _typed(body, "payments", list, [])
+    lines = _typed(body, "lines", list, [])
+    if not all(isinstance(line, dict) for line in lines):
+        raise bad("an invoice's lines are line_item objects", "lines")
     with store.lock:
         account = store.owner(body)
         invoice_id = _typed(body, "id", str) or new_id("in")
@@ -39,6 +44,8 @@ def create_invoice(store: StripeStore, body) -> dict:
                          "account": account})
         store.invoices[invoice_id] = invoice
         store.invoice_payments[invoice_id] = rows
+        store.invoice_lines[invoice_id] = [{**line, "id": line.get("id") or new_id("il"), "object": "line_item",
+                                            "invoice": invoice_id, "livemode": livemode} for line in lines]
     return invoice
 
 
@@ -55,3 +62,10 @@ def invoice_payments(store: StripeStore, invoice_id: str | None, mode: str | Non
     with store.lock:
         rows = [row for key, rows in store.invoice_payments.items() if invoice_id in (None, key) for row in rows]
     return [row for row in rows if visible(row, mode, account)]
+
+
+def invoice_lines(store: StripeStore, invoice_id: str, mode: str | None, account: str | None) -> list[dict]:
+    """The invoice's lines, in order (404 for an unknown or invisible invoice, as Stripe answers)."""
+    invoice(store, invoice_id, mode, account)
+    with store.lock:
+        return list(store.invoice_lines.get(invoice_id, []))

@@ -54,6 +54,7 @@ class StripeStore:
             self.accounts: set[str] = set()             # connected accounts (Stripe Connect)
             self.invoices: dict[str, dict] = {}         # emulator/stripe_invoices.py
             self.invoice_payments: dict[str, list[dict]] = {}  # invoice id -> its InvoicePayment objects
+            self.invoice_lines: dict[str, list[dict]] = {}     # invoice id -> its InvoiceLineItem objects
 
     # ---- reads (the API) ------------------------------------------------------------------------
     def session(self, session_id: str, mode: str | None, account: str | None = None) -> dict:

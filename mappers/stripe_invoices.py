@@ -58,6 +58,13 @@ def invoice(obj: dict) -> dict:
     return data
 
 
+def with_lines(inv: dict, more: list[dict]) -> dict:
+    """The invoice with ``more`` lines (the pages after the event's, fetched through Stripe's API) loaded after
+    its own (ValidationError if one is not a line we can read)."""
+    lines = {**inv["lines"], "data": [*(inv["lines"].get("data") or []), *more], "has_more": False}
+    return {**inv, "lines": lines, "lines_loaded": [*inv["lines_loaded"], *INVOICE_LINES.load(more)]}
+
+
 def _price_of(line: dict) -> dict | None:
     """{id, product, lookup_key} of a line's price, in either API version's shape; None if it has none."""
     details = (line["pricing"] or {}).get("price_details") if isinstance(line["pricing"], dict) else None

@@ -22,7 +22,7 @@ def _positive(value) -> bool:
 
 
 def _both_sides_measured(run: dict) -> None:
-    for side in ("bare", "app"):
+    for side in ("bare", "floor", "app"):
         assert _positive(run[side]["rps"]) and run[side]["p50_ms"] is not None and run[side]["p99_ms"] is not None
 
 
@@ -40,7 +40,7 @@ def _store_ingest(results, name: str, legs: tuple[str, ...] = ("duplicates",)) -
         assert check["answered_2xx"] <= check["inbound_events"] <= check["requests_written"]
         assert check["rq_jobs"] == check["inbound_events"] and check["duplicate_rows_added"] == 0
         assert check["exact_leg"]["rows_added"] == check["exact_leg"]["answered_2xx"] > 0
-    assert _positive(summary["best"]["ratio"])
+    assert _positive(summary["best"]["ratio"]) and _positive(summary["best"]["floor_ratio"])
     return summary
 
 
@@ -57,7 +57,8 @@ def test_quick_benchmarks_complete_and_report_numbers(tmp_path):
         _both_sides_measured(run)
         assert run["app"]["errors"] == 0
         assert run["app"]["ledger_states"].get("FULFILLED", 0) >= run["app"]["requests"]
-    assert _positive(ingest["best"]["ratio"])
+        assert run["floor_rows"] >= run["floor"]["requests"]   # the floor committed a row per answer
+    assert _positive(ingest["best"]["ratio"]) and _positive(ingest["best"]["floor_ratio"])
 
     e2e = json.loads((tmp_path / "e2e.json").read_text())
     assert _positive(e2e["orders_per_second"]) and _positive(e2e["noop_jobs_per_second"]) and _positive(e2e["ratio"])

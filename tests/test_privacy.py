@@ -22,7 +22,7 @@ from middleware.sinks.delivery import deliver_now
 from workers.queues import FULFILMENT_QUEUE, queue
 from middleware.orders.reconciler import scrub_deletions
 
-from tests.support.orders_flow import drain, put_order
+from tests.support.orders_flow import drain, put_order, relay
 from tests.support.sink_receiver import all_sink_overrides, server  # noqa: F401  (fixture)
 from tests.support.stripe_events import completed, post
 from tests.support.kraty_webhooks import event as kraty_event
@@ -37,7 +37,8 @@ def settings_overrides(settings_overrides, server, tmp_path, catalog_path):
 
 
 def work_events(redis) -> None:
-    """Handle what is queued for fulfilment and events only: sink deliveries stay queued."""
+    """Handle what is queued for fulfilment and events only (the outbox relayed first): sink deliveries stay queued."""
+    relay(redis)
     SimpleWorker([queue(redis, FULFILMENT_QUEUE)], connection=redis).work(burst=True, logging_level="WARNING")
 
 

@@ -1,7 +1,7 @@
 """The worker entry point: ``python -m workers [--burst] [--fork]``.
 
-Runs an RQ worker on kraty-bridge's queues with RQ's scheduler, inside the app, and an upkeep thread
-(``upkeep.py``) that puts overdue delayed jobs on their queue and enqueues the reconciler once per interval
+Runs an RQ worker on kraty-bridge's queues with RQ's scheduler, inside the app, the outbox relay (``relay.py``:
+the jobs the ingest committed with its events, to RQ) and an upkeep thread (``upkeep.py``) that puts overdue delayed jobs on their queue and enqueues the reconciler once per interval
 across all workers. It outlives outages: started while Redis or the database is down it waits for both; an
 RQ worker that quits because Redis went away (RQ's own loop gives up on a timeout or an error outside its
 dequeue) is replaced by a new one once Redis answers again, each outage logged once. A job that failed
@@ -23,8 +23,8 @@ from config.settings import SettingsError
 from middleware.redis_client import RedisClusterNotSupported, refuse_cluster
 from middleware.services import services
 
-from workers import runtime
-from workers.queues import QUEUES, queue
+from workers import relay, runtime
+from workers.queues import QUEUES, queue, relay_outbox
 from workers.traced import TracedSimpleWorker, TracedWorker
 from workers.upkeep import BACKOFF_MAX, Outages, OutageLogFilter, redis_answers, upkeep, wait_for_dependencies
 
@@ -82,6 +82,9 @@ def main(argv=None) -> None:
             threading.Thread(target=upkeep, name="upkeep", daemon=True,
                              args=(svc.redis, svc.engine, svc.identity, svc.settings.reconcile_interval_seconds,
                                    not args.no_reconcile, outages, stop)).start()
+            relay.start(svc.engine, svc.redis, stop, outages)   # the outbox's jobs to RQ (workers/relay.py)
+        elif wait_for_dependencies(svc.redis, svc.engine, outages, stop):
+            relay_outbox(svc.engine, svc.redis)   # burst: what the outbox holds now, then the queues
         try:
             run_workers(svc, args, outages, stop)
         finally:

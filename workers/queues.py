@@ -5,13 +5,16 @@ from content (``fulfil-<id>-<attempt>``): enqueueing the same attempt twice is a
 """
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from redis import Redis
+from sqlalchemy.engine import Engine
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from middleware.ledger import repository as repo
 from middleware.metrics import tracing
 from middleware.ledger.states import REVOKING
 
@@ -25,6 +28,7 @@ SINK_QUEUE = "kb-sinks"               # deliveries to sinks (a slow CRM never ho
 QUEUES = (MAINTENANCE_QUEUE, FULFILMENT_QUEUE, SINK_QUEUE)
 
 JOB_TIMEOUT = 300
+OUTBOX_BATCH = 500   # outbox rows moved to RQ per transaction and pipelined round trip
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED)
 
 
@@ -62,15 +66,20 @@ RECONCILE_JOB = "workers.reconcile.reconcile"
 
 
 def enqueue(redis: Redis, job: str, job_id: str, *args, queue_name: str = FULFILMENT_QUEUE, delay: float = 0,
-            unless_waiting: bool = True, pipeline: bool = False, **options) -> str | None:
+            unless_waiting: bool = True, pipeline=False, meta: dict | None = None, **options) -> str | None:
     """The one way a job is put on Redis: ``job`` with ``args`` under ``job_id``, after ``delay`` seconds;
     None (nothing enqueued) if ``unless_waiting`` and that very job is already waiting. ``pipeline``: the
-    job's hash and its place in the queue in one round trip. ``options``: ``job_options``' keywords."""
+    job's hash and its place in the queue in one round trip (or a caller's Redis pipeline: the job joins its batch).
+    ``meta``: the job's meta instead of the current trace context's. ``options``: ``job_options``' keywords."""
     if unless_waiting and is_waiting(redis, job_id):
         return None
     q, kwargs = queue(redis, queue_name), job_options(job_id, **options)
+    if meta is not None:
+        kwargs["meta"] = meta
     if delay > 0:
         q.enqueue_in(timedelta(seconds=delay), job, *args, **kwargs)
+    elif pipeline is not True and pipeline:
+        q.enqueue(job, *args, pipeline=pipeline, **kwargs)
     elif pipeline:
         with redis.pipeline() as pipe:
             q.enqueue(job, *args, pipeline=pipe, **kwargs)
@@ -86,15 +95,43 @@ def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int,
     return enqueue(redis, job, f"{kind}-{fulfilment_id}-{attempts}", fulfilment_id, delay=delay, result_ttl=3600)
 
 
-def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0) -> str:
+def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0, pipeline=None,
+                  trace: str | None = None) -> str:
     """Enqueue the job that handles a recorded store event (``workers/events.py``).
 
-    A new event's job is enqueued once, by the request that recorded it (no existence check: the id is
-    new); the reconciler re-enqueues a stalled one as the next attempt, under a new id.
+    A new event's job is enqueued once, from the outbox (``relay_outbox``: ``pipeline`` is its batch's, ``trace``
+    the trace context the event's request left in its row); the reconciler and ``flask events`` re-enqueue a
+    stalled one as the next attempt, under a new id.
     """
     job_id = f"event-{inbound_event_id}-{attempt}"
-    enqueue(redis, STORE_EVENT_JOB, job_id, inbound_event_id, unless_waiting=bool(attempt), pipeline=True)
+    meta = {"trace": json.loads(trace)} if trace else None  # the request's trace context, from the outbox row
+    enqueue(redis, STORE_EVENT_JOB, job_id, inbound_event_id, unless_waiting=bool(attempt),
+            pipeline=True if pipeline is None else pipeline, meta=meta)
     return job_id
+
+
+def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int:
+    """Move the outbox's rows (committed with the events they name) to RQ, ``batch`` at a time: take the oldest
+    rows under lock, enqueue their jobs in one pipelined round trip, delete the rows, commit. How many moved.
+
+    Redis down: nothing is deleted (the rows wait for the next call). A crash between the enqueue and the commit
+    enqueues those jobs again under the same ids: the job finds its event no longer pending and does nothing."""
+    moved = 0
+    while True:
+        with engine.begin() as connection:
+            rows = repo.take_outbox(connection, batch)
+            if not rows:
+                return moved
+            with redis.pipeline() as pipe:
+                for row in rows:
+                    if row.job != "event":
+                        raise ValueError(f"outbox row {row.id}: unknown job {row.job!r}")
+                    enqueue_event(redis, int(row.ref), pipeline=pipe, trace=row.trace)
+                pipe.execute()
+            repo.drop_outbox(connection, [row.id for row in rows])
+        moved += len(rows)
+        if len(rows) < batch:
+            return moved
 
 
 def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:

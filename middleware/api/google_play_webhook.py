@@ -12,15 +12,14 @@ import logging
 
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
-from redis.exceptions import RedisError
 
 from mappers import google_play as m
+from middleware.metrics import tracing
 from middleware.ledger import repository as repo
 from middleware.metrics import recorders as metrics
 from middleware.services import services
 from middleware.stores.google_push_verify import (PushVerificationError, accepts_push, push_audiences,
                                                   push_service_accounts)
-from workers.queues import enqueue_event
 
 from middleware.api import json_body
 from middleware.api.errors import ApiError
@@ -34,7 +33,7 @@ ACTS = ("one_time", "subscription", "voided")
 def _record(svc, envelope, raw: bytes, namespace, outcome: str, kind, detail) -> int | None:
     return repo.insert_event(svc.engine, source=m.SOURCE, provider_event_id=envelope.message_id,
                              namespace=namespace, content_type=request.content_type, raw_body=raw,
-                             outcome=outcome, event_type=kind, detail=detail)
+                             outcome=outcome, event_type=kind, detail=detail, trace=tracing.job_trace())
 
 
 def _answer(envelope, event_id, outcome: str, detail: str | None = None):
@@ -85,11 +84,5 @@ def receive():
         outcome, detail = "ignored", "test notification: nothing changes"
     else:
         outcome, detail = "ignored", f"{notification.kind} notification: recorded, nothing to change"
-    event_id = _record(svc, envelope, raw, game.namespace, outcome, notification.kind, detail)
-    if event_id is not None and outcome == "pending":
-        try:
-            enqueue_event(svc.redis, event_id)
-        except RedisError as exc:
-            log.warning("could not enqueue google play message %s (%s); the reconciler will",
-                        envelope.message_id, exc)
+    event_id = _record(svc, envelope, raw, game.namespace, outcome, notification.kind, detail)  # job: outbox
     return _answer(envelope, event_id, outcome)

@@ -13,13 +13,12 @@ import logging
 from functools import lru_cache
 
 from flask import Blueprint, jsonify, request
-from redis.exceptions import RedisError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from middleware.metrics import tracing
 from middleware.ledger import repository as repo
 from middleware.metrics import recorders as metrics
 from middleware.services import services
-from workers.queues import enqueue_event
 
 from middleware.api import json_body
 from middleware.api.errors import ApiError
@@ -92,11 +91,7 @@ def receive():
     svc = services()
     event_id = repo.insert_event(svc.engine, source=SOURCE, provider_event_id=headers["webhook-id"],
                                  namespace=game.namespace, content_type=request.content_type, raw_body=raw,
-                                 outcome="pending", event_type=body["type"][:128], player_id=player_of(body))
+                                 outcome="pending", event_type=body["type"][:128], player_id=player_of(body),
+                                 trace=tracing.job_trace())  # its job: in the outbox, same commit
     metrics.ingested(SOURCE, event_id)  # kb_ingested_events_total
-    if event_id is not None:
-        try:
-            enqueue_event(svc.redis, event_id)
-        except RedisError as exc:
-            log.warning("could not enqueue kraty webhook %s (%s); the reconciler will", headers["webhook-id"], exc)
     return jsonify({"received": True, "id": headers["webhook-id"], "duplicate": event_id is None})

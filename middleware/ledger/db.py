@@ -15,6 +15,9 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import sessionmaker
 
 
+IDLE_SINCE = "kb_idle_since"
+
+
 def normalise_url(url: str) -> str:
     """Accept plain postgres:// / postgresql:// URLs and use psycopg 3 for them."""
     for prefix in ("postgres://", "postgresql://"):

@@ -11,6 +11,7 @@ from middleware.ledger.order_models import (
     FulfilmentItem,
     HistoryEntry,
     InboundEvent,
+    OutboxEntry,
     PaymentRef,
     PlayerLink,
     Reversal,
@@ -20,7 +21,7 @@ from middleware.ledger.sink_models import Delivery, OutboundEvent, PlayerSequenc
 
 __all__ = [
     "ApiKey", "AuditEntry", "Base", "BigId", "Delivery", "Erasure", "Fulfilment", "FulfilmentItem", "HistoryEntry",
-    "InboundEvent", "OutboundEvent", "PaymentRef", "PlayerLink", "PlayerSequence", "Reversal", "SinkState",
+    "InboundEvent", "OutboundEvent", "OutboxEntry", "PaymentRef", "PlayerLink", "PlayerSequence", "Reversal", "SinkState",
     "StoreCursor", "UTCDateTime", "new_id", "table_names_children_first", "utcnow",
 ]
 

@@ -50,6 +50,20 @@ class InboundEvent(Base):
     player_id: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
+class OutboxEntry(Base):
+    """Work to put on the queue, committed with the change that made it (the transactional outbox): a store
+    event's ``event`` job, inserted with the event. ``workers/relay.py`` moves the rows to RQ in batches and
+    deletes them (``workers/queues.relay_outbox``); woken by PostgreSQL's NOTIFY, and by its own poll."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(32))           # "event": workers.events.handle(ref)
+    ref: Mapped[str] = mapped_column(String(64))           # the job's argument (the inbound event's id)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    trace: Mapped[str | None] = mapped_column(Text)        # the request's trace context (JSON), tracing on
+
+
 class Fulfilment(Base):
     """One paid order, unique per (namespace, source, storefront, transaction id); storefront "" for a store's."""
 

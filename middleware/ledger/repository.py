@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
 from middleware.ledger import states
-from middleware.ledger.models import Fulfilment, HistoryEntry, InboundEvent, utcnow
+from middleware.ledger.models import Fulfilment, HistoryEntry, InboundEvent, OutboxEntry, utcnow
 
 
 def _append_history(fulfilment: Fulfilment, entry: HistoryEntry) -> None:
@@ -88,24 +88,67 @@ def dialect_insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-_EVENT_INSERT = {name: insert(InboundEvent.__table__)
-                 .on_conflict_do_nothing(index_elements=["source", "provider_event_id"])
-                 .returning(InboundEvent.__table__.c.id)
-                 for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+OUTBOX_CHANNEL = "kb_outbox"   # NOTIFY'd with every outbox row (workers/relay.py LISTENs)
+# every column an ingest may set (the prebuilt statements bind them all)
+EVENT_DEFAULTS = dict(namespace=None, content_type=None, outcome="recorded", detail=None, event_type=None,
+                      player_id=None, fulfilment_id=None, attempts=0)
+_EVENT_COLUMNS = ("source", "provider_event_id", "received_at", "raw_body", *EVENT_DEFAULTS)
 
 
-def insert_event(engine: Engine, **values) -> int | None:
-    """Record an inbound event, committed on return: one prebuilt statement, autocommitted, on a pooled
-    connection (the hot path of every store webhook). Its id, or None if (source, provider
-    event id) is already there."""
-    values.setdefault("received_at", utcnow())
+def _event_insert(make_insert):
+    table = InboundEvent.__table__
+    return (make_insert(table).values({name: bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["source", "provider_event_id"]).returning(table.c.id))
+
+
+def _event_and_outbox():
+    """One statement: the event (ON CONFLICT DO NOTHING), its outbox row when it is new, and a NOTIFY."""
+    outbox = OutboxEntry.__table__
+    event = _event_insert(postgresql.insert).cte("event")
+    row = select(literal("event"), cast(event.c.id, String), bindparam("received_at", type_=outbox.c.created_at.type),
+                 bindparam("outbox_trace", type_=Text()))
+    queued = (postgresql.insert(outbox).from_select(["job", "ref", "created_at", "trace"], row)
+              .returning(outbox.c.id).cte("queued"))
+    return select(event.c.id, func.pg_notify(OUTBOX_CHANNEL, "")).select_from(event.join(queued, true()))
+
+
+_EVENT_INSERT = {"postgresql": _event_insert(postgresql.insert), "sqlite": _event_insert(sqlite.insert)}
+_EVENT_AND_OUTBOX = _event_and_outbox()
+
+
+def insert_event(engine: Engine, *, trace: str | None = None, **values) -> int | None:
+    """Record an inbound event, committed on return: its id, or None if (source, provider event id) is already
+    there. A ``pending`` event's job goes into the outbox in the same commit (``trace``: the request's trace
+    context for it, JSON) and, on PostgreSQL, a NOTIFY on ``OUTBOX_CHANNEL`` wakes the relay. On PostgreSQL it is
+    one prebuilt statement, autocommitted, on a pooled connection (the hot path of every store webhook)."""
+    values = {**EVENT_DEFAULTS, **values, "received_at": values.get("received_at") or utcnow()}
     values["content_type"] = (values.get("content_type") or "")[:128] or None
+    queued = values["outcome"] == "pending"
     if engine.dialect.name != "postgresql":
         with engine.begin() as connection:
-            return connection.execute(_EVENT_INSERT[connection.dialect.name], values).scalar_one_or_none()
+            event_id = connection.execute(_EVENT_INSERT[connection.dialect.name], values).scalar_one_or_none()
+            if event_id is not None and queued:
+                connection.execute(insert(OutboxEntry), {"job": "event", "ref": str(event_id),
+                                                         "created_at": values["received_at"], "trace": trace})
+            return event_id
     with engine.connect() as connection:  # one statement: autocommit spares the BEGIN and COMMIT round trips
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        return connection.execute(_EVENT_INSERT["postgresql"], values).scalar_one_or_none()
+        statement = _EVENT_AND_OUTBOX if queued else _EVENT_INSERT["postgresql"]
+        return connection.execute(statement, {**values, "outbox_trace": trace}).scalar_one_or_none()
+
+
+def take_outbox(connection: Connection, limit: int) -> list:
+    """The oldest outbox rows (id, job, ref, trace), locked for this transaction; rows another relay holds are
+    skipped (PostgreSQL; SQLite's writer lock serialises the relays)."""
+    stmt = select(OutboxEntry.id, OutboxEntry.job, OutboxEntry.ref, OutboxEntry.trace).order_by(OutboxEntry.id)
+    stmt = stmt.limit(limit)
+    if connection.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return connection.execute(stmt).all()
+
+
+def drop_outbox(connection: Connection, ids: list[int]) -> None:
+    connection.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
 
 
 def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:

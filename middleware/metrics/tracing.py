@@ -15,6 +15,7 @@ batched; sampling is parent-based with ``KB_OTEL_SAMPLE_RATIO`` for new traces.
 from __future__ import annotations
 
 import importlib
+import json
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,12 @@ def job_meta() -> dict | None:
     carrier: dict = {}
     propagate.inject(carrier)
     return {"trace": carrier} if carrier else None
+
+
+def job_trace() -> str | None:
+    """``job_meta``'s trace context as JSON, for a job that is enqueued later (the outbox's rows), or None."""
+    meta = job_meta()
+    return json.dumps(meta["trace"]) if meta else None
 
 
 @contextmanager

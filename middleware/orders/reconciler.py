@@ -18,7 +18,7 @@ from middleware.ops import privacy
 from middleware.orders import retry, untraced
 from middleware.services import Services
 from workers import due
-from workers.queues import QUEUES, enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse
+from workers.queues import QUEUES, enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse, relay_outbox
 
 BATCH = 500
 MAX_PAGES = 40   # stalled orders (and store events) looked at per pass: 20,000
@@ -30,6 +30,7 @@ def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
     """One pass; returns counts. Raises RedisError if Redis is unreachable."""
     stale = svc.settings.reconcile_stale_seconds if stale_seconds is None else stale_seconds
     released = due.move_overdue(svc.redis, QUEUES)  # delayed jobs RQ's scheduler did not move in time
+    relayed = relay_outbox(svc.engine, svc.redis)  # the relay's fallback: an outbox left behind (workers/relay.py)
     now = utcnow()
     rows = _stalled_orders(svc, now - timedelta(seconds=stale), now)
     enqueued = 0
@@ -48,11 +49,11 @@ def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
         session.commit()
     for fulfilment_id, attempts in followups:
         enqueue_followup(svc.redis, fulfilment_id, attempts)
-    if rows or events or failed or waiting or followups or released or flagged:
-        log.info("reconciler: %d overdue delayed jobs queued, %d stalled orders (%d enqueued), %d events "
-                 "re-enqueued, %d given up, %d orders with waiting refunds/disputes, %d refunds/disputes untraced",
-                 released, len(rows), enqueued, len(events), failed, len(waiting), flagged)
-    return {"released": released, "stalled": len(rows), "enqueued": enqueued, "events": len(events),
+    if rows or events or failed or waiting or followups or released or flagged or relayed:
+        log.info("reconciler: %d outbox jobs relayed, %d overdue delayed jobs queued, %d stalled orders (%d enqueued), "
+                 "%d events re-enqueued, %d given up, %d orders with waiting refunds/disputes, %d refunds/disputes "
+                 "untraced", relayed, released, len(rows), enqueued, len(events), failed, len(waiting), flagged)
+    return {"relayed": relayed, "released": released, "stalled": len(rows), "enqueued": enqueued, "events": len(events),
             "events_failed": failed, "reversals": len(waiting), "followups": len(followups), "untraced": flagged}
 
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
-
 from mappers import app_store as apple
 
 from middleware.ledger import repository as repo
 from middleware.metrics import recorders as metrics
 from middleware.services import Services
-from workers.queues import enqueue_event
+from middleware.metrics import tracing
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +26,12 @@ class UnreadableEvent(ValueError):
 
 def record_event(svc: Services, *, source: str, provider_event_id: str, namespace: str, raw_body: bytes,
                  outcome: str, event_type: str, detail: str | None, content_type: str | None = JSON) -> int | None:
-    """Commit the event (outcome ``pending``: a worker acts on it), count it, enqueue it. Its row id, or
-    None when it was already recorded. Redis down: committed all the same; the reconciler enqueues it."""
+    """Commit the event (outcome ``pending``: with its job in the outbox, for a worker to act on) and count it.
+    Its row id, or None when it was already recorded. Redis plays no part: the outbox's relay enqueues the job."""
     event_id = repo.insert_event(svc.engine, source=source, provider_event_id=provider_event_id, namespace=namespace,
                                  content_type=content_type, raw_body=raw_body, outcome=outcome,
-                                 event_type=event_type, detail=detail)
+                                 event_type=event_type, detail=detail, trace=tracing.job_trace())
     metrics.ingested(source, event_id, outcome)  # kb_ingested_events_total
-    if event_id is not None and outcome == "pending":
-        try:
-            enqueue_event(svc.redis, event_id)
-        except RedisError as exc:
-            log.warning("could not enqueue %s event %s (%s); the reconciler will", source, provider_event_id, exc)
     return event_id
 
 

@@ -93,6 +93,20 @@ class StripeApi:
                 params = {**params, "starting_after": page["data"][-1]["id"]}
 
 
+    def invoice_lines(self, api_key: str, invoice_id: str, after: str, account: str | None = None) -> list[dict]:
+        """The invoice's lines after line ``after`` (the last one its event carried), every page: Stripe's
+        ``GET /v1/invoices/{invoice}/lines`` (stripe-python's ``Invoice.list_lines``)."""
+        client, options, found = self._client(api_key), _on(account), []
+        with _classified(f"lines of invoice {invoice_id}"):
+            params = {"limit": PAGE, "starting_after": after}
+            while True:
+                page = client.v1.invoices.line_items.list(invoice_id, params=params, options=options).to_dict()
+                found += page["data"]
+                if not page.get("has_more") or not page["data"]:
+                    return found
+                params = {**params, "starting_after": page["data"][-1]["id"]}
+
+
 def _on(account: str | None) -> dict:
     """Request options: a connected account's objects are read on that account."""
     return {"stripe_account": account} if account else {}

@@ -7,6 +7,8 @@ refund or dispute naming any of them finds the order. A trial start grants each 
 """
 from __future__ import annotations
 
+from marshmallow import ValidationError
+
 from config.catalog import Game
 from mappers import stripe as m
 from mappers import stripe_invoices as mi
@@ -45,9 +47,21 @@ def handle_invoice(svc: Services, game: Game, event: m.Event) -> tuple[str, str,
     owner = mi.invoice_namespace(inv)
     if owner is not None and owner != game.namespace:
         return "ignored", f"invoice {inv['id']} is for namespace {owner}", None
-    if inv["lines"].get("has_more"):
-        return "failed", (f"invoice {inv['id']} has more lines than its event carries: not fetched by the bridge; "
-                          "grant it by hand"), None
+    if inv["lines"].get("has_more"):   # the event carries the first page of lines: the rest through the API
+        carried = inv["lines"].get("data") or []
+        if not carried or not isinstance(carried[-1].get("id"), str):
+            return "failed", f"invoice {inv['id']} has more lines but its event carries none to page from", None
+        try:
+            more = svc.stripe_api.invoice_lines(game.stripe.key_for(event.livemode), inv["id"], carried[-1]["id"],
+                                                event.account)
+            inv = mi.with_lines(inv, more)
+        except StoreError as exc:
+            if exc.transient:
+                raise  # the event stays pending: its job is retried
+            return "failed", f"could not read the lines of invoice {inv['id']} from Stripe: {exc}", None
+        except ValidationError as exc:
+            return "failed", f"invoice {inv['id']}: a line fetched from Stripe is not one we can read: " \
+                             f"{exc.messages}", None
     trial, lines = mi.is_trial(inv), mi.store_lines(inv)
     if trial:
         lines = trial_lines(game, lines)

@@ -8,7 +8,8 @@ from sqlalchemy import create_engine, text
 from emulator.config import load as load_emulator_config
 from config.settings import ROOT
 from middleware.ledger.models import table_names_children_first
-from workers.queues import QUEUES, queue
+from workers import runtime
+from workers.queues import QUEUES, queue, relay_outbox
 
 TOKEN = "demo-storefront-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -50,12 +51,19 @@ def release_scheduled(redis) -> int:
     return moved
 
 
+def relay(redis) -> int:
+    """Move the outbox's jobs to RQ now, as a worker's relay would (the ledger of the app jobs run in)."""
+    app = runtime._app
+    return relay_outbox(app.extensions["kraty_bridge"].engine, redis) if app is not None else 0
+
+
 def drain(redis, rounds: int = 50, worker_class=SimpleWorker) -> None:
-    """Run workers in burst mode until nothing is queued or scheduled (bounded)."""
+    """Run workers in burst mode until nothing is queued or scheduled (bounded); the outbox relayed first."""
     for _ in range(rounds):
+        relay(redis)
         worker = worker_class([queue(redis, name) for name in QUEUES], connection=redis)
         worker.work(burst=True, logging_level="WARNING")
-        if not release_scheduled(redis):
+        if not release_scheduled(redis) and not relay(redis):
             return
     raise AssertionError("queues did not drain")
 

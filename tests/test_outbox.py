@@ -1,0 +1,108 @@
+"""The transactional outbox: a store event's job is committed with the event, in the same commit, and moved to RQ
+by the relay (``workers.queues.relay_outbox``, ``workers/relay.py``); the ingest request never talks to Redis."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.job import Job
+from sqlalchemy import select
+
+from middleware.ledger import repository as repo
+from middleware.ledger.models import InboundEvent, OutboxEntry
+from workers import relay
+from workers.queues import FULFILMENT_QUEUE, queue, relay_outbox
+
+from tests.support.orders_flow import drain, poll
+from tests.support.stripe_events import balances, completed, event, inbound, order, post
+from tests.support.accelbyte import make_app  # noqa: F401  (fixture)
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
+
+def _outbox(services) -> list[tuple[str, str]]:
+    with services.session() as session:
+        return [(row.job, row.ref) for row in session.scalars(select(OutboxEntry).order_by(OutboxEntry.id))]
+
+
+def _event_ids(services) -> list[int]:
+    with services.session() as session:
+        return list(session.scalars(select(InboundEvent.id).order_by(InboundEvent.id)))
+
+
+def _paid(stripe_fake, player: str = "player-1") -> dict:
+    return completed(stripe_fake.session(client_reference_id=player,
+                                         line_items=[{"price": "price_gems_100", "quantity": 1}]))
+
+
+def test_the_event_and_its_job_commit_together_without_redis(make_app, services, redis, stripe_fake, emulator):
+    down = make_app(redis_url=DEAD_REDIS)   # the web tier cannot reach Redis at all
+    assert post(down.test_client(), _paid(stripe_fake)).status_code == 200
+    (event_id,) = _event_ids(services)
+    assert _outbox(services) == [("event", str(event_id))] and queue(redis).count == 0
+    assert relay_outbox(services.engine, redis) == 1
+    assert _outbox(services) == [] and queue(redis).job_ids == [f"event-{event_id}-0"]
+    assert relay_outbox(services.engine, redis) == 0
+    drain(redis)
+    assert balances(emulator)[0] == {"gems": 100}
+
+
+def test_a_duplicate_or_an_ignored_event_queues_nothing(client, services, redis, stripe_fake):
+    paid = _paid(stripe_fake)
+    assert post(client, paid).status_code == 200
+    assert post(client, paid).get_json()["duplicate"] is True
+    assert post(client, event("customer.created", {"id": "cus_1", "object": "customer"})).status_code == 200
+    assert [outcome for _, outcome, _ in inbound(services)] == ["pending", "ignored"]
+    assert len(_outbox(services)) == 1
+
+
+def test_redis_down_at_the_relay_keeps_every_row(client, services, redis, stripe_fake):
+    for n in range(3):
+        assert post(client, _paid(stripe_fake, f"player-{n}")).status_code == 200
+    dead = Redis.from_url(DEAD_REDIS, socket_connect_timeout=1)
+    with pytest.raises(RedisError):
+        relay_outbox(services.engine, dead)
+    assert len(_outbox(services)) == 3 and queue(redis).count == 0
+    assert relay_outbox(services.engine, redis) == 3 and _outbox(services) == []
+
+
+def test_rows_move_in_batches_in_order(client, services, redis, stripe_fake):
+    for n in range(7):
+        assert post(client, _paid(stripe_fake, f"player-{n}")).status_code == 200
+    assert relay_outbox(services.engine, redis, batch=3) == 7
+    assert queue(redis).job_ids == [f"event-{event_id}-0" for event_id in _event_ids(services)]
+
+
+def test_a_relay_that_dies_before_its_commit_grants_once(client, services, redis, stripe_fake, emulator,
+                                                          monkeypatch):
+    paid = _paid(stripe_fake)
+    assert post(client, paid).status_code == 200
+
+    def crash(*_):
+        raise RuntimeError("killed between the enqueue and the commit")
+    with monkeypatch.context() as patched:
+        patched.setattr(repo, "drop_outbox", crash)
+        with pytest.raises(RuntimeError):
+            relay_outbox(services.engine, redis)
+    assert len(_outbox(services)) == 1 and queue(redis).count == 1   # queued, and still in the outbox
+    assert relay_outbox(services.engine, redis) == 1   # the same job id again
+    drain(redis)
+    assert order(services, paid["data"]["object"]["id"])["state"] == "FULFILLED"
+    assert balances(emulator)[0] == {"gems": 100} and len(emulator.ledger()) == 1
+
+
+def test_the_relay_thread_moves_a_new_events_job(client, services, redis, stripe_fake):
+    stop = threading.Event()
+    thread = relay.start(services.engine, redis, stop)
+    try:
+        assert post(client, _paid(stripe_fake)).status_code == 200
+        (event_id,) = _event_ids(services)
+        poll(lambda: queue(redis, FULFILMENT_QUEUE).count == 1, timeout=20, what="the relay to queue the job")
+        assert Job.fetch(f"event-{event_id}-0", connection=redis).func_name == "workers.events.handle"
+        poll(lambda: not _outbox(services), timeout=20, what="the relay to delete the row")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
