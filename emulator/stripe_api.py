@@ -3,7 +3,7 @@
 
 ``create_stripe_app(config)`` builds a fresh, independent fake (no state or I/O at import), its
 state in memory behind one lock. ``mount_stripe(app)`` serves one under ``/stripe`` in front of
-another Flask app (``python -m emulator`` does that). The served calls (GET only):
+another Flask app (``python -m emulator`` does that). The served calls (GET, and one POST):
 
     /v1/checkout/sessions/{id}             expand: line_items (first 10), payment_intent
     /v1/checkout/sessions/{id}/line_items  limit (1..100, default 10), starting_after|ending_before
@@ -13,6 +13,7 @@ another Flask app (``python -m emulator`` does that). The served calls (GET only
     /v1/charges/{id}                       (a succeeded PaymentIntent's latest_charge: emulator/stripe_charges.py)
     /v1/refunds/{id}
     /v1/refunds                            charge, payment_intent, pagination
+    POST /v1/refunds                       payment_intent | charge, amount, reason, metadata (emulator/stripe_refunds.py)
     /v1/invoices/{id}
     /v1/invoice_payments                   invoice, pagination
 
@@ -36,6 +37,7 @@ from emulator.fake_api import (FakeState, from_loopback, json_body, json_respons
 from emulator.stripe_charges import ChargeBook
 from emulator import stripe_invoices
 from emulator.stripe_events import EventBook, register_events
+from emulator.stripe_refunds import RefundsApi, register_refunds
 from emulator.stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
@@ -59,6 +61,7 @@ class StripeFake(FakeState):
         self.store = StripeStore()
         self.charges = ChargeBook(self.store)
         self.events = EventBook()  # GET /v1/events (emulator/stripe_events.py)
+        self.refunds = RefundsApi(self.charges, self.events)  # POST /v1/refunds (emulator/stripe_refunds.py)
         super().__init__(config)
 
     def key_mode(self, header: str) -> str | None:
@@ -80,6 +83,7 @@ class StripeFake(FakeState):
         self.store.reset()
         self.charges.reset()
         self.events.reset()
+        self.refunds.reset()
         super().reset()
 
 
@@ -158,6 +162,7 @@ def create_stripe_app(config: dict | None = None) -> Flask:
     register_api(app, fake.store)
     register_charges(app, fake.charges)
     register_events(app, fake.events)
+    register_refunds(app, fake.refunds)
     register_admin(app, fake)
     return app
 
@@ -267,11 +272,15 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
 
     @app.post("/_stripe/refunds")
     def admin_create_refund():
-        return public(fake.charges.create_refund(body()))
+        made = fake.charges.create_refund(body())
+        fake.refunds.created(made)
+        return public(made)
 
     @app.patch("/_stripe/refunds/<refund_id>")
     def admin_update_refund(refund_id):
-        return public(fake.charges.update_refund(refund_id, body()))
+        changed = fake.charges.update_refund(refund_id, body())
+        fake.refunds.updated(changed)
+        return public(changed)
 
     @app.get("/_stripe/charges/<charge_id>")
     def admin_charge(charge_id):
