@@ -103,13 +103,16 @@ class RefundsApi:
 
     def created(self, refund: dict) -> None:
         """``refund.created`` and ``charge.refunded``, as Stripe sends them for a new refund."""
-        self.events.create({"type": "refund.created", "object": _public(refund)})
-        self.events.create({"type": "charge.refunded", "object": self.book.admin_charge(refund["charge"])})
+        account = refund.get("account")
+        self.events.create({"type": "refund.created", "object": _public(refund), "account": account})
+        self.events.create({"type": "charge.refunded", "object": self.book.admin_charge(refund["charge"]),
+                            "account": account})
 
     def updated(self, refund: dict) -> None:
-        self.events.create({"type": "refund.updated", "object": _public(refund)})
+        account = refund.get("account")
+        self.events.create({"type": "refund.updated", "object": _public(refund), "account": account})
         if refund["status"] in ("failed", "canceled"):
-            self.events.create({"type": "refund.failed", "object": _public(refund)})
+            self.events.create({"type": "refund.failed", "object": _public(refund), "account": account})
 
 
 def register_refunds(app: Flask, api: RefundsApi) -> None:

@@ -11,9 +11,12 @@ from sqlalchemy import select, update
 from middleware.ledger.models import AuditEntry, Fulfilment, PaymentRef
 
 from tests.helpers import drain
+from tests.price_support import catalog_with
+from tests.price_support import deliver as deliver_to
 from tests.ops_support import key, order_id
 from tests.stripe_support import balances, event, order
 from tests.test_accelbyte_support import make_app  # noqa: F401  (fixture)
+from tests.test_stripe_connect import OURS, connected
 from tests.test_stripe_orders import deliver, paid_order
 
 
@@ -198,3 +201,26 @@ def test_the_cli_refunds_a_part_by_transaction_id(client, runner, services, redi
     [note] = [h for h in shown["history"] if (h["detail"] or {}).get("action") == "refund"]
     assert note["actor"].startswith("cli:") and note["detail"]["refund"].startswith("re_")
     drain(redis)
+
+
+def test_a_connect_order_is_refunded_on_its_connected_account(make_app, catalog_path, tmp_path, redis, emulator,
+                                                              stripe_fake):
+    stripe_fake.account(id=OURS)
+    path = catalog_with(catalog_path, tmp_path / "connect.toml", replace={
+        'disputes = "revoke_on_open"': f'disputes = "revoke_on_open"\nconnected_accounts = ["{OURS}"]'})
+    app = make_app(catalog_path=path)
+    client, services = app.test_client(), app.extensions["kraty_bridge"]
+    s = stripe_fake.session(account=OURS, client_reference_id="player-1", line_items=[{"price": "price_gems_100"}])
+    deliver_to(client, redis, connected("checkout.session.completed", s, OURS))
+    fid = order_id(services, s["id"])
+    done = refund(client, key(services, "admin"), fid)
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["state"] == "REVOKED" and kinds(emulator) == ["credit", "debit"]
+    made = stripe_fake.client().v1.refunds.list(options={"stripe_account": OURS}).data
+    assert [r.id for r in made] == [done.get_json()["refund"]["id"]]
+    assert stripe_fake.client().v1.refunds.list().data == []            # not on the platform account
+    events = fake_events(stripe_fake, "refund.created", "charge.refunded")
+    assert events and all(ev["account"] == OURS for ev in events)
+    for ev in events:  # Stripe's own events for it, from the connected account: nothing more
+        deliver_to(client, redis, ev)
+    assert kinds(emulator) == ["credit", "debit"]

@@ -168,7 +168,7 @@ def _ask(services: Services, entry_id: int, replayed: bool = False) -> dict:
         asked = dict(entry.after["refund"])
         game = services.catalog.game(f.namespace)
         order = {"id": f.id, "audit": entry_id, "payment": asked["payment"], "livemode": f.environment == "production",
-                 "account": stripe_refunds.account_of(f)}
+                 "account": stripe_refunds.account_of(session, f) if asked["store"] == "stripe" else None}
     key = f"kraty-bridge-refund-{entry_id}"
     try:
         if asked["store"] == "stripe":

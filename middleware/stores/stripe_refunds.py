@@ -10,6 +10,8 @@ after, changes nothing more. A ``pending`` refund waits for that event.
 """
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,7 +20,7 @@ from mappers import stripe as m
 from mappers import stripe_reversals as sr
 from mappers.canonical import Reversal
 
-from middleware.ledger.models import Fulfilment, PaymentRef
+from middleware.ledger.models import Fulfilment, InboundEvent, PaymentRef
 from middleware.orders.record import Recorded, record_reversal
 from middleware.services import Services
 
@@ -35,10 +37,23 @@ def payment_of(session: Session, f: Fulfilment) -> str | None:
                                                                         None)
 
 
-def account_of(f: Fulfilment) -> str | None:
-    """The connected account (Stripe Connect) the order's objects live on, from its lookup, or None."""
+def account_of(session: Session, f: Fulfilment) -> str | None:
+    """The connected account (Stripe Connect) the order's objects live on, or None: the ``account`` of the
+    Stripe events behind the order (its lookup names it too, until the lines are fetched)."""
     lookup = f.lookup or ""
-    return lookup.split("@", 1)[1] if lookup.startswith(m.LOOKUP_CHECKOUT + "@") else None
+    if lookup.startswith(m.LOOKUP_CHECKOUT + "@"):
+        return lookup.split("@", 1)[1]
+    bodies = session.scalars(select(InboundEvent.raw_body).where(InboundEvent.fulfilment_id == f.id,
+                                                                 InboundEvent.source == sr.SOURCE)
+                             .order_by(InboundEvent.id).limit(5))
+    for raw in bodies:
+        try:
+            account = json.loads(raw).get("account")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            continue
+        if isinstance(account, str) and account.startswith("acct_"):
+            return account
+    return None
 
 
 def ask(svc: Services, game: Game, order: dict, amount: int | None, reason: str | None,
