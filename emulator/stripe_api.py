@@ -38,6 +38,7 @@ from emulator.stripe_charges import ChargeBook
 from emulator import stripe_invoices
 from emulator.stripe_events import EventBook, register_events
 from emulator.stripe_refunds import RefundsApi, register_refunds
+from emulator.stripe_webhooks import WebhookSender, register_webhooks
 from emulator.stripe_store import StripeError, StripeStore, list_object, new_id
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
@@ -61,7 +62,8 @@ class StripeFake(FakeState):
         self.store = StripeStore()
         self.charges = ChargeBook(self.store)
         self.events = EventBook()  # GET /v1/events (emulator/stripe_events.py)
-        self.refunds = RefundsApi(self.charges, self.events)  # POST /v1/refunds (emulator/stripe_refunds.py)
+        self.webhooks = WebhookSender()  # PUT /_stripe/webhook_endpoint (emulator/stripe_webhooks.py)
+        self.refunds = RefundsApi(self.charges, self.events, self.webhooks)  # POST /v1/refunds
         super().__init__(config)
 
     def key_mode(self, header: str) -> str | None:
@@ -84,6 +86,7 @@ class StripeFake(FakeState):
         self.charges.reset()
         self.events.reset()
         self.refunds.reset()
+        self.webhooks.reset()
         super().reset()
 
 
@@ -163,6 +166,7 @@ def create_stripe_app(config: dict | None = None) -> Flask:
     register_charges(app, fake.charges)
     register_events(app, fake.events)
     register_refunds(app, fake.refunds)
+    register_webhooks(app, fake.webhooks)
     register_admin(app, fake)
     return app
 

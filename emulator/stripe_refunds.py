@@ -8,7 +8,8 @@ refund), with other parameters ``400 idempotency_error``; a charge already refun
 ``400 charge_already_refunded``; more than is left is ``400 amount_too_large``. Every refund made or moved
 (here or through the admin API) records the events Stripe would send — ``refund.created`` and
 ``charge.refunded`` on creation, ``refund.updated`` (and ``refund.failed``) on a change — in the fake's event
-list (``GET /v1/events``), from which tests and local runs post them, signed, to the bridge.
+list (``GET /v1/events``) and, when a webhook endpoint is set (``emulator/stripe_webhooks.py``), POSTed to it
+signed, as Stripe does.
 ``PUT /_stripe/refund_status {"status": "pending"}`` makes new API refunds start pending (a bank refund).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from emulator.fake_api import json_body
 from emulator.stripe_charges import ChargeBook
 from emulator.stripe_events import EventBook
 from emulator.stripe_store import StripeError
+from emulator.stripe_webhooks import WebhookSender
 
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 METADATA = re.compile(r"metadata\[([^\]]{1,40})\]\Z")
@@ -55,8 +57,8 @@ def _params() -> dict:
 class RefundsApi:
     """Refunds asked through the API, answered once per idempotency key; the events refunds make."""
 
-    def __init__(self, book: ChargeBook, events: EventBook):
-        self.book, self.events = book, events
+    def __init__(self, book: ChargeBook, events: EventBook, sender: WebhookSender):
+        self.book, self.events, self.sender = book, events, sender
         self.lock = threading.Lock()
         self.reset()
 
@@ -103,16 +105,17 @@ class RefundsApi:
 
     def created(self, refund: dict) -> None:
         """``refund.created`` and ``charge.refunded``, as Stripe sends them for a new refund."""
-        account = refund.get("account")
-        self.events.create({"type": "refund.created", "object": _public(refund), "account": account})
-        self.events.create({"type": "charge.refunded", "object": self.book.admin_charge(refund["charge"]),
-                            "account": account})
+        self._emit("refund.created", _public(refund), refund.get("account"))
+        self._emit("charge.refunded", self.book.admin_charge(refund["charge"]), refund.get("account"))
 
     def updated(self, refund: dict) -> None:
-        account = refund.get("account")
-        self.events.create({"type": "refund.updated", "object": _public(refund), "account": account})
+        self._emit("refund.updated", _public(refund), refund.get("account"))
         if refund["status"] in ("failed", "canceled"):
-            self.events.create({"type": "refund.failed", "object": _public(refund), "account": account})
+            self._emit("refund.failed", _public(refund), refund.get("account"))
+
+    def _emit(self, type_: str, obj: dict, account: str | None) -> None:
+        """Recorded in the event list, and sent to the webhook endpoint if one is set."""
+        self.sender.send(self.events.create({"type": type_, "object": obj, "account": account}))
 
 
 def register_refunds(app: Flask, api: RefundsApi) -> None:

@@ -4,6 +4,7 @@ come first — and every refusal clear, with nothing changed."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from sqlalchemy import select, update
@@ -224,3 +225,27 @@ def test_a_connect_order_is_refunded_on_its_connected_account(make_app, catalog_
     for ev in events:  # Stripe's own events for it, from the connected account: nothing more
         deliver_to(client, redis, ev)
     assert kinds(emulator) == ["credit", "debit"]
+
+
+def test_the_fake_posts_its_signed_refund_events_to_the_bridge(app, client, services, redis, emulator, stripe_fake):
+    """End to end as in ``make run``: the Stripe fake sends the events of the refund the bridge asked for to the
+    bridge's webhook, signed; they are recorded and change nothing more."""
+    from tests.fake_server import serve
+    from tests.stripe_support import PATH, SECRET, inbound
+    session = paid_order(client, redis, stripe_fake)
+    fid = order_id(services, session["id"])
+    with serve(app) as bridge:
+        stripe_fake._call("PUT", "/webhook_endpoint", {"url": bridge + PATH, "secret": SECRET})
+        done = refund(client, key(services, "admin"), fid).get_json()
+        assert done["state"] == "REVOKED"
+        deadline = time.monotonic() + 30
+        while len(stripe_fake._call("GET", "/webhook_deliveries")["deliveries"]) < 2:
+            assert time.monotonic() < deadline, "the fake did not deliver its events"
+            time.sleep(0.05)
+    sent = stripe_fake._call("GET", "/webhook_deliveries")["deliveries"]
+    assert [(d["type"], d["status"]) for d in sent] == [("refund.created", 200), ("charge.refunded", 200)]
+    drain(redis)
+    recorded = {event_id: detail for event_id, _outcome, detail in inbound(services)}
+    for d in sent:  # recorded, and each a duplicate of the refund the bridge already applied
+        assert recorded[f"demo:{d['event']}"].endswith(":taken: duplicate"), recorded
+    assert order(services, session["id"])["state"] == "REVOKED" and kinds(emulator) == ["credit", "debit"]
