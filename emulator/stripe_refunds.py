@@ -5,8 +5,8 @@
 
 As on Stripe: the same ``Idempotency-Key`` with the same parameters answers the first answer again (no second
 refund), with other parameters ``400 idempotency_error``; a charge already refunded in full is
-``400 charge_already_refunded``; more than is left is ``400 amount_too_large``. Every refund made or moved
-(here or through the admin API) records the events Stripe would send — ``refund.created`` and
+``400 charge_already_refunded``; more than is left is ``400 amount_too_large``. Every refund made here, and
+every change to it through the admin API (``PATCH /_stripe/refunds/<id>``), records the events Stripe would send — ``refund.created`` and
 ``charge.refunded`` on creation, ``refund.updated`` (and ``refund.failed``) on a change — in the fake's event
 list (``GET /v1/events``) and, when a webhook endpoint is set (``emulator/stripe_webhooks.py``), POSTed to it
 signed, as Stripe does.
@@ -66,6 +66,7 @@ class RefundsApi:
         with self.lock:
             self.answers: dict[str, tuple[dict, dict]] = {}   # idempotency key -> (params, refund)
             self.status = "succeeded"  # what a new API refund is: ``pending`` like a bank refund, via the admin API
+            self.made: set[str] = set()  # refunds made through the API: their changes make events
 
     def create(self, params: dict, key: str | None, mode: str | None, account: str | None) -> dict:
         with self.lock:
@@ -100,6 +101,7 @@ class RefundsApi:
         made = self.book.create_refund({"charge": charge["id"], "amount": amount, "reason": params.get("reason"),
                                         "status": self.status})
         made = self.book.set_metadata(made["id"], params["metadata"])
+        self.made.add(made["id"])
         self.created(made)
         return made
 
@@ -109,6 +111,10 @@ class RefundsApi:
         self._emit("charge.refunded", self.book.admin_charge(refund["charge"]), refund.get("account"))
 
     def updated(self, refund: dict) -> None:
+        """``refund.updated`` (and ``refund.failed``) for a refund made through the API (the admin API's own
+        refunds make no events: tests post theirs)."""
+        if refund["id"] not in self.made:
+            return
         self._emit("refund.updated", _public(refund), refund.get("account"))
         if refund["status"] in ("failed", "canceled"):
             self._emit("refund.failed", _public(refund), refund.get("account"))
