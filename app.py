@@ -20,6 +20,7 @@ from middleware.api import (accelbyte, app_store_webhook, body_limit, errors, go
                             kraty_webhook, privacy, receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
 from middleware.api import audit, fulfilments, imports, players
+from middleware.api import refunds as refunds_api  # noqa: F401  (adds POST /v1/fulfilments/<id>/actions/refund)
 from middleware.metrics import exposition as metrics
 from middleware.services import Services
 

@@ -73,7 +73,7 @@ def json_response(status: int, body: dict, headers: dict | None = None) -> Respo
 
 class FaultingMiddleware:
     """Logs every API call (the paths ``counts(path)`` accepts) and applies the fault rules to them
-    (rule format: emulator/faults.py; ``phase`` makes no difference here). An answering rule's
+    (rule format: emulator/faults.py; ``phase: after`` runs the call, then answers the fault). An answering rule's
     status is shaped by ``fault_response(rule, path, message)``; a 429 gets ``Retry-After``."""
 
     def __init__(self, app, state: FakeState, who: str, counts: Callable[[str], bool],
@@ -99,6 +99,8 @@ class FaultingMiddleware:
         rule = next((r for r in fired if r["drop"] or r["status"] is not None), None)
         if rule is None:
             return self.app(environ, logging_start_response)
+        if rule["phase"] == "after":  # the operation is done, then its answer is lost
+            _run_and_discard(self.app, environ)
         if rule["drop"]:
             entry["status"] = "dropped"
             return drop_connection(environ, start_response, self.who)
@@ -108,6 +110,16 @@ class FaultingMiddleware:
         if status == 429:
             response.headers["Retry-After"] = str(rule["retry_after"])
         return response(environ, logging_start_response)
+
+
+def _run_and_discard(app, environ) -> None:
+    body = app(environ, lambda status, headers, exc_info=None: (lambda data: None))
+    try:
+        for _ in body:
+            pass
+    finally:
+        if hasattr(body, "close"):
+            body.close()
 
 
 def new_fake_app(name: str, state: FakeState, who: str, counts: Callable[[str], bool],

@@ -17,6 +17,7 @@ another Flask app (``python -m emulator`` does that). Served:
       POST subscriptions/{subscriptionId}/tokens/{token}:acknowledge  -> {}
       GET  voidedpurchases   startTime, endTime, maxResults, token, type,
                              includeQuantityBasedPartialRefund
+    POST /androidpublisher/v3/applications/{packageName}/orders/{orderId}:refund   revoke (google_play_orders.py)
 
 Config: ``token_lifetime`` (seconds, default 3600), ``request_log_size`` (default 10000).
 """
@@ -30,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 from emulator.fake_api import (FakeState, from_loopback, json_body, json_response, mount, new_fake_app,
                        register_common_admin)
 from emulator.google_play_auth import Accounts, OAuthError
+from emulator.google_play_orders import register_orders
 from emulator.google_play_store import PlayStore
 from emulator.google_play_wire import (DAY_MS, GoogleError, bad, decode_page_token, encode_page_token,
                                now_ms, render_product_v1, render_product_v2,
@@ -163,6 +165,7 @@ def create_google_app(config: dict | None = None) -> Flask:
         return fake.accounts.grant(request.form, request.url_root + "token")
 
     register_api(app, fake.store)
+    register_orders(app, fake.store, query)
     register_admin(app, fake)
     return app
 

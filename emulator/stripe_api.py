@@ -3,7 +3,7 @@
 
 ``create_stripe_app(config)`` builds a fresh, independent fake (no state or I/O at import), its
 state in memory behind one lock. ``mount_stripe(app)`` serves one under ``/stripe`` in front of
-another Flask app (``python -m emulator`` does that). The served calls (GET only):
+another Flask app (``python -m emulator`` does that). The served calls (GET, and one POST):
 
     /v1/checkout/sessions/{id}             expand: line_items (first 10), payment_intent
     /v1/checkout/sessions/{id}/line_items  limit (1..100, default 10), starting_after|ending_before
@@ -13,6 +13,7 @@ another Flask app (``python -m emulator`` does that). The served calls (GET only
     /v1/charges/{id}                       (a succeeded PaymentIntent's latest_charge: emulator/stripe_charges.py)
     /v1/refunds/{id}
     /v1/refunds                            charge, payment_intent, pagination
+    POST /v1/refunds                       payment_intent | charge, amount, reason, metadata (emulator/stripe_refunds.py)
     /v1/invoices/{id}
     /v1/invoices/{id}/lines                pagination (an event carries the first page)
     /v1/invoice_payments                   invoice, pagination
@@ -38,6 +39,8 @@ from emulator.stripe_charges import ChargeBook
 from emulator import stripe_invoices
 from emulator.stripe_events import EventBook, register_events
 from emulator.stripe_params import StripeError, list_object, new_id
+from emulator.stripe_refunds import RefundsApi, register_refunds
+from emulator.stripe_webhooks import WebhookSender, register_webhooks
 from emulator.stripe_store import StripeStore
 
 DEFAULT_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_")
@@ -61,6 +64,8 @@ class StripeFake(FakeState):
         self.store = StripeStore()
         self.charges = ChargeBook(self.store)
         self.events = EventBook()  # GET /v1/events (emulator/stripe_events.py)
+        self.webhooks = WebhookSender()  # PUT /_stripe/webhook_endpoint (emulator/stripe_webhooks.py)
+        self.refunds = RefundsApi(self.charges, self.events, self.webhooks)  # POST /v1/refunds
         super().__init__(config)
 
     def key_mode(self, header: str) -> str | None:
@@ -82,6 +87,8 @@ class StripeFake(FakeState):
         self.store.reset()
         self.charges.reset()
         self.events.reset()
+        self.refunds.reset()
+        self.webhooks.reset()
         super().reset()
 
 
@@ -160,6 +167,8 @@ def create_stripe_app(config: dict | None = None) -> Flask:
     register_api(app, fake.store)
     register_charges(app, fake.charges)
     register_events(app, fake.events)
+    register_refunds(app, fake.refunds)
+    register_webhooks(app, fake.webhooks)
     register_admin(app, fake)
     return app
 
@@ -279,7 +288,9 @@ def register_admin(app: Flask, fake: StripeFake) -> None:
 
     @app.patch("/_stripe/refunds/<refund_id>")
     def admin_update_refund(refund_id):
-        return public(fake.charges.update_refund(refund_id, body()))
+        changed = fake.charges.update_refund(refund_id, body())
+        fake.refunds.updated(changed)
+        return public(changed)
 
     @app.get("/_stripe/charges/<charge_id>")
     def admin_charge(charge_id):

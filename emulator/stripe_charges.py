@@ -113,6 +113,11 @@ class ChargeBook:
             self.refunds[refund_id] = changed
             return changed
 
+    def set_metadata(self, refund_id: str, metadata: dict) -> dict:
+        with self.store.lock:
+            refund = self.refunds[refund_id] = {**self.refunds[refund_id], "metadata": dict(metadata)}
+            return refund
+
     def admin_charge(self, charge_id: str) -> dict:
         with self.store.lock:
             intent = self._intent_of(charge_id)

@@ -43,6 +43,8 @@ class EventBook:
                  "created": created, "data": {"object": body["object"]}, "livemode": livemode,
                  "pending_webhooks": 0 if body.get("delivered") else 1,
                  "request": {"id": None, "idempotency_key": None}, "type": body["type"]}
+        if body.get("account"):  # Stripe Connect: the connected account the object lives on
+            event["account"] = body["account"]
         with self.lock:
             self.events.append(event)
         return event

@@ -1,7 +1,7 @@
 """``/v1/fulfilments``: find orders, look at one, fix it (the ops API; see docs/ops-api.md).
 
 Reading needs a ``viewer`` key; ``retry``, ``revoke`` and ``attach-player`` an ``operator`` key;
-``make-good`` and ``resolve`` an ``admin`` key. A key limited to some games sees only their orders.
+``make-good``, ``resolve`` and ``refund`` (``api/refunds.py``) an ``admin`` key. A key limited to some games sees only their orders.
 The work is done by ``middleware.ops``, which the CLI and the console call too.
 """
 from __future__ import annotations

@@ -17,6 +17,7 @@ from middleware.cli.keys import keys
 from middleware.ledger import migrate
 from middleware.orders.reconciler import reconcile_now
 from middleware.cli.orders import orders
+from middleware.cli import refunds as refunds_cli  # noqa: F401  (adds `flask orders refund`)
 from middleware.services import services
 from middleware.cli.sinks import sinks
 from middleware.cli.untraced import untraced_command

@@ -16,10 +16,12 @@ action             role      allowed when
 ``attach-player``  operator  FULFILL_FAILED because the store named no player (``player_unresolved``)
 ``make-good``      admin     the order has a player (any state): a Kraty make-good grant
 ``resolve``        admin     FULFILL_FAILED or REVOKE_FAILED: closed as RESOLVED, nothing more granted
+``refund``         admin     a Stripe or Google Play order: the store refunds it (``ops.refunds``); the goods
+                             are taken back when the store confirms, through the normal reversal path
 =================  ========  =======================================================================
 
 The package: ``base`` (vocabulary, actor, refusals, redaction), ``queries`` (find and show orders), ``actions``,
-``audit`` (the one audit writer), ``players``, ``privacy`` (erase, merge, export). The names below are the
+``audit`` (the one audit writer), ``players``, ``privacy``, ``refunds`` (erase, merge, export). The names below are the
 service's public face; front ends call them as ``ops.<name>``.
 """
 
@@ -74,3 +76,10 @@ from middleware.ops.actions import (  # noqa: F401
 from middleware.ops.players import (  # noqa: F401
     player_view,
 )
+from middleware.ops.refunds import (  # noqa: F401
+    REFUND,
+    REFUND_ROLE,
+    refund,
+    store_refusal,
+)
+from middleware.stores.stripe_refunds import REASONS as STRIPE_REFUND_REASONS  # noqa: F401

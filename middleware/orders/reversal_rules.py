@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mappers import stripe_reversals as sr
 
+from middleware.orders import refund_requests
 from middleware.orders.changes import apply_partial_revoke, apply_regrant, apply_revoke, revoked_amounts
 from middleware.ledger import repository as repo
 from middleware.ledger import states
@@ -112,7 +113,8 @@ def refund(session: Session, f: Fulfilment, r: Reversal, rules, actor: str) -> s
     """A refund in effect. A row keyed ``refund:<re>:taken`` is one Refund (its own amount); an older
     row keyed by the charge's cumulative ``amount_refunded`` carries that total."""
     if not r.reversal_key.endswith(":taken"):
-        return take_back(f, r, rules, actor, "refund", r.amount, unknown_is_all=True)
+        return refund_requests.kept_goods(f, r) or take_back(f, r, rules, actor, "refund", r.amount,
+                                                             unknown_is_all=True)
     if any(s.kind == sr.REFUND_FAILED for s in _group(session, r)):
         return "ignored: the refund failed or was canceled before it took effect"
     return take_back(f, r, rules, actor, "refund", (r.amount or 0) + _refunded_elsewhere(session, f, r))
@@ -124,6 +126,9 @@ def refund_failed(session: Session, f: Fulfilment, r: Reversal, rules, actor: st
     if took is not None and took.state == PENDING:
         return None  # its take-back is not applied yet (the order was not ready): settle that first
     if took is None or not _in_effect(took):
+        attention = refund_requests.failed_attention(f, r)
+        if attention is not None:  # asked from the console: someone expects the money to be back
+            return flag(f, actor, attention, {"reversal": r.reversal_key})
         return "nothing to give back: the refund took nothing"
     status = (r.detail or {}).get("status") or "failed"
     # what refunds applied before it took is in its ``before`` (kept); a later one's take-back is not

@@ -50,9 +50,9 @@ class GooglePlayApi:
         package = quote(game.google_play.package_name, safe="")
         return f"{self.api_base}/androidpublisher/v3/applications/{package}/purchases/{path}"
 
-    def _call(self, game: Game, method: str, path: str, what: str, **kw) -> dict:
+    def _call(self, game: Game, method: str, path: str, what: str, url: str | None = None, **kw) -> dict:
         try:
-            response = self._session(game).request(method, self._url(game, path), timeout=self.timeout, **kw)
+            response = self._session(game).request(method, url or self._url(game, path), timeout=self.timeout, **kw)
         except (requests.RequestException, TransportError) as exc:
             raise StoreError(f"Google Play: {what}: {exc.__class__.__name__}", transient=True,
                              code="google_unreachable") from exc
@@ -89,6 +89,13 @@ class GooglePlayApi:
         kind = "subscriptions" if subscription else "products"
         return self._call(game, "POST", f"{kind}/{quote(sku, safe='')}/tokens/{quote(token, safe='')}:acknowledge",
                           f"acknowledge {sku}", json={})
+
+    def refund_order(self, game: Game, order_id: str, revoke: bool) -> dict:
+        """``orders.refund``: ``POST .../applications/{package}/orders/{orderId}:refund?revoke=`` (an empty answer)."""
+        package = quote(game.google_play.package_name, safe="")
+        url = f"{self.api_base}/androidpublisher/v3/applications/{package}/orders/{quote(order_id, safe='')}:refund"
+        return self._call(game, "POST", "", f"refund of order {order_id}", params={"revoke": str(revoke).lower()},
+                          url=url)
 
     def voided(self, game: Game, start_ms: int, end_ms: int, page_token: str | None = None) -> dict:
         params = {"startTime": start_ms, "endTime": end_ms, "maxResults": 1000, "type": 1,

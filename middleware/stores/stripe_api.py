@@ -76,6 +76,13 @@ class StripeApi:
                 params = {**params, "starting_after": page["data"][-1]["id"]}
         return refunds[::-1]  # Stripe lists newest first
 
+    def create_refund(self, api_key: str, params: dict, idempotency_key: str, account: str | None = None) -> dict:
+        """Create a Refund (``POST /v1/refunds``: ``payment_intent`` or ``charge``, optional ``amount``, ``reason``,
+        ``metadata``), sent with ``idempotency_key`` so a retry after a lost answer makes no second refund."""
+        with _classified(f"refund of {params.get('payment_intent') or params.get('charge')}"):
+            return self._client(api_key).v1.refunds.create(
+                params=params, options={**_on(account), "idempotency_key": idempotency_key}).to_dict()
+
     def payment_intent(self, api_key: str, intent_id: str, account: str | None = None) -> dict:
         with _classified(f"payment intent {intent_id}"):
             return self._client(api_key).v1.payment_intents.retrieve(intent_id, options=_on(account)).to_dict()
