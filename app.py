@@ -19,6 +19,7 @@ from middleware.api import (accelbyte, app_store_webhook, body_limit, errors, go
                             kraty_webhook, privacy, receipts, stripe_webhook, v1)
 from middleware.api import sinks as sinks_api
 from middleware.api import audit, fulfilments, imports, players
+from middleware.api import search as search_api
 from middleware.metrics import exposition as metrics
 from middleware.services import Services
 
@@ -53,7 +54,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(app_store_webhook.bp)
     app.register_blueprint(google_play_webhook.bp)
     app.register_blueprint(kraty_webhook.bp)
-    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp, fulfilments.blp, audit.blp, players.blp,
+    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp, fulfilments.blp, audit.blp, search_api.blp, players.blp,
                       imports.blp])
     metrics.init_app(app)  # GET /metrics (KB_METRICS_KEY), refused ingest requests counted
     console.register(app)  # /console, the ops web console (KB_SECRET_KEY)

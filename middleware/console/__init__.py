@@ -23,7 +23,7 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
 
 def register(app: Flask) -> None:
     """Mount the console (its pages answer 503 until ``KB_SECRET_KEY`` is set)."""
-    from middleware.console import orders, pages, sinks  # noqa: F401  (their routes)
+    from middleware.console import audit, home, notes, orders, pages, sinks  # noqa: F401  (their routes)
     from middleware.console.blueprint import bp
     settings = app.extensions["kraty_bridge"].settings
     if settings.secret_keys:  # the first signs; the others (keys being rotated out) still verify

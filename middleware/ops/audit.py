@@ -75,3 +75,11 @@ def audit_row(actor: Actor, action: str, f: Fulfilment, reason: str, before: dic
     return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action=action,
                       target_type="fulfilment", target_id=f.id, namespace=f.namespace, reason=reason,
                       before=before, after=after, request_id=actor.request_id, idempotency_key=stored_key)
+
+
+def note_row(actor: Actor, target_type: str, target_id: str, namespace: str | None, text: str,
+             stored_key: str | None) -> AuditEntry:
+    """A note on an order or a player (``action`` "note", the note as the reason): kept as an audit entry."""
+    return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action="note",
+                      target_type=target_type, target_id=target_id, namespace=namespace, reason=text,
+                      before=None, after=None, request_id=actor.request_id, idempotency_key=stored_key)
