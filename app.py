@@ -21,6 +21,7 @@ from middleware.api import (accelbyte, app_store_webhook, body_limit, errors, go
 from middleware.api import sinks as sinks_api
 from middleware.api import audit, fulfilments, imports, players
 from middleware.api import refunds as refunds_api  # noqa: F401  (adds POST /v1/fulfilments/<id>/actions/refund)
+from middleware.api import search as search_api
 from middleware.metrics import exposition as metrics
 from middleware.services import Services
 
@@ -55,7 +56,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(app_store_webhook.bp)
     app.register_blueprint(google_play_webhook.bp)
     app.register_blueprint(kraty_webhook.bp)
-    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp, fulfilments.blp, audit.blp, players.blp,
+    v1.init_api(app, [receipts.blp, sinks_api.blp, privacy.blp, fulfilments.blp, audit.blp, search_api.blp, players.blp,
                       imports.blp])
     metrics.init_app(app)  # GET /metrics (KB_METRICS_KEY), refused ingest requests counted
     console.register(app)  # /console, the ops web console (KB_SECRET_KEY)

@@ -30,6 +30,8 @@ transaction id) measure the deepest page they have, and the table says how deep 
 lookups, the player and the transaction id cases draw a different row (of 200) for each call; every case is
 run once per round, the rounds in a fresh random order each, after warm-up rounds.
 
+Then ``GET /v1/search`` per kind of id a customer quotes, and the home page's counts (bench/ops_search.py).
+
     python -m bench ops_query [--quick]
 """
 from __future__ import annotations
@@ -53,10 +55,10 @@ from middleware.api import cursors
 from middleware.api.fulfilments import CURSOR_KIND
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry
 
-from bench import common
+from bench import common, ops_search
 from bench.common import ROOT, BenchError, table
 
-SEED_VERSION = 3   # 3: item rows carry their order's created_at
+SEED_VERSION = 4   # 3: item rows carry their order's created_at; 4: store ids for search (bench/ops_search.py)
 P95_MAX_MS = 20.0
 RATIO_MAX = 5.0
 FULL = {"rows": 1_000_000, "players": 200_000, "deep": 10_000, "samples": 200, "warmup": 20}
@@ -89,7 +91,7 @@ LONG_TAIL_SKU = f"{NAMESPACES[0][0]}_skin_1"    # ~1 % of orders: where neither 
 
 FCOLS = ("id", "namespace", "source", "transaction_id", "player_id", "environment", "state", "reason",
          "request_hash", "lines", "attempts", "reversal_seq", "version", "price", "currency", "created_at",
-         "updated_at", "state_changed_at")
+         "updated_at", "state_changed_at", "player_key")
 ICOLS = ("fulfilment_id", "line_no", "component_no", "sku", "item_id", "item_type", "line_quantity",
          "component_sku", "component_quantity", "kind", "target", "amount", "revoked_amount", "state", "cycle",
          "idempotency_key", "kraty_entry_id", "updated_at", "order_created_at")
@@ -158,9 +160,10 @@ def generate(rows: int, players: int, start: int = 0, count: int | None = None, 
         reason = {"FULFILL_FAILED": "kraty_refused: validation_failed", "RESOLVED": "resolved by ops",
                   "REVOKED": "refunded", "REVOKE_FAILED": "kraty_refused: insufficient_balance"}.get(state)
         price = PRICES.get(lines[0]["itemSku"], "3.99")
-        f = (fid, namespace, source, _txn(source, n, rng), player, "sandbox" if sandbox else "production", state,
+        txn = _txn(source, n, rng)
+        f = (fid, namespace, source, txn, player, "sandbox" if sandbox else "production", state,
              reason, hashlib.sha256(json.dumps(lines).encode()).hexdigest(), lines, 1, 0, 2, price, "USD",
-             created, updated, updated)
+             created, updated, updated, ops_search.player_key(source, fid, txn))
         history = [(fid, created, "api", None, "RECEIVED", {"event": "received", "lines": nlines})]
         if state != "RECEIVED":
             history.append((fid, updated, "worker", "RECEIVED", state if state in ("FULFILLED", "FULFILL_FAILED",
@@ -251,6 +254,11 @@ def seed(database_url: str, opts: dict, quick: bool) -> dict:
         t0 = time.perf_counter()
         common.reset_ledger(database_url)
         (_load_postgres if engine.dialect.name == "postgresql" else _load_sqlite)(engine, opts)
+        with engine.begin() as conn:
+            ops_search.add_store_ids(conn)
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE payment_refs, reversals"))
         with engine.begin() as conn:
             counts = {"fulfilments": conn.execute(text("SELECT count(*) FROM fulfilments")).scalar(),
                       "fulfilment_items": conn.execute(text("SELECT count(*) FROM fulfilment_items")).scalar(),
@@ -504,7 +512,7 @@ def _verdict(p95: float | None, pk95: float) -> bool | None:
 
 
 def report(backends_desc: str, marker: dict, opts: dict, quick: bool, cases: list[Case], pk: dict,
-           problems: list[str], started: float) -> dict:
+           problems: list[str], started: float, search: dict | None = None) -> dict:
     layers = {}
     meets = not problems
     for layer in ("api", "query"):
@@ -543,7 +551,8 @@ def report(backends_desc: str, marker: dict, opts: dict, quick: bool, cases: lis
     summary = {"benchmark": "ops_query", "quick": quick, "backends": backends_desc, "target":
                {"p95_ms_max": P95_MAX_MS, "ratio_to_pk_max": RATIO_MAX}, "seed": marker,
                "page": PAGE, "deep_rows": opts["deep"], "samples": opts["samples"], "warmup_rounds": opts["warmup"],
-               "layers": layers, "problems": problems, "meets_target": meets, "load_average": common.load_average(),
+               "layers": layers, "search": search, "problems": problems,
+               "meets_target": meets and (search is None or search["meets_target"]), "load_average": common.load_average(),
                "seconds": round(time.perf_counter() - started, 1)}
     print(f"saved {common.save('ops_query', summary)}")
     return summary
@@ -587,9 +596,14 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
         print(f"measuring {len(cases)} filters x (first, deep) x (api, query) + 2 primary-key lookups, "
               f"{opts['warmup']} warm-up + {opts['samples']} rounds ...", flush=True)
         pk = measure(client, headers, svc, actor, cases, ids, opts)
+        week = (_iso(END - timedelta(days=30)), _iso(END - timedelta(days=23)))
+        search_cases = ops_search.build_cases(svc, week)
+        print(f"measuring search: {len(search_cases)} kinds x (api, query) + the home counts ...", flush=True)
+        search_samples = ops_search.measure(client, headers, svc, actor, search_cases, opts["samples"], opts["warmup"])
         with svc.session() as session:   # leave no benchmark keys behind in the kept database
             session.execute(text("DELETE FROM api_keys WHERE name LIKE 'bench-viewer-%'"))
             session.commit()
     finally:
         svc.close()
-    return report(f"{described} + {backends.redis}", marker, opts, quick, cases, pk, problems, started)
+    return report(f"{described} + {backends.redis}", marker, opts, quick, cases, pk, problems, started,
+                  ops_search.report(search_samples, p))

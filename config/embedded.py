@@ -14,6 +14,8 @@ Unless set, ``KB_STRIPE_API_BASE`` points at the emulator's Stripe fake (``<emul
 ``KB_APPLE_API_BASE`` / ``KB_APPLE_SANDBOX_API_BASE`` at its App Store Server API fake (``<emulator>/apple``).
 Unless set, ``KB_SECRET_KEY`` (the web console's session key) is read from ``<instance>/secret_key``,
 generated there (mode 0600) on the first run, so every gunicorn worker and every restart shares it.
+Unless set, ``KB_CATALOG`` and ``KB_SINKS`` are written in the instance folder so the emulator's webhooks reach the
+bridge and the bridge's events reach a sink the emulator serves (config/embedded_wiring.py).
 Once everything answers, the settings it chose go to ``<instance>/environment`` for the ``flask`` commands run
 beside it (config/run_environment.py); the file goes when the launcher stops.
 """
@@ -32,7 +34,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 from sqlalchemy.exc import SQLAlchemyError
 
-from config import run_environment
+from config import embedded_wiring, run_environment
 from config.catalog import load_catalog
 from config.catalog_schema import ConfigFileError
 from config.embedded_banner import READY_LINE, banner  # noqa: F401  (READY_LINE: callers read it here)
@@ -192,6 +194,7 @@ class Launcher:
 
         web_workers = env_int(environ, "KB_WEB_WORKERS", 2, high=64)
         env = child_environment(environ, instance, emulator_port)
+        emulator_config = embedded_wiring.wire(environ, env, instance, port, emulator_port)  # Kraty -> bridge -> sink
         settings = check_configuration(env)
         if not env.get("KB_REDIS_URL"):
             self.redis_server, env["KB_REDIS_URL"] = start_redis(instance)
@@ -202,7 +205,7 @@ class Launcher:
 
         py = sys.executable
         self.children.append(Child("emulator", [py, "-m", "emulator", "--host", HOST, "--port", str(emulator_port),
-                                                "--config", str(ROOT / "emulator" / "example.toml")], env))
+                                                "--config", emulator_config], env))
         self.children.append(Child("web", [py, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"),
                                            "app:create_app()", "-b", f"{HOST}:{port}",
                                            "-w", str(web_workers), "--threads", "4",
@@ -220,7 +223,8 @@ class Launcher:
         self.instance = instance  # instance/environment: for the CLI beside us (config/run_environment.py)
         written = run_environment.write(instance, env, {"app": app_url, "emulator": emulator_url}, self.environ)
         say(f"environment for flask --app app ...: {written}")
-        return {"app": app_url, "emulator": emulator_url, "stripe": settings.stripe_api_base}
+        sink = (f"{emulator_url}/_emulator/sinks/{embedded_wiring.SINK}" if not environ.get("KB_SINKS") else None)
+        return {"app": app_url, "emulator": emulator_url, "stripe": settings.stripe_api_base, "sink": sink}
 
     def announce(self, urls: dict) -> None:
         print(banner(urls), flush=True)

@@ -16,7 +16,8 @@ def python_command() -> str:
 
 
 def banner(urls: dict) -> str:
-    """``urls``: ``app``, ``emulator`` and ``stripe`` (the KB_STRIPE_API_BASE the processes got)."""
+    """``urls``: ``app``, ``emulator`` and ``stripe`` (the KB_STRIPE_API_BASE the processes got); ``sink``: the
+    emulator's sink endpoint, when the launcher wrote the sinks file."""
     app_url, emulator_url, stripe_url = urls["app"], urls["emulator"], urls["stripe"]
     fake = stripe_url == f"{emulator_url}/stripe"
     text = f"""
@@ -33,6 +34,11 @@ Fulfil a sample order through the AccelByte-compatible API:
 See what the player got:
   curl {emulator_url}/_emulator/players/demo/player-1
 """
+    if urls.get("sink"):
+        text += f"""
+What the CRM got (Kraty's webhooks -> the bridge -> sink {urls["sink"].rsplit("/", 1)[-1]}, the emulator's stand-in):
+  curl {urls["sink"]}
+"""
     if fake:
         text += f"""
 Try a Stripe purchase (a signed checkout.session.completed to {app_url}/webhooks/stripe/demo):
@@ -41,7 +47,7 @@ Try a Stripe purchase (a signed checkout.session.completed to {app_url}/webhooks
     flask = os.path.join(os.path.dirname(python_command()), "flask")
     text += f"""
 Ops console (sign in with an API key):
-  {app_url}/console/      make a key: {flask} --app app keys create alice operator
+  {app_url}/console/      make a key: {flask} --app app keys create alice admin
 API docs: {app_url}/docs
 """
     return text + "\nCtrl-C stops everything.\n"

@@ -16,6 +16,7 @@ from emulator.fastpath import FastPath
 from emulator.faults import FaultMiddleware, Faults, Stats
 from emulator.model import ApiError
 from emulator.routes import error_response, json_body, register
+from emulator.sink import register_sinks
 from emulator.state import Store
 from emulator.webhooks import Dispatcher
 
@@ -69,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     register(app, emu)
     register_admin(app, emu)
+    register_sinks(app, cfg.get("sinks") or {})
     return app
 
 

@@ -77,4 +77,14 @@ def normalize(raw: dict) -> dict:
         "webhook_backoff": float(raw.get("webhook_backoff", 0.2)),
         "webhook_queue_size": int(raw.get("webhook_queue_size", 10000)),
         "games": games,
+        "sinks": _sinks(raw.get("sinks")),
     }
+
+
+def _sinks(raw) -> dict:
+    """``[sinks] name = "whsec_..."``: the sink endpoints the emulator serves (emulator/sink.py)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("sinks must be a table of name = secret")
+    return {str(name): _secret(f"sinks.{name}", secret) for name, secret in raw.items()}

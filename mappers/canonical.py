@@ -39,3 +39,4 @@ class Reversal:
     total: int | None = None         # what was paid
     currency: str | None = None
     detail: dict = field(default_factory=dict)
+    store_ref: str | None = None     # the store's own id of the take-back (a refund re_…, a dispute dp_…)

@@ -101,6 +101,7 @@ def purchase(token: str, state: ProductState, *, player_ids: str = PLAYER_IDS_LI
     player_id, detail = _with_player(detail, player_id, state.obfuscated_account_id, player_ids)
     return Purchase(source=SOURCE, transaction_id=token, player_id=player_id, environment=_environment(state.test),
                     lines=[dict(line) for line in state.lines], payment_ref=token, detail=detail,
+                    extra_refs=(state.order_id,) if state.order_id else (),   # the GPA.… id a buyer quotes
                     player_keys=(("purchase_token", token),), player_key=token)
 
 

@@ -156,6 +156,23 @@ def player_of(session: dict, metadata_key: str) -> str | None:
     return None
 
 
+def player_hint(obj: dict, metadata_key: str, player_id: str | None, *, reference: bool = True) -> dict:
+    """``{"player_hint": why}`` when no player id was found on the object (nothing when one was): none given,
+    or what was given is not a usable player id. ``reference``: a Checkout Session also has client_reference_id."""
+    if player_id is not None:
+        return {}
+    names = (["client_reference_id"] if reference else []) + [f"metadata[{metadata_key}]"]
+    given = [name for name, value in zip(names, ([obj.get("client_reference_id")] if reference else [])
+                                         + [(obj.get("metadata") or {}).get(metadata_key)])
+             if value not in (None, "")]
+    if given:
+        return {"player_hint": f"{' and '.join(given)} not a usable player id (1-128 printable characters, "
+                               "no spaces)"}
+    if reference:
+        return {"player_hint": f"no client_reference_id and no metadata[{metadata_key}]"}
+    return {"player_hint": f"no metadata[{metadata_key}] on the PaymentIntent"}
+
+
 def checkout_session(obj: dict) -> dict:
     data = SESSION.load(obj)
     data["payment_intent"] = _ref(data["payment_intent"])
@@ -187,13 +204,13 @@ def lookup_of(account: str | None) -> str:
 def purchase_from_session(session: dict, event: Event, metadata_key: str, extra_refs: tuple[str, ...] = ()) -> Purchase:
     """A paid Checkout Session; its lines are fetched from Stripe's API when it is fulfilled (and its price
     checked then, ``checkout_paid``). ``extra_refs``: its charge, when known."""
-    return Purchase(source=SOURCE, transaction_id=session["id"], player_id=player_of(session, metadata_key),
+    player_id = player_of(session, metadata_key)
+    return Purchase(source=SOURCE, transaction_id=session["id"], player_id=player_id,
                     environment=event.environment, lines=[], lookup=lookup_of(event.account),
                     payment_ref=session["payment_intent"], extra_refs=extra_refs,
                     **price_fields(from_minor(session["amount_total"], session["currency"])),
                     detail={"stripe_event": event.id, "amount": session["amount_total"],
-                            "currency": session["currency"],
-                            "player_hint": f"no client_reference_id and no metadata[{metadata_key}]"})
+                            "currency": session["currency"], **player_hint(session, metadata_key, player_id)})
 
 
 def payment_intent(obj: dict) -> dict:
@@ -216,12 +233,13 @@ def purchase_from_payment_intent(pi: dict, event: Event, metadata_key: str) -> P
     with the catalog's price under the game's ``payment_intent`` policy)."""
     sku, quantity = direct_sku(pi)
     charge = _ref(pi["latest_charge"])
-    return Purchase(source=SOURCE, transaction_id=pi["id"], player_id=player_of(pi, metadata_key),
+    player_id = player_of(pi, metadata_key)
+    return Purchase(source=SOURCE, transaction_id=pi["id"], player_id=player_id,
                     environment=event.environment, lines=[{"itemSku": sku, "quantity": quantity}],
                     payment_ref=pi["id"], extra_refs=(charge,) if charge else (), price_check="payment_intent",
                     **price_fields(from_minor(pi["amount_received"], pi["currency"])),
                     detail={"stripe_event": event.id, "amount": pi["amount_received"], "currency": pi["currency"],
-                            "player_hint": f"no metadata[{metadata_key}] on the PaymentIntent"})
+                            **player_hint(pi, metadata_key, player_id, reference=False)})
 
 
 def line_of(item_id, price: dict | None, quantity: int | None, description=None) -> dict:

@@ -195,7 +195,7 @@ def refund_notice(refund: dict, ref: str, total: int | None, event_id: str, refu
         return None
     return Reversal(source=SOURCE, key=f"refund:{refund['id']}:{phase}", ref=ref, kind=kind,
                     amount=refund["amount"], total=total, currency=(refund["currency"] or "").upper() or None,
-                    detail=detail)
+                    detail=detail, store_ref=refund["id"])
 
 
 def dispute_notice(dispute: dict, ref: str, total: int | None, event_id: str) -> Reversal | None:
@@ -209,4 +209,4 @@ def dispute_notice(dispute: dict, ref: str, total: int | None, event_id: str) ->
                     amount=dispute["amount"], total=total,
                     currency=(dispute["currency"] or "").upper() or None,
                     detail={"stripe_event": event_id, "dispute": dispute["id"], "charge": dispute["charge"],
-                            "status": dispute["status"]})
+                            "status": dispute["status"]}, store_ref=dispute["id"])

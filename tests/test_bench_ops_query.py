@@ -50,3 +50,11 @@ def test_quick_ops_query_benchmark_completes_and_reports_numbers(tmp_path):
         unfiltered = next(case for case in result["cases"] if case["filter"] == "no filter")
         assert unfiltered["deep"]["rows_before"] == summary["deep_rows"] == 1_000
     assert isinstance(summary["meets_target"], bool)
+    search = summary["search"]   # GET /v1/search per kind of id a customer quotes, and the home page's counts
+    kinds = {row["kind"]: row for row in search["kinds"]}
+    for kind in ("order id", "PaymentIntent pi_", "charge ch_", "refund re_", "dispute dp_", "Google order id GPA.",
+                 "Google purchase token", "Apple transactionId", "Apple originalTransactionId",
+                 "storefront transaction id", "player id (exact)", "player prefix p0 (tens of thousands)",
+                 "home counts"):
+        assert _positive(kinds[kind]["query"]["p95_ms"]), kind
+        assert kind == "home counts" or _positive(kinds[kind]["api"]["p95_ms"]), kind

@@ -171,7 +171,7 @@ def test_the_catalog_follows_the_emulator_port(tmp_path):
     catalog = Path(env["KB_CATALOG"]).read_text()
     assert "http://127.0.0.1:8123" in catalog and "http://127.0.0.1:8100" not in catalog
 
-    assert "KB_CATALOG" not in embedded.child_environment({}, tmp_path, 8100)
+    assert "KB_CATALOG" not in embedded.child_environment({}, tmp_path, 8100)   # the launcher's wiring writes one
     mine = embedded.child_environment({"KB_CATALOG": "mine.toml", "KB_DATABASE_URL": "sqlite:///x.db"}, tmp_path, 8123)
     assert mine["KB_CATALOG"] == "mine.toml" and mine["KB_DATABASE_URL"] == "sqlite:///x.db"
 

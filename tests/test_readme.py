@@ -70,3 +70,17 @@ def test_launcher_variables_are_documented():
     rows, values = readme_table_rows(), env_example_values()
     for name in LAUNCHER_VARIABLES:
         assert name in rows and name in values, name
+
+
+def test_the_console_walkthrough_key_may_do_what_it_says():
+    """The README's console walkthrough makes a key and names the actions it can then do: that key's role
+    allows every one of them (it once made an operator key and said it could resolve)."""
+    from middleware.ledger import api_keys
+    from middleware.ops.base import ACTION_ROLES
+    section = README.split("### The ops console", 1)[1].split("\n## ", 1)[0]
+    role = re.search(r"keys create \S+ (\w+)", section).group(1)
+    sentence = re.search(r"open an order, and ([^.]*)", section).group(1)
+    named = [action for action in ACTION_ROLES if action.replace("-", " ") in sentence or action in sentence]
+    assert {"retry", "revoke", "resolve"} <= set(named), sentence
+    for action in named:
+        assert api_keys.allows(role, ACTION_ROLES[action]), f"a {role} key cannot {action}"

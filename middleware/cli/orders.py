@@ -32,6 +32,7 @@ from middleware.cli.table import (
 )
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, Reversal
+from middleware.ops import search as ops_search
 from middleware.services import services
 
 orders = AppGroup("orders", help="Look at orders and fix them: list, show, retry, revoke, resolve.")
@@ -120,6 +121,37 @@ def list_orders(state, attention, namespace, source, player, since, limit, as_js
         echo_json([{k: v for k, v in row.items() if k not in ("updated", "note")} for row in rows])
     else:
         click.echo(table(LIST_COLUMNS, rows, empty="no orders match"))
+
+
+@orders.command("search")
+@click.argument("q")
+@click.option("--namespace", help="Only this game's orders.")
+@click.option("--state", type=click.Choice(states.STATES), help="Only orders in this state.")
+@click.option("--after", type=ISO_TIME, help="Only orders created at or after this ISO 8601 time.")
+@click.option("--before", type=ISO_TIME, help="Only orders created before this ISO 8601 time.")
+@click.option("--limit", type=click.IntRange(1, ops.MAX_PAGE), default=50, show_default=True)
+@JSON_OPTION
+def search_orders(q, namespace, state, after, before, limit, as_json):
+    """Orders named by Q, any id a customer or a store quotes (order, Checkout Session, pi_, ch_/py_, in_, re_,
+    dp_, GPA., purchase token, App Store transaction or original transaction id, storefront transaction id,
+    player id), and the players whose id starts with Q."""
+    query = ops_search.SearchQuery(q=q, namespace=namespace, state=state, created_after=after, created_before=before)
+    with services().session() as session:
+        try:
+            found = ops_search.search(session, ops.Actor.cli(), query, limit)
+        except ops.OpsError as exc:
+            raise click.ClickException(exc.message) from None
+    if as_json:
+        echo_json(found)
+        return
+    rows = [{**row, "updated": row["createdAt"], "note": ops_search.MATCHES[row["matchedBy"]]}
+            for row in found["orders"]]
+    click.echo(table(LIST_COLUMNS[:-2] + (Column("CREATED", "updated"), Column("MATCHED BY", "note", 40)), rows,
+                     empty="no orders match"))
+    if found["more"]:
+        click.echo("more orders match: narrow the search (--namespace, --state, --after, --before)")
+    if found["players"]:
+        click.echo("players: " + ", ".join(f"{p['namespace']}/{p['playerId']}" for p in found["players"]))
 
 
 def _detail(ref: str) -> dict:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Flask, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 
-from middleware.console import orders, pages, refunds, sinks  # noqa: F401  (their routes)
+from middleware.console import audit, home, notes, orders, pages, refunds, sinks  # noqa: F401  (their routes)
 from middleware.console.blueprint import SESSION_HOURS, bp
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):

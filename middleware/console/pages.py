@@ -12,16 +12,16 @@ from mappers.accelbyte import is_clean_id
 from middleware.ledger import api_keys
 from middleware import ops
 from middleware.ledger import states
-from middleware.ledger.models import Fulfilment, utcnow
+from middleware.ledger.models import utcnow
 from middleware.services import services
 
 from middleware.console.blueprint import ConsoleError, actor, bp
+from middleware.console import home
+from middleware.ops import notes
 from middleware.console.queries import stuck_orders
 
 log = logging.getLogger(__name__)
-MAX_QUERY = 255
 MAX_KEY = 256
-SEARCH_ROWS = 50
 QUEUE_ROWS = 100
 STUCK_AFTER = {"5": timedelta(minutes=5), "15": timedelta(minutes=15), "60": timedelta(hours=1),
                "1440": timedelta(days=1)}   # minutes -> threshold offered on the queue page
@@ -84,29 +84,8 @@ def _namespace_arg() -> str | None:
 
 @bp.route("/", methods=["GET"])
 def search():
-    """Search by player id, transaction id or order id."""
-    q = request.args.get("q", "").strip()
-    namespace = _namespace_arg()
-    if len(q) > MAX_QUERY:
-        raise ConsoleError(422, f"The search is too long (at most {MAX_QUERY} characters).",
-                           {"fields": {"q": [f"1-{MAX_QUERY} characters"]}})
-    results = None
-    if q:
-        me = actor()
-        with services().session() as db:
-            by_txn, more_txn = ops.list_fulfilments(db, me, ops.FulfilmentQuery(namespace=namespace,
-                                                                                transaction_id=q), SEARCH_ROWS)
-            by_player, more_player = ([], None)
-            if is_clean_id(q):
-                by_player, more_player = ops.list_fulfilments(
-                    db, me, ops.FulfilmentQuery(namespace=namespace, player_id=q), SEARCH_ROWS)
-            order = db.get(Fulfilment, q) if len(q) <= 64 else None
-            by_id = [ops.summary(order)] if order is not None and me.sees(order.namespace) else []
-        players = ([ns for ns in visible_games() if namespace in (None, ns)] if is_clean_id(q) else [])
-        results = {"byTransaction": by_txn, "moreByTransaction": more_txn is not None, "byPlayer": by_player,
-                   "morePlayer": more_player is not None, "byId": by_id, "players": players}
-    return render_template("console/search.html", q=q, namespace=namespace, games=visible_games(),
-                           results=results)
+    """The home page: what needs a person, and search by anything a customer or a store quotes (home.py)."""
+    return home.search_page()
 
 
 @bp.route("/queue", methods=["GET"])
@@ -137,4 +116,7 @@ def player(namespace, player_id):
         raise ConsoleError(422, "A player id is 1-128 printable characters without spaces.",
                            {"fields": {"playerId": ["1-128 printable characters without spaces"]}})
     view = ops.player_view(services(), actor(), namespace, player_id)
-    return render_template("console/player.html", view=view)
+    with services().session() as db:
+        player_notes = notes.notes_on(db, actor(), "player", notes.player_target(namespace, player_id))
+    return render_template("console/player.html", view=view, notes=player_notes,
+                           idempotency_key=f"console-{secrets.token_hex(16)}-note")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     event,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -79,6 +80,10 @@ class Fulfilment(Base):
         Index("ix_fulfilments_state_created", "state", "created_at", "id"),
         Index("ix_fulfilments_env_created", "environment", "created_at", "id"),
         Index("ix_fulfilments_txn", "transaction_id"),
+        # search (migration 0008): a player id prefix, and the flagged orders the home page counts
+        Index("ix_fulfilments_player_prefix", "player_id", postgresql_ops={"player_id": "text_pattern_ops"}),
+        Index("ix_fulfilments_flagged", "created_at", "id", postgresql_where=text("attention IS NOT NULL"),
+              sqlite_where=text("attention IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -203,7 +208,8 @@ class PaymentRef(Base):
     A row without an order holds the place of a payment whose purchase has not arrived yet."""
 
     __tablename__ = "payment_refs"
-    __table_args__ = (UniqueConstraint("source", "ref", name="uq_payment_ref"),)
+    __table_args__ = (UniqueConstraint("source", "ref", name="uq_payment_ref"),
+                      Index("ix_payment_refs_ref", "ref"))   # search: an id whatever its store
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(32))
@@ -225,6 +231,8 @@ class Reversal(Base):
     source: Mapped[str] = mapped_column(String(32))
     reversal_key: Mapped[str] = mapped_column(String(255))
     ref: Mapped[str] = mapped_column(String(255))               # the payment it concerns (PaymentRef.ref)
+    # the store's own id of the take-back (a Stripe refund re_…, a dispute dp_…), what a customer quotes
+    store_ref: Mapped[str | None] = mapped_column(String(255), index=True)
     kind: Mapped[str] = mapped_column(String(32))               # refund | dispute_opened | dispute_lost | dispute_won
     amount: Mapped[int | None] = mapped_column(BigInteger)      # refunded so far (cumulative) / disputed
     total: Mapped[int | None] = mapped_column(BigInteger)       # what was paid

@@ -82,3 +82,11 @@ def audit_row(actor: Actor, action: str, target: Fulfilment | tuple[str, str], r
     return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action=action,
                       target_type=target_type, target_id=target_id, namespace=namespace, reason=reason,
                       before=before, after=after, request_id=actor.request_id, idempotency_key=stored_key)
+
+
+def note_row(actor: Actor, target_type: str, target_id: str, namespace: str | None, text: str,
+             stored_key: str | None) -> AuditEntry:
+    """A note on an order or a player (``action`` "note", the note as the reason): kept as an audit entry."""
+    return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action="note",
+                      target_type=target_type, target_id=target_id, namespace=namespace, reason=text,
+                      before=None, after=None, request_id=actor.request_id, idempotency_key=stored_key)

@@ -159,6 +159,7 @@ def record_reversal(svc: Services, notice: ReversalNotice, namespace: str | None
     with svc.session() as session:
         ref = lock_payment_ref(session, notice.source, notice.ref)
         row = Reversal(source=notice.source, reversal_key=notice.key, ref=notice.ref, kind=notice.kind,
+                       store_ref=notice.store_ref,
                        amount=notice.amount, total=notice.total, currency=notice.currency,
                        detail={**notice.detail, **({"namespace": namespace} if namespace else {})},
                        state=reversals.PENDING, fulfilment_id=ref.fulfilment_id, created_at=utcnow())

@@ -1,14 +1,14 @@
 """the transactional outbox: a store event's job is committed with the event (table outbox) and moved to RQ
 by the relay (workers/relay.py), so the ingest request never talks to Redis
 
-Revision ID: 0008_si
+Revision ID: 0008_outbox
 Revises: 0007
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008_si'
+revision = '0008_outbox'
 down_revision = '0007'
 branch_labels = None
 depends_on = None

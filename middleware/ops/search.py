@@ -1,0 +1,167 @@
+"""Search: the orders any id a customer or a store quotes names, and the players whose id starts with it.
+
+Every id the ledger holds for an order is looked up through an index (migration 0008):
+
+===================  ==================================================================================
+where                which ids
+===================  ==================================================================================
+``fulfilments.id``   the order's own id
+``transaction_id``   Checkout Session ``cs_…``, direct PaymentIntent ``pi_…``, invoice ``in_…``, Apple
+                     ``transactionId``, Google order id (subscriptions) or purchase token (one-time
+                     products), a storefront's transaction id
+``player_key``       Apple ``originalTransactionId``, Google purchase token (every renewal's order)
+``payment_refs.ref`` the payment's ids: PaymentIntent, charges ``ch_…``/``py_…``, invoice, Google order id
+                     ``GPA.…`` of a one-time product
+``reversals``        ``store_ref``: a refund ``re_…`` or dispute ``dp_…`` (``du_…``) id
+``player_id``        exactly (the player's orders), and as a prefix (the players it starts)
+===================  ==================================================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from middleware.ledger.models import Fulfilment, PaymentRef, Reversal
+from middleware.ops.base import Actor, MAX_PAGE, OpsError, iso, utc
+from middleware.ops.queries import FulfilmentQuery, list_fulfilments, summary
+
+MAX_QUERY = 255
+PLAYERS = 20          # players listed for a prefix
+PER_LOOKUP = MAX_PAGE  # orders one id may name (a purchase token's renewals...) read per lookup
+
+# how an order matched: the label front ends show
+MATCHES = {"orderId": "order id", "transactionId": "transaction id",
+           "playerKey": "original transaction id / purchase token",
+           "paymentRef": "payment id (PaymentIntent, charge, invoice, Google order id)",
+           "reversal": "refund or dispute id", "playerId": "player id"}
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    q: str
+    namespace: str | None = None
+    state: str | None = None
+    created_after: datetime | None = None    # inclusive
+    created_before: datetime | None = None   # exclusive
+
+    def as_filters(self) -> dict:
+        return {"q": self.q, "namespace": self.namespace, "state": self.state, "after": iso(self.created_after),
+                "before": iso(self.created_before)}
+
+
+def _matches(session: Session, q: str) -> dict[str, str]:
+    """Order id -> how ``q`` names it (the first way found), over every indexed store id."""
+    f = Fulfilment
+    lookups = [("transactionId", select(f.id).where(f.transaction_id == q)),
+               ("playerKey", select(f.id).where(f.player_key == q)),
+               ("paymentRef", select(PaymentRef.fulfilment_id).where(PaymentRef.ref == q,
+                                                                     PaymentRef.fulfilment_id.is_not(None))),
+               ("reversal", select(Reversal.fulfilment_id).where(Reversal.store_ref == q,
+                                                                 Reversal.fulfilment_id.is_not(None)))]
+    if len(q) <= 32:
+        lookups.insert(0, ("orderId", select(f.id).where(f.id == q)))
+    found: dict[str, str] = {}
+    for how, stmt in lookups:
+        for order_id in session.scalars(stmt.limit(PER_LOOKUP)):
+            found.setdefault(order_id, how)
+    return found
+
+
+def _upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code point order = byte order in UTF-8)."""
+    for i in range(len(prefix) - 1, -1, -1):
+        if ord(prefix[i]) < 0x10FFFF and not 0xD7FF <= ord(prefix[i]) < 0xDFFF:
+            return prefix[:i] + chr(ord(prefix[i]) + 1)
+    return None
+
+
+def _like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+_PG_PLAYERS = """
+WITH RECURSIVE p(player_id) AS (
+  (SELECT player_id FROM fulfilments WHERE player_id ~>=~ :lo {hi} AND player_id LIKE :pat ESCAPE '\\' {ns}
+   ORDER BY player_id USING ~<~ LIMIT 1)
+  UNION ALL
+  SELECT (SELECT f.player_id FROM fulfilments f WHERE f.player_id ~>~ p.player_id {fhi}
+          AND f.player_id LIKE :pat ESCAPE '\\' {fns} ORDER BY f.player_id USING ~<~ LIMIT 1)
+  FROM p WHERE p.player_id IS NOT NULL)
+SELECT player_id FROM p WHERE player_id IS NOT NULL LIMIT :n
+"""
+
+
+def players_by_prefix(session: Session, actor: Actor, prefix: str, namespace: str | None = None,
+                      limit: int = PLAYERS) -> list[dict]:
+    """The players (namespace, id) whose id starts with ``prefix``, in id order, at most ``limit`` ids.
+    PostgreSQL walks the ``text_pattern_ops`` index one distinct id at a time (a loose index scan), so a short
+    prefix costs ``limit`` index probes, not one per order."""
+    namespaces = [namespace] if namespace is not None else (list(actor.namespaces) if actor.namespaces else None)
+    params = {"lo": prefix, "pat": _like(prefix), "n": limit}
+    if session.get_bind().dialect.name == "postgresql":
+        hi = _upper_bound(prefix)
+        params.update(hi=hi, ns=namespaces)
+        sql = _PG_PLAYERS.format(hi="AND player_id ~<~ :hi" if hi else "",
+                                 fhi="AND f.player_id ~<~ :hi" if hi else "",
+                                 ns="AND namespace = ANY(:ns)" if namespaces else "",
+                                 fns="AND f.namespace = ANY(:ns)" if namespaces else "")
+        ids = list(session.scalars(text(sql), params))
+    else:
+        f = Fulfilment
+        hi = _upper_bound(prefix)
+        stmt = select(f.player_id).where(f.player_id.like(params["pat"], escape="\\"), f.player_id >= prefix,
+                                         *([f.player_id < hi] if hi else [])) \
+            .distinct().order_by(f.player_id).limit(limit)
+        if namespaces:
+            stmt = stmt.where(f.namespace.in_(namespaces))
+        ids = list(session.scalars(stmt))
+    if not ids:
+        return []
+    f = Fulfilment
+    stmt = select(f.namespace, f.player_id).where(f.player_id.in_(ids)).distinct()
+    if namespaces:
+        stmt = stmt.where(f.namespace.in_(namespaces))
+    pairs = sorted(session.execute(stmt).all(), key=lambda row: (row[1], row[0]))
+    return [{"namespace": ns, "playerId": player} for ns, player in pairs]
+
+
+def search(session: Session, actor: Actor, query: SearchQuery, limit: int = 50) -> dict:
+    """The orders ``query.q`` names (by any id; each says how it matched, ``matchedBy``) and, when it is a
+    player id or the start of one, the player's orders and the players it starts; every list newest first,
+    within the query's game, state and time range. ``more``: whether more orders matched than were shown."""
+    q = query.q.strip()
+    if not 1 <= len(q) <= MAX_QUERY or not q.isprintable():
+        raise OpsError(422, "validation_failed", f"q must be 1-{MAX_QUERY} printable characters",
+                       {"fields": {"q": [f"1-{MAX_QUERY} printable characters"]}})
+    if not 1 <= limit <= MAX_PAGE:
+        raise OpsError(422, "validation_failed", f"limit must be 1-{MAX_PAGE}", {"fields": {"limit": ["1-200"]}})
+    if query.namespace is not None and not actor.sees(query.namespace):
+        raise OpsError(403, "forbidden", f"this key may not see namespace {query.namespace}")
+    found = _matches(session, q)
+    orders: list[dict] = []
+    if found:
+        f = Fulfilment
+        stmt = select(f).where(f.id.in_(list(found)))
+        for column, value in ((f.namespace, query.namespace), (f.state, query.state)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if actor.namespaces is not None:
+            stmt = stmt.where(f.namespace.in_(actor.namespaces))
+        if query.created_after is not None:
+            stmt = stmt.where(f.created_at >= utc(query.created_after))
+        if query.created_before is not None:
+            stmt = stmt.where(f.created_at < utc(query.created_before))
+        rows = session.scalars(stmt.order_by(f.created_at.desc(), f.id.desc()).limit(limit + 1))
+        orders = [{**summary(row), "matchedBy": found[row.id]} for row in rows]
+    by_player, more_player = list_fulfilments(session, actor, FulfilmentQuery(
+        namespace=query.namespace, state=query.state, player_id=q, created_after=query.created_after,
+        created_before=query.created_before), limit)
+    seen = {order["id"] for order in orders}
+    orders += [{**row, "matchedBy": "playerId"} for row in by_player if row["id"] not in seen]
+    orders.sort(key=lambda o: (o["createdAt"], o["id"]), reverse=True)
+    return {"query": query.as_filters(), "orders": orders[:limit],
+            "more": len(orders) > limit or more_player is not None,
+            "players": players_by_prefix(session, actor, q, query.namespace)}
