@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sqlalchemy import create_engine, text
 
 from config.settings import SettingsError, load_settings
-from middleware.ledger.db import IDLE_SINCE, connect_args, make_engine
+from middleware.ledger.db import connect_args, make_engine
 
 URL = "postgresql+psycopg://kraty_bridge@127.0.0.1:6432/kraty_bridge"
 
@@ -52,32 +51,6 @@ def test_every_pool_setting_is_applied():
     assert (engine.pool.size(), engine.pool._max_overflow, engine.pool._timeout) == (3, 0, 2.5)
     assert engine.pool._recycle == 300.0 and engine.pool._pre_ping is False
     assert connect_args(settings) == {"connect_timeout": 4, "prepare_threshold": None}
-
-
-def test_pre_ping_idle_zero_is_sqlalchemys_ping_on_every_checkout():
-    engine = make_engine(URL, load_settings({"KB_DATABASE_PRE_PING_IDLE": "0"}))
-    assert engine.pool._pre_ping is True and not engine.pool.dispatch.checkout
-
-
-def test_a_connection_idle_past_the_limit_is_pinged_and_a_dropped_one_replaced(database_url):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's pool settings")
-    engine = make_engine(database_url, load_settings({"KB_DATABASE_POOL_SIZE": "1"}))
-    try:
-        with engine.connect() as conn:
-            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            info = conn.connection.info
-        with engine.connect() as conn:   # used moments ago: no ping, the same connection
-            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == pid
-        killer = create_engine(database_url)
-        with killer.begin() as other:
-            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one() is True
-        killer.dispose()
-        info[IDLE_SINCE] -= 5.0   # as if it had sat in the pool for 5 s: the checkout pings it, finds it dropped
-        with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("name, raw", [("KB_DATABASE_POOL_SIZE", "0"), ("KB_DATABASE_MAX_OVERFLOW", "-1"),
