@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
+from config import oidc
 from config.app_store_config import APPLE_ROOT_CA_G3_SHA256, parse_fingerprints
 from config.secret_files import SecretFileError, split_keys, with_secret_files
 from config.redis_url import check_redis_url
@@ -75,6 +76,15 @@ class Settings:
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     otel_service_name: str = "kraty-bridge"
     otel_sample_ratio: float = 1.0
+    console_session_hours: float = 12.0
+    console_idle_minutes: float = 60.0
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = dataclass_field(default=None, repr=False)
+    oidc_scopes: str = "openid email profile"
+    oidc_role_claim: str = "groups"
+    oidc_roles: str | None = None
+    oidc_redirect_url: str | None = None
 
     @property
     def secret_keys(self) -> tuple[str, ...]:
@@ -199,6 +209,29 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                        "web process, at least 32 characters. A comma-separated list rotates keys: the first signs, "
                        "every one verifies. Default: empty, the console is off. `make run` generates one in "
                        "instance/secret_key")),
+    "KB_CONSOLE_SESSION_HOURS": ("console_session_hours", float, 12.0,
+                                 "A console session ends this many hours after signing in, however busy"),
+    "KB_CONSOLE_IDLE_MINUTES": ("console_idle_minutes", float, 60.0,
+                                "A console session unused for this many minutes ends (signed out on the server)"),
+    "KB_OIDC_ISSUER": ("oidc_issuer", str, None,
+                       ("Issuer URL of the OpenID Connect provider staff sign in to the console with (its discovery "
+                        "document is <issuer>/.well-known/openid-configuration; docs/console.md lists Google, Okta, "
+                        "Entra ID, Keycloak). Default: empty, API-key sign-in only")),
+    "KB_OIDC_CLIENT_ID": ("oidc_client_id", str, None, "The console's client id at the OpenID Connect provider"),
+    "KB_OIDC_CLIENT_SECRET": ("oidc_client_secret", str, None,
+                              "The console's client secret at the OpenID Connect provider (or KB_OIDC_CLIENT_SECRET_FILE)"),
+    "KB_OIDC_SCOPES": ("oidc_scopes", str, "openid email profile",
+                       "Scopes asked for at sign-in, space-separated (openid required; add groups where the provider "
+                       "needs a scope for the group claim)"),
+    "KB_OIDC_ROLE_CLAIM": ("oidc_role_claim", str, "groups",
+                           "ID token claim holding the person's groups (or roles) that KB_OIDC_ROLES maps"),
+    "KB_OIDC_ROLES": ("oidc_roles", str, None,
+                      ("JSON object: claim value -> viewer, operator or admin, or {\"role\": ..., \"namespaces\": "
+                       "[...]} to limit it to some games, e.g. {\"kb-admins\": \"admin\", \"support\": \"operator\"}. "
+                       "A person with no mapped value is refused (403)")),
+    "KB_OIDC_REDIRECT_URL": ("oidc_redirect_url", str, None,
+                             ("The redirect URI registered at the provider. Default: empty, "
+                              "<this request's origin>/console/sign-in/callback")),
     "KB_METRICS_KEY": ("metrics_key", str, None,
                        ("Bearer key that may read the Prometheus metrics at /metrics (Authorization: Bearer <key>), "
                         f"at least {MIN_METRICS_KEY} characters. Default: empty, /metrics answers 404 on the app's "
@@ -301,6 +334,10 @@ def load_settings(environ=None, **overrides) -> Settings:
                                 "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         values["secret_key"] = ",".join(keys)
     _check_metrics(values)
+    try:
+        oidc.check(values)
+    except ValueError as exc:
+        raise SettingsError(f"{exc.args[0]}: {exc.args[1]}") from None
     if values["max_grant_total"] > MAX_GRANT_TOTAL:
         raise SettingsError(f"KB_MAX_GRANT_TOTAL: at most {MAX_GRANT_TOTAL} (2^53), got {values['max_grant_total']}")
     if values["otel_sample_ratio"] > 1:
