@@ -14,11 +14,14 @@ import hmac
 import json
 import secrets
 import time
+import threading
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask import Flask, jsonify, redirect, request
+from werkzeug.serving import make_server
 
 
 def b64url(data: bytes) -> str:
@@ -122,3 +125,17 @@ class Provider:
                             "id_token": self.id_token(grant)})
 
         return app
+
+
+@contextmanager
+def served(client_id: str, client_secret: str):
+    """A Provider served on a free loopback port (its issuer URL set) until the block ends."""
+    provider = Provider(client_id, client_secret)
+    server = make_server("127.0.0.1", 0, provider.app(), threaded=True)
+    provider.issuer = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield provider
+    finally:
+        server.shutdown()

@@ -6,21 +6,19 @@ the session on the server (an old cookie replayed finds nothing) and the idle ti
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from sqlalchemy import select, update
-from werkzeug.serving import make_server
 
 from app import create_app
 from config.settings import SettingsError, load_settings
 from middleware.ledger.models import ConsoleSession, utcnow
 from workers import runtime
 
-from tests.oidc_provider import Provider
+from tests.oidc_provider import served
 from tests.ops_support import audit_entries, failed_order, state
 from tests.test_console import SECRET, act, csrf_of, text
 
@@ -30,23 +28,21 @@ ROLES = {"kb-admins": "admin", "kb-support": "operator", "kb-demo-viewers": {"ro
 
 @pytest.fixture(scope="module")
 def provider():
-    op = Provider(CLIENT_ID, CLIENT_SECRET)
-    server = make_server("127.0.0.1", 0, op.app(), threaded=True)
-    op.issuer = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield op
-    server.shutdown()
+    with served(CLIENT_ID, CLIENT_SECRET) as op:
+        yield op
+
+
+def sso_settings(provider) -> dict:
+    return {"secret_key": SECRET, "oidc_issuer": provider.issuer, "oidc_client_id": CLIENT_ID,
+            "oidc_client_secret": CLIENT_SECRET, "oidc_roles": json.dumps(ROLES)}
 
 
 @pytest.fixture
 def app(settings_overrides, clean, provider):
     provider.tamper, provider.auth_methods = {}, ["client_secret_basic", "client_secret_post"]
-    provider.person = {"sub": "248289761001", "email": "alice@example.com",
-                                            "email_verified": True, "groups": ["kb-support"]}
-    app = create_app({**settings_overrides, "secret_key": SECRET, "oidc_issuer": provider.issuer,
-                      "oidc_client_id": CLIENT_ID, "oidc_client_secret": CLIENT_SECRET,
-                      "oidc_roles": json.dumps(ROLES)})
+    provider.person = {"sub": "248289761001", "email": "alice@example.com", "email_verified": True,
+                       "groups": ["kb-support"]}
+    app = create_app({**settings_overrides, **sso_settings(provider)})
     app.config["TESTING"] = True
     runtime.use(app)
     yield app

@@ -27,7 +27,7 @@ STUCK_AFTER = {"5": timedelta(minutes=5), "15": timedelta(minutes=15), "60": tim
 STUCK_LABELS = {"5": "5 minutes", "15": "15 minutes", "60": "1 hour", "1440": "1 day"}
 
 
-def _safe_next(target: str | None) -> str | None:
+def safe_next(target: str | None) -> str | None:
     """Where to go after signing in: only a console path of this site (never another host)."""
     if target and (target == "/console" or target.startswith("/console/")) and "\\" not in target:
         return target
@@ -37,7 +37,7 @@ def _safe_next(target: str | None) -> str | None:
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     notice = session.pop("notice", None) or g.get("console_notice")
-    next_ = _safe_next(request.values.get("next"))
+    next_ = safe_next(request.values.get("next"))
     if request.method == "GET":
         if g.console_key is not None:
             return redirect(next_ or url_for("console.search"), 303)

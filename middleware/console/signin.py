@@ -19,6 +19,7 @@ from joserfc.errors import JoseError
 
 from config.oidc import grant_for, parse_role_map
 from middleware.console.blueprint import ConsoleError, bp, start_session
+from middleware.console.pages import safe_next
 from middleware.services import services
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,8 @@ def _refuse(status: int, message: str):
 @bp.route("/sign-in/sso", methods=["GET"])
 def sso_start():
     """Off to the provider (a 302 carrying state, nonce and the PKCE challenge)."""
-    from_page = request.args.get("next")
     client = _client()
-    session["sso_next"] = from_page if from_page and from_page.startswith("/console") and "\\" not in from_page \
-        and not from_page.startswith("//") else None
+    session["sso_next"] = safe_next(request.args.get("next"))
     redirect_uri = services().settings.oidc_redirect_url or url_for("console.sso_callback", _external=True)
     return client.authorize_redirect(redirect_uri)
 
