@@ -91,6 +91,9 @@ def test_a_full_sign_in(client, services, provider):
     [row] = sessions(services)
     assert (row.kind, row.actor, row.role, row.namespaces, row.subject) == (
         "sso", "sso:alice@example.com", "operator", None, "248289761001")
+    assert sso_sign_in(client).status_code == 303          # signing in again replaces the session
+    [again] = sessions(services)
+    assert again.id != row.id
 
 
 @pytest.mark.parametrize("tamper, what", [

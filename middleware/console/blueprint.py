@@ -65,6 +65,7 @@ def start_session(**who) -> None:
     """Sign in: a new server-side session (and a new cookie session: a new CSRF token, nothing carried over)."""
     settings = services().settings
     with services().session() as db:
+        sessions.end(db, session.get("sid"))   # signing in again replaces the session the browser had
         token = sessions.start(db, timedelta(hours=settings.console_session_hours), **who)
     session.clear()
     session.update(sid=token, csrf=secrets.token_urlsafe(32))
