@@ -147,7 +147,7 @@ def test_a_provider_that_takes_the_secret_only_in_the_form(client, services, pro
 def test_a_provider_error_is_shown(client, services):
     to_provider(client)
     response = client.get("/console/sign-in/callback", query_string={"error": "access_denied", "state": "x"})
-    assert response.status_code == 401 and sessions(services) == []
+    assert response.status_code == 401 and "access_denied" in text(response) and sessions(services) == []
 
 
 def test_a_person_with_no_mapped_group_is_refused(client, services, provider):

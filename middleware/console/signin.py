@@ -112,6 +112,9 @@ def sso_callback():
             claims_options={"iss": {"essential": True, "values": _issuers(services().settings.oidc_issuer)}})
     except (AuthlibBaseError, JoseError, requests.RequestException, ValueError, KeyError) as exc:
         log.warning("console single sign-on refused: %s: %s", type(exc).__name__, exc)
+        said = request.args.get("error")
+        if said:
+            return _refuse(401, f"Single sign-on failed: the provider answered {said[:100]!r}. Nothing was changed.")
         return _refuse(401, "Single sign-on failed: the provider's answer could not be verified "
                             f"({type(exc).__name__}). Nothing was changed; try again.")
     claims = token.get("userinfo")
