@@ -93,5 +93,9 @@ def check(values: dict) -> None:
     if "openid" not in scopes or not all(re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", s) for s in scopes):
         raise ValueError("KB_OIDC_SCOPES", f"space-separated scopes including openid, got {values['oidc_scopes']!r}")
     values["oidc_scopes"] = " ".join(scopes)
+    redirect = values.get("oidc_redirect_url")
+    if redirect is not None and not re.fullmatch(r"https?://[^\s/?#]+/\S*", redirect):
+        raise ValueError("KB_OIDC_REDIRECT_URL", f"expected the full http(s) URL registered at the provider, got "
+                                                 f"{redirect!r}")
     if values.get("secret_key") is None:
         raise ValueError("KB_OIDC_ISSUER", "the console needs KB_SECRET_KEY for sign-in with OpenID Connect")

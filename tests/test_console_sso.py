@@ -248,7 +248,10 @@ def test_the_settings(tmp_path):
             ("KB_OIDC_ROLES", '{"g": {"role": "viewer", "namespaces": []}}', "KB_OIDC_ROLES: 'g': namespaces"),
             ("KB_OIDC_SCOPES", "email profile", "KB_OIDC_SCOPES: space-separated scopes including openid"),
             ("KB_SECRET_KEY", "", "KB_OIDC_ISSUER: the console needs KB_SECRET_KEY"),
+            ("KB_OIDC_REDIRECT_URL", "/console/sign-in/callback", "KB_OIDC_REDIRECT_URL: expected the full"),
             ("KB_CONSOLE_IDLE_MINUTES", "0", "KB_CONSOLE_IDLE_MINUTES: must be greater than 0")):
         with pytest.raises(SettingsError, match=message):
             load_settings({**ok, name: value})
     assert load_settings({**ok, "KB_OIDC_ISSUER": "http://127.0.0.1:9000"}).oidc_issuer == "http://127.0.0.1:9000"
+    callback = "https://console.example.com/console/sign-in/callback"
+    assert load_settings({**ok, "KB_OIDC_REDIRECT_URL": callback}).oidc_redirect_url == callback
