@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-FILE_SETTINGS = ("KB_DATABASE_URL", "KB_REDIS_URL", "KB_SECRET_KEY", "KB_METRICS_KEY", "KB_REDIS_SENTINEL_PASSWORD")
+FILE_SETTINGS = ("KB_DATABASE_URL", "KB_REDIS_URL", "KB_SECRET_KEY", "KB_METRICS_KEY", "KB_REDIS_SENTINEL_PASSWORD",
+                 "KB_OIDC_CLIENT_SECRET")
 SUFFIX = "_FILE"
 
 

@@ -118,6 +118,29 @@ SETTINGS: dict[str, tuple[str, type, object, str]] = {
                                      ("How often the reconciler asks each store what it sent (App Store notification "
                                       "history, Stripe's events) and records what the bridge missed; 0 (default): "
                                       "only `flask backfill`. 3600 is a good production value")),
+    "KB_CONSOLE_SESSION_HOURS": ("console_session_hours", float, 12.0,
+                                 "A console session ends this many hours after signing in, however busy"),
+    "KB_CONSOLE_IDLE_MINUTES": ("console_idle_minutes", float, 60.0,
+                                "A console session unused for this many minutes ends (signed out on the server)"),
+    "KB_OIDC_ISSUER": ("oidc_issuer", str, None,
+                       ("Issuer URL of the OpenID Connect provider staff sign in to the console with (its discovery "
+                        "document is <issuer>/.well-known/openid-configuration; docs/console.md lists Google, Okta, "
+                        "Entra ID, Keycloak). Default: empty, API-key sign-in only")),
+    "KB_OIDC_CLIENT_ID": ("oidc_client_id", str, None, "The console's client id at the OpenID Connect provider"),
+    "KB_OIDC_CLIENT_SECRET": ("oidc_client_secret", str, None,
+                              "The console's client secret at the OpenID Connect provider (or KB_OIDC_CLIENT_SECRET_FILE)"),
+    "KB_OIDC_SCOPES": ("oidc_scopes", str, "openid email profile",
+                       "Scopes asked for at sign-in, space-separated (openid required; add groups where the provider "
+                       "needs a scope for the group claim)"),
+    "KB_OIDC_ROLE_CLAIM": ("oidc_role_claim", str, "groups",
+                           "ID token claim holding the person's groups (or roles) that KB_OIDC_ROLES maps"),
+    "KB_OIDC_ROLES": ("oidc_roles", str, None,
+                      ("JSON object: claim value -> viewer, operator or admin, or {\"role\": ..., \"namespaces\": "
+                       "[...]} to limit it to some games, e.g. {\"kb-admins\": \"admin\", \"support\": \"operator\"}. "
+                       "A person with no mapped value is refused (403)")),
+    "KB_OIDC_REDIRECT_URL": ("oidc_redirect_url", str, None,
+                             ("The redirect URI registered at the provider. Default: empty, "
+                              "<this request's origin>/console/sign-in/callback")),
     "KB_SECRET_KEY": ("secret_key", str, None,
                       ("Signs the web console's session cookies (and the ops API's cursors); the same value in every "
                        "web process, at least 32 characters. A comma-separated list rotates keys: the first signs, "

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 
+from config import oidc
 from config.app_store_config import parse_fingerprints
 from config.secret_files import SecretFileError, split_keys, with_secret_files
 from config.redis_url import check_redis_url
@@ -74,6 +75,15 @@ class Settings:
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     otel_service_name: str = "kraty-bridge"
     otel_sample_ratio: float = 1.0
+    console_session_hours: float = 12.0
+    console_idle_minutes: float = 60.0
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = dataclass_field(default=None, repr=False)
+    oidc_scopes: str = "openid email profile"
+    oidc_role_claim: str = "groups"
+    oidc_roles: str | None = None
+    oidc_redirect_url: str | None = None
 
     @property
     def secret_keys(self) -> tuple[str, ...]:
@@ -171,6 +181,10 @@ def load_settings(environ=None, **overrides) -> Settings:
                                 "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         values["secret_key"] = ",".join(keys)
     _check_metrics(values)
+    try:
+        oidc.check(values)
+    except ValueError as exc:
+        raise SettingsError(f"{exc.args[0]}: {exc.args[1]}") from None
     if values["max_grant_total"] > MAX_GRANT_TOTAL:
         raise SettingsError(f"KB_MAX_GRANT_TOTAL: at most {MAX_GRANT_TOTAL} (2^53), got {values['max_grant_total']}")
     if values["otel_sample_ratio"] > 1:

@@ -143,8 +143,9 @@ def test_keys_list_table_matches_its_json_and_never_shows_a_key(runner):
     assert [(r["name"], r["role"], r["namespaces"], r["revokedAt"] is None) for r in rows] == [
         ("support-desk", "operator", ["demo"], True), ("auditor", "viewer", None, False)]
     cells = data_rows(listed.output)
-    assert cells[0] == ["support-desk", "operator", "demo", when(datetime.fromisoformat(rows[0]["createdAt"])), "-"]
-    assert cells[1][:3] == ["auditor", "viewer", "all"] and cells[1][4] == when(datetime.fromisoformat(rows[1]["revokedAt"]))
+    assert cells[0] == ["support-desk", "operator", "demo", when(datetime.fromisoformat(rows[0]["createdAt"])), "-",
+                        "-", "-"]
+    assert cells[1][:3] == ["auditor", "viewer", "all"] and cells[1][6] == when(datetime.fromisoformat(rows[1]["revokedAt"]))
 
 
 @pytest.fixture

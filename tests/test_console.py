@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from app import create_app
 from config import embedded
 from config.settings import SettingsError, load_settings
-from middleware.console.blueprint import SESSION_HOURS
-from middleware.ledger.models import ApiKey, AuditEntry, Delivery, Fulfilment, utcnow
+from middleware.ledger.api_keys import hash_key
+from middleware.ledger.models import ApiKey, AuditEntry, ConsoleSession, Delivery, Fulfilment, utcnow
 from workers import runtime
 
 from tests.support.orders_flow import drain, put_order
@@ -140,8 +140,10 @@ def test_the_session_cookie_is_httponly_samesite_and_holds_no_key(client, servic
     raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     data = json.loads(zlib.decompress(raw) if value.startswith(".") else raw)
     with services.session() as session:
-        row = session.scalars(select(ApiKey).where(ApiKey.key_sha256.startswith(data["key"][1]))).one()
-    assert data["key"][0] == row.id and token not in json.dumps(data) and row.key_sha256 not in json.dumps(data)
+        row = session.scalars(select(ApiKey).where(ApiKey.key_sha256 == hash_key(token))).one()
+        [kept] = session.scalars(select(ConsoleSession)).all()
+    assert set(data) == {"sid", "csrf"} and kept.id == hash_key(data["sid"]) and kept.api_key_id == row.id
+    assert token not in json.dumps(data) and row.key_sha256 not in json.dumps(data)
 
     https = client.application.test_client()   # the same app, asked over https
     page = https.get("/console/sign-in", base_url="https://console.example")
@@ -184,10 +186,34 @@ def test_a_revoked_key_ends_the_session_at_the_next_request(client, services):
 
 def test_a_session_ends_after_its_lifetime(client, services):
     sign_in(client, services, "viewer")
-    with client.session_transaction("/console/") as session:
-        session["since"] -= SESSION_HOURS * 3600 + 1
+    with services.session() as session:   # signed in 12 hours ago, busy ever since
+        session.execute(update(ConsoleSession).values(expires_at=utcnow() - timedelta(seconds=1),
+                                                      last_seen_at=utcnow()))
+        session.commit()
     assert client.get("/console/").status_code == 303
     assert "session has expired" in text(client.get("/console/sign-in"))
+    with services.session() as session:
+        assert session.scalars(select(ConsoleSession)).all() == []   # ended on the server
+
+
+def test_a_session_ends_after_idle_minutes(client, services):
+    sign_in(client, services, "viewer")
+    assert client.get("/console/").status_code == 200
+    with services.session() as session:
+        session.execute(update(ConsoleSession).values(last_seen_at=utcnow() - timedelta(minutes=61)))
+        session.commit()
+    assert client.get("/console/").status_code == 303
+    assert "without activity" in text(client.get("/console/sign-in"))
+
+
+def test_an_old_cookie_replayed_after_sign_out_is_refused(client, services):
+    sign_in(client, services, "operator")
+    old = client.get_cookie("kb_console", path="/console").value
+    client.post("/console/sign-out", data={"csrf_token": csrf_of(client.get("/console/"))})
+    other = client.application.test_client()
+    other.set_cookie("kb_console", old, path="/console")
+    response = other.get("/console/")
+    assert response.status_code == 303 and "/console/sign-in" in response.headers["Location"]
 
 
 def test_sign_out_needs_the_csrf_token_and_ends_the_session(client, services):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, request
 
 from middleware.api.errors import ApiError
-from middleware.ledger.api_keys import allows, find
+from middleware.ledger.api_keys import allows, lookup, note_use
 from middleware.ledger.models import ApiKey
 from middleware.services import services
 
@@ -16,9 +16,10 @@ def require(role: str, namespace: str | None = None) -> ApiKey:
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <API key>")
     with services().session() as session:
-        row = find(session, key.strip())
+        row, problem = lookup(session, key.strip())
         if row is None:
-            raise ApiError(401, "unauthenticated", "unknown or revoked API key")
+            raise ApiError(401, "unauthenticated", problem)
+        note_use(session, row)
         session.expunge(row)
     if not allows(row.role, role):
         raise ApiError(403, "forbidden", f"this call needs the {role} role; the key {row.name} has {row.role}")

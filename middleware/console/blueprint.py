@@ -4,25 +4,21 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-import time
+from datetime import timedelta
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
-from middleware.ledger import api_keys
-
 from middleware import ops
-from middleware.ledger.models import ApiKey
-from middleware.services import services
+from middleware.console import sessions
+from middleware.ledger import api_keys
 from middleware.ledger.storable import MESSAGE, unstorable
-
-SESSION_HOURS = 12  # a console session's lifetime
-
+from middleware.services import services
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates", static_folder="static")
 
-PUBLIC = {"console.sign_in", "console.static"}   # reachable without signing in
+PUBLIC = {"console.sign_in", "console.static", "console.sso_start", "console.sso_callback"}   # reachable without signing in
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 
@@ -55,22 +51,24 @@ def _csrf_ok() -> bool:
     return bool(sent and kept) and hmac.compare_digest(sent.encode(), kept.encode())
 
 
-def _signed_in_key() -> tuple[ApiKey | None, str | None]:
-    """The session's key, or None and why the session ended (None: there was none)."""
-    ref = session.get("key")
-    if not ref:
+def _signed_in() -> tuple[sessions.SignedIn | None, str | None]:
+    """The session's person or key, or None and why the session ended (None: there was none)."""
+    token = session.get("sid")
+    if not token:
         return None, None
-    if not (isinstance(ref, list) and len(ref) == 2 and isinstance(ref[0], int)
-            and time.time() - float(session.get("since", 0)) < SESSION_HOURS * 3600):
-        return None, "Your session has expired: sign in again."
+    settings = services().settings
     with services().session() as db:
-        row = db.get(ApiKey, ref[0])
-        if row is None or row.revoked_at is not None or not row.key_sha256.startswith(str(ref[1])):
-            return None, "Your API key was revoked: sign in with another one."
-        db.expunge(row)
-    if not api_keys.allows(row.role, "viewer"):
-        return None, f"The key {row.name} ({row.role}) cannot use the console."
-    return row, None
+        return sessions.resume(db, token, timedelta(minutes=settings.console_idle_minutes))
+
+
+def start_session(**who) -> None:
+    """Sign in: a new server-side session (and a new cookie session: a new CSRF token, nothing carried over)."""
+    settings = services().settings
+    with services().session() as db:
+        sessions.end(db, session.get("sid"))   # signing in again replaces the session the browser had
+        token = sessions.start(db, timedelta(hours=settings.console_session_hours), **who)
+    session.clear()
+    session.update(sid=token, csrf=secrets.token_urlsafe(32))
 
 
 @bp.before_request
@@ -88,12 +86,12 @@ def _before():
     if unstorable(sent):
         raise ConsoleError(400, f"The address or the form holds text the ledger cannot store: it {MESSAGE}. "
                                 "Nothing was changed.", code="bad_request")
-    key, ended = _signed_in_key()
+    key, ended = _signed_in()
     if ended:
         session.clear()
         g.console_notice = ended
     g.console_key = key
-    g.console_actor = ops.Actor.from_key(key, g.get("request_id"), prefix="console") if key else None
+    g.console_actor = (ops.Actor(key.actor, key.role, key.namespaces, g.get("request_id")) if key else None)
     if key is None and request.endpoint not in PUBLIC:
         if ended:
             session["notice"] = ended

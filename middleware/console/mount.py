@@ -7,8 +7,8 @@ from datetime import timedelta
 from flask import Flask, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 
-from middleware.console import audit, home, notes, orders, pages, refunds, sinks  # noqa: F401  (their routes)
-from middleware.console.blueprint import SESSION_HOURS, bp
+from middleware.console import audit, home, notes, orders, pages, refunds, signin, sinks  # noqa: F401  (their routes)
+from middleware.console.blueprint import bp
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with the Secure flag also whenever the request came over https."""
@@ -25,6 +25,7 @@ def register(app: Flask) -> None:
         app.config["SECRET_KEY_FALLBACKS"] = list(settings.secret_keys[1:])
     app.config.update(SESSION_COOKIE_NAME="kb_console", SESSION_COOKIE_PATH="/console",
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.console_session_hours))
     app.session_interface = ConsoleSessionInterface()
+    signin.configure(app)
     app.register_blueprint(bp)

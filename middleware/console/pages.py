@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from datetime import timedelta
 
 from flask import g, redirect, render_template, request, session, url_for
@@ -15,9 +14,10 @@ from middleware.ledger import states
 from middleware.ledger.models import utcnow
 from middleware.services import services
 
-from middleware.console.blueprint import ConsoleError, actor, bp
 from middleware.console import home
 from middleware.ops import notes
+from middleware.console import sessions
+from middleware.console.blueprint import ConsoleError, actor, bp, start_session
 from middleware.console.queries import stuck_orders
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ STUCK_AFTER = {"5": timedelta(minutes=5), "15": timedelta(minutes=15), "60": tim
 STUCK_LABELS = {"5": "5 minutes", "15": "15 minutes", "60": "1 hour", "1440": "1 day"}
 
 
-def _safe_next(target: str | None) -> str | None:
+def safe_next(target: str | None) -> str | None:
     """Where to go after signing in: only a console path of this site (never another host)."""
     if target and (target == "/console" or target.startswith("/console/")) and "\\" not in target:
         return target
@@ -38,34 +38,39 @@ def _safe_next(target: str | None) -> str | None:
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     notice = session.pop("notice", None) or g.get("console_notice")
-    next_ = _safe_next(request.values.get("next"))
+    next_ = safe_next(request.values.get("next"))
     if request.method == "GET":
         if g.console_key is not None:
             return redirect(next_ or url_for("console.search"), 303)
         return render_template("console/sign_in.html", notice=notice, next=next_)
     given = request.form.get("key", "").strip()
-    row = None
+    row, problem = None, None
     if given and len(given) <= MAX_KEY:
         with services().session() as db:
-            row = api_keys.find(db, given)
+            row, problem = api_keys.lookup(db, given)
             if row is not None:
+                api_keys.note_use(db, row)
                 db.expunge(row)
     if row is None:
-        log.warning("console sign-in refused: unknown or revoked API key")
-        return render_template("console/sign_in.html", error="Unknown or revoked API key.", next=next_), 401
+        log.warning("console sign-in refused: %s", problem or "no key")
+        error = ("Unknown or revoked API key." if problem is None or problem.startswith("unknown")
+                 else f"{problem[0].upper()}{problem[1:]}: ask for a new one.")
+        return render_template("console/sign_in.html", error=error, next=next_), 401
     if not api_keys.allows(row.role, "viewer"):
         log.warning("console sign-in refused: key %s has role %s", row.name, row.role)
         return render_template("console/sign_in.html", next=next_,
                                error=f"The key {row.name} has the {row.role} role; the console needs viewer, "
                                      "operator or admin."), 403
-    session.clear()  # a new session: a new CSRF token, nothing carried over from before signing in
-    session.update(key=[row.id, row.key_sha256[:16]], since=time.time(), csrf=secrets.token_urlsafe(32))
+    start_session(kind="key", actor=f"console:{row.name}", role=row.role, namespaces=row.namespaces,
+                  api_key_id=row.id)
     log.info("console sign-in: key %s (%s)", row.name, row.role)
     return redirect(next_ or url_for("console.search"), 303)
 
 
 @bp.route("/sign-out", methods=["POST"])
 def sign_out():
+    with services().session() as db:
+        sessions.end(db, session.get("sid"))   # the old cookie finds nothing from now on
     session.clear()
     session["notice"] = "Signed out."
     return redirect(url_for("console.sign_in"), 303)

@@ -5,7 +5,7 @@ imports them all, so ``Base.metadata`` knows every table, and is where callers i
 from __future__ import annotations
 
 from middleware.ledger.model_base import Base, BigId, UTCDateTime, new_id, utcnow
-from middleware.ledger.ops_models import ApiKey, AuditEntry, Erasure
+from middleware.ledger.ops_models import ApiKey, AuditEntry, ConsoleSession, Erasure
 from middleware.ledger.order_models import (
     Fulfilment,
     FulfilmentItem,
@@ -20,7 +20,7 @@ from middleware.ledger.order_models import (
 from middleware.ledger.sink_models import Delivery, OutboundEvent, PlayerSequence, SinkState
 
 __all__ = [
-    "ApiKey", "AuditEntry", "Base", "BigId", "Delivery", "Erasure", "Fulfilment", "FulfilmentItem", "HistoryEntry",
+    "ApiKey", "AuditEntry", "Base", "ConsoleSession", "BigId", "Delivery", "Erasure", "Fulfilment", "FulfilmentItem", "HistoryEntry",
     "InboundEvent", "OutboundEvent", "OutboxEntry", "PaymentRef", "PlayerLink", "PlayerSequence", "Reversal", "SinkState",
     "StoreCursor", "UTCDateTime", "new_id", "table_names_children_first", "utcnow",
 ]

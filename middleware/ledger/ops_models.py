@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from middleware.ledger.model_base import BigId, Base, UTCDateTime, utcnow
@@ -21,6 +21,29 @@ class ApiKey(Base):
     namespaces: Mapped[list | None] = mapped_column(JSON)  # None: every game
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)     # None: never
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)   # updated at most once a minute
+
+
+class ConsoleSession(Base):
+    """A signed-in console session, kept on the server: the cookie holds a random token whose hash is the id.
+    Signing out deletes the row, so an old cookie replayed afterwards finds nothing. ``kind`` is ``key`` (signed
+    in with an API key, ``api_key_id``) or ``sso`` (OpenID Connect: the person's ``subject`` and ``email``, the
+    role and games mapped from their groups at sign-in)."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)     # sha256 of the cookie's token
+    kind: Mapped[str] = mapped_column(String(8))
+    api_key_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("api_keys.id", ondelete="CASCADE"))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    actor: Mapped[str] = mapped_column(String(128))                    # what audit rows name: sso:<email>...
+    role: Mapped[str] = mapped_column(String(32))
+    namespaces: Mapped[list | None] = mapped_column(JSON)               # None: every game
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Erasure(Base):

@@ -36,7 +36,8 @@ class OpsError(Exception):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who does something: ``key:<name>`` (an API key), ``cli:<os user>``, ``console:<key name>``."""
+    """Who does something: ``key:<name>`` (an API key), ``cli:<os user>``, ``console:<key name>``,
+    ``sso:<email>`` (a person signed in to the console with OpenID Connect)."""
 
     name: str
     role: str | None                      # the key's role; None: a trusted caller (the CLI) may do anything
