@@ -63,7 +63,8 @@ def search_page():
     me = actor()
     found = None
     with services().session() as db:
-        counts = needs.counts(db, me, utcnow() - timedelta(minutes=STUCK_MINUTES), list(services().sinks))
+        counts = needs.counts(db, me, utcnow() - timedelta(minutes=STUCK_MINUTES),
+                              [sink.name for sink in services().sinks])
         if q:
             found = ops_search.search(db, me, ops_search.SearchQuery(q=q, **filters), SEARCH_ROWS)
         elif filters["state"] or filters["created_after"] or filters["created_before"]:
