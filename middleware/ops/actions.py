@@ -17,8 +17,8 @@ from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import AuditEntry, Fulfilment
 from middleware.ops.audit import audit_row
-from middleware.ops.base import (ACTION_ROLES, ATTACH_PLAYER, MAKE_GOOD, MAX_AMOUNT, MAX_IDEMPOTENCY_KEY,
-                                 MAX_MAKE_GOOD_LINES, MAX_REASON, RESOLVE, RETRY, REVOKE, Actor, OpsError)
+from middleware.ops.base import (ACTION_ROLES, ATTACH_PLAYER, MAKE_GOOD, MAX_AMOUNT, MAX_MAKE_GOOD_LINES, RESOLVE,
+                                 RETRY, REVOKE, Actor, OpsError, check_reason_and_key)
 from middleware.ops.queries import _visible
 from middleware.orders import actions
 from middleware.orders.changes import PLAYER_UNRESOLVED
@@ -98,16 +98,7 @@ def _contents(raw) -> list[dict]:
 def _validate(action: str, reason, idempotency_key, player_id, contents) -> tuple[str, dict]:
     if action not in ACTION_ROLES:
         raise OpsError(404, "not_found", f"no action {action}: one of {', '.join(ACTION_ROLES)}")
-    fields: dict[str, list[str]] = {}
-    reason = reason.strip() if isinstance(reason, str) else ""
-    if not reason:
-        fields["reason"] = ["required: why (recorded in the audit log)"]
-    elif len(reason) > MAX_REASON:
-        fields["reason"] = [f"at most {MAX_REASON} characters"]
-    if idempotency_key is not None and not (isinstance(idempotency_key, str)
-                                            and 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
-                                            and idempotency_key.isprintable()):
-        fields["idempotencyKey"] = [f"1-{MAX_IDEMPOTENCY_KEY} printable characters"]
+    reason, fields = check_reason_and_key(reason, idempotency_key)
     params: dict = {}
     if action == ATTACH_PLAYER:
         if not (isinstance(player_id, str) and is_clean_id(player_id)):

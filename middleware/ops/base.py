@@ -98,3 +98,19 @@ def _body(raw: bytes | None) -> dict:
         return {"body": redact(json.loads(raw))}
     except (ValueError, UnicodeDecodeError):
         return {"body": None, "bodyNote": f"not JSON ({len(raw)} bytes), not shown"}
+
+
+def check_reason_and_key(reason, idempotency_key) -> tuple[str, dict[str, list[str]]]:
+    """Every ops action's common input: the reason (required, stripped, bounded) and the optional idempotency
+    key; the stripped reason and the per-field problems found so far."""
+    fields: dict[str, list[str]] = {}
+    reason = reason.strip() if isinstance(reason, str) else ""
+    if not reason:
+        fields["reason"] = ["required: why (recorded in the audit log)"]
+    elif len(reason) > MAX_REASON:
+        fields["reason"] = [f"at most {MAX_REASON} characters"]
+    if idempotency_key is not None and not (isinstance(idempotency_key, str)
+                                            and 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
+                                            and idempotency_key.isprintable()):
+        fields["idempotencyKey"] = [f"1-{MAX_IDEMPOTENCY_KEY} printable characters"]
+    return reason, fields

@@ -28,7 +28,7 @@ from middleware.ledger import repository as repo
 from middleware.ledger.models import AuditEntry, Fulfilment
 from middleware.ops.actions import _fingerprint, answer, snapshot
 from middleware.ops.audit import audit_row
-from middleware.ops.base import MAX_AMOUNT, MAX_IDEMPOTENCY_KEY, MAX_REASON, Actor, OpsError
+from middleware.ops.base import MAX_AMOUNT, Actor, OpsError, check_reason_and_key
 from middleware.ops.queries import _visible
 from middleware.orders import payment_refs
 from middleware.orders.refund_requests import ASKED
@@ -53,16 +53,7 @@ def store_refusal(source: str) -> str | None:
 
 
 def _validate(reason, idempotency_key, amount, stripe_reason, revoke) -> tuple[str, dict]:
-    fields: dict[str, list[str]] = {}
-    reason = reason.strip() if isinstance(reason, str) else ""
-    if not reason:
-        fields["reason"] = ["required: why (recorded in the audit log)"]
-    elif len(reason) > MAX_REASON:
-        fields["reason"] = [f"at most {MAX_REASON} characters"]
-    if idempotency_key is not None and not (isinstance(idempotency_key, str)
-                                            and 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
-                                            and idempotency_key.isprintable()):
-        fields["idempotencyKey"] = [f"1-{MAX_IDEMPOTENCY_KEY} printable characters"]
+    reason, fields = check_reason_and_key(reason, idempotency_key)
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)
                                or not 0 < amount <= MAX_AMOUNT):
         fields["amount"] = ["a positive integer in the currency's minor units (cents), or none for all of it"]
