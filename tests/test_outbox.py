@@ -3,12 +3,15 @@ by the relay (``workers.queues.relay_outbox``, ``workers/relay.py``); the ingest
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 from rq.job import Job
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from middleware.ledger import repository as repo
 from middleware.ledger.models import InboundEvent, OutboxEntry
@@ -102,6 +105,63 @@ def test_the_relay_thread_moves_a_new_events_job(client, services, redis, stripe
         poll(lambda: queue(redis, FULFILMENT_QUEUE).count == 1, timeout=20, what="the relay to queue the job")
         assert Job.fetch(f"event-{event_id}-0", connection=redis).func_name == "workers.events.handle"
         poll(lambda: not _outbox(services), timeout=20, what="the relay to delete the row")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_an_event_insert_on_a_connection_the_server_dropped_is_refused_and_the_next_one_records(services):
+    """The ingest statement runs on the pooled connection's psycopg connection: a connection the server dropped
+    raises SQLAlchemy's OperationalError (the API answers 503), is invalidated, and the next event records."""
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("the driver-level fast path is PostgreSQL's")
+
+    def record(event_id: str) -> int | None:
+        return repo.insert_event(services.engine, source="stripe", provider_event_id=event_id, namespace="demo",
+                                 raw_body=b"{}", outcome="pending", event_type="checkout.session.completed")
+    assert record("demo:evt_a") is not None
+    with services.engine.connect() as connection:  # the pool holds one connection now: end it server-side
+        pids = [connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()]
+    admin = create_engine(services.engine.url, poolclass=NullPool)  # another connection than the pool's
+    with admin.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                           {"pids": pids})
+    admin.dispose()
+    with pytest.raises(OperationalError):
+        record("demo:evt_b")
+    assert record("demo:evt_b") is not None and record("demo:evt_a") is None
+    assert _outbox(services) == [("event", str(i)) for i in _event_ids(services)]
+
+
+def test_events_committed_without_a_notify_of_their_own_are_moved_by_the_woken_relay(client, services, redis,
+                                                                                      stripe_fake, monkeypatch):
+    """An ingest process NOTIFYs at most once per NOTIFY_EVERY: a burst's later rows come without a notification.
+    The relay woken by the first keeps draining (LINGER): with the no-notification poll made very long, the
+    whole burst still reaches the queue."""
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    monkeypatch.setattr(relay, "POLL", 600.0)
+    monkeypatch.setattr(repo, "NOTIFY_EVERY", 600.0)   # one NOTIFY for the whole burst...
+    monkeypatch.setattr(relay, "LINGER", 60.0)         # ...and a relay that lingers as long (a slow machine)
+    monkeypatch.setattr(repo._Notifier, "last", float("-inf"))
+    sent = []
+
+    def counting(engine, **values):
+        sent.append(repo._Notifier.last)
+        return real(engine, **values)
+    real = repo.insert_event
+    stop = threading.Event()
+    thread = relay.start(services.engine, redis, stop)
+    try:
+        time.sleep(0.5)  # the relay is listening: its first drain found nothing
+        for n in range(6):
+            assert post(client, _paid(stripe_fake, f"player-{n}")).status_code == 200
+            counting(services.engine, source="stripe", provider_event_id=f"demo:evt_burst_{n}", namespace="demo",
+                     raw_body=b"{}", outcome="pending", event_type="checkout.session.completed")
+        assert len(set(sent)) == 1   # one NOTIFY (the first request's), none since
+        poll(lambda: queue(redis, FULFILMENT_QUEUE).count == 12, timeout=20, what="the relay to queue the burst")
+        assert not _outbox(services)
     finally:
         stop.set()
         thread.join(10)

@@ -2,7 +2,8 @@
 
 Each ``python -m workers`` runs it in a thread; ``python -m workers.relay`` runs it alone (a process of its
 own, e.g. beside a web tier). On PostgreSQL it LISTENs on ``kb_outbox`` on a connection of its own, so an
-event's job is on the queue moments after its commit; it also drains the outbox every ``POLL`` seconds
+event's job is on the queue moments after its commit (an ingest process NOTIFYs at most every ``NOTIFY_EVERY``
+seconds, and a woken relay drains every ``COALESCE`` seconds for ``LINGER`` seconds after its last rows); it also drains the outbox every ``POLL`` seconds
 without a notification (a missed one; behind PgBouncer in transaction mode, where LISTEN does not work), and
 on SQLite every ``SQLITE_POLL`` seconds. Several relays may run: each takes rows the others have not locked.
 The reconciler drains the outbox too, once per pass. An outage of Redis or the database only delays the
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import create_app
-from middleware.ledger.repository import OUTBOX_CHANNEL
+from middleware.ledger.repository import NOTIFY_EVERY, OUTBOX_CHANNEL
 from middleware.services import services
 
 from workers.queues import relay_outbox
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 
 POLL = 1.0          # seconds between two drains without a notification (PostgreSQL)
 SQLITE_POLL = 0.2   # seconds between two drains on SQLite (no notifications)
-COALESCE = 0.05     # seconds a notified relay waits before it drains: one batch for the events of 50 ms
+COALESCE = NOTIFY_EVERY  # seconds a notified relay waits before it drains: one batch for the events of 50 ms
+LINGER = 0.5        # seconds a woken relay keeps draining every COALESCE: an ingest process NOTIFYs at most once
+                    # per NOTIFY_EVERY, so the rows it commits in between come without a notification of their own
 
 
 def _listen_dsn(engine: Engine) -> str:
@@ -42,10 +45,18 @@ def _listen_dsn(engine: Engine) -> str:
 def _listen_loop(engine: Engine, redis: Redis, stop: threading.Event, outages: Outages) -> None:
     with psycopg.connect(_listen_dsn(engine), autocommit=True, connect_timeout=5) as connection:
         connection.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        busy = float("-inf")   # when the relay was last woken or last found rows
         while not stop.is_set():
-            relay_outbox(engine, redis)
+            if relay_outbox(engine, redis):
+                busy = time.monotonic()
             outages.up("Redis")
+            if time.monotonic() - busy < LINGER:
+                for _ in connection.notifies(timeout=0):  # already answered by the drain that follows
+                    pass
+                stop.wait(COALESCE)
+                continue
             for _ in connection.notifies(timeout=POLL, stop_after=1):
+                busy = time.monotonic()
                 stop.wait(COALESCE)   # woken: let the commits of the next few ms join this batch
 
 
