@@ -54,7 +54,6 @@ from middleware.sinks.states import (
     is_disabled,
 )
 
-from workers.queues import enqueue_delivery
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def deliver_now(svc: Services, delivery_id: str, now: datetime | None = None) ->
             return d.state
         if d.next_attempt_at is not None and d.next_attempt_at > started + EARLY_SLACK:
             wait = (d.next_attempt_at - started).total_seconds()
-            enqueue_delivery(svc.redis, delivery_id, d.attempts + 1, wait, tag=_later("e", d.next_attempt_at))
+            svc.jobs.delivery(delivery_id, d.attempts + 1, wait, tag=_later("e", d.next_attempt_at))
             return "early"
         if d.lease_until is not None and d.lease_until > started:
             return "busy"
@@ -128,8 +127,8 @@ def deliver_now(svc: Services, delivery_id: str, now: datetime | None = None) ->
             return _dead_unsent(session, d, str(exc), started)
         wait = ratelimit.acquire(svc.redis, sink)  # one token per request, however many deliveries it carries
         if wait > 0:
-            enqueue_delivery(svc.redis, delivery_id, attempts + 1, wait,
-                             tag=_later("t", started + timedelta(seconds=wait)))
+            svc.jobs.delivery(delivery_id, attempts + 1, wait,
+                              tag=_later("t", started + timedelta(seconds=wait)))
             return "throttled"
         claimed = _claim(session, sink, delivery_id, attempts, candidates, started)
         if claimed is None:
@@ -201,8 +200,8 @@ def _deliver_http_fast(svc: Services, delivery_id: str, clock: Callable[[], date
             raise
         if wait > 0:
             give_back()
-            enqueue_delivery(svc.redis, delivery_id, attempt, wait,
-                             tag=_later("t", started + timedelta(seconds=wait)))
+            svc.jobs.delivery(delivery_id, attempt, wait,
+                              tag=_later("t", started + timedelta(seconds=wait)))
             return "throttled"
         result = http.send(sink, row.id, envelope(row))  # the row has the event's columns; webhook-id: its id
         done = clock()
@@ -324,7 +323,7 @@ def _record(svc: Services, sink: Sink, claimed: dict[str, int], result: http.Sen
             states[delivery_id] = d.state
         session.commit()
     for delivery_id, attempt, delay in retries:
-        enqueue_delivery(svc.redis, delivery_id, attempt, delay)
+        svc.jobs.delivery(delivery_id, attempt, delay)
         log.info("delivery %s to sink %s: attempt %d failed (%s), next in %.0f s",
                  delivery_id, sink.name, attempt - 1, result.error, delay)
     return states[lead_id]
@@ -342,4 +341,4 @@ def reconcile_deliveries(svc: Services, stale_seconds: float | None = None, now:
             select(Delivery.id, Delivery.attempts)
             .where(Delivery.state.in_(ACTIVE), Delivery.next_attempt_at <= before, _lease_free(now))
             .order_by(Delivery.next_attempt_at).limit(BATCH)).all()
-    return sum(1 for delivery_id, attempts in rows if enqueue_delivery(svc.redis, delivery_id, attempts + 1))
+    return sum(1 for delivery_id, attempts in rows if svc.jobs.delivery(delivery_id, attempts + 1))
