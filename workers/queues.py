@@ -25,10 +25,6 @@ from middleware.services import Services
 
 from workers import deliver, due, events, followups, fulfil, reconcile, revoke
 
-__all__ = ["FULFILMENT_QUEUE", "MAINTENANCE_QUEUE", "QUEUES", "SINK_QUEUE", "RqJobs", "enqueue", "enqueue_attempt",
-           "enqueue_delivery", "enqueue_event", "enqueue_followup", "enqueue_reconcile", "enqueue_reverse",
-           "is_waiting", "job_options", "queue", "relay_outbox"]
-
 JOB_TIMEOUT = 300
 OUTBOX_BATCH = 500   # outbox rows moved to RQ per transaction and pipelined round trip
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED)

@@ -8,7 +8,6 @@ from flask.cli import AppGroup
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-
 from middleware.cli.table import (
     ISO_TIME,
     JSON_OPTION,

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-
 from middleware.orders import attempts
 
 from middleware.orders import reversals
