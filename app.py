@@ -24,6 +24,7 @@ from middleware.api import refunds as refunds_api  # noqa: F401  (adds POST /v1/
 from middleware.api import search as search_api
 from middleware.metrics import exposition as metrics
 from middleware.services import Services
+from workers.queues import RqJobs
 
 
 def create_app(config: Settings | dict | None = None) -> Flask:
@@ -44,7 +45,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts, sinks)
+    app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts, sinks, jobs=RqJobs)
 
     logs.register_request_ids(app)
     body_limit.register(app)  # a chunked body over KB_MAX_BODY_BYTES: 413, as one with a Content-Length

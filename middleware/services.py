@@ -1,8 +1,10 @@
-"""The process's long-lived parts, built once by the app factory: ledger engine, Redis, catalog, Kraty clients."""
+"""The process's long-lived parts, built once by the app factory: ledger engine, Redis, catalog, Kraty clients,
+and the enqueue side of the queue (``jobs``: the port in ``middleware/orders/jobs.py``, given by the factory)."""
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from flask import current_app
@@ -16,6 +18,7 @@ from config.storefronts import Storefronts
 
 from middleware.kraty.client import KratyClient
 from middleware.ledger.db import dispose_after_fork, make_engine, make_sessionmaker
+from middleware.orders.jobs import Jobs
 from middleware.redis_client import connect as connect_redis
 from middleware.stores.app_store_api import AppStoreApi
 from middleware.stores.app_store_verify import AppStoreVerifiers
@@ -27,7 +30,9 @@ STORE_API_TIMEOUT = 10.0  # seconds, per call to a store's API (Stripe...)
 
 
 class Services:
-    def __init__(self, settings: Settings, catalog: Catalog, storefronts: Storefronts, sinks: Sinks | None = None):
+    def __init__(self, settings: Settings, catalog: Catalog, storefronts: Storefronts, sinks: Sinks | None = None, *,
+                 jobs: Callable[[Services], Jobs]):
+        """``jobs``: builds the enqueue side from these services (``workers.queues.RqJobs``, in app.py)."""
         self.settings = settings
         self.catalog = catalog
         self.storefronts = storefronts
@@ -42,6 +47,7 @@ class Services:
         self.google_play_api = GooglePlayApi(settings.google_api_base, settings.google_token_uri, STORE_API_TIMEOUT)
         self.google_push = PushVerifier.from_settings(settings)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.jobs: Jobs = jobs(self)
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:

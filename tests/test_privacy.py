@@ -226,7 +226,7 @@ def test_a_delivery_erased_while_it_was_being_sent_is_not_retried(services, serv
     """The sink fails the attempt that was in flight when the player was erased: no retry is scheduled."""
     from middleware.sinks.outbound_events import emit
     from middleware.sinks.http import SendResult
-    from middleware.sinks.delivery import _record
+    from middleware.sinks.outcome import record
     with services.session() as session:
         [delivery_id] = emit(session, "purchase.fulfilled", "demo", "player-x", "production", utcnow(), {},
                              sinks=services.sinks)
@@ -235,7 +235,7 @@ def test_a_delivery_erased_while_it_was_being_sent_is_not_retried(services, serv
         privacy.erase(session, "demo", "player-x")
         session.commit()
     sink = services.sinks.get("all")
-    assert _record(services, sink, {delivery_id: 1}, SendResult(503, "HTTP 503"), utcnow(), delivery_id) == \
+    assert record(services, sink, {delivery_id: 1}, SendResult(503, "HTTP 503"), utcnow(), delivery_id) == \
         "cancelled"
     with services.session() as session:
         assert session.get(Delivery, delivery_id).state == "cancelled"

@@ -61,7 +61,7 @@ def record(services, type="purchase.completed", player="p-1", environment="produ
                    sinks=services.sinks)
         session.commit()
     if enqueue:
-        enqueue_new(services.redis, ids)
+        enqueue_new(services.jobs, ids)
     return ids
 
 
@@ -279,11 +279,13 @@ def test_the_reconciler_enqueues_deliveries_whose_job_was_lost(services, redis, 
     assert reconcile_deliveries(services, stale_seconds=0) == 0
 
 
-def test_redis_down_after_the_commit_loses_nothing(services, server):
+def test_redis_down_after_the_commit_loses_nothing(services, server, monkeypatch):
     only_sink(services, server)
     [delivery_id] = record(services, enqueue=False)
     down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    assert enqueue_new(down, [delivery_id]) == 0
+    monkeypatch.setattr(services, "_redis", down)   # svc.jobs enqueues on services.redis
+    assert enqueue_new(services.jobs, [delivery_id]) == 0
+    monkeypatch.undo()
     assert delivery(services, delivery_id).state == "pending"
 
 
@@ -306,7 +308,7 @@ def test_rate_limit_holds_across_four_concurrent_workers(services, redis, server
             workers.append(subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT, env=env,
                                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=log))
     try:
-        enqueue_new(redis, ids)
+        enqueue_new(services.jobs, ids)
         assert poll(lambda: len(server.got()) >= events and all(
             delivery(services, i).state == "delivered" for i in ids), timeout=90,
             what="every delivery to arrive"), [(tmp_path / f"worker-{n}.log").read_text()[-2000:] for n in range(4)]

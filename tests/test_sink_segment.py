@@ -63,7 +63,7 @@ def record(services, type="wallet.changed", player="p-1", payload=None, environm
                    {"source": "kraty", "id": f"wh-{type}", "type": type, "data": {"delta": 5}}, sinks=services.sinks)
         session.commit()
     if enqueue:
-        enqueue_new(services.redis, ids)
+        enqueue_new(services.jobs, ids)
     return ids[0] if ids else None
 
 

@@ -3,17 +3,17 @@ order's pending reversals."""
 from __future__ import annotations
 
 from middleware.orders import actions
-from middleware.services import services
+from middleware.services import Services
 from middleware.stores.recorded_events import handle_now
 
 from workers import runtime
 
 
-def handle(inbound_event_id: int) -> str | None:
-    with runtime.app().app_context():
-        return handle_now(services(), inbound_event_id)
+@runtime.job
+def handle(svc: Services, inbound_event_id: int) -> str | None:
+    return handle_now(svc, inbound_event_id)
 
 
-def reverse(fulfilment_id: str) -> str | None:
-    with runtime.app().app_context():
-        return actions.run(services(), fulfilment_id, "worker", actions.REVERSE)
+@runtime.job
+def reverse(svc: Services, fulfilment_id: str) -> str | None:
+    return actions.run(svc, fulfilment_id, "worker", actions.REVERSE)

@@ -1,11 +1,14 @@
-"""Queue names, the jobs, and the one enqueue helper: the one place that knows how work is put on Redis.
+"""The jobs, the one enqueue helper, and ``RqJobs``: the one place that knows how work is put on Redis.
 
-Job functions are referenced by dotted path so this module imports no job code. Job ids derive
-from content (``fulfil-<id>-<attempt>``): enqueueing the same attempt twice is a no-op.
+Jobs are referenced by function (RQ stores each one's dotted path, ``workers.fulfil.fulfil``...). The domain
+never imports this module: ``app.py`` hands it ``RqJobs`` as ``svc.jobs`` (the port, queue names included,
+is ``middleware/orders/jobs.py``). Job ids derive from content (``fulfil-<id>-<attempt>``): enqueueing the
+same attempt twice is a no-op.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 from redis import Redis
@@ -17,15 +20,10 @@ from rq.job import Job, JobStatus
 from middleware.ledger import repository as repo
 from middleware.metrics import tracing
 from middleware.ledger.states import REVOKING
+from middleware.orders.jobs import FULFILMENT_QUEUE, MAINTENANCE_QUEUE, QUEUES, SINK_QUEUE
+from middleware.services import Services
 
-from workers import due
-
-FULFILMENT_QUEUE = "kb-fulfilment"   # fulfil and revoke attempts
-MAINTENANCE_QUEUE = "kb-maintenance"  # the reconciler
-SINK_QUEUE = "kb-sinks"               # deliveries to sinks (a slow CRM never holds up fulfilment)
-# Dequeue order: the reconciler first (one short job per interval; a backlog of fulfilments must not hold up
-# the pass that finds stalled work), then fulfilment, then sinks.
-QUEUES = (MAINTENANCE_QUEUE, FULFILMENT_QUEUE, SINK_QUEUE)
+from workers import deliver, due, events, followups, fulfil, reconcile, revoke
 
 JOB_TIMEOUT = 300
 OUTBOX_BATCH = 500   # outbox rows moved to RQ per transaction and pipelined round trip
@@ -57,15 +55,7 @@ def is_waiting(redis: Redis, job_id: str) -> bool:
     return status in WAITING
 
 
-# The jobs, by dotted path: RQ stores the path, and a domain module that enqueues never imports a job module
-# (each job module imports the domain it runs).
-FULFIL_JOB, REVOKE_JOB = "workers.fulfil.fulfil", "workers.revoke.revoke"
-STORE_EVENT_JOB, REVERSE_JOB = "workers.events.handle", "workers.events.reverse"
-FOLLOWUP_JOB, DELIVERY_JOB = "workers.followups.followup", "workers.deliver.deliver"
-RECONCILE_JOB = "workers.reconcile.reconcile"
-
-
-def enqueue(redis: Redis, job: str, job_id: str, *args, queue_name: str = FULFILMENT_QUEUE, delay: float = 0,
+def enqueue(redis: Redis, job: Callable, job_id: str, *args, queue_name: str = FULFILMENT_QUEUE, delay: float = 0,
             unless_waiting: bool = True, pipeline=False, meta: dict | None = None, **options) -> str | None:
     """The one way a job is put on Redis: ``job`` with ``args`` under ``job_id``, after ``delay`` seconds;
     None (nothing enqueued) if ``unless_waiting`` and that very job is already waiting. ``pipeline``: the
@@ -91,7 +81,7 @@ def enqueue(redis: Redis, job: str, job_id: str, *args, queue_name: str = FULFIL
 
 def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
     """Enqueue the next fulfil or revoke attempt of an order unless that very job is already waiting."""
-    kind, job = ("revoke", REVOKE_JOB) if state == REVOKING else ("fulfil", FULFIL_JOB)
+    kind, job = ("revoke", revoke.revoke) if state == REVOKING else ("fulfil", fulfil.fulfil)
     return enqueue(redis, job, f"{kind}-{fulfilment_id}-{attempts}", fulfilment_id, delay=delay, result_ttl=3600)
 
 
@@ -105,7 +95,7 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0, pipelin
     """
     job_id = f"event-{inbound_event_id}-{attempt}"
     meta = {"trace": json.loads(trace)} if trace else None  # the request's trace context, from the outbox row
-    enqueue(redis, STORE_EVENT_JOB, job_id, inbound_event_id, unless_waiting=bool(attempt),
+    enqueue(redis, events.handle, job_id, inbound_event_id, unless_waiting=bool(attempt),
             pipeline=True if pipeline is None else pipeline, meta=meta)
     return job_id
 
@@ -136,12 +126,12 @@ def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int
 
 def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
     """Tell the store a granted order is granted (``workers/followups.py``: Google Play consume / acknowledge)."""
-    return enqueue(redis, FOLLOWUP_JOB, f"followup-{fulfilment_id}-{attempt}", fulfilment_id, delay=delay)
+    return enqueue(redis, followups.followup, f"followup-{fulfilment_id}-{attempt}", fulfilment_id, delay=delay)
 
 
 def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
     """Apply an order's pending refunds and disputes (the reconciler, when the order was busy)."""
-    return enqueue(redis, REVERSE_JOB, f"reverse-{fulfilment_id}-{slot}", fulfilment_id)
+    return enqueue(redis, events.reverse, f"reverse-{fulfilment_id}-{slot}", fulfilment_id)
 
 
 def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float = 0, tag: str = "") -> str | None:
@@ -152,8 +142,39 @@ def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float 
     reuse a waiting or running job's id, or the delivery would be left without a job), a replay (``r<time>``).
     """
     job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
-    return enqueue(redis, DELIVERY_JOB, job_id, delivery_id, queue_name=SINK_QUEUE, delay=delay)
+    return enqueue(redis, deliver.deliver, job_id, delivery_id, queue_name=SINK_QUEUE, delay=delay)
 
 
 def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
-    return enqueue(redis, RECONCILE_JOB, f"reconcile-{slot}", queue_name=MAINTENANCE_QUEUE, failure_ttl=86400)
+    return enqueue(redis, reconcile.reconcile, f"reconcile-{slot}", queue_name=MAINTENANCE_QUEUE, failure_ttl=86400)
+
+
+class RqJobs:
+    """``svc.jobs`` (the port in ``middleware/orders/jobs.py``) on RQ: each method enqueues one job function with
+    the Redis client and database engine of ``services`` (looked up at each call: a forked child gets its own)."""
+
+    queues = QUEUES
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def attempt(self, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
+        return enqueue_attempt(self.services.redis, fulfilment_id, state, attempts, delay=delay)
+
+    def event(self, inbound_event_id: int, attempt: int = 0) -> str:
+        return enqueue_event(self.services.redis, inbound_event_id, attempt)
+
+    def followup(self, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
+        return enqueue_followup(self.services.redis, fulfilment_id, attempt, delay)
+
+    def reverse(self, fulfilment_id: str, slot: int) -> str | None:
+        return enqueue_reverse(self.services.redis, fulfilment_id, slot)
+
+    def delivery(self, delivery_id: str, attempt: int, delay: float = 0, tag: str = "") -> str | None:
+        return enqueue_delivery(self.services.redis, delivery_id, attempt, delay, tag)
+
+    def relay_outbox(self) -> int:
+        return relay_outbox(self.services.engine, self.services.redis)
+
+    def move_overdue(self) -> int:
+        return due.move_overdue(self.services.redis, QUEUES)

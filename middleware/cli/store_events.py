@@ -8,8 +8,6 @@ from flask.cli import AppGroup
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from workers.queues import enqueue_event
-
 from middleware.cli.table import (
     ISO_TIME,
     JSON_OPTION,
@@ -125,7 +123,7 @@ def replay(event_ids, outcome, source, namespace, since, limit, yes):
     if len(ids) == 1:
         _mark_pending(ids)
         try:
-            enqueue_event(svc.redis, ids[0], attempt=int(time.time()))  # a job id of its own
+            svc.jobs.event(ids[0], attempt=int(time.time()))  # a job id of its own
         except RedisError as exc:
             click.echo(f"recorded as pending; Redis is unreachable ({exc}): the reconciler will enqueue it")
             return
@@ -138,7 +136,7 @@ def replay(event_ids, outcome, source, namespace, since, limit, yes):
     try:
         with progress(ids, f"replaying {len(ids)} events") as bar:
             for event_id in bar:
-                enqueue_event(svc.redis, event_id, attempt=attempt)
+                svc.jobs.event(event_id, attempt=attempt)
                 enqueued += 1
     except RedisError as exc:
         click.echo(f"{plural(len(ids), 'event')} recorded as pending, {enqueued} enqueued; Redis is unreachable "

@@ -85,7 +85,7 @@ def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, st
             counts = privacy.merge(session, game.namespace, data["fromExternalPlayerId"], player, actor=ACTOR)
             detail = f"player.merged: moved to {player} ({counts})"
         session.commit()
-    passed = enqueue_new(svc.redis, ids) if ids else 0
+    passed = enqueue_new(svc.jobs, ids) if ids else 0
     fulfilment_id = None
     if kind in CONFIRMS:
         _, detail, fulfilment_id = _confirm(svc, game, event)

@@ -19,9 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from middleware.ledger import states
 from middleware.ledger.models import Delivery, Fulfilment, Reversal
+from middleware.orders.jobs import QUEUES
 from middleware.orders.reversal_rules import UNTRACED
 from middleware.sinks import states as delivery_states
-from workers.queues import QUEUES
 
 log = logging.getLogger(__name__)
 

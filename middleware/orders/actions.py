@@ -8,8 +8,6 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from workers.queues import enqueue_attempt, enqueue_followup
-
 from middleware.orders import attempts
 
 from middleware.orders import reversals
@@ -79,11 +77,11 @@ def schedule_retry(services: Services, fulfilment_id: str, outcome: attempts.Out
     If Redis is down, what is stored (next_attempt_at, followup_at) lets the reconciler do it."""
     try:
         if outcome.retry_in is not None:
-            enqueue_attempt(services.redis, fulfilment_id, outcome.state, outcome.attempts, delay=outcome.retry_in)
+            services.jobs.attempt(fulfilment_id, outcome.state, outcome.attempts, delay=outcome.retry_in)
         if outcome.followup:
-            enqueue_followup(services.redis, fulfilment_id, 0)
+            services.jobs.followup(fulfilment_id, 0)
         if outcome.deliveries:
-            enqueue_new(services.redis, outcome.deliveries)
+            enqueue_new(services.jobs, outcome.deliveries)
     except RedisError as exc:
         log.warning("could not enqueue the next step of %s (%s); the reconciler will pick it up", fulfilment_id, exc)
 

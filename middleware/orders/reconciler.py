@@ -17,8 +17,6 @@ from middleware.ledger.models import Fulfilment, InboundEvent, Reversal, utcnow
 from middleware.ops import privacy
 from middleware.orders import retry, untraced
 from middleware.services import Services
-from workers import due
-from workers.queues import QUEUES, enqueue_attempt, enqueue_event, enqueue_followup, enqueue_reverse, relay_outbox
 
 BATCH = 500
 MAX_PAGES = 40   # stalled orders (and store events) looked at per pass: 20,000
@@ -29,26 +27,26 @@ log = logging.getLogger(__name__)
 def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
     """One pass; returns counts. Raises RedisError if Redis is unreachable."""
     stale = svc.settings.reconcile_stale_seconds if stale_seconds is None else stale_seconds
-    released = due.move_overdue(svc.redis, QUEUES)  # delayed jobs RQ's scheduler did not move in time
-    relayed = relay_outbox(svc.engine, svc.redis)  # the relay's fallback: an outbox left behind (workers/relay.py)
+    released = svc.jobs.move_overdue()  # delayed jobs RQ's scheduler did not move in time
+    relayed = svc.jobs.relay_outbox()  # the relay's fallback: an outbox left behind (workers/relay.py)
     now = utcnow()
     rows = _stalled_orders(svc, now - timedelta(seconds=stale), now)
     enqueued = 0
     for fulfilment_id, state, attempts in rows:
-        if enqueue_attempt(svc.redis, fulfilment_id, state, attempts):
+        if svc.jobs.attempt(fulfilment_id, state, attempts):
             enqueued += 1
     events, failed = _stalled_events(svc, now - timedelta(seconds=stale))
     for event_id, attempts in events:
-        enqueue_event(svc.redis, event_id, attempts)
+        svc.jobs.event(event_id, attempts)
     waiting = _waiting_reversals(svc, now - timedelta(seconds=stale))
     for fulfilment_id, last in waiting:
-        enqueue_reverse(svc.redis, fulfilment_id, last)
+        svc.jobs.reverse(fulfilment_id, last)
     followups = _due_followups(svc, now - timedelta(seconds=stale))
     with svc.session() as session:  # refunds and disputes that found no order: flagged for ops, counted
         flagged = untraced.flag_untraced(session, now - timedelta(seconds=svc.settings.untraced_reversal_seconds))
         session.commit()
     for fulfilment_id, attempts in followups:
-        enqueue_followup(svc.redis, fulfilment_id, attempts)
+        svc.jobs.followup(fulfilment_id, attempts)
     if rows or events or failed or waiting or followups or released or flagged or relayed:
         log.info("reconciler: %d outbox jobs relayed, %d overdue delayed jobs queued, %d stalled orders (%d enqueued), "
                  "%d events re-enqueued, %d given up, %d orders with waiting refunds/disputes, %d refunds/disputes "

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
-from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,9 +15,9 @@ from config.sinks import Sinks
 from middleware.ledger.models import Delivery, OutboundEvent, PlayerSequence, new_id, utcnow
 
 from middleware.orders import retry
+from middleware.orders.jobs import Jobs
 from middleware.services import services
 from middleware.sinks.states import DISABLED, PENDING, disabled_names
-from workers.queues import enqueue_delivery
 
 log = logging.getLogger(__name__)
 _UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # the backends with INSERT .. ON CONFLICT
@@ -89,14 +88,14 @@ def emit(session: Session, type: str, namespace: str, player_id: str | None, env
     return ids
 
 
-def enqueue_new(redis: Redis, delivery_ids: Iterable[str]) -> int:
+def enqueue_new(jobs: Jobs, delivery_ids: Iterable[str]) -> int:
     """Enqueue the first attempt of new deliveries (after the commit; a sink whose schedule starts with a
     delay has its job put back until then). Redis down: logged, and the reconciler enqueues them later;
     the deliveries are already committed."""
     enqueued = 0
     try:
         for delivery_id in delivery_ids:
-            enqueue_delivery(redis, delivery_id, 1)
+            jobs.delivery(delivery_id, 1)
             enqueued += 1
     except RedisError as exc:
         log.warning("sinks: could not enqueue deliveries (%s); the reconciler will", exc.__class__.__name__)

@@ -16,7 +16,6 @@ from middleware.ops.audit import audit_row
 from middleware.ops.base import Actor
 from middleware.services import Services
 from middleware.sinks.states import ReplayError, enable_sink, replay_delivery, replay_since
-from workers.queues import enqueue_delivery
 
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def replay(svc: Services, actor: Actor, reason: str, *, delivery_id: str | None 
         session.commit()
     try:
         for replayed in (progress(ids) if progress and ids else ids):
-            enqueue_delivery(svc.redis, replayed, 1, tag=f"r{int(now.timestamp() * 1000)}")
+            svc.jobs.delivery(replayed, 1, tag=f"r{int(now.timestamp() * 1000)}")
     except RedisError as exc:  # committed as due now: the reconciler enqueues what is left
         log.warning("sinks: replayed deliveries not enqueued (%s); the reconciler will", exc.__class__.__name__)
     return ids

@@ -17,7 +17,6 @@ from middleware.ledger.models import Fulfilment, utcnow
 from middleware.services import Services
 from middleware.stores.errors import StoreError
 
-from workers.queues import enqueue_followup
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def followup_now(svc: Services, fulfilment_id: str) -> str | None:
                 f.followup_at = now + timedelta(seconds=delay)
                 repo.note(f, "worker", {"followup": f.followup, "error": str(exc), "retry_in": round(delay, 3)})
                 session.commit()
-                enqueue_followup(svc.redis, fulfilment_id, f.followup_attempts, delay)
+                svc.jobs.followup(fulfilment_id, f.followup_attempts, delay)
                 return "pending"
             f.followup_state, f.followup_at = "failed", None
             f.attention = f"could not tell the store the order is granted ({f.followup}): {exc}"
