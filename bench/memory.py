@@ -20,7 +20,7 @@ from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
 from workers.queues import FULFILMENT_QUEUE
 
-from bench import common, procs, seed
+from bench import common, procs, runtime_env, seed
 from bench.common import BenchError, table
 from bench.loadgen import run_python
 from bench.measure import RssSampler, peak_rss_mb, rss_mb
@@ -49,7 +49,7 @@ def web_leg(svc, emulator: Emulator, env: dict, workdir: Path, opts: dict) -> di
     common.clear_ledger(svc.engine)
     emulator.reset()
     server = Gunicorn("app:create_app()", 1, opts["worker_class"], opts["threads"], env, workdir / "gunicorn-mem.log",
-                      ready_path="/healthz")
+                      ready_path="/healthz", python=opts["python"])
     try:
         pid = server.worker_pids()[0]
         sampler = RssSampler(pid)
@@ -90,7 +90,7 @@ def rq_leg(svc, emulator: Emulator, env: dict, workdir: Path, opts: dict) -> dic
     common.clear_ledger(svc.engine)
     svc.redis.flushdb()
     emulator.reset()
-    proc = procs.spawn([sys.executable, "-m", "workers"], env=env, log=workdir / "worker-mem.log")
+    proc = procs.spawn([opts["python"], "-m", "workers"], env=env, log=workdir / "worker-mem.log")
     try:
         procs.wait_until(lambda: _registered(svc), 30, "the RQ worker to register", proc)
         sampler = RssSampler(proc.pid)
@@ -118,7 +118,8 @@ def _registered(svc) -> bool:
 
 
 def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
-    opts = QUICK if quick else FULL
+    python, measured_in = runtime_env.python(quick)
+    opts = {**(QUICK if quick else FULL), "python": python}
     common.reset_ledger(backends.database_url)
     emulator = Emulator(workdir)
     started = time.perf_counter()
@@ -133,6 +134,7 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
         emulator.close()
     half = opts["orders"] // 2
     print(f"\nMEMORY  RSS of one worker process over {opts['orders']:,} orders  [{backends.describe()}]")
+    print(f"processes started from: {measured_in}")
     print(table(["process", "orders", "FULFILLED", "s", f"RSS @{half:,} MB", f"RSS @{2 * half:,} MB", "growth",
                  "peak MB", "verdict"],
                 [[leg["leg"], leg["orders"], leg["fulfilled"], leg["seconds"], leg["rss_at_half_mb"],
@@ -142,6 +144,7 @@ def run(backends: common.Backends, workdir: Path, quick: bool = False) -> dict:
     print(f"targets: peak < {PEAK_LIMIT_MB:.0f} MB, growth from order {half:,} to {2 * half:,} < "
           f"{GROWTH_LIMIT * 100:.0f}%")
     summary = {"benchmark": "memory", "quick": quick, "backends": backends.describe(), "orders": opts["orders"],
+               "environment": measured_in,
                "peak_limit_mb": PEAK_LIMIT_MB, "growth_limit": GROWTH_LIMIT, "legs": legs,
                "meets_target": all(leg["meets_peak"] and leg["meets_growth"] for leg in legs),
                "elapsed_s": round(time.perf_counter() - started, 1),

@@ -114,10 +114,10 @@ class Gunicorn:
     """gunicorn serving ``target`` with the given worker settings on a free loopback port."""
 
     def __init__(self, target: str, workers: int, worker_class: str, threads: int, env: dict, log: Path,
-                 ready_path: str = "/"):
+                 ready_path: str = "/", python: str = sys.executable):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+        args = [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
                 "--worker-class", worker_class, "--log-level", "warning", "--backlog", "2048", target]
         if worker_class == "gthread":
             args[-1:-1] = ["--threads", str(threads)]
