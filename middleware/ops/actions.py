@@ -268,14 +268,14 @@ def _grant_make_good(services: Services, entry_id: int, replayed: bool = False) 
     return answer(entry, replayed=replayed)
 
 
-def _finish_make_good(services: Services, entry_id: int, made: dict, history: tuple[str, dict] | None):
-    for _ in range(5):  # the order may be changed by an attempt meanwhile (optimistic lock): read it again
+def finish_entry(services: Services, entry_id: int, change, busy: str) -> AuditEntry:
+    """``change(session, order, entry)`` applied to the audit entry ``entry_id`` and its order in one
+    transaction; read again and retried when an attempt changed the order meanwhile (optimistic lock), 409
+    ``busy`` after five tries. The entry is returned detached."""
+    for _ in range(5):
         with services.session() as session:
             entry = session.get(AuditEntry, entry_id)
-            f = repo.load(session, entry.target_id)
-            if history is not None:
-                repo.note(f, history[0], history[1])
-            entry.after = {**snapshot(f), "request": entry.after["request"], "makeGood": made}
+            change(session, repo.load(session, entry.target_id), entry)
             try:
                 session.commit()
             except StaleDataError:
@@ -284,4 +284,13 @@ def _finish_make_good(services: Services, entry_id: int, made: dict, history: tu
             session.refresh(entry)
             session.expunge(entry)
             return entry
-    raise OpsError(409, "busy", "the order kept changing; the grant is made, its note is not: try again")
+    raise OpsError(409, "busy", busy)
+
+
+def _finish_make_good(services: Services, entry_id: int, made: dict, history: tuple[str, dict] | None):
+    def change(session, f, entry):
+        if history is not None:
+            repo.note(f, history[0], history[1])
+        entry.after = {**snapshot(f), "request": entry.after["request"], "makeGood": made}
+    return finish_entry(services, entry_id, change,
+                        "the order kept changing; the grant is made, its note is not: try again")
