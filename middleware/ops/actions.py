@@ -6,7 +6,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -16,7 +15,7 @@ from middleware.kraty.client import KratyError
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import AuditEntry, Fulfilment
-from middleware.ops.audit import audit_row
+from middleware.ops.audit import audit_row, entry_for_key
 from middleware.ops.base import (ACTION_ROLES, ATTACH_PLAYER, MAKE_GOOD, MAX_AMOUNT, MAX_MAKE_GOOD_LINES, RESOLVE,
                                  RETRY, REVOKE, Actor, OpsError, check_reason_and_key)
 from middleware.ops.queries import _visible
@@ -168,12 +167,9 @@ def perform(services: Services, actor: Actor, fulfilment_id: str, action: str, r
 
 def _replay(services: Services, stored_key: str, request: dict) -> dict | None:
     with services.session() as session:
-        entry = session.scalars(select(AuditEntry).where(AuditEntry.idempotency_key == stored_key)).one_or_none()
+        entry = entry_for_key(session, stored_key, request)
         if entry is None:
             return None
-        if (entry.after or {}).get("request", {}).get("fingerprint") != request["fingerprint"]:
-            raise OpsError(422, "idempotency_key_reused", "this idempotency key was used for another request",
-                           {"auditId": entry.id})
         made = (entry.after or {}).get("makeGood")
         entry_id = entry.id
     if made is not None and made.get("status") == "pending":

@@ -12,7 +12,7 @@ from middleware.ledger.models import (
     Fulfilment,
     utcnow,
 )
-from middleware.ops.base import Actor, iso
+from middleware.ops.base import Actor, OpsError, iso
 from middleware.ops.filters import check_page, filters
 
 
@@ -79,3 +79,13 @@ def note_row(actor: Actor, target_type: str, target_id: str, namespace: str | No
     return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action="note",
                       target_type=target_type, target_id=target_id, namespace=namespace, reason=text,
                       before=None, after=None, request_id=actor.request_id, idempotency_key=stored_key)
+
+
+def entry_for_key(session: Session, stored_key: str, request: dict) -> AuditEntry | None:
+    """The audit entry of the action an idempotency key was first used for (None: not used yet); 422
+    ``idempotency_key_reused`` when that was another request (its fingerprint differs)."""
+    entry = session.scalars(select(AuditEntry).where(AuditEntry.idempotency_key == stored_key)).one_or_none()
+    if entry is not None and (entry.after or {}).get("request", {}).get("fingerprint") != request["fingerprint"]:
+        raise OpsError(422, "idempotency_key_reused", "this idempotency key was used for another request",
+                       {"auditId": entry.id})
+    return entry

@@ -20,13 +20,12 @@ One audited action, in three steps, each retry-safe:
 """
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from middleware.ledger import repository as repo
 from middleware.ledger.models import AuditEntry, Fulfilment
 from middleware.ops.actions import _fingerprint, answer, finish_entry, snapshot
-from middleware.ops.audit import audit_row
+from middleware.ops.audit import audit_row, entry_for_key
 from middleware.ops.base import MAX_AMOUNT, Actor, OpsError, check_reason_and_key
 from middleware.ops.queries import _visible
 from middleware.orders import payment_refs
@@ -121,13 +120,8 @@ def refund(services: Services, actor: Actor, fulfilment_id: str, reason, *, amou
 
 def _existing(services: Services, stored_key: str, request: dict) -> int | None:
     with services.session() as session:
-        entry = session.scalars(select(AuditEntry).where(AuditEntry.idempotency_key == stored_key)).one_or_none()
-        if entry is None:
-            return None
-        if (entry.after or {}).get("request", {}).get("fingerprint") != request["fingerprint"]:
-            raise OpsError(422, "idempotency_key_reused", "this idempotency key was used for another request",
-                           {"auditId": entry.id})
-        return entry.id
+        entry = entry_for_key(session, stored_key, request)
+        return None if entry is None else entry.id
 
 
 def _resume(services: Services, entry_id: int) -> dict:
