@@ -16,13 +16,12 @@ import time
 from flask import Flask, g, request
 
 from emulator.fake_api import json_body
-from emulator.stripe_params import StripeError, list_object, new_id
+from emulator.stripe_params import PAGE_PARAMS, StripeError, list_object, new_id
 
 API_VERSION = "2025-03-31.basil"
 KEPT_SECONDS = 30 * 86_400
 CREATED = re.compile(r"created(?:\[(gt|gte|lt|lte)\])?\Z")
 TYPES = re.compile(r"types\[\d*\]\Z")
-PAGE_PARAMS = ("limit", "starting_after", "ending_before")
 
 
 class EventBook:

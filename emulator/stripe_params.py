@@ -7,6 +7,7 @@ import secrets
 import string
 
 ALPHABET = string.ascii_letters + string.digits
+PAGE_PARAMS = ("limit", "starting_after", "ending_before")   # a list call's cursor pagination
 
 
 class StripeError(Exception):

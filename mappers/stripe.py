@@ -42,10 +42,7 @@ def _money():
     return fields.Integer(strict=True, validate=validate.Range(0, 2**53), load_default=None, allow_none=True)
 
 
-_ref = stripe_reversals.ref_of  # an id or an expanded object ({"id": ...})
-
-
-ref_id = _ref  # public name, for the other Stripe modules
+ref_id = stripe_reversals.ref_of  # the id of an id or of an expanded object ({"id": ...}); other Stripe modules too
 
 
 class _Lenient(Schema):
@@ -175,7 +172,7 @@ def player_hint(obj: dict, metadata_key: str, player_id: str | None, *, referenc
 
 def checkout_session(obj: dict) -> dict:
     data = SESSION.load(obj)
-    data["payment_intent"] = _ref(data["payment_intent"])
+    data["payment_intent"] = ref_id(data["payment_intent"])
     mode, details = obj.get("mode"), obj.get("total_details")
     if not (mode is None or isinstance(mode, str)) or not (details is None or isinstance(details, dict)):
         raise ValidationError({"mode": ["must be a string"]} if not (mode is None or isinstance(mode, str))
@@ -232,7 +229,7 @@ def purchase_from_payment_intent(pi: dict, event: Event, metadata_key: str) -> P
     """A direct PaymentIntent: its metadata names the SKU, ``amount_received`` is what was paid (compared
     with the catalog's price under the game's ``payment_intent`` policy)."""
     sku, quantity = direct_sku(pi)
-    charge = _ref(pi["latest_charge"])
+    charge = ref_id(pi["latest_charge"])
     player_id = player_of(pi, metadata_key)
     return Purchase(source=SOURCE, transaction_id=pi["id"], player_id=player_id,
                     environment=event.environment, lines=[{"itemSku": sku, "quantity": quantity}],
@@ -250,7 +247,7 @@ def line_of(item_id, price: dict | None, quantity: int | None, description=None)
         missing = "price" if price is None else "quantity"
         return {"store": SOURCE, "quantity": quantity or 0, "description": description,
                 "error": f"Stripe line {item_id or '(no id)'} has no {missing}: nothing to grant for it"}
-    return {"store": SOURCE, "price": price["id"], "product": _ref(price["product"]),
+    return {"store": SOURCE, "price": price["id"], "product": ref_id(price["product"]),
             "lookup_key": price["lookup_key"], "quantity": quantity, "description": description}
 
 

@@ -1,8 +1,9 @@
-"""Signing in to the console with OpenID Connect, against a provider the tests run (tests/oidc_provider.py): a full
-sign-in (discovery, PKCE, a signed ID token checked against the JWKS), each bad answer refused with nothing
-recorded (wrong audience, expired, bad signature, wrong nonce, wrong state, failed PKCE), a person with no
-mapped group refused, groups mapped to roles and games, the person named in the audit rows, sign-out that ends
-the session on the server (an old cookie replayed finds nothing) and the idle timeout."""
+"""Signing in to the console with OpenID Connect, against a provider the tests run
+(tests/support/oidc_provider.py): a full sign-in (discovery, PKCE, a signed ID token checked against the JWKS),
+each bad answer refused with nothing recorded (wrong audience, expired, bad signature, wrong nonce, wrong state,
+failed PKCE), a person with no mapped group refused, groups mapped to roles and games, the person named in the
+audit rows, sign-out that ends the session on the server (an old cookie replayed finds nothing) and the idle
+timeout."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from config.settings import SettingsError, load_settings
 from middleware.ledger.models import ConsoleSession, utcnow
 from workers import runtime
 
-from tests.oidc_provider import served
+from tests.support.oidc_provider import served
 from tests.support.ops_ledger import audit_entries, failed_order, state
 from tests.test_console import SECRET, act, csrf_of, text
 

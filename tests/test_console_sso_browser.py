@@ -1,6 +1,6 @@
 """Single sign-on in a real browser (Debian's Chromium via Playwright): the console served on loopback, the test
-OpenID provider (tests/oidc_provider.py) on another port. Sign in through the provider, land on the page asked
-for, act as the person, sign out, and the old cookie copied into a fresh browser finds nothing."""
+OpenID provider (tests/support/oidc_provider.py) on another port. Sign in through the provider, land on the page
+asked for, act as the person, sign out, and the old cookie copied into a fresh browser finds nothing."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ from app import create_app
 from workers import runtime
 
 from tests.conftest import Served
-from tests.oidc_provider import served
+from tests.support.oidc_provider import served
 from tests.test_console_sso import CLIENT_ID, CLIENT_SECRET, sso_settings
 
 CHROMIUM = "/usr/bin/chromium"

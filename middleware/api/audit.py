@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from marshmallow import (
     RAISE,
-    Schema,
     fields,
     validate,
     validates_schema,
@@ -19,7 +18,8 @@ from middleware import ops
 from middleware.services import services
 
 from middleware.api.errors import ApiError
-from middleware.api.fulfilments import Page, actor, check_namespace, decode_cursor, encode_cursor
+from middleware.api.fulfilment_schemas import CursorPage, LogEntry, Page
+from middleware.api.fulfilments import actor, check_namespace, decode_cursor, encode_cursor
 from middleware.api.v1 import Blueprint, UtcDateTime, check_order
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit",
@@ -42,10 +42,7 @@ class AuditArgs(Page):
         check_order(data, "after", "before")
 
 
-class AuditEntry(Schema):
-    id = fields.Integer()
-    at = fields.String()
-    actor = fields.String()
+class AuditEntry(LogEntry):
     role = fields.String(allow_none=True)
     action = fields.String()
     targetType = fields.String()
@@ -57,9 +54,8 @@ class AuditEntry(Schema):
     requestId = fields.String(allow_none=True)
 
 
-class AuditPage(Schema):
+class AuditPage(CursorPage):
     items = fields.List(fields.Nested(AuditEntry))
-    nextCursor = fields.String(allow_none=True, metadata={"description": "null on the last page"})
 
 
 @blp.before_request

@@ -18,7 +18,17 @@ class Page(Strict):
                            metadata={"description": "`nextCursor` of the previous page (same filters)"})
 
 
-class FulfilmentArgs(Page):
+class CreatedRange(Strict):
+    """When the orders were created: from ``createdAfter`` (inclusive) to ``createdBefore`` (exclusive)."""
+    createdAfter = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; inclusive"})
+    createdBefore = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; exclusive"})
+
+    @validates_schema
+    def _range(self, data, **kwargs):
+        check_order(data, "createdAfter", "createdBefore")
+
+
+class FulfilmentArgs(Page, CreatedRange):
     namespace = fields.String(validate=validate.Length(1, 64), metadata={"description": "the game"})
     source = fields.String(validate=validate.OneOf(ops.SOURCES), metadata={"description": "the store"})
     state = fields.String(validate=validate.OneOf(states.STATES))
@@ -27,12 +37,6 @@ class FulfilmentArgs(Page):
                                   metadata={"description": "the store's transaction id (a Checkout Session id...)"})
     sku = fields.String(validate=validate.Length(1, 128), metadata={"description": "orders with a line of this SKU"})
     environment = fields.String(validate=validate.OneOf(ops.ENVIRONMENTS))
-    createdAfter = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; inclusive"})
-    createdBefore = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; exclusive"})
-
-    @validates_schema
-    def _range(self, data, **kwargs):
-        check_order(data, "createdAfter", "createdBefore")
 
 
 class FulfilmentSummary(Schema):
@@ -54,9 +58,13 @@ class FulfilmentSummary(Schema):
     updatedAt = fields.String()
 
 
-class FulfilmentPage(Schema):
-    items = fields.List(fields.Nested(FulfilmentSummary))
+class CursorPage(Schema):
+    """A keyset page: its rows (``items``, in the subclass) and the cursor of the next one."""
     nextCursor = fields.String(allow_none=True, metadata={"description": "null on the last page"})
+
+
+class FulfilmentPage(CursorPage):
+    items = fields.List(fields.Nested(FulfilmentSummary))
 
 
 class Item(Schema):
@@ -79,10 +87,14 @@ class Item(Schema):
     updatedAt = fields.String(allow_none=True)
 
 
-class History(Schema):
+class LogEntry(Schema):
+    """One entry of a log (an order's history, the audit log): its id, when and who."""
     id = fields.Integer()
     at = fields.String()
     actor = fields.String()
+
+
+class History(LogEntry):
     from_ = fields.String(data_key="from", attribute="from", allow_none=True)
     to = fields.String(allow_none=True)
     detail = fields.Raw(allow_none=True)

@@ -7,12 +7,13 @@ transaction id) and as a player id, exactly and as a prefix (see ``middleware.op
 """
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, fields, validate
 
 from middleware import ops
 from middleware.api import auth
-from middleware.api.fulfilments import FulfilmentSummary, actor, check_namespace
-from middleware.api.v1 import Blueprint, Strict, UtcDateTime, check_order, printable
+from middleware.api.fulfilment_schemas import CreatedRange, FulfilmentSummary
+from middleware.api.fulfilments import actor, check_namespace
+from middleware.api.v1 import Blueprint, printable
 from middleware.ledger import states
 from middleware.ops import search as ops_search
 from middleware.services import services
@@ -22,20 +23,14 @@ blp = Blueprint("search", __name__, url_prefix="/v1/search",
                             "Needs a `viewer` key.")
 
 
-class SearchArgs(Strict):
+class SearchArgs(CreatedRange):
     q = fields.String(required=True, validate=[validate.Length(1, ops_search.MAX_QUERY), printable],
                       metadata={"description": "an order, store or player id (pi_…, ch_…, re_…, GPA.…, an "
                                                "originalTransactionId, a purchase token, a player id prefix...)"})
     namespace = fields.String(validate=validate.Length(1, 64), metadata={"description": "the game"})
     state = fields.String(validate=validate.OneOf(states.STATES))
-    createdAfter = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; inclusive"})
-    createdBefore = UtcDateTime(format="iso", metadata={"description": "ISO 8601 with a timezone; exclusive"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, ops.MAX_PAGE),
                            metadata={"description": "orders at most, 1-200 (default 50)"})
-
-    @validates_schema
-    def _range(self, data, **kwargs):
-        check_order(data, "createdAfter", "createdBefore")
 
 
 class FoundOrder(FulfilmentSummary):

@@ -6,7 +6,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -16,7 +15,7 @@ from middleware.kraty.client import KratyError
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import AuditEntry, Fulfilment
-from middleware.ops.audit import audit_row
+from middleware.ops.audit import audit_row, entry_for_key
 from middleware.ops.base import (ACTION_ROLES, ATTACH_PLAYER, MAKE_GOOD, MAX_AMOUNT, MAX_MAKE_GOOD_LINES, RESOLVE,
                                  RETRY, REVOKE, Actor, OpsError, check_reason_and_key)
 from middleware.ops.queries import _visible
@@ -168,12 +167,9 @@ def perform(services: Services, actor: Actor, fulfilment_id: str, action: str, r
 
 def _replay(services: Services, stored_key: str, request: dict) -> dict | None:
     with services.session() as session:
-        entry = session.scalars(select(AuditEntry).where(AuditEntry.idempotency_key == stored_key)).one_or_none()
+        entry = entry_for_key(session, stored_key, request)
         if entry is None:
             return None
-        if (entry.after or {}).get("request", {}).get("fingerprint") != request["fingerprint"]:
-            raise OpsError(422, "idempotency_key_reused", "this idempotency key was used for another request",
-                           {"auditId": entry.id})
         made = (entry.after or {}).get("makeGood")
         entry_id = entry.id
     if made is not None and made.get("status") == "pending":
@@ -268,14 +264,14 @@ def _grant_make_good(services: Services, entry_id: int, replayed: bool = False) 
     return answer(entry, replayed=replayed)
 
 
-def _finish_make_good(services: Services, entry_id: int, made: dict, history: tuple[str, dict] | None):
-    for _ in range(5):  # the order may be changed by an attempt meanwhile (optimistic lock): read it again
+def finish_entry(services: Services, entry_id: int, change, busy: str) -> AuditEntry:
+    """``change(session, order, entry)`` applied to the audit entry ``entry_id`` and its order in one
+    transaction; read again and retried when an attempt changed the order meanwhile (optimistic lock), 409
+    ``busy`` after five tries. The entry is returned detached."""
+    for _ in range(5):
         with services.session() as session:
             entry = session.get(AuditEntry, entry_id)
-            f = repo.load(session, entry.target_id)
-            if history is not None:
-                repo.note(f, history[0], history[1])
-            entry.after = {**snapshot(f), "request": entry.after["request"], "makeGood": made}
+            change(session, repo.load(session, entry.target_id), entry)
             try:
                 session.commit()
             except StaleDataError:
@@ -284,4 +280,13 @@ def _finish_make_good(services: Services, entry_id: int, made: dict, history: tu
             session.refresh(entry)
             session.expunge(entry)
             return entry
-    raise OpsError(409, "busy", "the order kept changing; the grant is made, its note is not: try again")
+    raise OpsError(409, "busy", busy)
+
+
+def _finish_make_good(services: Services, entry_id: int, made: dict, history: tuple[str, dict] | None):
+    def change(session, f, entry):
+        if history is not None:
+            repo.note(f, history[0], history[1])
+        entry.after = {**snapshot(f), "request": entry.after["request"], "makeGood": made}
+    return finish_entry(services, entry_id, change,
+                        "the order kept changing; the grant is made, its note is not: try again")

@@ -7,14 +7,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-
-
 from middleware.ledger.models import (
     AuditEntry,
     Fulfilment,
     utcnow,
 )
-from middleware.ops.base import Actor, MAX_PAGE, OpsError, iso, utc
+from middleware.ops.base import Actor, OpsError, iso
+from middleware.ops.filters import check_page, filters
 
 
 # -- audit --------------------------------------------------------------------------------------------
@@ -45,22 +44,12 @@ def list_audit(session: Session, actor: Actor, query: AuditQuery, limit: int = 5
                after_id: int | None = None) -> tuple[list[dict], int | None]:
     """One page of the audit log, newest first (by entry id), after the entry ``after_id``. A key limited to
     some games sees only their entries."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise OpsError(422, "validation_failed", f"limit must be 1-{MAX_PAGE}", {"fields": {"limit": ["1-200"]}})
-    if query.namespace is not None and not actor.sees(query.namespace):
-        raise OpsError(403, "forbidden", f"this key may not see namespace {query.namespace}")
+    check_page(actor, limit, query.namespace)
     a = AuditEntry
-    stmt = select(a)
-    for column, value in ((a.target_type, query.target_type), (a.target_id, query.target_id),
-                          (a.actor, query.actor), (a.action, query.action), (a.namespace, query.namespace)):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    if actor.namespaces is not None:
-        stmt = stmt.where(a.namespace.in_(actor.namespaces))
-    if query.after is not None:
-        stmt = stmt.where(a.at >= utc(query.after))
-    if query.before is not None:
-        stmt = stmt.where(a.at < utc(query.before))
+    stmt = select(a).where(*filters(
+        actor, a.namespace, ((a.target_type, query.target_type), (a.target_id, query.target_id),
+                             (a.actor, query.actor), (a.action, query.action), (a.namespace, query.namespace)),
+        a.at, query.after, query.before))
     if after_id is not None:
         stmt = stmt.where(a.id < after_id)
     rows = list(session.scalars(stmt.order_by(a.id.desc()).limit(limit + 1)))
@@ -90,3 +79,13 @@ def note_row(actor: Actor, target_type: str, target_id: str, namespace: str | No
     return AuditEntry(at=utcnow(), actor=actor.name, role=actor.role or "cli", action="note",
                       target_type=target_type, target_id=target_id, namespace=namespace, reason=text,
                       before=None, after=None, request_id=actor.request_id, idempotency_key=stored_key)
+
+
+def entry_for_key(session: Session, stored_key: str, request: dict) -> AuditEntry | None:
+    """The audit entry of the action an idempotency key was first used for (None: not used yet); 422
+    ``idempotency_key_reused`` when that was another request (its fingerprint differs)."""
+    entry = session.scalars(select(AuditEntry).where(AuditEntry.idempotency_key == stored_key)).one_or_none()
+    if entry is not None and (entry.after or {}).get("request", {}).get("fingerprint") != request["fingerprint"]:
+        raise OpsError(422, "idempotency_key_reused", "this idempotency key was used for another request",
+                       {"auditId": entry.id})
+    return entry

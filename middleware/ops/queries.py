@@ -8,8 +8,6 @@ from datetime import datetime
 from sqlalchemy import and_, exists, select, text, tuple_
 from sqlalchemy.orm import Session
 
-
-
 from middleware.ledger import repository as repo
 from middleware.ledger.models import (
     Delivery,
@@ -18,7 +16,8 @@ from middleware.ledger.models import (
     InboundEvent,
     OutboundEvent,
 )
-from middleware.ops.base import Actor, MAX_PAGE, OpsError, _body, iso, utc
+from middleware.ops.base import Actor, OpsError, _body, iso, utc
+from middleware.ops.filters import check_page, filters, in_range
 
 
 # -- orders: list -------------------------------------------------------------------------------------
@@ -52,10 +51,7 @@ def summary(f: Fulfilment) -> dict:
 def _in_time(stmt, created, key, query: FulfilmentQuery, after: tuple[datetime, str] | None):
     """``stmt`` limited to the query's time range and to the rows after the keyset ``after``, the order's
     (created_at, id) being the columns ``created`` and ``key``."""
-    if query.created_after is not None:
-        stmt = stmt.where(created >= utc(query.created_after))
-    if query.created_before is not None:
-        stmt = stmt.where(created < utc(query.created_before))
+    stmt = stmt.where(*in_range(created, query.created_after, query.created_before))
     if after is not None:
         stmt = stmt.where(tuple_(created, key) < tuple_(utc(after[0]), after[1]))
     return stmt
@@ -97,17 +93,11 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
     id, which name a handful of orders, or with a common SKU (``sku_is_common``) and another filter, the
     orders are walked instead, each probed for the SKU.
     """
-    if not 1 <= limit <= MAX_PAGE:
-        raise OpsError(422, "validation_failed", f"limit must be 1-{MAX_PAGE}", {"fields": {"limit": ["1-200"]}})
-    if query.namespace is not None and not actor.sees(query.namespace):
-        raise OpsError(403, "forbidden", f"this key may not see namespace {query.namespace}")
+    check_page(actor, limit, query.namespace)
     f = Fulfilment
-    where = [column == value for column, value in (
+    where = filters(actor, f.namespace, (
         (f.namespace, query.namespace), (f.source, query.source), (f.state, query.state),
-        (f.player_id, query.player_id), (f.transaction_id, query.transaction_id), (f.environment, query.environment))
-        if value is not None]
-    if actor.namespaces is not None:
-        where.append(f.namespace.in_(actor.namespaces))
+        (f.player_id, query.player_id), (f.transaction_id, query.transaction_id), (f.environment, query.environment)))
     i = FulfilmentItem
     # walk the orders and probe each for the SKU when they are a handful (a player, a transaction) or when the
     # SKU is common and another filter narrows the orders: their own indexes find those matches faster than a

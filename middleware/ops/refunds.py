@@ -20,14 +20,12 @@ One audited action, in three steps, each retry-safe:
 """
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 
 from middleware.ledger import repository as repo
 from middleware.ledger.models import AuditEntry, Fulfilment
-from middleware.ops.actions import _fingerprint, answer, snapshot
-from middleware.ops.audit import audit_row
+from middleware.ops.actions import _fingerprint, answer, finish_entry, snapshot
+from middleware.ops.audit import audit_row, entry_for_key
 from middleware.ops.base import MAX_AMOUNT, Actor, OpsError, check_reason_and_key
 from middleware.ops.queries import _visible
 from middleware.orders import payment_refs
@@ -122,13 +120,8 @@ def refund(services: Services, actor: Actor, fulfilment_id: str, reason, *, amou
 
 def _existing(services: Services, stored_key: str, request: dict) -> int | None:
     with services.session() as session:
-        entry = session.scalars(select(AuditEntry).where(AuditEntry.idempotency_key == stored_key)).one_or_none()
-        if entry is None:
-            return None
-        if (entry.after or {}).get("request", {}).get("fingerprint") != request["fingerprint"]:
-            raise OpsError(422, "idempotency_key_reused", "this idempotency key was used for another request",
-                           {"auditId": entry.id})
-        return entry.id
+        entry = entry_for_key(session, stored_key, request)
+        return None if entry is None else entry.id
 
 
 def _resume(services: Services, entry_id: int) -> dict:
@@ -191,21 +184,11 @@ def _ask(services: Services, entry_id: int, replayed: bool = False) -> dict:
 
 def _finish(services: Services, entry_id: int, asked: dict, note: dict | None) -> AuditEntry:
     """The audit entry's ``refund`` and ``after`` (and the order's note) in one transaction."""
-    for _ in range(5):  # the order may be changed by an attempt meanwhile (optimistic lock): read it again
-        with services.session() as session:
-            entry = session.get(AuditEntry, entry_id)
-            f = repo.load(session, entry.target_id)
-            if note is not None:
-                repo.note(f, entry.actor, note)
-                if note.get("refund"):  # the Refund id names the order's payment too
-                    payment_refs.attach(session, "stripe", [note["refund"]], f.id)
-            entry.after = {**snapshot(f), "request": entry.after["request"], "refund": asked}
-            try:
-                session.commit()
-            except StaleDataError:
-                session.rollback()
-                continue
-            session.refresh(entry)
-            session.expunge(entry)
-            return entry
-    raise OpsError(409, "busy", "the order kept changing; the refund is asked, its note is not: send it again")
+    def change(session, f, entry):
+        if note is not None:
+            repo.note(f, entry.actor, note)
+            if note.get("refund"):  # the Refund id names the order's payment too
+                payment_refs.attach(session, "stripe", [note["refund"]], f.id)
+        entry.after = {**snapshot(f), "request": entry.after["request"], "refund": asked}
+    return finish_entry(services, entry_id, change,
+                        "the order kept changing; the refund is asked, its note is not: send it again")

@@ -25,7 +25,8 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from middleware.ledger.models import Fulfilment, PaymentRef, Reversal
-from middleware.ops.base import Actor, MAX_PAGE, OpsError, iso, utc
+from middleware.ops.base import Actor, MAX_PAGE, OpsError, iso
+from middleware.ops.filters import check_page, filters
 from middleware.ops.queries import FulfilmentQuery, list_fulfilments, summary
 
 MAX_QUERY = 255
@@ -136,24 +137,14 @@ def search(session: Session, actor: Actor, query: SearchQuery, limit: int = 50) 
     if not 1 <= len(q) <= MAX_QUERY or not q.isprintable():
         raise OpsError(422, "validation_failed", f"q must be 1-{MAX_QUERY} printable characters",
                        {"fields": {"q": [f"1-{MAX_QUERY} printable characters"]}})
-    if not 1 <= limit <= MAX_PAGE:
-        raise OpsError(422, "validation_failed", f"limit must be 1-{MAX_PAGE}", {"fields": {"limit": ["1-200"]}})
-    if query.namespace is not None and not actor.sees(query.namespace):
-        raise OpsError(403, "forbidden", f"this key may not see namespace {query.namespace}")
+    check_page(actor, limit, query.namespace)
     found = _matches(session, q)
     orders: list[dict] = []
     if found:
         f = Fulfilment
-        stmt = select(f).where(f.id.in_(list(found)))
-        for column, value in ((f.namespace, query.namespace), (f.state, query.state)):
-            if value is not None:
-                stmt = stmt.where(column == value)
-        if actor.namespaces is not None:
-            stmt = stmt.where(f.namespace.in_(actor.namespaces))
-        if query.created_after is not None:
-            stmt = stmt.where(f.created_at >= utc(query.created_after))
-        if query.created_before is not None:
-            stmt = stmt.where(f.created_at < utc(query.created_before))
+        stmt = select(f).where(f.id.in_(list(found)), *filters(
+            actor, f.namespace, ((f.namespace, query.namespace), (f.state, query.state)),
+            f.created_at, query.created_after, query.created_before))
         rows = session.scalars(stmt.order_by(f.created_at.desc(), f.id.desc()).limit(limit + 1))
         orders = [{**summary(row), "matchedBy": found[row.id]} for row in rows]
     by_player, more_player = list_fulfilments(session, actor, FulfilmentQuery(

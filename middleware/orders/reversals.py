@@ -43,11 +43,11 @@ class Policy:
 def policy(game: Game, source: str) -> Policy:
     if source == "google_play":  # quantity-based refunds void whole units: take back exactly those units
         return Policy(partial_refunds="proportional")
-    config = getattr(game, source, None) if source in ("stripe", "app_store") else None
-    if config is None:
-        return Policy()
-    return Policy(config.partial_refunds, getattr(config, "disputes", Policy.disputes),
-                  getattr(config, "inquiries", Policy.inquiries))
+    if source == "stripe" and game.stripe is not None:
+        return Policy(game.stripe.partial_refunds, game.stripe.disputes, game.stripe.inquiries)
+    if source == "app_store" and game.app_store is not None:  # Apple has no disputes: its refunds' policy only
+        return Policy(partial_refunds=game.app_store.partial_refunds)
+    return Policy()
 
 
 def _refund_reversed(f: Fulfilment, r: Reversal, actor: str) -> str | None:
