@@ -65,6 +65,11 @@ class OutboxEntry(Base):
     trace: Mapped[str | None] = mapped_column(Text)        # the request's trace context (JSON), tracing on
 
 
+# the active orders, as SQL with the states written out (a partial index's predicate, and the stuck orders' count
+# with the same text so the planner can match them; bound parameters would not match)
+ACTIVE_SQL = "state IN (%s)" % ", ".join(f"'{state}'" for state in states.ACTIVE)
+
+
 class Fulfilment(Base):
     """One paid order, unique per (namespace, source, storefront, transaction id); storefront "" for a store's."""
 
@@ -80,8 +85,11 @@ class Fulfilment(Base):
         Index("ix_fulfilments_state_created", "state", "created_at", "id"),
         Index("ix_fulfilments_env_created", "environment", "created_at", "id"),
         Index("ix_fulfilments_txn", "transaction_id"),
-        # search (migration 0008): a player id prefix, and the flagged orders the home page counts
-        Index("ix_fulfilments_player_prefix", "player_id", postgresql_ops={"player_id": "text_pattern_ops"}),
+        # search (migrations 0009, 0011): a player id prefix and the players' games; the flagged and the stuck
+        # orders the home page counts (the partial index's predicate is the one middleware.ops.needs counts with)
+        Index("ix_fulfilments_player_ns", "player_id", "namespace", postgresql_ops={"player_id": "text_pattern_ops"}),
+        Index("ix_fulfilments_stuck", "state_changed_at", postgresql_where=text(ACTIVE_SQL),
+              sqlite_where=text(ACTIVE_SQL)),
         Index("ix_fulfilments_flagged", "created_at", "id", postgresql_where=text("attention IS NOT NULL"),
               sqlite_where=text("attention IS NOT NULL")),
     )

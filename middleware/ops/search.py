@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import select, text
+from sqlalchemy import String, bindparam, func, literal_column, select, text, union_all
 from sqlalchemy.orm import Session
 
 from middleware.ledger.models import Fulfilment, PaymentRef, Reversal
@@ -38,6 +39,7 @@ MATCHES = {"orderId": "order id", "transactionId": "transaction id",
            "playerKey": "original transaction id / purchase token",
            "paymentRef": "payment id (PaymentIntent, charge, invoice, Google order id)",
            "reversal": "refund or dispute id", "playerId": "player id"}
+WAYS = ("orderId", "transactionId", "playerKey", "paymentRef", "reversal")   # an order named two ways: the first
 
 
 @dataclass(frozen=True)
@@ -53,22 +55,28 @@ class SearchQuery:
                 "before": iso(self.created_before)}
 
 
-def _matches(session: Session, q: str) -> dict[str, str]:
-    """Order id -> how ``q`` names it (the first way found), over every indexed store id."""
+@cache
+def _found(with_order_id: bool):
+    """(order ``id``, ``how``: the first way, a rank in ``WAYS``, the ``q`` parameter names it) over every
+    indexed store id, each way at most ``PER_LOOKUP`` orders: one statement (UNION ALL), built once per shape
+    (the order id is looked up only when ``q`` is short enough to be one)."""
     f = Fulfilment
-    lookups = [("transactionId", select(f.id).where(f.transaction_id == q)),
-               ("playerKey", select(f.id).where(f.player_key == q)),
-               ("paymentRef", select(PaymentRef.fulfilment_id).where(PaymentRef.ref == q,
-                                                                     PaymentRef.fulfilment_id.is_not(None))),
-               ("reversal", select(Reversal.fulfilment_id).where(Reversal.store_ref == q,
-                                                                 Reversal.fulfilment_id.is_not(None)))]
-    if len(q) <= 32:
-        lookups.insert(0, ("orderId", select(f.id).where(f.id == q)))
-    found: dict[str, str] = {}
-    for how, stmt in lookups:
-        for order_id in session.scalars(stmt.limit(PER_LOOKUP)):
-            found.setdefault(order_id, how)
-    return found
+    q = bindparam("q", type_=String)
+    lookups = {"orderId": select(f.id.label("id")).where(f.id == q),
+               "transactionId": select(f.id.label("id")).where(f.transaction_id == q),
+               "playerKey": select(f.id.label("id")).where(f.player_key == q),
+               "paymentRef": select(PaymentRef.fulfilment_id.label("id")).where(
+                   PaymentRef.ref == q, PaymentRef.fulfilment_id.is_not(None)),
+               "reversal": select(Reversal.fulfilment_id.label("id")).where(
+                   Reversal.store_ref == q, Reversal.fulfilment_id.is_not(None))}
+    if not with_order_id:
+        del lookups["orderId"]
+    parts = []
+    for how, stmt in lookups.items():
+        one = stmt.limit(PER_LOOKUP).subquery()
+        parts.append(select(one.c.id, literal_column(str(WAYS.index(how))).label("how")))
+    matches = union_all(*parts).subquery()
+    return select(matches.c.id, func.min(matches.c.how).label("how")).group_by(matches.c.id).subquery()
 
 
 def _upper_bound(prefix: str) -> str | None:
@@ -90,42 +98,46 @@ WITH RECURSIVE p(player_id) AS (
   UNION ALL
   SELECT (SELECT f.player_id FROM fulfilments f WHERE f.player_id ~>~ p.player_id {fhi}
           AND f.player_id LIKE :pat ESCAPE '\\' {fns} ORDER BY f.player_id USING ~<~ LIMIT 1)
-  FROM p WHERE p.player_id IS NOT NULL)
-SELECT player_id FROM p WHERE player_id IS NOT NULL LIMIT :n
+  FROM p WHERE p.player_id IS NOT NULL),
+ids AS (SELECT player_id FROM p WHERE player_id IS NOT NULL LIMIT :n),
+g(player_id, namespace) AS (
+  SELECT ids.player_id, (SELECT f.namespace FROM fulfilments f WHERE f.player_id = ids.player_id {fns}
+                         ORDER BY f.namespace LIMIT 1) FROM ids
+  UNION ALL
+  SELECT g.player_id, (SELECT f.namespace FROM fulfilments f WHERE f.player_id = g.player_id
+                       AND f.namespace > g.namespace {fns} ORDER BY f.namespace LIMIT 1)
+  FROM g WHERE g.namespace IS NOT NULL)
+SELECT namespace, player_id FROM g WHERE namespace IS NOT NULL
 """
 
 
 def players_by_prefix(session: Session, actor: Actor, prefix: str, namespace: str | None = None,
                       limit: int = PLAYERS) -> list[dict]:
-    """The players (namespace, id) whose id starts with ``prefix``, in id order, at most ``limit`` ids.
-    PostgreSQL walks the ``text_pattern_ops`` index one distinct id at a time (a loose index scan), so a short
-    prefix costs ``limit`` index probes, not one per order."""
+    """The players (namespace, id) whose id starts with ``prefix``, in id order, at most ``limit`` ids; one
+    statement. PostgreSQL walks the (player_id ``text_pattern_ops``, namespace) index one distinct id at a time,
+    then each id's games one at a time (loose index scans), so a short prefix costs a probe per player and game
+    listed, not one per order."""
     namespaces = [namespace] if namespace is not None else (list(actor.namespaces) if actor.namespaces else None)
     params = {"lo": prefix, "pat": _like(prefix), "n": limit}
+    hi = _upper_bound(prefix)
     if session.get_bind().dialect.name == "postgresql":
-        hi = _upper_bound(prefix)
         params.update(hi=hi, ns=namespaces)
         sql = _PG_PLAYERS.format(hi="AND player_id ~<~ :hi" if hi else "",
                                  fhi="AND f.player_id ~<~ :hi" if hi else "",
                                  ns="AND namespace = ANY(:ns)" if namespaces else "",
                                  fns="AND f.namespace = ANY(:ns)" if namespaces else "")
-        ids = list(session.scalars(text(sql), params))
+        pairs = session.execute(text(sql), params).all()
     else:
         f = Fulfilment
-        hi = _upper_bound(prefix)
-        stmt = select(f.player_id).where(f.player_id.like(params["pat"], escape="\\"), f.player_id >= prefix,
-                                         *([f.player_id < hi] if hi else [])) \
-            .distinct().order_by(f.player_id).limit(limit)
+        ids = select(f.player_id).where(f.player_id.like(params["pat"], escape="\\"), f.player_id >= prefix,
+                                        *([f.player_id < hi] if hi else []))
+        stmt = select(f.namespace, f.player_id)
         if namespaces:
+            ids = ids.where(f.namespace.in_(namespaces))
             stmt = stmt.where(f.namespace.in_(namespaces))
-        ids = list(session.scalars(stmt))
-    if not ids:
-        return []
-    f = Fulfilment
-    stmt = select(f.namespace, f.player_id).where(f.player_id.in_(ids)).distinct()
-    if namespaces:
-        stmt = stmt.where(f.namespace.in_(namespaces))
-    pairs = sorted(session.execute(stmt).all(), key=lambda row: (row[1], row[0]))
+        ids = ids.distinct().order_by(f.player_id).limit(limit).scalar_subquery()
+        pairs = session.execute(stmt.where(f.player_id.in_(ids)).distinct()).all()
+    pairs = sorted(pairs, key=lambda row: (row[1], row[0]))
     return [{"namespace": ns, "playerId": player} for ns, player in pairs]
 
 
@@ -138,15 +150,13 @@ def search(session: Session, actor: Actor, query: SearchQuery, limit: int = 50) 
         raise OpsError(422, "validation_failed", f"q must be 1-{MAX_QUERY} printable characters",
                        {"fields": {"q": [f"1-{MAX_QUERY} printable characters"]}})
     check_page(actor, limit, query.namespace)
-    found = _matches(session, q)
-    orders: list[dict] = []
-    if found:
-        f = Fulfilment
-        stmt = select(f).where(f.id.in_(list(found)), *filters(
-            actor, f.namespace, ((f.namespace, query.namespace), (f.state, query.state)),
-            f.created_at, query.created_after, query.created_before))
-        rows = session.scalars(stmt.order_by(f.created_at.desc(), f.id.desc()).limit(limit + 1))
-        orders = [{**summary(row), "matchedBy": found[row.id]} for row in rows]
+    f = Fulfilment
+    found = _found(len(q) <= 32)   # no order id is longer
+    stmt = select(f, found.c.how).join(found, f.id == found.c.id).where(*filters(
+        actor, f.namespace, ((f.namespace, query.namespace), (f.state, query.state)),
+        f.created_at, query.created_after, query.created_before))
+    rows = session.execute(stmt.order_by(f.created_at.desc(), f.id.desc()).limit(limit + 1), {"q": q})
+    orders = [{**summary(row), "matchedBy": WAYS[how]} for row, how in rows]
     by_player, more_player = list_fulfilments(session, actor, FulfilmentQuery(
         namespace=query.namespace, state=query.state, player_id=q, created_after=query.created_after,
         created_before=query.created_before), limit)
