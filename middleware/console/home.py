@@ -71,7 +71,7 @@ def search_page():
             rows, more = ops.list_fulfilments(db, me, ops.FulfilmentQuery(**filters), SEARCH_ROWS)
             found = {"orders": rows, "more": more is not None, "players": []}
     return render_template("console/search.html", q=q, filters=filters, games=visible_games(), found=found,
-                           counts=counts, matches=ops_search.MATCHES, stuck=STUCK_MINUTES,
+                           counts=counts, shown=needs.shown, matches=ops_search.MATCHES, stuck=STUCK_MINUTES,
                            flag_labels=needs.FLAG_LABELS, all_states=states.STATES,
                            day=lambda value: value.strftime("%Y-%m-%d") if value else "",
                            last_day=lambda value: (value - timedelta(days=1)).strftime("%Y-%m-%d") if value else "")

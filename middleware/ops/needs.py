@@ -1,15 +1,18 @@
 """What needs a person: the counts on the console's home page and the flagged orders' list, each through an index
-(failed and stuck: the state indexes; flagged: the partial index on ``attention``; untraceable refunds: the
-reversals' state index; dead letters: the deliveries' state index; disabled sinks: a row per sink)."""
+(failed: the state index; stuck: the partial index of the active orders, migration 0011; flagged: the partial index
+on ``attention``; untraceable refunds: the reversals' state index; dead letters: the deliveries' state index;
+disabled sinks: a row per sink), all counted in one statement, each up to ``MANY``."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from middleware.ledger import states
-from middleware.ledger.models import Delivery, Fulfilment, OutboundEvent, Reversal, SinkState
+from middleware.ledger.models import Delivery, Fulfilment, OutboundEvent, Reversal, SinkState, UTCDateTime
+from middleware.ledger.order_models import ACTIVE_SQL
 from middleware.ops.base import Actor, OpsError, utc
 from middleware.ops.queries import summary
 from middleware.orders.price_check import PRICE_MISMATCH, PRICE_UNKNOWN
@@ -19,6 +22,7 @@ from middleware.sinks.states import DEAD
 # the kinds of flag an order's ``attention`` starts with; "other": anything else (an erased player...)
 FLAGS = {"price": (f"{PRICE_MISMATCH}:", f"{PRICE_UNKNOWN}:"), "partial_refund": ("partial ",)}
 FLAG_LABELS = {"price": "price mismatches", "partial_refund": "partial refunds", "other": "other flags"}
+MANY = 1000   # the home page counts up to this, then shows "1000+"
 
 
 def _starts(prefixes):
@@ -44,32 +48,63 @@ def _visible(stmt, actor: Actor, column):
     return stmt if actor.namespaces is None else stmt.where(column.in_(actor.namespaces))
 
 
+def shown(count: int) -> str:
+    """A count as the page shows it: ``"1000+"`` above ``MANY`` (the count stopped there)."""
+    return f"{MANY}+" if count > MANY else str(count)
+
+
+def _upto(stmt):
+    """How many rows ``stmt`` selects, counting no further than ``MANY + 1``: a scalar subquery."""
+    return select(func.count()).select_from(stmt.limit(MANY + 1).subquery()).scalar_subquery()
+
+
+@cache
+def _counts_statement(limited: bool, some_sinks: bool):
+    """Every count of the home page in one statement (one round trip), each through an index and bounded by
+    ``MANY``; parameters: ``stuck_before``, and ``namespaces`` (a key for some games) and ``sinks``."""
+    f = Fulfilment
+    one = literal_column("1")
+    namespaces = bindparam("namespaces", expanding=True)
+
+    def visible(stmt):
+        return stmt.where(f.namespace.in_(namespaces)) if limited else stmt
+    failed = visible(select(one).select_from(f).where(f.state.in_((states.FULFILL_FAILED, states.REVOKE_FAILED))))
+    # the predicate written out as ix_fulfilments_stuck's (bound parameters would not match the partial index)
+    stuck = visible(select(one).select_from(f).where(text(ACTIVE_SQL),
+                                                     f.state_changed_at < bindparam("stuck_before", type_=UTCDateTime)))
+    columns = [_upto(failed).label("failed"), _upto(stuck).label("stuck")]
+    columns += [_upto(visible(select(one).select_from(f).where(_flag_filter(kind)))).label(f"flag_{kind}")
+                for kind in FLAG_LABELS]
+    if not limited:   # an untraced reversal has no order: its game is what the notice said
+        columns.append(_upto(select(one).select_from(Reversal).where(Reversal.state == UNTRACED)).label("untraced"))
+    dead = select(one).select_from(Delivery).where(Delivery.state == DEAD)
+    if limited:
+        dead = dead.join(OutboundEvent, OutboundEvent.id == Delivery.event_id) \
+            .where(OutboundEvent.namespace.in_(namespaces))
+    disabled = select(func.count()).where(SinkState.disabled_at.is_not(None))
+    if some_sinks:
+        disabled = disabled.where(SinkState.name.in_(bindparam("sinks", expanding=True)))
+    columns += [_upto(dead).label("dead"), disabled.scalar_subquery().label("disabled")]
+    return select(*columns)
+
+
 def counts(session: Session, actor: Actor, stuck_before: datetime, sinks: list[str] | None = None) -> dict:
     """How many orders failed, are stuck (active, unchanged since ``stuck_before``), are flagged (per kind);
     how many refunds and disputes found no order (untraced), deliveries are dead-lettered and sinks disabled
-    (of ``sinks``, the configured ones; None: every sink with a disabled row)."""
-    f = Fulfilment
-    count = func.count()
-    failed = session.scalar(_visible(select(count).where(
-        f.state.in_((states.FULFILL_FAILED, states.REVOKE_FAILED))), actor, f.namespace))
-    stuck = session.scalar(_visible(select(count).where(
-        f.state.in_(states.ACTIVE), f.state_changed_at < utc(stuck_before)), actor, f.namespace))
-    flagged = {kind: session.scalar(_visible(select(count).where(_flag_filter(kind)), actor, f.namespace))
-               for kind in FLAG_LABELS}
-    untraced_stmt = select(count).where(Reversal.state == UNTRACED)
-    if actor.namespaces is not None:   # an untraced reversal has no order: its game is what the notice said
-        untraced_stmt = None
-    untraced = session.scalar(untraced_stmt) if untraced_stmt is not None else None
-    dead_stmt = select(count).select_from(Delivery).where(Delivery.state == DEAD)
-    if actor.namespaces is not None:
-        dead_stmt = dead_stmt.join(OutboundEvent, OutboundEvent.id == Delivery.event_id) \
-            .where(OutboundEvent.namespace.in_(actor.namespaces))
-    disabled_stmt = select(count).where(SinkState.disabled_at.is_not(None))
-    if sinks is not None:
-        disabled_stmt = disabled_stmt.where(SinkState.name.in_(sinks))
-    return {"failed": failed, "stuck": stuck, "flagged": flagged, "flaggedTotal": sum(flagged.values()),
-            "untracedReversals": untraced, "deadDeliveries": session.scalar(dead_stmt),
-            "disabledSinks": session.scalar(disabled_stmt)}
+    (of ``sinks``, the configured ones; None: every sink with a disabled row). Each count but the sinks' stops
+    at ``MANY + 1`` (``shown``: "1000+"): the page says that there are many, at the cost of a few index probes."""
+    limited, some_sinks = actor.namespaces is not None, sinks is not None
+    params: dict = {"stuck_before": utc(stuck_before)}
+    if limited:
+        params["namespaces"] = list(actor.namespaces)
+    if some_sinks:
+        params["sinks"] = list(sinks)
+    row = session.execute(_counts_statement(limited, some_sinks), params).one()._mapping
+    flagged = {kind: row[f"flag_{kind}"] for kind in FLAG_LABELS}
+    return {"failed": row["failed"], "stuck": row["stuck"], "flagged": flagged,
+            "flaggedTotal": min(sum(flagged.values()), MANY + 1),
+            "untracedReversals": None if limited else row["untraced"], "deadDeliveries": row["dead"],
+            "disabledSinks": row["disabled"]}
 
 
 def flagged_orders(session: Session, actor: Actor, kind: str | None = None, limit: int = 100) -> list[dict]:
