@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import select, update
 
 from middleware.ledger.models import AuditEntry, Delivery, Fulfilment, OutboundEvent, Reversal, SinkState, utcnow
+from middleware.ops import needs
+from middleware.ops.base import Actor
 from tests.support.orders_flow import put_order
 from tests.support.ops_ledger import GEMS, failed_order, fulfilled_order
 from tests.test_console import SECRET, act, app, csrf_of, sign_in, text  # noqa: F401  (app: the console's fixture)
@@ -130,3 +132,17 @@ def test_the_kraty_profile_is_a_card_and_timeline_details_are_fields(client, ser
     assert "<summary>raw JSON</summary>" in page
     order = text(client.get(f"/console/orders/{fulfilment_id}"))
     assert '<dl class="fields">' in order and "<dt>event</dt>" in order and "<summary>raw JSON</summary>" in order
+
+
+def test_a_count_stops_at_many_and_says_so(client, services, emulator, monkeypatch):
+    """Each home count stops at needs.MANY (a few index probes however many orders match) and shows "MANY+"."""
+    monkeypatch.setattr(needs, "MANY", 1)
+    monkeypatch.setattr(needs, "_counts_statement", needs._counts_statement.__wrapped__)
+    for n in range(3):
+        failed_order(client, emulator, services, txn=f"t-many-{n}")
+    sign_in(client, services, "viewer")
+    page = text(client.get("/console/"))
+    assert re.search(r'id="count-failed"[^>]*><strong>1\+</strong>', page)
+    assert _count(page, "stuck") == 0
+    with services.session() as s:
+        assert needs.counts(s, Actor("t", "viewer"), utcnow())["failed"] == 2   # MANY + 1: more than MANY

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from middleware.api import cursors
+from middleware.api.fulfilment_schemas import FulfilmentPage, FulfilmentSummary
 from middleware.ledger.models import (
     Delivery,
     Fulfilment,
@@ -410,3 +411,13 @@ def test_a_common_sku_with_another_filter_walks_the_orders_and_finds_the_same_pa
     walked = pages(path)
     monkeypatch.setattr(ops, "sku_is_common", lambda session, sku: False)   # the item rows' index instead
     assert pages(path) == walked and sorted(walked) == sorted(f"t-common-{n}" for n in range(12))
+
+
+def test_a_page_is_answered_in_its_schemas_shape(client, services, emulator):
+    """The list answers ops.summary's rows as they are (no marshmallow dump per request): they must be exactly what
+    dumping them with FulfilmentPage would give."""
+    _orders(client, services, emulator)
+    body = client.get("/v1/fulfilments", query_string={"limit": 2}, headers=key(services, "viewer")).get_json()
+    assert body["nextCursor"] and len(body["items"]) == 2
+    assert FulfilmentPage().dump(body) == body
+    assert all(set(row) == set(FulfilmentSummary._declared_fields) for row in body["items"])

@@ -13,6 +13,7 @@ from mappers import google_play as gp
 from mappers.google_play_api import ProductState
 from mappers import stripe_reversals as sr
 from middleware.ledger.models import Fulfilment, HistoryEntry, PaymentRef, Reversal, utcnow
+from middleware.api.search import FoundOrder, SearchResult
 from middleware.ledger import migrate
 from tests.support.ops_ledger import key
 
@@ -186,3 +187,11 @@ def test_migration_0008_backfills_refund_and_dispute_ids_and_google_order_ids(tm
     engine.dispose()
     migrate.downgrade(url, "0007")
     migrate.upgrade(url)
+
+
+def test_a_search_is_answered_in_its_schemas_shape(client, services, ledger):
+    """Answered as ops.search returns it (no marshmallow dump per request): exactly what SearchResult would dump."""
+    body = _search(client, key(services, "viewer"), q="buyer-1").get_json()
+    assert body["orders"] and body["players"]
+    assert SearchResult().dump(body) == body
+    assert all(set(order) == set(FoundOrder._declared_fields) for order in body["orders"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import g
+from flask import g, jsonify
 from marshmallow import RAISE
 
 from middleware.api import auth
@@ -92,9 +92,12 @@ def list_fulfilments(args):
             raise ApiError(400, "invalid_cursor", "the cursor is malformed") from None
     with services().session() as session:
         rows, following = ops.list_fulfilments(session, actor(), query, args["limit"], after)
-    return {"items": rows,
-            "nextCursor": encode_cursor(CURSOR_KIND, filters,
-                                        None if following is None else [following[0].isoformat(), following[1]])}
+    # the rows are FulfilmentSummary's shape already (ops.summary): answered as they are, not dumped field by
+    # field again (a page of 200 rows would spend milliseconds in marshmallow; tests check the two agree)
+    return jsonify({"items": rows,
+                    "nextCursor": encode_cursor(CURSOR_KIND, filters,
+                                                None if following is None else [following[0].isoformat(),
+                                                                                following[1]])})
 
 
 @blp.route("/<fulfilment_id>", methods=["GET"])

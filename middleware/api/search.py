@@ -7,6 +7,7 @@ transaction id) and as a player id, exactly and as a prefix (see ``middleware.op
 """
 from __future__ import annotations
 
+from flask import jsonify
 from marshmallow import RAISE, Schema, fields, validate
 
 from middleware import ops
@@ -64,4 +65,5 @@ def search(args):
     query = ops_search.SearchQuery(q=args["q"], namespace=args.get("namespace"), state=args.get("state"),
                                    created_after=args.get("createdAfter"), created_before=args.get("createdBefore"))
     with services().session() as session:
-        return ops_search.search(session, actor(), query, args["limit"])
+        found = ops_search.search(session, actor(), query, args["limit"])
+    return jsonify(found)   # SearchResult's shape already (see fulfilments.list_fulfilments)
