@@ -12,12 +12,12 @@ from redis import Redis
 from sqlalchemy import create_engine, inspect, text
 from werkzeug.serving import make_server
 
-from app import create_app
 from config.settings import ROOT
 from middleware.ledger import migrate
 from middleware.ledger.db import normalise_url
 from workers import runtime
 
+from tests.support.app_cache import AppCache
 from tests.support.orders_flow import emulator_config, empty_ledger
 from tests.support.google_fake import google_api_url, google_fake  # noqa: F401  (fixtures)
 from tests.support.stripe_fake import stripe_api_url, stripe_fake  # noqa: F401  (fixtures)
@@ -120,19 +120,34 @@ def settings_overrides(database_url, redis_url, catalog_path, stripe_api_url):
                 log_level="WARNING")
 
 
+@pytest.fixture(scope="session")
+def ledger_engine(database_url):
+    """An engine on the tests' ledger for emptying it between tests (a connection kept, not one per test)."""
+    engine = create_engine(database_url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
-def clean(database_url, redis_url, emulator):
+def clean(ledger_engine, redis_url, emulator):
     """An empty ledger, an empty Redis database and a reset emulator."""
-    empty_ledger(database_url)
+    empty_ledger(ledger_engine)
     connection = Redis.from_url(redis_url)
     connection.flushdb()
     connection.close()
 
 
+@pytest.fixture(scope="session")
+def app_cache():
+    cache = AppCache()
+    yield cache
+    cache.clear()
+
+
 @pytest.fixture
-def app(settings_overrides, clean):
-    app = create_app(settings_overrides)
-    app.config["TESTING"] = True
+def app(settings_overrides, clean, app_cache):
+    """The app of ``settings_overrides`` (built once per settings, new services per test: support/app_cache.py)."""
+    app = app_cache.app(settings_overrides)
     svc = app.extensions["kraty_bridge"]
     runtime.use(app)
     yield app

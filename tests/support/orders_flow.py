@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rq import SimpleWorker
 from rq.job import Job
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from emulator.config import load as load_emulator_config
 from config.settings import ROOT
@@ -28,13 +28,14 @@ def put_order(client, items, user="player-1", txn="txn-1", ns="demo", version=2,
     return client.put(fulfil_path(user, txn, ns, version), json={"items": items}, headers=headers or AUTH)
 
 
-def empty_ledger(database_url: str) -> None:
-    """Delete every row of every table (children first)."""
-    engine = create_engine(database_url)
+def empty_ledger(database: str | Engine) -> None:
+    """Delete every row of every table (children first); ``database``: a URL, or an engine kept between calls."""
+    engine = create_engine(database) if isinstance(database, str) else database
     with engine.begin() as connection:
         for table in table_names_children_first():
             connection.execute(text(f"DELETE FROM {table}"))
-    engine.dispose()
+    if engine is not database:
+        engine.dispose()
 
 
 def release_scheduled(redis) -> int:
