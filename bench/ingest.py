@@ -23,7 +23,7 @@ from bench.profile import Profile
 TARGET = 0.5
 FULL = dict(configs=[("sync", 2, 1), ("sync", 4, 1), ("gthread", 2, 4), ("gthread", 3, 4), ("gthread", 4, 2)],
             seconds=5.0, rounds=2, warmup=2.0, connections=16, unloaded=3.0)
-QUICK = dict(configs=[("gthread", 2, 2)], seconds=1.0, rounds=1, warmup=0.5, connections=4, unloaded=1.0)
+QUICK = dict(configs=[("gthread", 2, 2)], seconds=0.5, rounds=1, warmup=0.5, connections=4, unloaded=0.5)
 BARE = "bench.bare_app:app"
 FLOOR = "bench.floor_app:app"   # one committed INSERT + one HTTP call to the emulator, then the answer
 APP = "app:create_app()"

@@ -46,8 +46,8 @@ LEG_KEYS = ("requests", "errors", "seconds", "rps", "p50_ms", "p99_ms", "wrapped
 # the options every store benchmark takes; a store adds its own (``{**FULL, "verify": 2000}``)
 FULL = dict(configs=INGEST_FULL["configs"], seconds=5.0, rounds=2, warmup=2.0, connections=16, unloaded=3.0,
             duplicates=3.0, exact=1200, exact_connections=8, bare_lines=4000)
-QUICK = dict(configs=[("gthread", 2, 2)], seconds=1.0, rounds=1, warmup=0.5, connections=4, unloaded=1.0,
-             duplicates=1.0, exact=48, exact_connections=4, bare_lines=400)
+QUICK = dict(configs=[("gthread", 2, 2)], seconds=0.5, rounds=1, warmup=0.5, connections=4, unloaded=0.5,
+             duplicates=0.5, exact=48, exact_connections=4, bare_lines=400)
 
 
 def lines_for(rate: float, seconds: float, connections: int) -> int:

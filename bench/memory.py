@@ -29,7 +29,7 @@ from bench.procs import Emulator, Gunicorn
 PEAK_LIMIT_MB = 120.0
 GROWTH_LIMIT = 0.10
 FULL = dict(orders=10_000, connections=4, worker_class="gthread", threads=4, timeout=900)
-QUICK = dict(orders=200, connections=2, worker_class="gthread", threads=4, timeout=120)
+QUICK = dict(orders=100, connections=2, worker_class="gthread", threads=4, timeout=120)
 
 
 def _fulfilled(svc) -> int:
