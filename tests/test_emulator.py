@@ -21,6 +21,8 @@ from emulator.app import create_app
 from emulator.config import ConfigError, load, normalize
 from emulator.faults import ConnectionDropped
 
+from tests.support.wsgi_server import SHUTDOWN_POLL
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_" + base64.b64encode(b"emulator-test-secret-0123456789ab").decode()
 SK, CK, OTHER_SK = "kraty_sk_demo", "kraty_ck_demo", "kraty_sk_other"
@@ -456,7 +458,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/webhooks/kraty"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(SHUTDOWN_POLL,), daemon=True).start()
 
     def close(self):
         self.server.shutdown()

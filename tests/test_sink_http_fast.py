@@ -19,6 +19,7 @@ from middleware.sinks.delivery import deliver_now
 from workers.queues import SINK_QUEUE, queue
 
 from tests.support.sink_receiver import SinkServer
+from tests.support.wsgi_server import SHUTDOWN_POLL
 
 SECRET = "whsec_" + base64.b64encode(b"f" * 32).decode()
 
@@ -182,7 +183,7 @@ class Answers(ThreadingHTTPServer):
 def test_the_connection_is_reused_unless_the_answer_is_too_long():
     big = b"x" * (http.BODY_CAP * 4)
     server = Answers([(200, b'{"ok":true}'), (500, b"oops\nsorry"), (204, b""), (502, big), (200, b"{}")])
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         results = [http.post(url, b"{}", {"Content-Type": "application/json"}, 2) for _ in range(5)]

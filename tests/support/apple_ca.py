@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
+from tests.support.wsgi_server import SHUTDOWN_POLL
+
 LEAF_OID = "1.2.840.113635.100.6.11.1"
 INTERMEDIATE_OID = "1.2.840.113635.100.6.2.1"
 DER_NULL = b"\x05\x00"  # the value Apple's certificates give both OIDs
@@ -331,7 +333,7 @@ class OcspResponder:
     def __enter__(self):
         import threading
 
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,), daemon=True)
         self._thread.start()
         return self
 

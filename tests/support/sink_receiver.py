@@ -18,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.support.catalogs import with_kraty_secrets
 from tests.support.kraty_webhooks import SECRET as KRATY_SECRET
+from tests.support.wsgi_server import SHUTDOWN_POLL
 
 CRM_SECRET = "whsec_" + base64.b64encode(b"c" * 32).decode()
 ANALYTICS_SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
@@ -53,7 +54,7 @@ class SinkServer:
         self.stopping = threading.Event()
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(SHUTDOWN_POLL,), daemon=True)
         self.thread.start()
 
     # ---- telling it what to do

@@ -19,6 +19,10 @@ from config.settings import ROOT
 
 from tests.support.orders_flow import emulator_config
 
+# How often a test's server loop looks for shutdown(): socketserver's default (0.5 s) is what each stop() waits, at
+# worst, for the loop to notice.
+SHUTDOWN_POLL = 0.05
+
 
 class QuietHandler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real API
@@ -31,7 +35,7 @@ class QuietHandler(WSGIRequestHandler):
 def serve(wsgi_app, request_handler=QuietHandler) -> Iterator[str]:
     """``wsgi_app`` served in a thread on 127.0.0.1 (a free port): its base URL."""
     server = make_server("127.0.0.1", 0, wsgi_app, threaded=True, request_handler=request_handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
