@@ -14,6 +14,7 @@ from flask import Flask
 from app import create_app
 from config.settings import load_settings
 from middleware import logs
+from middleware.metrics import tracing
 from middleware.services import Services
 
 
@@ -50,6 +51,7 @@ class AppCache:
             return built.app
         settings = built.parts[0]
         logs.configure_logging(settings.log_level, settings.log_json)   # another app may have changed it
+        tracing.configure(settings)   # as create_app: the exporter when KB_OTEL_ENABLED (once per process)
         built.app.config.clear()
         built.app.config.update(built.config)
         built.app.extensions["kraty_bridge"] = Services(*built.parts)
