@@ -26,6 +26,7 @@ class Built:
         self.config = dict(app.config)
         svc: Services = app.extensions["kraty_bridge"]
         self.parts = (svc.settings, svc.catalog, svc.storefronts, svc.sinks)
+        self.jobs = type(svc.jobs)   # the enqueue side create_app gave (workers.queues.RqJobs), built per Services
         self.fresh = True   # its first test uses the Services create_app made
 
 
@@ -54,7 +55,7 @@ class AppCache:
         tracing.configure(settings)   # as create_app: the exporter when KB_OTEL_ENABLED (once per process)
         built.app.config.clear()
         built.app.config.update(built.config)
-        built.app.extensions["kraty_bridge"] = Services(*built.parts)
+        built.app.extensions["kraty_bridge"] = Services(*built.parts, jobs=built.jobs)
         return built.app
 
     def clear(self) -> None:
