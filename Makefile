@@ -47,12 +47,16 @@ lock: | $(PY)
 run: $(STAMP)
 	exec $(PY) -m config.embedded
 
+# The tests start hundreds of Python processes (gunicorn, workers, the emulator, the benchmarks): they must be able to
+# cache the compiled project modules (a PYTHONDONTWRITEBYTECODE=1 in the environment made each start compile them all).
+TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
+
 test: $(DEV_STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The markers are registered in pytest.ini; CI (.ci/run -> make test) runs every test.
 test-fast: $(DEV_STAMP)
-	$(PY) -m pytest -q -m "not processes and not browser and not bench" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q -m "not processes and not browser and not bench" $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	$(PY) -m bench
