@@ -16,7 +16,8 @@ EVENT = {"source": "accelbyte", "namespace": "demo", "content_type": "applicatio
 
 
 def _columns(row, *leave_out) -> dict:
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in ("id", "fulfilment_id", *leave_out)}
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns
+            if c.key not in ("id", "fulfilment_id", *leave_out)}
 
 
 def _snapshot(services, fid) -> tuple:
@@ -30,7 +31,8 @@ def _snapshot(services, fid) -> tuple:
 def test_the_core_insert_writes_what_the_orm_writes(services):
     game = services.catalog.game("demo")
     now = utcnow()
-    order = dict(namespace="demo", source="accelbyte", lines=LINES, resolved=[resolve_line(game, line) for line in LINES],
+    order = dict(namespace="demo", source="accelbyte", lines=LINES,
+                 resolved=[resolve_line(game, line) for line in LINES],
                  actor="storefront:s", state=states.FULFILLING, now=now, player_id="p", storefront="s", key_scope="s",
                  environment="production", lease_owner=services.identity, lease_until=now)
     with services.session() as session:

@@ -84,7 +84,8 @@ def fulfil(game, storefront: str, user_id: str, transaction_id: str, lines: list
     new = create.new_order_rows(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, lines=lines,
                                 resolved=resolved, actor=actor, state=states.FULFILLING, now=now, player_id=user_id,
                                 storefront=storefront, key_scope=storefront, environment="production",
-                                lease_owner=svc.identity, lease_until=now + timedelta(seconds=svc.settings.lease_seconds))
+                                lease_owner=svc.identity,
+                                lease_until=now + timedelta(seconds=svc.settings.lease_seconds))
     for _ in range(3):  # the row we collided with may itself roll back: then try again
         with svc.engine.connect() as connection:
             f = order_insert.insert_order(connection, new, event)  # committed before Kraty is called

@@ -5,8 +5,9 @@ Every way an order comes in goes through here: a store's purchase (``record.py``
 (``api/fulfil_orders.py``, created leased and already FULFILLING) and an import of past purchases
 (``imports/order_rows.py``, which inserts the same values set-wise). ``new_order`` makes the order as ORM
 objects (a store's purchase goes on to work on it in its session); ``new_order_rows`` makes the same values as
-column values, for an INSERT on SQLAlchemy Core (``order_insert.py``: the PUT's one statement). The purchase events an order emits come
-later, from the attempt that settles it (``purchase_events.py``); an imported order emits none.
+column values, for an INSERT on SQLAlchemy Core (``order_insert.py``: the PUT's one statement). The purchase
+events an order emits come later, from the attempt that settles it (``purchase_events.py``); an imported order
+emits none.
 """
 from __future__ import annotations
 
