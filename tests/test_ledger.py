@@ -10,6 +10,7 @@ from middleware.orders.retry import backoff_delay
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Base, Fulfilment, FulfilmentItem, InboundEvent
+from middleware.orders import create, order_insert
 from middleware.orders.lines import grant_key, key_source, revoke_key
 
 
@@ -56,13 +57,21 @@ def test_inbound_events_are_unique_per_source_and_event_id(services):
     assert {row.raw_body for row in rows} == {b"{}", b'{"raw": true}'}
 
 
+def _new_order(txn="t-1", namespace="demo", source="accelbyte"):
+    return create.new_order_rows(namespace=namespace, source=source, transaction_id=txn, player_id="p",
+                                 lines=[{"itemSku": "gems_100", "quantity": 1}], resolved=[], actor="test")
+
+
 def test_fulfilments_are_unique_per_namespace_source_and_transaction(services):
+    event = {"source": "accelbyte", "namespace": "demo", "raw_body": b"{}"}
+    for k, (order, new) in enumerate(((_new_order(), True), (_new_order(), False), (_new_order(source="stripe"), True),
+                                      (_new_order(namespace="other"), True))):
+        with services.engine.connect() as connection:
+            inserted = order_insert.insert_order(connection, order, {**event, "provider_event_id": f"e-{k}"})
+        assert (inserted is not None) is new
     with services.session() as session:
-        for order, new in ((_order(), True), (_order(), False), (_order(source="stripe"), True),
-                           (_order(namespace="other"), True)):
-            assert repo.create_fulfilment(session, order) is new
-            session.commit()
         assert len(session.scalars(select(Fulfilment)).all()) == 3
+        assert len(session.scalars(select(InboundEvent)).all()) == 3  # the repeat's event went with it: nothing
 
 
 def test_every_transition_is_recorded_and_illegal_ones_refused(services):

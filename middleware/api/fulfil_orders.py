@@ -10,8 +10,9 @@ from sqlalchemy.orm import selectinload
 
 from mappers import accelbyte_results as results
 from middleware.orders import actions
-from middleware.orders import attempts
+from middleware.orders import attempt_core
 from middleware.orders import create
+from middleware.orders import order_insert
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
@@ -75,41 +76,58 @@ def fulfil(game, storefront: str, user_id: str, transaction_id: str, lines: list
     actor = _actor(storefront)
     resolved = _resolve_all(game, lines)
     digest = request_hash(lines)
-    event_id = f"{game.namespace}:{storefront}:{transaction_id}:{digest[:16]}"
+    event = {"source": SOURCE, "provider_event_id": f"{game.namespace}:{storefront}:{transaction_id}:{digest[:16]}",
+             "namespace": game.namespace, "content_type": (request.content_type or "")[:128] or None,
+             "raw_body": raw_body}
     now = utcnow()
-    with svc.session() as session:
-        # Created leased and already FULFILLING: this request makes the first attempt right away.
-        f = create.new_order(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, lines=lines,
-                             resolved=resolved, actor=actor, state=states.FULFILLING, now=now, player_id=user_id,
-                             storefront=storefront, key_scope=storefront, environment="production",
-                             lease_owner=svc.identity, lease_until=now + timedelta(seconds=svc.settings.lease_seconds))
-        new = f
-        for _ in range(3):  # the row we collided with may itself roll back: then try again
-            created = repo.create_fulfilment(session, new)
-            f = new if created else repo.find(session, game.namespace, SOURCE, transaction_id, storefront)
+    # Created leased and already FULFILLING: this request makes the first attempt right away.
+    new = create.new_order_rows(namespace=game.namespace, source=SOURCE, transaction_id=transaction_id, lines=lines,
+                                resolved=resolved, actor=actor, state=states.FULFILLING, now=now, player_id=user_id,
+                                storefront=storefront, key_scope=storefront, environment="production",
+                                lease_owner=svc.identity,
+                                lease_until=now + timedelta(seconds=svc.settings.lease_seconds))
+    for _ in range(3):  # the row we collided with may itself roll back: then try again
+        with svc.engine.connect() as connection:
+            f = order_insert.insert_order(connection, new, event)  # committed before Kraty is called
             if f is not None:
-                break
-        else:
-            raise ApiError(503, 20000, "the order is being written by another request; try again")
-        if not created and (f.request_hash != digest or f.player_id != user_id):
+                metrics.ingested(SOURCE, True)  # kb_ingested_events_total
+                # we hold the lease we inserted with: the first attempt, the workers' way, on the order in hand
+                outcome = attempt_core.attempt_inserted(svc, connection, f, actor)
+        if f is not None:
+            return _attempted(svc, game, f, outcome, actor)
+        answer = _repeated(svc, game, storefront, user_id, transaction_id, digest, event, actor)
+        if answer is not None:
+            return answer
+    raise ApiError(503, 20000, "the order is being written by another request; try again")
+
+
+def _attempted(svc, game, f, outcome, actor: str) -> dict:
+    """The answer after the new order's first attempt (``f`` as the attempt left it)."""
+    actions.schedule_retry(svc, f.id, outcome)
+    if not outcome.ran:  # the lease was taken over meanwhile: carry on as any repeat would
+        actions.run(svc, f.id, actor, actions.RETRY)
+    elif f.state not in states.ACTIVE:
+        return results.fulfilment_result(f, game)
+    return _result(f.id, game, results.fulfilment_result, actor)
+
+
+def _repeated(svc, game, storefront: str, user_id: str, transaction_id: str, digest: str, event: dict,
+              actor: str) -> dict | None:
+    """A repeat of an order that is there: its event recorded (once), then the order answered as it stands if it is
+    settled, else carried on with an attempt. None if the order is not there after all (its insert rolled back)."""
+    with svc.session() as session:
+        f = repo.find(session, game.namespace, SOURCE, transaction_id, storefront)
+        if f is None:
+            return None
+        if f.request_hash != digest or f.player_id != user_id:
             raise _different_payload()
-        repo.record_event(session, source=SOURCE, provider_event_id=event_id, namespace=game.namespace,
-                          content_type=request.content_type,
-                          raw_body=raw_body, fulfilment_id=f.id, new=created)
-        metrics.ingested(SOURCE, created)  # kb_ingested_events_total
+        repo.record_event(session, fulfilment_id=f.id, **event)
+        metrics.ingested(SOURCE, False)  # kb_ingested_events_total
         session.commit()
-        attempted = False
-        if created:  # we hold the lease we inserted with: attempt right here, on the objects in hand
-            outcome = attempts.fulfil_loaded(svc, session, f, actor)
-            actions.schedule_retry(svc, f.id, outcome)
-            attempted = outcome.ran
-            if attempted and f.state not in states.ACTIVE:
-                return results.fulfilment_result(f, game)
-        elif f.state in NOTHING_TO_DO:  # a repeat of a settled order: answer it as it stands, claim nothing
+        if f.state in NOTHING_TO_DO:  # a repeat of a settled order: answer it as it stands, claim nothing
             return results.fulfilment_result(f, game)
         fulfilment_id = f.id
-    if not attempted:
-        actions.run(svc, fulfilment_id, actor, actions.RETRY)
+    actions.run(svc, fulfilment_id, actor, actions.RETRY)
     return _result(fulfilment_id, game, results.fulfilment_result, actor)
 
 

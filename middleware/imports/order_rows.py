@@ -20,7 +20,6 @@ from middleware.imports.rows import REFUNDED
 
 GRANTED_ELSEWHERE = "granted elsewhere: imported from the studio's previous system; Kraty was not called"
 REFUNDED_ELSEWHERE = "refunded elsewhere: imported as granted and taken back by the studio's previous system"
-ITEM_COLUMNS = [column.key for column in FulfilmentItem.__table__.columns if column.key != "id"]
 
 
 @dataclass
@@ -90,7 +89,7 @@ def _item_values(order: Order, now, templates: dict[str, list[dict]]) -> list[di
     """The order's item rows as column values; the rows of one line (SKU, quantity) are built once a batch."""
     key = request_hash([order.resolved.line])
     if key not in templates:
-        templates[key] = [{k: getattr(item, k) for k in ITEM_COLUMNS} for item in item_rows(0, order.resolved)]
+        templates[key] = create.item_values(item_rows(0, order.resolved))
     refunded = _refunded(order)
     return [{**template, "fulfilment_id": order.id, "order_created_at": order.row["purchased_at"], "cycle": 0,
              "revoke_to": None, "updated_at": now, "idempotency_key": None,

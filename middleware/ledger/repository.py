@@ -64,18 +64,11 @@ def find(session: Session, namespace: str, source: str, transaction_id: str,
 
 def record_event(session: Session, *, source: str, provider_event_id: str, namespace: str | None,
                  content_type: str | None, raw_body: bytes, outcome: str = "recorded",
-                 detail: str | None = None, fulfilment_id: str | None = None, new: bool = False) -> bool:
-    """Insert an inbound event unless (source, provider event id) is already there. True if new.
-
-    ``new``: the caller knows the id cannot exist yet (it names a row created in this transaction),
-    so no savepoint is needed.
-    """
+                 detail: str | None = None, fulfilment_id: str | None = None) -> bool:
+    """Insert an inbound event unless (source, provider event id) is already there. True if new."""
     event = InboundEvent(source=source, provider_event_id=provider_event_id, namespace=namespace,
                          content_type=(content_type or "")[:128] or None, raw_body=raw_body, outcome=outcome,
                          detail=detail, fulfilment_id=fulfilment_id)
-    if new:
-        session.add(event)
-        return True
     try:
         with session.begin_nested():
             session.add(event)
@@ -202,18 +195,6 @@ def take_outbox(connection: Connection, limit: int) -> list:
 
 def drop_outbox(connection: Connection, ids: list[int]) -> None:
     connection.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
-
-
-def create_fulfilment(session: Session, fulfilment: Fulfilment) -> bool:
-    """Insert a new order as the transaction's first write; False if (namespace, source, storefront,
-    transaction id) exists, and then the transaction is rolled back (it held nothing else), ready for the next query."""
-    session.add(fulfilment)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        return False
-    return True
 
 
 def claim(session: Session, fulfilment_id: str, owner: str, lease_seconds: float,

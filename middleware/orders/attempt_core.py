@@ -13,6 +13,10 @@ handful of statements on one pooled connection, without the ORM's unit of work.
 
 An order whose lines must first be looked up in its store, or that the claim cannot take, goes the ORM
 way (``attempts.attempt_fulfil``), which handles every case.
+
+A storefront's fulfil PUT makes its order's first attempt here too (``attempt_inserted``): the order was
+inserted and committed leased by this process and already FULFILLING (``order_insert``), so that insert was
+the claim, and the attempt goes straight to step 2 with the version it was inserted with.
 """
 from __future__ import annotations
 
@@ -72,6 +76,13 @@ def attempt_fulfil(services: Services, fulfilment_id: str, actor: str) -> Outcom
             f, version = claimed
             return _run(services, connection, f, version, actor)
     return attempts.attempt_fulfil(services, fulfilment_id, actor)
+
+
+def attempt_inserted(services: Services, connection, f, actor: str) -> Outcome:
+    """The first attempt of an order ``order_insert.insert_order`` has just committed on ``connection``, leased
+    by this process (``services.identity``) and FULFILLING: the calls and their results, fenced by the version
+    it was inserted with (a lease taken over meanwhile drops them, as for any claim)."""
+    return _run(services, connection, f, f.version, actor)
 
 
 def _claim(services: Services, connection, fulfilment_id: str, actor: str):
