@@ -7,7 +7,6 @@ peak is the larger of a 50 ms background sampler and the kernel's high-water mar
 """
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path

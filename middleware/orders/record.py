@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from config.catalog import Game
 from mappers.canonical import Purchase
