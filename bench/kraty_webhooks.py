@@ -9,7 +9,7 @@ like ``../shared/protocols/kraty.md``) with a fresh ``webhook-id`` and valid ``w
 game's secret). The catalog is the example one with two ``kraty_webhook_secrets`` for game ``demo`` (a
 rotation: the current one signs, the old one is still live). So each request verifies the signature,
 parses the event, picks the game, inserts an ``inbound_events`` row, commits and gets its RQ job
-(``workers.events.handle``) enqueued; no worker runs: the jobs accumulate, and Redis is flushed between
+(``workers.events.kraty``) enqueued; no worker runs: the jobs accumulate, and Redis is flushed between
 configurations. The signed requests are generated into a file right before each load run (signatures
 carry a timestamp; the library's 5-minute tolerance applies) and the load client takes them in turn; the
 bare endpoint ignores what it reads, so its runs may repeat lines. A secondary run replays webhooks already

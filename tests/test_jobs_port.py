@@ -22,7 +22,7 @@ def test_jobs_enqueued_through_the_port_keep_their_dotted_paths(services, redis)
     enqueued = {
         services.jobs.attempt("f-1", "RECEIVED", 0): "workers.fulfil.fulfil",
         services.jobs.attempt("f-2", "REVOKING", 3): "workers.revoke.revoke",
-        services.jobs.event(7, 1): "workers.events.handle",
+        services.jobs.event("stripe", 7, 1): "workers.events.stripe",
         services.jobs.reverse("f-3", 2): "workers.events.reverse",
         services.jobs.followup("f-4", 0): "workers.followups.followup",
         services.jobs.delivery("d-1", 1, tag="r1"): "workers.deliver.deliver",
@@ -37,6 +37,8 @@ def test_jobs_enqueued_through_the_port_keep_their_dotted_paths(services, redis)
 
 def test_a_job_function_keeps_its_module_and_name():
     for job, path in ((fulfil.fulfil, "workers.fulfil.fulfil"), (revoke.revoke, "workers.revoke.revoke"),
+                      (events.stripe, "workers.events.stripe"), (events.app_store, "workers.events.app_store"),
+                      (events.google_play, "workers.events.google_play"), (events.kraty, "workers.events.kraty"),
                       (events.handle, "workers.events.handle"), (events.reverse, "workers.events.reverse"),
                       (followups.followup, "workers.followups.followup"), (deliver.deliver, "workers.deliver.deliver"),
                       (reconcile.reconcile, "workers.reconcile.reconcile")):

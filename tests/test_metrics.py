@@ -225,7 +225,7 @@ def test_a_queued_job_shows_as_depth_and_age(mclient, msvc):
     empty = scrape(mclient)
     assert value(empty, "kb_queue_depth", queue=FULFILMENT_QUEUE) == 0
     assert value(empty, "kb_queue_oldest_job_age_seconds", queue=FULFILMENT_QUEUE) == 0
-    job_id = enqueue_event(redis, 424242)
+    job_id = enqueue_event(redis, "stripe", 424242)
     samples = scrape(mclient)
     assert value(samples, "kb_queue_depth", queue=FULFILMENT_QUEUE) == 1
     assert value(samples, "kb_queue_depth", queue="kb-sinks") == 0

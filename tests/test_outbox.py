@@ -103,7 +103,7 @@ def test_the_relay_thread_moves_a_new_events_job(client, services, redis, stripe
         assert post(client, _paid(stripe_fake)).status_code == 200
         (event_id,) = _event_ids(services)
         poll(lambda: queue(redis, FULFILMENT_QUEUE).count == 1, timeout=20, what="the relay to queue the job")
-        assert Job.fetch(f"event-{event_id}-0", connection=redis).func_name == "workers.events.handle"
+        assert Job.fetch(f"event-{event_id}-0", connection=redis).func_name == "workers.events.stripe"
         poll(lambda: not _outbox(services), timeout=20, what="the relay to delete the row")
     finally:
         stop.set()

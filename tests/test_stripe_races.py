@@ -6,7 +6,7 @@ import threading
 from sqlalchemy import select
 
 from middleware.ledger.models import InboundEvent
-from middleware.stores.recorded_events import handle_now
+from middleware.stores.stripe_events import handle_event
 from middleware.orders.reconciler import reconcile_now
 
 from tests.support.orders_flow import drain
@@ -28,7 +28,7 @@ def test_purchase_and_refund_racing_end_with_nothing_granted(client, services, r
 
         def run(event_id):
             barrier.wait()
-            handle_now(services, event_id)
+            handle_event(services, event_id)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in (purchase_id, refund_id)]
         for t in threads:

@@ -67,7 +67,7 @@ def test_one_trace_from_the_request_through_the_job_kraty_and_the_sink(client, r
     request = by_name["POST /webhooks/stripe/<namespace>"][0]
     assert request.kind == SpanKind.SERVER and f"{request.parent.span_id:016x}" == CALLER_SPAN
     assert request.attributes["http.response.status_code"] == 200
-    handle = by_name["job workers.events.handle"][0]
+    handle = by_name["job workers.events.stripe"][0]
     assert handle.kind == SpanKind.CONSUMER and handle.parent.span_id == request.context.span_id
     credit = by_name["kraty credit"][0]
     assert credit.kind == SpanKind.CLIENT and credit.parent.span_id == handle.context.span_id

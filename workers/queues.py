@@ -85,17 +85,19 @@ def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int,
     return enqueue(redis, job, f"{kind}-{fulfilment_id}-{attempts}", fulfilment_id, delay=delay, result_ttl=3600)
 
 
-def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0, pipeline=None,
+def enqueue_event(redis: Redis, source: str, inbound_event_id: int, attempt: int = 0, pipeline=None,
                   trace: str | None = None) -> str:
-    """Enqueue the job that handles a recorded store event (``workers/events.py``).
+    """Enqueue the job that handles a recorded ``source`` event (``workers/events.py``: the source's job).
 
     A new event's job is enqueued once, from the outbox (``relay_outbox``: ``pipeline`` is its batch's, ``trace``
     the trace context the event's request left in its row); the reconciler and ``flask events`` re-enqueue a
     stalled one as the next attempt, under a new id.
     """
+    if source not in events.FOR_SOURCE:
+        raise ValueError(f"event {inbound_event_id}: no job for {source!r} events")
     job_id = f"event-{inbound_event_id}-{attempt}"
     meta = {"trace": json.loads(trace)} if trace else None  # the request's trace context, from the outbox row
-    enqueue(redis, events.handle, job_id, inbound_event_id, unless_waiting=bool(attempt),
+    enqueue(redis, events.FOR_SOURCE[source], job_id, inbound_event_id, unless_waiting=bool(attempt),
             pipeline=True if pipeline is None else pipeline, meta=meta)
     return job_id
 
@@ -116,7 +118,7 @@ def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int
                 for row in rows:
                     if row.job != "event":
                         raise ValueError(f"outbox row {row.id}: unknown job {row.job!r}")
-                    enqueue_event(redis, int(row.ref), pipeline=pipe, trace=row.trace)
+                    enqueue_event(redis, row.source, int(row.ref), pipeline=pipe, trace=row.trace)
                 pipe.execute()
             repo.drop_outbox(connection, [row.id for row in rows])
         moved += len(rows)
@@ -161,8 +163,8 @@ class RqJobs:
     def attempt(self, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
         return enqueue_attempt(self.services.redis, fulfilment_id, state, attempts, delay=delay)
 
-    def event(self, inbound_event_id: int, attempt: int = 0) -> str:
-        return enqueue_event(self.services.redis, inbound_event_id, attempt)
+    def event(self, source: str, inbound_event_id: int, attempt: int = 0) -> str:
+        return enqueue_event(self.services.redis, source, inbound_event_id, attempt)
 
     def followup(self, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
         return enqueue_followup(self.services.redis, fulfilment_id, attempt, delay)

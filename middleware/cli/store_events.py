@@ -73,11 +73,15 @@ def list_events(source, outcome, namespace, since, limit, as_json):
         click.echo(table(COLUMNS, rows, empty="no events match"))
 
 
-def _mark_pending(ids: list[int]) -> None:
+def _mark_pending(ids: list[int]) -> dict[int, str]:
+    """The events marked pending again, and each one's source (whose job handles it)."""
+    sources = {}
     with services().session() as session:
         for row in session.scalars(select(InboundEvent).where(InboundEvent.id.in_(ids))):
             row.outcome, row.attempts, row.detail = "pending", 0, f"replayed (was {row.outcome}: {row.detail})"[:2000]
+            sources[row.id] = row.source
         session.commit()
+    return sources
 
 
 @events.command("replay")
@@ -121,22 +125,23 @@ def replay(event_ids, outcome, source, namespace, since, limit, yes):
         if not yes:
             click.confirm(f"Replay {plural(len(ids), outcome + ' event')}?", abort=True, err=True)
     if len(ids) == 1:
-        _mark_pending(ids)
+        sources = _mark_pending(ids)
         try:
-            svc.jobs.event(ids[0], attempt=int(time.time()))  # a job id of its own
+            svc.jobs.event(sources[ids[0]], ids[0], attempt=int(time.time()))  # a job id of its own
         except RedisError as exc:
             click.echo(f"recorded as pending; Redis is unreachable ({exc}): the reconciler will enqueue it")
             return
         click.echo(f"event {ids[0]} replayed")
         return
+    sources = {}
     for start in range(0, len(ids), CHUNK):
-        _mark_pending(ids[start:start + CHUNK])
+        sources.update(_mark_pending(ids[start:start + CHUNK]))
     attempt = int(time.time())
     enqueued = 0
     try:
         with progress(ids, f"replaying {len(ids)} events") as bar:
             for event_id in bar:
-                svc.jobs.event(event_id, attempt=attempt)
+                svc.jobs.event(sources[event_id], event_id, attempt=attempt)
                 enqueued += 1
     except RedisError as exc:
         click.echo(f"{plural(len(ids), 'event')} recorded as pending, {enqueued} enqueued; Redis is unreachable "

@@ -19,8 +19,10 @@ from middleware.ledger import repository as repo
 from middleware.ledger.models import Fulfilment, utcnow
 from middleware.services import Services
 from middleware.sinks.outbound_events import emit, enqueue_new
+from middleware.stores import recorded_events
 
 ACTOR = "kraty"
+SOURCE = "kraty"  # the inbound events' source (api/kraty_webhook.py records them)
 CONFIRMS = ("wallet.changed", "inventory.changed")
 
 
@@ -90,3 +92,9 @@ def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, st
     if kind in CONFIRMS:
         _, detail, fulfilment_id = _confirm(svc, game, event)
     return "processed", f"{detail}; passed on to {passed} sink delivery(ies)", fulfilment_id
+
+
+def handle_event(svc: Services, inbound_event_id: int) -> str | None:
+    """The job of a recorded Kraty webhook (``workers/events.kraty``): handled once while pending, the outcome
+    kept on its row (``recorded_events.handle``)."""
+    return recorded_events.handle(svc, inbound_event_id, SOURCE, handle_recorded)

@@ -26,8 +26,8 @@ class Jobs(Protocol):
     def attempt(self, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
         """The next fulfil (or, for an order in REVOKING, revoke) attempt of an order; None if already waiting."""
 
-    def event(self, inbound_event_id: int, attempt: int = 0) -> str:
-        """Handle a recorded store event (attempt 0: its first job; later ones: a re-enqueue under a new id)."""
+    def event(self, source: str, inbound_event_id: int, attempt: int = 0) -> str:
+        """Handle a recorded ``source`` event (attempt 0: its first job; later ones: a re-enqueue under a new id)."""
 
     def followup(self, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
         """Tell the store a granted order is granted (Google Play consume / acknowledge)."""

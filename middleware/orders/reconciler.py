@@ -36,8 +36,8 @@ def reconcile_now(svc: Services, stale_seconds: float | None = None) -> dict:
         if svc.jobs.attempt(fulfilment_id, state, attempts):
             enqueued += 1
     events, failed = _stalled_events(svc, now - timedelta(seconds=stale))
-    for event_id, attempts in events:
-        svc.jobs.event(event_id, attempts)
+    for source, event_id, attempts in events:
+        svc.jobs.event(source, event_id, attempts)
     waiting = _waiting_reversals(svc, now - timedelta(seconds=stale))
     for fulfilment_id, last in waiting:
         svc.jobs.reverse(fulfilment_id, last)
@@ -69,7 +69,7 @@ def _stalled_orders(svc: Services, stale_before, now) -> list[tuple[str, str, in
     return rows
 
 
-def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]], int]:
+def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[str, int, int]], int]:
     """Recorded store events whose job did not finish: re-enqueue, or give up after the attempt limit."""
     last_try = func.coalesce(InboundEvent.attempted_at, InboundEvent.received_at)
     limit = retry.for_store_events(svc.settings).max_attempts
@@ -78,7 +78,7 @@ def _stalled_events(svc: Services, stale_before) -> tuple[list[tuple[int, int]],
             update(InboundEvent).where(InboundEvent.outcome == "pending", last_try <= stale_before,
                                        InboundEvent.attempts >= limit)
             .values(outcome="failed", detail="gave up after the attempt limit; see the worker logs")).rowcount
-        rows = session.execute(select(InboundEvent.id, InboundEvent.attempts)
+        rows = session.execute(select(InboundEvent.source, InboundEvent.id, InboundEvent.attempts)
                                .where(InboundEvent.outcome == "pending", last_try <= stale_before)
                                .order_by(InboundEvent.id).limit(BATCH * MAX_PAGES)).all()
         session.commit()

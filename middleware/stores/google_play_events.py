@@ -16,6 +16,7 @@ from mappers.canonical import Reversal
 
 from middleware.orders.record import record_purchase, record_reversal
 from middleware.services import Services
+from middleware.stores import recorded_events
 from middleware.stores.errors import StoreError
 
 ACTOR = "google_play"
@@ -131,3 +132,9 @@ def handle(svc: Services, game: Game, n) -> tuple[str, str, str | None]:
 def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
     envelope = m.push_envelope(json.loads(raw_body))
     return handle(svc, game, m.notification(envelope.data_b64))
+
+
+def handle_event(svc: Services, inbound_event_id: int) -> str | None:
+    """The job of a recorded Google Play notification (``workers/events.google_play``): handled once while
+    pending, the outcome kept on its row (``recorded_events.handle``)."""
+    return recorded_events.handle(svc, inbound_event_id, m.SOURCE, handle_recorded)

@@ -1,7 +1,7 @@
 """What a verified, recorded Stripe event does: fulfil a paid session, record a failure, take back.
 
-Runs in a worker (``workers/events.py``), after the webhook answered 2xx. Every branch is safe to
-run twice: purchases are unique per Checkout Session (or PaymentIntent) and per payment,
+Runs in a worker (``workers/events.stripe`` calls ``handle_event``), after the webhook answered 2xx. Every
+branch is safe to run twice: purchases are unique per Checkout Session (or PaymentIntent) and per payment,
 reversals per refund total or dispute outcome.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from mappers import stripe_reversals
 
 from middleware.orders.record import record_purchase
 from middleware.services import Services
+from middleware.stores import recorded_events
 from middleware.stores import stripe_reversals as reversals
 from middleware.stores.errors import StoreError
 from middleware.stores.stripe_invoices import handle_invoice
@@ -86,3 +87,9 @@ def handle(svc: Services, game: Game, event: m.Event) -> tuple[str, str, str | N
 def handle_recorded(svc: Services, game: Game, raw_body: bytes) -> tuple[str, str, str | None]:
     """The job's entry: the body was verified and checked when it was recorded."""
     return handle(svc, game, m.parse_event(json.loads(raw_body)))
+
+
+def handle_event(svc: Services, inbound_event_id: int) -> str | None:
+    """The job of a recorded Stripe event (``workers/events.stripe``): handled once while pending, the outcome
+    kept on its row (``recorded_events.handle``)."""
+    return recorded_events.handle(svc, inbound_event_id, m.SOURCE, handle_recorded)
