@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from config.sinks import Sink
 from middleware.ledger import states
 from middleware.orders import create, retry
+from middleware.orders.attempts import Outcome
 
 SECRET = "whsec_" + "A" * 32
 
@@ -49,3 +52,51 @@ def test_a_new_order_starting_fulfilling_has_both_entries_and_its_columns():
                                                  lines=lines, state=states.RECEIVED, now=now)["request_hash"]
     assert [(h.from_state, h.to_state, h.detail) for h in f.history] == [
         (None, states.RECEIVED, {"event": "received", "lines": 1}), (states.RECEIVED, states.FULFILLING, None)]
+
+
+class _Jobs:
+    """svc.jobs recording what is asked of it; ``down``: Redis does not answer."""
+
+    def __init__(self, down: bool = False):
+        self.asked, self.down = [], down
+
+    def _ask(self, *call):
+        if self.down:
+            raise RedisConnectionError("down")
+        self.asked.append(call)
+
+    def attempt(self, fulfilment_id, state, attempts, delay=0):
+        self._ask("attempt", fulfilment_id, state, attempts, delay)
+
+    def followup(self, fulfilment_id, attempt, delay=0):
+        self._ask("followup", fulfilment_id, attempt)
+
+    def delivery(self, delivery_id, attempt, delay=0, tag=""):
+        self._ask("delivery", delivery_id, attempt)
+
+
+class _Services:
+    def __init__(self, jobs):
+        self.jobs = jobs
+
+
+def _outcome(retry_in=None, followup=False, deliveries=()):
+    return Outcome(True, states.FULFILLING if retry_in is not None else states.FULFILLED, retry_in, 2, followup,
+                   deliveries)
+
+
+def test_schedule_enqueues_the_next_attempt_after_the_policys_delay_and_the_next_steps():
+    jobs = _Jobs()
+    retry.schedule(_Services(jobs), "f-1", _outcome(retry_in=12.5))
+    assert jobs.asked == [("attempt", "f-1", states.FULFILLING, 2, 12.5)]
+    jobs = _Jobs()
+    retry.schedule(_Services(jobs), "f-2", _outcome(followup=True, deliveries=("d-1", "d-2")))
+    assert jobs.asked == [("followup", "f-2", 0), ("delivery", "d-1", 1), ("delivery", "d-2", 1)]
+    jobs = _Jobs()
+    retry.schedule(_Services(jobs), "f-3", _outcome())
+    assert jobs.asked == []
+
+
+def test_schedule_with_redis_down_leaves_it_to_the_reconciler(caplog):
+    retry.schedule(_Services(_Jobs(down=True)), "f-1", _outcome(retry_in=1.0))
+    assert "could not enqueue the next step of f-1" in caplog.text

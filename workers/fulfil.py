@@ -1,7 +1,7 @@
 """The fulfil job: grant an order's pending items in Kraty."""
 from __future__ import annotations
 
-from middleware.orders import actions, attempt_core
+from middleware.orders import attempt_core, retry
 from middleware.services import Services
 
 from workers import runtime
@@ -10,5 +10,5 @@ from workers import runtime
 @runtime.job
 def fulfil(svc: Services, fulfilment_id: str) -> str | None:
     outcome = attempt_core.attempt_fulfil(svc, fulfilment_id, actor="worker")
-    actions.schedule_retry(svc, fulfilment_id, outcome)
+    retry.schedule(svc, fulfilment_id, outcome)
     return outcome.state

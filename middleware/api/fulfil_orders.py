@@ -13,6 +13,7 @@ from middleware.orders import actions
 from middleware.orders import attempt_core
 from middleware.orders import create
 from middleware.orders import order_insert
+from middleware.orders import retry as retry_policy
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
@@ -103,7 +104,7 @@ def fulfil(game, storefront: str, user_id: str, transaction_id: str, lines: list
 
 def _attempted(svc, game, f, outcome, actor: str) -> dict:
     """The answer after the new order's first attempt (``f`` as the attempt left it)."""
-    actions.schedule_retry(svc, f.id, outcome)
+    retry_policy.schedule(svc, f.id, outcome)
     if not outcome.ran:  # the lease was taken over meanwhile: carry on as any repeat would
         actions.run(svc, f.id, actor, actions.RETRY)
     elif f.state not in states.ACTIVE:

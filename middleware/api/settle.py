@@ -14,7 +14,7 @@ import time
 
 from flask import g
 
-from middleware.orders import actions
+from middleware.orders import retry
 
 from middleware.orders import attempts
 from middleware.ledger import states
@@ -75,4 +75,4 @@ def settle(svc: Services, fulfilment_id: str, actor: str) -> None:
         attempt = attempts.attempt_revoke if state == states.REVOKING else attempts.attempt_fulfil
         outcome = attempt(svc, fulfilment_id, actor)
         if outcome.ran:
-            actions.schedule_retry(svc, fulfilment_id, outcome)
+            retry.schedule(svc, fulfilment_id, outcome)

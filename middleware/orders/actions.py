@@ -1,24 +1,18 @@
 """Requests to change an order — retry, revoke — applied under the order's lease, then attempted."""
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from middleware.orders import attempts
-
+from middleware.orders import attempts, retry
 from middleware.orders import reversals
 from middleware.orders.changes import apply_resolve, apply_retry, apply_retry_revoke, apply_revoke
 from middleware.ledger import repository as repo
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment
 from middleware.services import Services
-from middleware.sinks.outbound_events import enqueue_new
-
-log = logging.getLogger(__name__)
 
 RETRY = "retry"    # carry on with whatever is owed; on FULFILL_FAILED retry the failed items
 REVOKE = "revoke"
@@ -68,20 +62,6 @@ def run(services: Services, fulfilment_id: str, actor: str, action: str, *, reas
             return f.state
         # the attempt commits the claim and the change above before it calls Kraty
         outcome = attempts.attempt_loaded(services, session, f, actor)
-    schedule_retry(services, fulfilment_id, outcome)
+    retry.schedule(services, fulfilment_id, outcome)
     return outcome.state
-
-
-def schedule_retry(services: Services, fulfilment_id: str, outcome: attempts.Outcome) -> None:
-    """Enqueue what an attempt left to do: the next attempt, or telling the store the order is granted.
-    If Redis is down, what is stored (next_attempt_at, followup_at) lets the reconciler do it."""
-    try:
-        if outcome.retry_in is not None:
-            services.jobs.attempt(fulfilment_id, outcome.state, outcome.attempts, delay=outcome.retry_in)
-        if outcome.followup:
-            services.jobs.followup(fulfilment_id, 0)
-        if outcome.deliveries:
-            enqueue_new(services.jobs, outcome.deliveries)
-    except RedisError as exc:
-        log.warning("could not enqueue the next step of %s (%s); the reconciler will pick it up", fulfilment_id, exc)
 

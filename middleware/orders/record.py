@@ -31,6 +31,8 @@ from middleware.orders import player_links
 
 from middleware.orders import price_check
 
+from middleware.orders import retry
+
 from middleware.orders import reversals
 from middleware.orders.changes import PLAYER_UNRESOLVED
 from middleware.ledger import repository as repo
@@ -137,7 +139,7 @@ def record_purchase(svc: Services, game: Game, p: Purchase, actor: str, *, recei
     if state in states.ACTIVE:
         outcome = attempts.attempt_fulfil(svc, fulfilment_id, actor) if state != states.REVOKING else \
             attempts.attempt_revoke(svc, fulfilment_id, actor)
-        actions.schedule_retry(svc, fulfilment_id, outcome)
+        retry.schedule(svc, fulfilment_id, outcome)
     return Recorded("created", fulfilment_id, state)
 
 

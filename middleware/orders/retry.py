@@ -10,15 +10,23 @@ Every kind of retried work reads its policy here, parameterised by settings:
 | deliveries to a sink | the sink's own ``schedule`` (seconds before each attempt), never sooner than the sink's Retry-After (not capped) | after the schedule's last attempt |
 
 ``Policy.next_delay`` answers both questions at once: the seconds before the next attempt, or None to give up.
+``schedule`` enqueues what an order's attempt left to do: its next attempt after the delay ``for_orders`` gave it.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 from dataclasses import dataclass
+from typing import Protocol
+
+from redis.exceptions import RedisError
 
 from config.settings import Settings
 from config.sinks import Sink
+from middleware.services import Services
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,3 +80,27 @@ def for_store_events(settings: Settings) -> Policy:
 
 def for_sink(sink: Sink) -> Policy:
     return Policy(max_attempts=sink.max_attempts, schedule=tuple(sink.schedule))
+
+
+class Attempted(Protocol):
+    """What an order's attempt left to do (``attempts.Outcome``)."""
+    state: str | None
+    retry_in: float | None   # the delay ``for_orders`` gave its next attempt; None: no retry
+    attempts: int
+    followup: bool
+    deliveries: tuple
+
+
+def schedule(services: Services, fulfilment_id: str, outcome: Attempted) -> None:
+    """Enqueue what an attempt left to do: its next attempt after ``outcome.retry_in`` seconds (this policy's
+    delay), telling the store the order is granted, the first attempt of the sink deliveries it emitted. If
+    Redis is down, what is stored (next_attempt_at, followup_at, the deliveries) lets the reconciler do it."""
+    try:
+        if outcome.retry_in is not None:
+            services.jobs.attempt(fulfilment_id, outcome.state, outcome.attempts, delay=outcome.retry_in)
+        if outcome.followup:
+            services.jobs.followup(fulfilment_id, 0)
+        for delivery_id in outcome.deliveries:  # as sinks.outbound_events.enqueue_new (which imports this module)
+            services.jobs.delivery(delivery_id, 1)
+    except RedisError as exc:
+        log.warning("could not enqueue the next step of %s (%s); the reconciler will pick it up", fulfilment_id, exc)
