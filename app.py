@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from config.catalog import load_catalog
+from config.catalog import Catalog, load_catalog
 from config.catalog_schema import ConfigFileError
 from config.settings import Settings, SettingsError, load_settings
-from config.sinks import load_sinks
-from config.storefronts import load_storefronts
+from config.sinks import Sinks, load_sinks
+from config.storefronts import Storefronts, load_storefronts
 from middleware import logs
 from middleware.console import mount as console
 from middleware.cli import commands
@@ -25,6 +25,12 @@ from middleware.api import search as search_api
 from middleware.metrics import exposition as metrics
 from middleware.services import Services
 from workers.queues import RqJobs
+
+
+def build_services(settings: Settings, catalog: Catalog, storefronts: Storefronts, sinks: Sinks) -> Services:
+    """The services an app runs on (``svc``), from what ``create_app`` loaded; the enqueue side is RQ's
+    (``svc.jobs``: ``workers.queues.RqJobs``). The tests' app cache builds each test's fresh services here too."""
+    return Services(settings, catalog, storefronts, sinks, jobs=RqJobs)
 
 
 def create_app(config: Settings | dict | None = None) -> Flask:
@@ -45,7 +51,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["kraty_bridge"] = Services(settings, catalog, storefronts, sinks, jobs=RqJobs)
+    app.extensions["kraty_bridge"] = build_services(settings, catalog, storefronts, sinks)
 
     logs.register_request_ids(app)
     body_limit.register(app)  # a chunked body over KB_MAX_BODY_BYTES: 413, as one with a Content-Length

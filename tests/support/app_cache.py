@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app import create_app
+from app import build_services, create_app
 from config.settings import load_settings
 from middleware import logs
 from middleware.metrics import tracing
@@ -26,7 +26,6 @@ class Built:
         self.config = dict(app.config)
         svc: Services = app.extensions["kraty_bridge"]
         self.parts = (svc.settings, svc.catalog, svc.storefronts, svc.sinks)
-        self.jobs = type(svc.jobs)   # the enqueue side create_app gave (workers.queues.RqJobs), built per Services
         self.fresh = True   # its first test uses the Services create_app made
 
 
@@ -55,7 +54,7 @@ class AppCache:
         tracing.configure(settings)   # as create_app: the exporter when KB_OTEL_ENABLED (once per process)
         built.app.config.clear()
         built.app.config.update(built.config)
-        built.app.extensions["kraty_bridge"] = Services(*built.parts, jobs=built.jobs)
+        built.app.extensions["kraty_bridge"] = build_services(*built.parts)
         return built.app
 
     def clear(self) -> None:
