@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 
 from middleware.ledger.models import Delivery, utcnow
 from middleware.sinks.outbound_events import emit
-from workers.queues import SINK_QUEUE, enqueue_delivery
+from workers.queues import SINK_QUEUE
 
 from bench import common, procs, profile, seed
 from bench.common import ROOT, BenchError, table, verdict
@@ -49,7 +49,7 @@ QUICK = {"events": 40, "workers": 2, "rounds": 1, "timeout": 90}
 SINK = "bench_crm"
 SECRET = "whsec_" + base64.b64encode(b"kraty-bridge-bench-sink-secret-000001").decode()
 RATE_LIMIT = 100_000   # per second: the limit is checked on every delivery, never reached
-RESULT_TTL = 600       # the job options of a delivery (workers/queues.py enqueue_delivery)
+RESULT_TTL = 600       # the job options of a delivery (workers/queues.py RqJobs.delivery)
 BATCH = 500
 COMPONENTS = ("workers", "receiver", "postgres", "redis")
 
@@ -119,7 +119,7 @@ def record_events(svc, count: int, users: int = 1000) -> list[str]:
                             _payload(n, tag, player), sinks=svc.sinks)
             session.commit()
         for delivery_id in ids:
-            job_id = enqueue_delivery(svc.redis, delivery_id, 1)
+            job_id = svc.jobs.delivery(delivery_id, 1)
             if job_id is None:
                 raise BenchError(f"delivery {delivery_id}: its job was already waiting")
             job_ids.append(job_id)

@@ -113,7 +113,7 @@ def run_leg(kind: str, svc, emulator: Emulator, env: dict, workdir: Path, count:
         common.clear_ledger(svc.engine)
         emulator.reset()
         ids = seed.record_received(svc, count)
-        job_ids = seed.enqueue_orders(redis, ids) if kind == "orders" else seed.enqueue_floor(redis, ids)
+        job_ids = seed.enqueue_orders(svc, ids) if kind == "orders" else seed.enqueue_floor(redis, ids)
     else:
         job_ids = seed.enqueue_noops(redis, count)
 

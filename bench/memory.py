@@ -74,7 +74,7 @@ def web_leg(svc, emulator: Emulator, env: dict, workdir: Path, opts: dict) -> di
 
 
 def _feed_worker(svc, count: int, target: int, proc, timeout: float) -> None:
-    seed.enqueue_orders(svc.redis, seed.record_received(svc, count))
+    seed.enqueue_orders(svc, seed.record_received(svc, count))
     deadline = time.monotonic() + timeout
     queue = Queue(FULFILMENT_QUEUE, connection=svc.redis)
     while _fulfilled(svc) < target or queue.count:

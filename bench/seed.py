@@ -10,7 +10,7 @@ from rq import Queue
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, HistoryEntry, utcnow
 from middleware.orders.lines import build_items, request_hash, resolve_line
-from workers.queues import FULFILMENT_QUEUE, JOB_TIMEOUT, enqueue_attempt
+from workers.queues import FULFILMENT_QUEUE, JOB_TIMEOUT
 
 LINES = [{"itemSku": "gems_100", "quantity": 1}]
 BATCH = 500
@@ -41,9 +41,9 @@ def record_received(services, count: int, prefix: str | None = None, users: int 
     return ids
 
 
-def enqueue_orders(redis, ids: list[str]) -> list[str]:
-    """The fulfil job of each order, exactly as the app enqueues a first worker attempt."""
-    return [enqueue_attempt(redis, fulfilment_id, states.RECEIVED, 0) for fulfilment_id in ids]
+def enqueue_orders(services, ids: list[str]) -> list[str]:
+    """The fulfil job of each order, exactly as the app enqueues a first worker attempt (``svc.jobs``)."""
+    return [services.jobs.attempt(fulfilment_id, states.RECEIVED, 0) for fulfilment_id in ids]
 
 
 def enqueue_noops(redis, count: int, queue: str = FULFILMENT_QUEUE, result_ttl: int = 3600) -> list[str]:

@@ -18,7 +18,7 @@ from config.settings import ROOT
 from middleware.ledger import states
 from middleware.ledger.models import Fulfilment, utcnow
 from workers import due
-from workers.queues import FULFILMENT_QUEUE, QUEUES, enqueue_attempt, is_waiting, queue
+from workers.queues import FULFILMENT_QUEUE, QUEUES, is_waiting, queue
 from middleware.orders.reconciler import reconcile_now
 
 from tests.support.orders_flow import drain, make_due, poll, put_order, release_scheduled
@@ -281,10 +281,10 @@ def test_an_overdue_delayed_job_is_not_waiting(client, services, emulator, redis
     put_order(client, [{"itemSku": "gems_100", "quantity": 1}])
     job_id = _reschedule(redis, 600)
     f = _fulfilment(services)
-    assert is_waiting(redis, job_id) and enqueue_attempt(redis, f.id, f.state, f.attempts) is None
+    assert is_waiting(redis, job_id) and services.jobs.attempt(f.id, f.state, f.attempts) is None
     _reschedule(redis, -600)
     assert not is_waiting(redis, job_id)              # the old code counted it as waiting for good
-    assert enqueue_attempt(redis, f.id, f.state, f.attempts) == job_id
+    assert services.jobs.attempt(f.id, f.state, f.attempts) == job_id
     assert due.move_overdue(redis, QUEUES) == 0 and queue(redis, FULFILMENT_QUEUE).job_ids == [job_id]
     drain(redis)
     assert _fulfilment(services).state == states.FULFILLED

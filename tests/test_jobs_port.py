@@ -12,7 +12,7 @@ from rq.utils import import_attribute
 from app import create_app
 from middleware.orders.jobs import QUEUES
 from workers import deliver, events, followups, fulfil, reconcile, revoke, runtime
-from workers.queues import MAINTENANCE_QUEUE, SINK_QUEUE, RqJobs, enqueue_reconcile, queue
+from workers.queues import MAINTENANCE_QUEUE, SINK_QUEUE, RqJobs, queue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def test_jobs_enqueued_through_the_port_keep_their_dotted_paths(services, redis)
         services.jobs.reverse("f-3", 2): "workers.events.reverse",
         services.jobs.followup("f-4", 0): "workers.followups.followup",
         services.jobs.delivery("d-1", 1, tag="r1"): "workers.deliver.deliver",
-        enqueue_reconcile(redis, 1): "workers.reconcile.reconcile",
+        services.jobs.reconcile(1): "workers.reconcile.reconcile",
     }
     assert list(enqueued) == ["fulfil-f-1-0", "revoke-f-2-3", "event-7-1", "reverse-f-3-2", "followup-f-4-0",
                               "deliver-d-1-1-r1", "reconcile-1"]

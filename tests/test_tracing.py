@@ -17,7 +17,6 @@ from config.settings import SettingsError, load_settings
 from middleware import ops
 from middleware.metrics import tracing
 from middleware.logs import JsonFormatter
-from workers.queues import enqueue_reconcile
 from workers.traced import TracedSimpleWorker
 
 from tests.support.orders_flow import drain
@@ -99,10 +98,10 @@ def _broken(*_args, **_kwargs):
     raise RuntimeError("a bug")
 
 
-def test_off_by_default_nothing_is_traced_or_carried(redis):
+def test_off_by_default_nothing_is_traced_or_carried(redis, services):
     assert load_settings({}).otel_enabled is False
     assert not tracing.enabled()
-    job_id = enqueue_reconcile(redis, 1)
+    job_id = services.jobs.reconcile(1)
     assert "trace" not in Job.fetch(job_id, connection=redis).meta
     with tracing.span("anything") as span:
         assert span is None

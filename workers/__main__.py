@@ -80,7 +80,7 @@ def main(argv=None) -> None:
             pass  # unreachable now: run_workers waits for it
         if not args.burst:
             threading.Thread(target=upkeep, name="upkeep", daemon=True,
-                             args=(svc.redis, svc.engine, svc.identity, svc.settings.reconcile_interval_seconds,
+                             args=(svc.jobs, svc.redis, svc.engine, svc.identity, svc.settings.reconcile_interval_seconds,
                                    not args.no_reconcile, outages, stop)).start()
             relay.start(svc.engine, svc.redis, stop, outages)   # the outbox's jobs to RQ (workers/relay.py)
         elif wait_for_dependencies(svc.redis, svc.engine, outages, stop):

@@ -1,4 +1,5 @@
-"""The jobs, the one enqueue helper, and ``RqJobs``: the one place that knows how work is put on Redis.
+"""The one enqueue helper, ``RqJobs`` (``svc.jobs``: one method per job) and the outbox's relay: the one place that
+knows how work is put on Redis.
 
 Jobs are referenced by function (RQ stores each one's dotted path, ``workers.fulfil.fulfil``...). The domain
 never imports this module: ``app.py`` hands it ``RqJobs`` as ``svc.jobs`` (the port, queue names included,
@@ -79,12 +80,6 @@ def enqueue(redis: Redis, job: Callable, job_id: str, *args, queue_name: str = F
     return job_id
 
 
-def enqueue_attempt(redis: Redis, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
-    """Enqueue the next fulfil or revoke attempt of an order unless that very job is already waiting."""
-    kind, job = ("revoke", revoke.revoke) if state == REVOKING else ("fulfil", fulfil.fulfil)
-    return enqueue(redis, job, f"{kind}-{fulfilment_id}-{attempts}", fulfilment_id, delay=delay, result_ttl=3600)
-
-
 def enqueue_event(redis: Redis, source: str, inbound_event_id: int, attempt: int = 0, pipeline=None,
                   trace: str | None = None) -> str:
     """Enqueue the job that handles a recorded ``source`` event (``workers/events.py``: the source's job).
@@ -126,34 +121,10 @@ def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int
             return moved
 
 
-def enqueue_followup(redis: Redis, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
-    """Tell the store a granted order is granted (``workers/followups.py``: Google Play consume / acknowledge)."""
-    return enqueue(redis, followups.followup, f"followup-{fulfilment_id}-{attempt}", fulfilment_id, delay=delay)
-
-
-def enqueue_reverse(redis: Redis, fulfilment_id: str, slot: int) -> str | None:
-    """Apply an order's pending refunds and disputes (the reconciler, when the order was busy)."""
-    return enqueue(redis, events.reverse, f"reverse-{fulfilment_id}-{slot}", fulfilment_id)
-
-
-def enqueue_delivery(redis: Redis, delivery_id: str, attempt: int, delay: float = 0, tag: str = "") -> str | None:
-    """Enqueue attempt ``attempt`` of a delivery to a sink (``workers/deliver.py``) unless that job is waiting.
-
-    ``tag`` tells apart jobs for the same attempt that are not the same job: a retry after the rate limit
-    or an early run (``t<ms>-<random>``, ``e<ms>-<random>``: a running job putting its delivery back must never
-    reuse a waiting or running job's id, or the delivery would be left without a job), a replay (``r<time>``).
-    """
-    job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
-    return enqueue(redis, deliver.deliver, job_id, delivery_id, queue_name=SINK_QUEUE, delay=delay)
-
-
-def enqueue_reconcile(redis: Redis, slot: int) -> str | None:
-    return enqueue(redis, reconcile.reconcile, f"reconcile-{slot}", queue_name=MAINTENANCE_QUEUE, failure_ttl=86400)
-
-
 class RqJobs:
     """``svc.jobs`` (the port in ``middleware/orders/jobs.py``) on RQ: each method enqueues one job function with
-    the Redis client and database engine of ``services`` (looked up at each call: a forked child gets its own)."""
+    the Redis client and database engine of ``services`` (looked up at each call: a forked child gets its own),
+    under an id derived from its content."""
 
     queues = QUEUES
 
@@ -161,19 +132,37 @@ class RqJobs:
         self.services = services
 
     def attempt(self, fulfilment_id: str, state: str, attempts: int, delay: float = 0) -> str | None:
-        return enqueue_attempt(self.services.redis, fulfilment_id, state, attempts, delay=delay)
+        """The next fulfil or revoke attempt of an order unless that very job is already waiting."""
+        kind, job = ("revoke", revoke.revoke) if state == REVOKING else ("fulfil", fulfil.fulfil)
+        return enqueue(self.services.redis, job, f"{kind}-{fulfilment_id}-{attempts}", fulfilment_id, delay=delay,
+                       result_ttl=3600)
 
     def event(self, source: str, inbound_event_id: int, attempt: int = 0) -> str:
         return enqueue_event(self.services.redis, source, inbound_event_id, attempt)
 
     def followup(self, fulfilment_id: str, attempt: int, delay: float = 0) -> str | None:
-        return enqueue_followup(self.services.redis, fulfilment_id, attempt, delay)
+        """Tell the store a granted order is granted (``workers/followups.py``: Google Play consume / acknowledge)."""
+        return enqueue(self.services.redis, followups.followup, f"followup-{fulfilment_id}-{attempt}", fulfilment_id,
+                       delay=delay)
 
     def reverse(self, fulfilment_id: str, slot: int) -> str | None:
-        return enqueue_reverse(self.services.redis, fulfilment_id, slot)
+        """Apply an order's pending refunds and disputes (the reconciler, when the order was busy)."""
+        return enqueue(self.services.redis, events.reverse, f"reverse-{fulfilment_id}-{slot}", fulfilment_id)
 
     def delivery(self, delivery_id: str, attempt: int, delay: float = 0, tag: str = "") -> str | None:
-        return enqueue_delivery(self.services.redis, delivery_id, attempt, delay, tag)
+        """Attempt ``attempt`` of a delivery to a sink (``workers/deliver.py``) unless that job is waiting.
+
+        ``tag`` tells apart jobs for the same attempt that are not the same job: a retry after the rate limit
+        or an early run (``t<ms>-<random>``, ``e<ms>-<random>``: a running job putting its delivery back must never
+        reuse a waiting or running job's id, or the delivery would be left without a job), a replay (``r<time>``).
+        """
+        job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
+        return enqueue(self.services.redis, deliver.deliver, job_id, delivery_id, queue_name=SINK_QUEUE, delay=delay)
+
+    def reconcile(self, slot: int) -> str | None:
+        """The reconciler's pass for interval ``slot`` (``workers/upkeep.py``: one worker per interval)."""
+        return enqueue(self.services.redis, reconcile.reconcile, f"reconcile-{slot}", queue_name=MAINTENANCE_QUEUE,
+                       failure_ttl=86400)
 
     def relay_outbox(self) -> int:
         return relay_outbox(self.services.engine, self.services.redis)

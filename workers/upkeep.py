@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from workers import due
-from workers.queues import QUEUES, enqueue_reconcile
+from workers.queues import QUEUES, RqJobs
 
 log = logging.getLogger("workers")
 
@@ -116,10 +116,11 @@ def wait_for_dependencies(redis: Redis, engine: Engine, outages: Outages, stop: 
     return False
 
 
-def upkeep(redis: Redis, engine: Engine, identity: str, interval: float, reconcile: bool, outages: Outages,
-           stop: threading.Event) -> None:
+def upkeep(jobs: RqJobs, redis: Redis, engine: Engine, identity: str, interval: float, reconcile: bool,
+           outages: Outages, stop: threading.Event) -> None:
     """The worker's upkeep thread (see the module's docstring); survives any outage. It also looks at the
-    database every DATABASE_CHECK seconds, so an outage is logged (once) even when no job meets it."""
+    database every DATABASE_CHECK seconds, so an outage is logged (once) even when no job meets it. ``jobs``:
+    the app's ``svc.jobs``, which enqueues the reconciler."""
     last_slot, ticks = None, 0
     while not stop.wait(TICK):
         ticks += 1
@@ -130,7 +131,7 @@ def upkeep(redis: Redis, engine: Engine, identity: str, interval: float, reconci
             slot = int(time.time() // interval)
             if reconcile and slot != last_slot:
                 if redis.set(RECONCILE_KEY.format(slot=slot), identity, nx=True, ex=int(interval * 2) + 1):
-                    enqueue_reconcile(redis, slot)
+                    jobs.reconcile(slot)
                 last_slot = slot
         except (RedisError, OSError) as exc:
             outages.down("Redis", exc)
