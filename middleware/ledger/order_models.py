@@ -59,7 +59,7 @@ class OutboxEntry(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    job: Mapped[str] = mapped_column(String(32))           # "event": workers.events.handle(ref)
+    job: Mapped[str] = mapped_column(String(32))           # "event": its source's job, workers.events.<source>(ref)
     ref: Mapped[str] = mapped_column(String(64))           # the job's argument (the inbound event's id)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     trace: Mapped[str | None] = mapped_column(Text)        # the request's trace context (JSON), tracing on
