@@ -47,6 +47,16 @@ def test_the_relay_names_the_job_of_the_events_source(client, services, redis, s
     assert Job.fetch(f"event-{event_id}-0", connection=redis).func_name == "workers.events.stripe"
 
 
+def test_an_outbox_row_whose_event_is_gone_is_dropped_without_a_job(services, redis):
+    with services.session() as session:
+        session.add(OutboxEntry(job="event", ref="987654"))
+        session.commit()
+    assert relay_outbox(services.engine, redis) == 1
+    with services.session() as session:
+        assert session.scalars(select(OutboxEntry)).all() == []
+    assert redis.keys("rq:job:*") == []
+
+
 def test_a_job_of_the_old_single_name_runs_its_events_source_job(client, services, redis, stripe_fake, emulator):
     event_id = _paid(client, stripe_fake)
     with services.session() as session:  # the relay never ran: as if queued by the previous version

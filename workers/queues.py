@@ -113,6 +113,8 @@ def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int
                 for row in rows:
                     if row.job != "event":
                         raise ValueError(f"outbox row {row.id}: unknown job {row.job!r}")
+                    if row.source is None:  # no such event (any more): its job would do nothing
+                        continue
                     enqueue_event(redis, row.source, int(row.ref), pipeline=pipe, trace=row.trace)
                 pipe.execute()
             repo.drop_outbox(connection, [row.id for row in rows])
