@@ -1,9 +1,11 @@
 """The jobs port (``middleware/orders/jobs.py``): the domain enqueues through ``svc.jobs``, never by importing
 ``workers``; ``workers/queues.py`` enqueues the job functions themselves, and RQ stores the same dotted paths
-as when jobs were named by strings, so jobs queued before the change still run."""
+as when jobs were named by strings, so jobs queued before the change still run (the store events' one job of earlier
+versions, ``workers.events.handle``, is kept beside the per-source jobs that replaced it)."""
 from __future__ import annotations
 
 import ast
+import threading
 from pathlib import Path
 
 from rq.job import Job
@@ -13,6 +15,9 @@ from app import create_app
 from middleware.orders.jobs import QUEUES
 from workers import deliver, events, followups, fulfil, reconcile, revoke, runtime
 from workers.queues import MAINTENANCE_QUEUE, SINK_QUEUE, RqJobs, queue
+from workers.upkeep import Outages, upkeep
+
+from tests.support.orders_flow import poll
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,3 +62,18 @@ def test_the_domain_never_imports_workers():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n == "workers" or n.startswith("workers.")]
     assert offenders == []
+
+
+def test_the_upkeep_thread_enqueues_the_reconciler_through_svc_jobs(services, redis):
+    stop, outages = threading.Event(), Outages()
+    thread = threading.Thread(target=upkeep, args=(services.jobs, redis, services.engine, services.identity, 3600.0,
+                                                   True, outages, stop), daemon=True)
+    thread.start()
+    try:
+        poll(lambda: queue(redis, MAINTENANCE_QUEUE).count == 1, timeout=20, what="the reconciler's job")
+    finally:
+        stop.set()
+        thread.join(10)
+    (job_id,) = queue(redis, MAINTENANCE_QUEUE).job_ids
+    assert job_id.startswith("reconcile-")
+    assert Job.fetch(job_id, connection=redis).func_name == "workers.reconcile.reconcile"
