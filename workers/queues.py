@@ -109,13 +109,15 @@ def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int
             rows = repo.take_outbox(connection, batch)
             if not rows:
                 return moved
+            sources = repo.event_sources(connection, [int(row.ref) for row in rows if row.job == "event"])
             with redis.pipeline() as pipe:
                 for row in rows:
                     if row.job != "event":
                         raise ValueError(f"outbox row {row.id}: unknown job {row.job!r}")
-                    if row.source is None:  # no such event (any more): its job would do nothing
+                    source = sources.get(int(row.ref))
+                    if source is None:  # no such event (any more): its job would do nothing
                         continue
-                    enqueue_event(redis, row.source, int(row.ref), pipeline=pipe, trace=row.trace)
+                    enqueue_event(redis, source, int(row.ref), pipeline=pipe, trace=row.trace)
                 pipe.execute()
             repo.drop_outbox(connection, [row.id for row in rows])
         moved += len(rows)

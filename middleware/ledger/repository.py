@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, String, Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy import String, Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.engine import Connection, Engine
@@ -184,15 +184,19 @@ def insert_event(engine: Engine, *, trace: str | None = None, **values) -> int |
 
 
 def take_outbox(connection: Connection, limit: int) -> list:
-    """The oldest outbox rows (id, job, ref, trace, and the source of the event ``ref`` names), locked for this
-    transaction; rows another relay holds are skipped (PostgreSQL; SQLite's writer lock serialises the relays)."""
-    source = (select(InboundEvent.source).where(InboundEvent.id == cast(OutboxEntry.ref, BigInteger))
-              .scalar_subquery().label("source"))
-    stmt = select(OutboxEntry.id, OutboxEntry.job, OutboxEntry.ref, OutboxEntry.trace, source).order_by(OutboxEntry.id)
+    """The oldest outbox rows (id, job, ref, trace), locked for this transaction; rows another relay holds are
+    skipped (PostgreSQL; SQLite's writer lock serialises the relays)."""
+    stmt = select(OutboxEntry.id, OutboxEntry.job, OutboxEntry.ref, OutboxEntry.trace).order_by(OutboxEntry.id)
     stmt = stmt.limit(limit)
     if connection.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return connection.execute(stmt).all()
+
+
+def event_sources(connection: Connection, event_ids: list[int]) -> dict[int, str]:
+    """The source of each of these inbound events (an id with no event is left out)."""
+    rows = connection.execute(select(InboundEvent.id, InboundEvent.source).where(InboundEvent.id.in_(event_ids)))
+    return {event_id: source for event_id, source in rows}
 
 
 def drop_outbox(connection: Connection, ids: list[int]) -> None:
