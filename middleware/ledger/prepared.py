@@ -17,6 +17,8 @@ from psycopg.types.json import Json
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from middleware.ledger.db import BEGIN_STATEMENTS
+
 
 class Prepared:
     """A statement (a SQLAlchemy construct, or SQL text with ``%(name)s`` parameters) compiled once for psycopg:
@@ -30,20 +32,26 @@ class Prepared:
             if isinstance(self.statement, str):
                 self._compiled = self.statement, {}
             else:
-                compiled = self.statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-                constants = {name: value for name, value in compiled.construct_params(_check=False).items()
-                             if not compiled.binds[name].required} if compiled.binds else {}
-                self._compiled = compiled.string, constants
+                compiled = self.statement.compile(dialect=dialect)
+                given = {name for name, bind in compiled.binds.items() if bind.required}
+                expanded = compiled.construct_expanded_state(dict.fromkeys(given))  # IN lists written out
+                self._compiled = expanded.statement, {name: value for name, value in expanded.parameters.items()
+                                                      if name not in given}
         return self._compiled
 
 
 def execute(connection: Connection, prepared: Prepared, parameters: dict, *, autocommit: bool):
-    """Run ``prepared`` on ``connection``'s psycopg connection: its cursor (rows, rowcount). ``autocommit``: the
-    statement is its own transaction (``connection`` must not be in one); else it joins the connection's open
-    transaction, begun by SQLAlchemy. Errors are raised as SQLAlchemy raises them (a lost connection is
-    invalidated)."""
+    """Run ``prepared`` on ``connection``'s psycopg connection: its cursor (rows, rowcount).
+
+    ``autocommit``: the statement is its own transaction (``connection`` must not be in one) — unless the engine
+    begins each transaction with a statement of its own (``KB_DATABASE_STATEMENT_TIMEOUT``): then, as without
+    ``autocommit``, it runs in the connection's transaction (begun here if none is), which the caller commits.
+    Calling ``connection.commit()`` after an autocommitted statement does nothing, so a caller commits either way.
+    Errors are raised as SQLAlchemy raises them (a lost connection is invalidated)."""
     dialect = connection.dialect
     sql, constants = prepared.compiled(dialect)
+    if autocommit and connection.get_execution_options().get(BEGIN_STATEMENTS):
+        autocommit = False  # a transaction, so that what each one begins with (a statement timeout) applies
     if not autocommit and not connection.in_transaction():
         connection.begin()
     driver = connection.connection.driver_connection

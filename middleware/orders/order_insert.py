@@ -106,16 +106,14 @@ def insert_order(connection: Connection, new, event: dict) -> SimpleNamespace | 
     and commit; the order as inserted (its columns, ``items`` its item rows', in line and component order), or
     None — nothing inserted, rolled back — if the transaction id is there already."""
     event = column_values(E, event)
-    if connection.dialect.name == "postgresql":  # one statement, autocommitted
+    if connection.dialect.name == "postgresql":  # one statement, autocommitted (then commit and rollback do nothing)
         order, items = _pg_insert(connection, new, event)
-        if order is None:
-            return None
     else:
         order, items = _sqlite_insert(connection, new, event)
-        if order is None:
-            connection.rollback()
-            return None
-        connection.commit()
+    if order is None:
+        connection.rollback()
+        return None
+    connection.commit()
     f = SimpleNamespace(**order)
     f.items = [SimpleNamespace(**item) for item in items]
     return f
