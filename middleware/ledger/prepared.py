@@ -77,7 +77,7 @@ def _json_default(value):
 
 
 def json_text(value) -> str:
-    """``value`` as JSON text for a jsonb parameter (datetimes as ISO 8601, which PostgreSQL reads back)."""
+    """``value`` as JSON text for a json parameter (datetimes as ISO 8601, which PostgreSQL reads back)."""
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 

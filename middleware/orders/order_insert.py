@@ -4,11 +4,11 @@ that brought it, committed together, without the ORM's unit of work (a storefron
 On PostgreSQL it is ONE statement with data-modifying CTEs, prepared and autocommitted (``ledger/prepared.py``:
 one round trip, no BEGIN or COMMIT), its rows given as JSON parameters::
 
-    WITH new_order AS (INSERT INTO fulfilments SELECT ... FROM jsonb_populate_record(NULL::fulfilments, :o)
+    WITH new_order AS (INSERT INTO fulfilments SELECT ... FROM json_populate_record(NULL::fulfilments, :o)
                        ON CONFLICT (namespace, source, storefront, transaction_id) DO NOTHING RETURNING id),
          items AS (INSERT INTO fulfilment_items SELECT new_order.id, r.* FROM new_order,
-                   jsonb_populate_recordset(NULL::fulfilment_items, :i) WITH ORDINALITY r ... RETURNING id, ...),
-         history AS (INSERT INTO fulfilment_history ... jsonb_populate_recordset(..., :h) ...),
+                   json_populate_recordset(NULL::fulfilment_items, :i) WITH ORDINALITY r ... RETURNING id, ...),
+         history AS (INSERT INTO fulfilment_history ... json_populate_recordset(..., :h) ...),
          event AS (INSERT INTO inbound_events SELECT new_order.id, <the event> FROM new_order)
     SELECT new_order.id, ARRAY(the items' ids in line and component order) FROM new_order
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import JSON, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -42,18 +42,26 @@ def column_values(table: Table, values: dict) -> dict:
     """Every column's value as an INSERT would write it: the given one, else the column's default (a scalar or
     a callable's value), else None; an autoincremented key is left to the database."""
     row = {}
+    for key, scalar, make in _defaults(table):
+        if key in values:
+            row[key] = values[key]
+        else:
+            row[key] = make(None) if make is not None else scalar
+    return row
+
+
+@lru_cache(maxsize=None)
+def _defaults(table: Table) -> tuple[tuple[str, object, object], ...]:
+    """(column, scalar default, callable default) for each column an INSERT writes, worked out once per table."""
+    plan = []
     for column in table.columns:
         if column is table.autoincrement_column:
             continue
-        if column.key in values:
-            row[column.key] = values[column.key]
-        elif column.default is not None and column.default.is_scalar:
-            row[column.key] = column.default.arg
-        elif column.default is not None and column.default.is_callable:
-            row[column.key] = column.default.arg(None)
-        else:
-            row[column.key] = None
-    return row
+        default = column.default
+        scalar = default.arg if default is not None and default.is_scalar else None
+        make = default.arg if default is not None and default.is_callable else None
+        plan.append((column.key, scalar, make))
+    return tuple(plan)
 
 
 def _child_columns(table: Table) -> list[str]:
@@ -65,6 +73,13 @@ def _columns_sql(table: Table, prefix: str = "") -> str:
     return ", ".join(prefix + name for name in _child_columns(table))
 
 
+@lru_cache(maxsize=None)
+def _json_columns(table: Table) -> frozenset[str]:
+    """A table's JSON columns: their values go in as parameters of their own, as the text they were given
+    (reading a record out of JSON text turns its strings into text, which cannot hold every JSON string: NUL)."""
+    return frozenset(c.key for c in table.columns if isinstance(c.type, JSON))
+
+
 @lru_cache(maxsize=1)
 def pg_statement() -> Prepared:
     """The one statement (parameters: ``o`` the order's columns, ``i`` its item rows', ``h`` its history
@@ -72,15 +87,16 @@ def pg_statement() -> Prepared:
     ids in (line, component) order; no row if the order was there already. The JSON keeps the statement short
     and the same for every order (psycopg parses it once, PostgreSQL prepares it once)."""
     columns = ", ".join(c.key for c in F.columns)
+    values = ", ".join(f"%(o_{c.key})s::json" if c.key in _json_columns(F) else c.key for c in F.columns)
     event_columns = _child_columns(E)
 
     def rows(table: Table, parameter: str) -> str:  # in the list's order (ids order an order's history)
         return (f"INSERT INTO {table.name} (fulfilment_id, {_columns_sql(table)}) SELECT new_order.id, "
-                f"{_columns_sql(table, 'r.')} FROM new_order, jsonb_populate_recordset(NULL::{table.name}, "
-                f"%({parameter})s::jsonb) WITH ORDINALITY AS r ORDER BY r.ordinality")
+                f"{_columns_sql(table, 'r.')} FROM new_order, json_populate_recordset(NULL::{table.name}, "
+                f"%({parameter})s::json) WITH ORDINALITY AS r ORDER BY r.ordinality")
     return Prepared(
-        f"WITH new_order AS (INSERT INTO {F.name} ({columns}) SELECT {columns} FROM jsonb_populate_record("
-        f"NULL::{F.name}, %(o)s::jsonb) ON CONFLICT ({', '.join(UNIQUE)}) DO NOTHING RETURNING id), "
+        f"WITH new_order AS (INSERT INTO {F.name} ({columns}) SELECT {values} FROM json_populate_record("
+        f"NULL::{F.name}, %(o)s::json) ON CONFLICT ({', '.join(UNIQUE)}) DO NOTHING RETURNING id), "
         f"items AS ({rows(I, 'i')} RETURNING id, line_no, component_no), "
         f"history AS ({rows(H, 'h')}), "
         f"event AS (INSERT INTO {E.name} (fulfilment_id, {', '.join(event_columns)}) SELECT new_order.id, "
@@ -90,7 +106,10 @@ def pg_statement() -> Prepared:
 
 
 def _pg_insert(connection: Connection, new, event: dict) -> tuple[dict | None, list[dict]]:
-    parameters = {"o": json_text(new.order), "i": json_text(new.items), "h": json_text(new.history),
+    json_columns = _json_columns(F)
+    parameters = {"o": json_text({k: v for k, v in new.order.items() if k not in json_columns}),
+                  **{f"o_{name}": json_text(new.order[name]) for name in json_columns},
+                  "i": json_text(new.items), "h": json_text(new.history),
                   **{f"e_{name}": value for name, value in event.items() if name != "fulfilment_id"}}
     row = prepared.execute(connection, pg_statement(), parameters, autocommit=True).fetchone()
     if row is None:
