@@ -25,7 +25,14 @@ class Prepared:
     its SQL and the values of the parameters it binds itself (literals, IN lists)."""
 
     def __init__(self, statement):
-        self.statement, self._compiled = statement, None
+        self.statement, self._compiled, self._names = statement, None, None
+
+    def names(self, cursor) -> list[str]:
+        """The names of the statement's result columns (psycopg's ``cursor.description`` costs more than the
+        rows themselves: it is read once)."""
+        if self._names is None:
+            self._names = [column.name for column in cursor.description]
+        return self._names
 
     def compiled(self, dialect) -> tuple[str, dict]:
         if self._compiled is None:

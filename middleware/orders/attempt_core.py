@@ -92,7 +92,8 @@ def _claim(services: Services, connection, fulfilment_id: str, actor: str):
     parameters = {"p_id": fulfilment_id, "p_now": now, "p_owner": services.identity, "p_actor": actor,
                   "p_until": now + timedelta(seconds=services.settings.lease_seconds)}
     if connection.dialect.name == "postgresql":  # claim, transition's history row and items: one statement
-        order, items = attempt_pg.split_rows(prepared.execute(connection, CLAIM_PG, parameters, autocommit=True))
+        order, items = attempt_pg.split_rows(CLAIM_PG, prepared.execute(connection, CLAIM_PG, parameters,
+                                                                         autocommit=True))
         if order is None:
             connection.rollback()
             return None

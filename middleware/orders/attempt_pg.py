@@ -39,12 +39,12 @@ def claim_statement(claim, now):
             .order_by(I.c.line_no, I.c.component_no).add_cte(transition))
 
 
-def split_rows(cursor) -> tuple[dict | None, list[dict]]:
-    """The order's columns and each item's, from ``claim_statement``'s rows (a psycopg cursor)."""
+def split_rows(statement: Prepared, cursor) -> tuple[dict | None, list[dict]]:
+    """The order's columns and each item's, from ``claim_statement``'s rows (``cursor``, it executed)."""
     rows = cursor.fetchall()
     if not rows:
         return None, []
-    names = [column.name for column in cursor.description]
+    names = statement.names(cursor)
     split = next(k for k, name in enumerate(names) if name.startswith(ITEM_PREFIX))
     item_names = [name[len(ITEM_PREFIX):] for name in names[split:]]
     order = dict(zip(names[:split], rows[0][:split], strict=True))
