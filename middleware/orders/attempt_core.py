@@ -9,7 +9,9 @@ handful of statements on one pooled connection, without the ORM's unit of work.
    nothing: the results are dropped and the new holder repeats the calls with the same keys), the item rows
    and the history row, and the purchase event if a sink wants one; COMMIT without waiting for the WAL flush
    (as ``attempts._commit`` explains). A pooled connection returned moments ago is not pinged again
-   (``KB_DATABASE_PRE_PING_IDLE``), so a busy worker's attempt is these statements and nothing more.
+   (``KB_DATABASE_PRE_PING_IDLE``), so a busy worker's attempt is these statements and nothing more. On
+   PostgreSQL each transaction is one statement, autocommitted (``attempt_pg``): the claim's and the results'
+   COMMIT are their statements' own.
 
 An order whose lines must first be looked up in its store, or that the claim cannot take, goes the ORM
 way (``attempts.attempt_fulfil``), which handles every case.

@@ -1,5 +1,6 @@
 """PostgreSQL: each transaction of the Core attempt (``attempt_core``) as ONE statement, with data-modifying
-CTEs, so a worker's attempt is two round trips to the database besides BEGIN and COMMIT.
+CTEs, run prebuilt and autocommitted (``ledger/prepared.py``), so a worker's attempt is two round trips to the
+database: no BEGIN and no COMMIT (the results statement runs in a transaction when a purchase event joins it).
 
 - The claim: ``WITH claimed AS (UPDATE fulfilments ... RETURNING *), transition AS (INSERT INTO
   fulfilment_history ... FROM claimed WHERE it moved RECEIVED -> FULFILLING now) SELECT claimed.*, its items``.
