@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
-from middleware.kraty.client import KratyClient, KratyError
+from middleware.kraty.client import KratyClient, KratyError, pooled_session
 
 
 @pytest.fixture
@@ -97,3 +98,49 @@ def test_unreachable_kraty_is_transient():
 def test_player_ids_are_escaped_in_paths(kraty, emulator):
     kraty.credit("a b:c?d#e", "gems", 1, reason="r", source_ref="t", key="k")
     assert [e["player"] for e in emulator.ledger()] == ["a b:c?d#e"]
+
+
+class _Capture(requests.adapters.BaseAdapter):
+    """An adapter that keeps the request it is given and answers 200 with an empty data object."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request, **_kwargs):
+        self.sent.append(request)
+        response = requests.Response()
+        response.status_code, response._content, response.request = 200, b'{"data": {}}', request
+        return response
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("call", ["credit", "profile", "delete"])
+def test_a_request_is_sent_as_requests_itself_would_prepare_it(call):
+    """The client prepares its requests itself (no cookie or settings merging): method, URL with its query,
+    headers (requests' defaults included) and body are what ``Session.request`` would have sent."""
+    capture = _Capture()
+    pooled_session().mount("http://kraty.test/", capture)
+    client = KratyClient("http://kraty.test", "key", (1.0, 1.0))
+    try:
+        if call == "credit":
+            client.credit("p 1", "gems", 5, reason="r", source_ref="t", key="k")
+        elif call == "profile":
+            client.player_profile("p1", limit=7)
+        else:
+            client.delete_player("p1", "asked")
+    finally:
+        pooled_session().adapters.pop("http://kraty.test/")
+    method, path, kwargs = {
+        "credit": ("POST", "/players/p%201/wallet/gems/credit",
+                   {"json": {"amount": 5, "reason": "r", "sourceRefId": "t", "idempotencyKey": "k"}}),
+        "profile": ("GET", "/players/p1", {"params": {"limit": 7}}),
+        "delete": ("DELETE", "/players/p1", {"json": {"reason": "asked"}})}[call]
+    session = requests.Session()
+    session.trust_env = False
+    expected = session.prepare_request(requests.Request(method, client.base + path, headers=client.headers, **kwargs))
+    [sent] = capture.sent
+    assert (sent.method, sent.url, sent.body) == (expected.method, expected.url, expected.body)
+    assert dict(sent.headers) == dict(expected.headers)

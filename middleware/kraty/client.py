@@ -80,7 +80,8 @@ class KratyClient:
     def __init__(self, base_url: str, server_key: str, timeout: tuple[float, float]):
         self.base = base_url.rstrip("/") + API_PREFIX
         self.host = urlsplit(base_url).hostname or ""
-        self.headers = {"Authorization": f"Bearer {server_key}", "Content-Type": "application/json"}
+        self.headers = {**requests.utils.default_headers(), "Authorization": f"Bearer {server_key}",
+                        "Content-Type": "application/json"}
         self.timeout = timeout
 
     # -- wallet and inventory -------------------------------------------------------------
@@ -136,11 +137,21 @@ class KratyClient:
                 {"http.request.method": method, "server.address": self.host}):
             return self._send(method, path, **kwargs)
 
+    def _prepare(self, method: str, path: str, params: dict | None = None, json=None) -> requests.PreparedRequest:
+        """The request as ``Session.request`` would prepare it for Kraty, without the steps that find nothing to
+        do here (cookies: Kraty sets none; credentials in the URL: the key is in a header; the session's
+        settings: they are the defaults, merged into ``self.headers`` once)."""
+        request = requests.PreparedRequest()
+        request.prepare_method(method)
+        request.prepare_url(self.base + path, params)
+        request.prepare_headers(tracing.outgoing_headers(self.headers))
+        request.prepare_body(None, None, json)
+        request.hooks = {"response": []}
+        return request
+
     def _send(self, method: str, path: str, **kwargs) -> dict:
-        try:
-            response = pooled_session().request(method, self.base + path,
-                                                headers=tracing.outgoing_headers(self.headers),
-                                                timeout=self.timeout, **kwargs)
+        try:  # the process's pooled keep-alive session sends it, as any requests call
+            response = pooled_session().send(self._prepare(method, path, **kwargs), timeout=self.timeout)
         except requests.Timeout as exc:
             raise KratyError(True, "timeout", f"Kraty did not answer in time ({exc.__class__.__name__})") from exc
         except requests.ConnectionError as exc:

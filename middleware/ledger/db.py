@@ -16,6 +16,9 @@ from sqlalchemy.orm import sessionmaker
 
 
 IDLE_SINCE = "kb_idle_since"
+# an engine execution option: each transaction begins with statements of its own (``SET LOCAL statement_timeout``),
+# which a statement autocommitted on its own would go without (``prepared.execute`` then runs it in a transaction)
+BEGIN_STATEMENTS = "kb_begin_statements"
 
 
 def normalise_url(url: str) -> str:
@@ -113,6 +116,7 @@ def make_engine(url: str, settings=None) -> Engine:
         _ping_when_idle(engine, settings.database_pre_ping_idle)
     if settings.database_statement_timeout > 0:
         event.listen(engine, "begin", _statement_timeout(max(1, round(settings.database_statement_timeout * 1000))))
+        engine.update_execution_options(**{BEGIN_STATEMENTS: True})
     return engine
 
 

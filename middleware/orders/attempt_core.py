@@ -9,7 +9,9 @@ handful of statements on one pooled connection, without the ORM's unit of work.
    nothing: the results are dropped and the new holder repeats the calls with the same keys), the item rows
    and the history row, and the purchase event if a sink wants one; COMMIT without waiting for the WAL flush
    (as ``attempts._commit`` explains). A pooled connection returned moments ago is not pinged again
-   (``KB_DATABASE_PRE_PING_IDLE``), so a busy worker's attempt is these statements and nothing more.
+   (``KB_DATABASE_PRE_PING_IDLE``), so a busy worker's attempt is these statements and nothing more. On
+   PostgreSQL each transaction is one statement, autocommitted (``attempt_pg``): the claim's and the results'
+   COMMIT are their statements' own.
 
 An order whose lines must first be looked up in its store, or that the claim cannot take, goes the ORM
 way (``attempts.attempt_fulfil``), which handles every case.
@@ -27,7 +29,8 @@ from types import SimpleNamespace
 from sqlalchemy import bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from middleware.ledger import states
+from middleware.ledger import prepared, states
+from middleware.ledger.prepared import Prepared
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, UTCDateTime, utcnow
 from middleware.metrics import recorders as metrics
 from middleware.orders import attempt_pg, attempts
@@ -63,7 +66,7 @@ ITEM_COLUMNS = ("state", "idempotency_key", "kraty_entry_id", "error_code", "err
 ITEM_RESULTS = (update(I).where(I.c.id == bindparam("p_id"))
                 .values(**{name: bindparam(f"p_{name}", type_=I.c[name].type) for name in ITEM_COLUMNS}))
 HISTORY = insert(H)
-CLAIM_PG = attempt_pg.claim_statement(CLAIM, _NOW)
+CLAIM_PG = Prepared(attempt_pg.claim_statement(CLAIM, _NOW))
 
 
 def attempt_fulfil(services: Services, fulfilment_id: str, actor: str) -> Outcome:
@@ -91,8 +94,10 @@ def _claim(services: Services, connection, fulfilment_id: str, actor: str):
     parameters = {"p_id": fulfilment_id, "p_now": now, "p_owner": services.identity, "p_actor": actor,
                   "p_until": now + timedelta(seconds=services.settings.lease_seconds)}
     if connection.dialect.name == "postgresql":  # claim, transition's history row and items: one statement
-        order, items = attempt_pg.split_rows(connection.execute(CLAIM_PG, parameters))
+        order, items = attempt_pg.split_rows(CLAIM_PG, prepared.execute(connection, CLAIM_PG, parameters,
+                                                                         autocommit=True))
         if order is None:
+            connection.rollback()
             return None
         f = SimpleNamespace(**order)
         f.items = [SimpleNamespace(**item) for item in items]
@@ -124,9 +129,12 @@ def _run(services: Services, connection, f, version: int, actor: str) -> Outcome
     now = utcnow()
     outcome, entry = _finish(services.settings, f, actor, summary, transient, pending, any_failed, now)
     base = {"p_id": f.id, "p_version": version, **{f"p_{name}": getattr(f, name) for name in RESULT_COLUMNS}}
-    if connection.dialect.name == "postgresql":  # the order, its items, the history row: one statement
-        fenced = connection.execute(attempt_pg.results_statement(RESULTS, ITEM_COLUMNS, len(todo)),
-                                    attempt_pg.results_parameters(base, todo, ITEM_COLUMNS, entry))
+    event = _event(services, f)
+    if connection.dialect.name == "postgresql":  # the order, its items, the history row: one statement,
+        # autocommitted unless a purchase event is to be written in its transaction
+        fenced = prepared.execute(connection, attempt_pg.results_statement(RESULTS, ITEM_COLUMNS, len(todo)),
+                                  attempt_pg.results_parameters(base, todo, ITEM_COLUMNS, entry),
+                                  autocommit=event is None)
     else:
         fenced = connection.execute(RESULTS, base)
     if fenced.rowcount != 1:
@@ -138,7 +146,7 @@ def _run(services: Services, connection, f, version: int, actor: str) -> Outcome
             connection.execute(ITEM_RESULTS, [{"p_id": item.id, **{f"p_{name}": getattr(item, name)
                                                                     for name in ITEM_COLUMNS}} for item in todo])
         connection.execute(HISTORY, entry)
-    outcome.deliveries = tuple(_emit(services, connection, f, now))
+    outcome.deliveries = tuple(_emit(services, connection, f, event, now)) if event is not None else ()
     connection.commit()
     if outcome.retry_in is None:
         log.info("order %s attempt %d: %s%s", f.id, f.attempts, f.state, f" ({f.reason})" if f.reason else "")
@@ -177,11 +185,17 @@ def _finish(settings, f, actor: str, summary: dict, transient, pending: bool, an
     return Outcome(True, f.state, None, f.attempts, followup), entry
 
 
-def _emit(services: Services, connection, f, now: datetime) -> list[str]:
-    """The purchase event of the attempt's outcome, in its transaction, when a sink wants it."""
+def _event(services: Services, f) -> tuple[str, dict] | None:
+    """The purchase event (kind, extra payload) of the attempt's outcome, when a sink wants it."""
     kind, extra = event_type(f, states.FULFILLED)
     if kind is None or services.sinks is None or not services.sinks.matching(kind, f.environment):
-        return []
+        return None
+    return kind, extra
+
+
+def _emit(services: Services, connection, f, event: tuple[str, dict], now: datetime) -> list[str]:
+    """The purchase event, in the attempt's transaction."""
+    kind, extra = event
     with Session(bind=connection) as session:  # joins the connection's transaction; the caller commits
         return emit(session, kind, f.namespace, f.player_id, f.environment, now, payload(f, **extra),
                     sinks=services.sinks, fulfilment_id=f.id)

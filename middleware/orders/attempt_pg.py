@@ -1,5 +1,6 @@
 """PostgreSQL: each transaction of the Core attempt (``attempt_core``) as ONE statement, with data-modifying
-CTEs, so a worker's attempt is two round trips to the database besides BEGIN and COMMIT.
+CTEs, run prebuilt and autocommitted (``ledger/prepared.py``), so a worker's attempt is two round trips to the
+database: no BEGIN and no COMMIT (the results statement runs in a transaction when a purchase event joins it).
 
 - The claim: ``WITH claimed AS (UPDATE fulfilments ... RETURNING *), transition AS (INSERT INTO
   fulfilment_history ... FROM claimed WHERE it moved RECEIVED -> FULFILLING now) SELECT claimed.*, its items``.
@@ -18,6 +19,7 @@ from functools import lru_cache
 from sqlalchemy import bindparam, exists, func, insert, literal, select, update
 
 from middleware.ledger import states
+from middleware.ledger.prepared import Prepared, json_param
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, UTCDateTime
 
 F, I, H = Fulfilment.__table__, FulfilmentItem.__table__, HistoryEntry.__table__
@@ -38,21 +40,20 @@ def claim_statement(claim, now):
             .order_by(I.c.line_no, I.c.component_no).add_cte(transition))
 
 
-def split_rows(rows) -> tuple[dict, list[dict]]:
-    """The order's columns and each item's, from ``claim_statement``'s rows."""
-    order, items = None, []
-    for row in rows:
-        mapping = row._mapping
-        if order is None:
-            order = {k: v for k, v in mapping.items() if not k.startswith(ITEM_PREFIX)}
-        item = {k[len(ITEM_PREFIX):]: v for k, v in mapping.items() if k.startswith(ITEM_PREFIX)}
-        if item["id"] is not None:
-            items.append(item)
-    return order, items
+def split_rows(statement: Prepared, cursor) -> tuple[dict | None, list[dict]]:
+    """The order's columns and each item's, from ``claim_statement``'s rows (``cursor``, it executed)."""
+    rows = cursor.fetchall()
+    if not rows:
+        return None, []
+    names = statement.names(cursor)
+    split = next(k for k, name in enumerate(names) if name.startswith(ITEM_PREFIX))
+    item_names = [name[len(ITEM_PREFIX):] for name in names[split:]]
+    order = dict(zip(names[:split], rows[0][:split], strict=True))
+    return order, [dict(zip(item_names, row[split:], strict=True)) for row in rows if row[split] is not None]
 
 
 @lru_cache(maxsize=32)
-def results_statement(results, item_columns: tuple[str, ...], count: int):
+def results_statement(results, item_columns: tuple[str, ...], count: int) -> Prepared:
     """``results``: attempt_core's fenced UPDATE; ``count`` item rows to write (parameters ``i<k>_<column>``),
     then the history row (``h_<column>``). Its rowcount is 1 when the fence held, else 0 and nothing changed."""
     fenced = results.returning(F.c.id, func.set_config("synchronous_commit", "off", True)).cte("fenced")
@@ -61,13 +62,12 @@ def results_statement(results, item_columns: tuple[str, ...], count: int):
         select(fenced.c.id, bindparam("h_at", type_=UTCDateTime()), bindparam("h_actor", type_=H.c.actor.type),
                bindparam("h_from_state", type_=H.c.from_state.type), bindparam("h_to_state", type_=H.c.to_state.type),
                bindparam("h_detail", type_=H.c.detail.type))).add_cte(fenced)
-    statement = statement.execution_options(preserve_rowcount=True)  # an INSERT's rowcount is kept only if asked
     for k in range(count):
         statement = statement.add_cte(
             update(I).where(I.c.id == bindparam(f"i{k}_id"), exists(select(fenced.c.id)))
             .values(**{name: bindparam(f"i{k}_{name}", type_=I.c[name].type) for name in item_columns})
             .cte(f"item{k}"))
-    return statement
+    return Prepared(statement)
 
 
 def results_parameters(base: dict, items: list, item_columns: tuple[str, ...], entry: dict) -> dict:
@@ -76,4 +76,5 @@ def results_parameters(base: dict, items: list, item_columns: tuple[str, ...], e
         parameters[f"i{k}_id"] = item.id
         parameters.update({f"i{k}_{name}": getattr(item, name) for name in item_columns})
     parameters.update({f"h_{name}": entry[name] for name in HISTORY_COLUMNS[1:]})
+    parameters["h_detail"] = json_param(parameters["h_detail"])
     return parameters

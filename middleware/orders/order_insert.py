@@ -1,18 +1,22 @@
 """Inserting a new order on SQLAlchemy Core: the order, its item rows, its history entries and the inbound event
 that brought it, committed together, without the ORM's unit of work (a storefront's fulfil PUT).
 
-On PostgreSQL it is ONE statement with data-modifying CTEs::
+On PostgreSQL it is ONE statement with data-modifying CTEs, prepared and autocommitted (``ledger/prepared.py``:
+one round trip, no BEGIN or COMMIT), its rows given as JSON parameters::
 
-    WITH new_order AS (INSERT INTO fulfilments ... ON CONFLICT (namespace, source, storefront, transaction_id)
-                       DO NOTHING RETURNING *),
-         items AS (INSERT INTO fulfilment_items SELECT new_order.id, <row 1> FROM new_order UNION ALL ... RETURNING *),
-         history AS (INSERT INTO fulfilment_history SELECT new_order.id, <entry 1> FROM new_order UNION ALL ...),
+    WITH new_order AS (INSERT INTO fulfilments SELECT ... FROM json_populate_record(NULL::fulfilments, :o)
+                       ON CONFLICT (namespace, source, storefront, transaction_id) DO NOTHING RETURNING id),
+         items AS (INSERT INTO fulfilment_items SELECT new_order.id, r.* FROM new_order,
+                   json_populate_recordset(NULL::fulfilment_items, :i) WITH ORDINALITY r ... RETURNING id, ...),
+         history AS (INSERT INTO fulfilment_history ... json_populate_recordset(..., :h) ...),
          event AS (INSERT INTO inbound_events SELECT new_order.id, <the event> FROM new_order)
-    SELECT new_order.*, items.* FROM new_order LEFT JOIN items ON true
+    SELECT new_order.id, ARRAY(the items' ids in line and component order) FROM new_order
 
 Every part takes its order id from ``new_order``, so when the transaction id is already there nothing at all is
-inserted and no row comes back. The history entries go in by one INSERT, in their order (their ids order an
-order's history). SQLite takes the simple way: one INSERT per table in a transaction.
+inserted and no row comes back. The rows go in in their lists' order (the history entries' ids order an order's
+history). The statement's text is the same for every order, short enough for psycopg to parse it once. What the
+insert answers is the values it was given, with the ids the database gave the item rows. SQLite takes the simple
+way: one INSERT per table in a transaction.
 
 The values are ``create.new_order_rows``' (``create.py`` is where an order's values are made).
 """
@@ -21,14 +25,16 @@ from __future__ import annotations
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import Table, bindparam, insert, select, true, union_all
+from sqlalchemy import JSON, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from middleware.ledger import prepared
 from middleware.ledger.models import Fulfilment, FulfilmentItem, HistoryEntry, InboundEvent
-from middleware.orders import attempt_pg
+from middleware.ledger.prepared import Prepared, json_text
 
 F, I, H, E = Fulfilment.__table__, FulfilmentItem.__table__, HistoryEntry.__table__, InboundEvent.__table__
+DIALECT = postgresql.dialect()
 UNIQUE = ["namespace", "source", "storefront", "transaction_id"]
 
 
@@ -36,18 +42,26 @@ def column_values(table: Table, values: dict) -> dict:
     """Every column's value as an INSERT would write it: the given one, else the column's default (a scalar or
     a callable's value), else None; an autoincremented key is left to the database."""
     row = {}
+    for key, scalar, make in _defaults(table):
+        if key in values:
+            row[key] = values[key]
+        else:
+            row[key] = make(None) if make is not None else scalar
+    return row
+
+
+@lru_cache(maxsize=None)
+def _defaults(table: Table) -> tuple[tuple[str, object, object], ...]:
+    """(column, scalar default, callable default) for each column an INSERT writes, worked out once per table."""
+    plan = []
     for column in table.columns:
         if column is table.autoincrement_column:
             continue
-        if column.key in values:
-            row[column.key] = values[column.key]
-        elif column.default is not None and column.default.is_scalar:
-            row[column.key] = column.default.arg
-        elif column.default is not None and column.default.is_callable:
-            row[column.key] = column.default.arg(None)
-        else:
-            row[column.key] = None
-    return row
+        default = column.default
+        scalar = default.arg if default is not None and default.is_scalar else None
+        make = default.arg if default is not None and default.is_callable else None
+        plan.append((column.key, scalar, make))
+    return tuple(plan)
 
 
 def _child_columns(table: Table) -> list[str]:
@@ -55,41 +69,55 @@ def _child_columns(table: Table) -> list[str]:
     return [c.key for c in table.columns if c is not table.autoincrement_column and c.key != "fulfilment_id"]
 
 
-def _rows_from(order, table: Table, prefix: str, count: int):
-    """``count`` rows for ``table``, each the new order's id and the parameters ``<prefix><k>_<column>``."""
-    columns = _child_columns(table)
-    selects = [select(order.c.id, *[bindparam(f"{prefix}{k}_{name}", type_=table.c[name].type) for name in columns])
-               for k in range(count)]
-    return insert(table).from_select(["fulfilment_id", *columns], selects[0] if count == 1 else union_all(*selects))
+def _columns_sql(table: Table, prefix: str = "") -> str:
+    return ", ".join(prefix + name for name in _child_columns(table))
 
 
-@lru_cache(maxsize=16)
-def pg_statement(items: int, entries: int):
-    """The one statement for an order of ``items`` item rows and ``entries`` history entries (parameters
-    ``o_<column>``, ``i<k>_<column>``, ``h<k>_<column>``, ``e_<column>``). Its rows are the order's columns and
-    its items' (prefixed as ``attempt_pg.split_rows`` reads them), or none if the order was there already."""
-    order = (postgresql.insert(F).values({c.key: bindparam(f"o_{c.key}", type_=c.type) for c in F.columns})
-             .on_conflict_do_nothing(index_elements=UNIQUE).returning(*F.c).cte("new_order"))
+@lru_cache(maxsize=None)
+def _json_columns(table: Table) -> frozenset[str]:
+    """A table's JSON columns: their values go in as parameters of their own, as the text they were given
+    (reading a record out of JSON text turns its strings into text, which cannot hold every JSON string: NUL)."""
+    return frozenset(c.key for c in table.columns if isinstance(c.type, JSON))
+
+
+@lru_cache(maxsize=1)
+def pg_statement() -> Prepared:
+    """The one statement (parameters: ``o`` the order's columns, ``i`` its item rows', ``h`` its history
+    entries', each one JSON parameter, and ``e_<column>`` the event's). Its row: the order's id and its items'
+    ids in (line, component) order; no row if the order was there already. The JSON keeps the statement short
+    and the same for every order (psycopg parses it once, PostgreSQL prepares it once)."""
+    columns = ", ".join(c.key for c in F.columns)
+    values = ", ".join(f"%(o_{c.key})s::json" if c.key in _json_columns(F) else c.key for c in F.columns)
     event_columns = _child_columns(E)
-    event = insert(E).from_select(
-        ["fulfilment_id", *event_columns],
-        select(order.c.id, *[bindparam(f"e_{name}", type_=E.c[name].type) for name in event_columns])).cte("event")
-    history = _rows_from(order, H, "h", entries).cte("history")
-    statement = select(order)
-    if items:
-        rows = _rows_from(order, I, "i", items).returning(*I.c).cte("items")
-        statement = (select(order, *[c.label(attempt_pg.ITEM_PREFIX + c.key) for c in rows.c])
-                     .select_from(order.outerjoin(rows, true())).order_by(rows.c.line_no, rows.c.component_no))
-    return statement.add_cte(history).add_cte(event)
+
+    def rows(table: Table, parameter: str) -> str:  # in the list's order (ids order an order's history)
+        return (f"INSERT INTO {table.name} (fulfilment_id, {_columns_sql(table)}) SELECT new_order.id, "
+                f"{_columns_sql(table, 'r.')} FROM new_order, json_populate_recordset(NULL::{table.name}, "
+                f"%({parameter})s::json) WITH ORDINALITY AS r ORDER BY r.ordinality")
+    return Prepared(
+        f"WITH new_order AS (INSERT INTO {F.name} ({columns}) SELECT {values} FROM json_populate_record("
+        f"NULL::{F.name}, %(o)s::json) ON CONFLICT ({', '.join(UNIQUE)}) DO NOTHING RETURNING id), "
+        f"items AS ({rows(I, 'i')} RETURNING id, line_no, component_no), "
+        f"history AS ({rows(H, 'h')}), "
+        f"event AS (INSERT INTO {E.name} (fulfilment_id, {', '.join(event_columns)}) SELECT new_order.id, "
+        f"{', '.join(f'%(e_{name})s::{E.c[name].type.compile(dialect=DIALECT)}' for name in event_columns)} "
+        "FROM new_order) "
+        "SELECT new_order.id, ARRAY(SELECT id FROM items ORDER BY line_no, component_no) FROM new_order")
 
 
-def _pg_parameters(new, event: dict) -> dict:
-    parameters = {f"o_{name}": value for name, value in new.order.items()}
-    for prefix, rows in (("i", new.items), ("h", new.history)):
-        for k, row in enumerate(rows):
-            parameters.update({f"{prefix}{k}_{name}": value for name, value in row.items() if name != "fulfilment_id"})
-    parameters.update({f"e_{name}": value for name, value in event.items() if name != "fulfilment_id"})
-    return parameters
+def _pg_insert(connection: Connection, new, event: dict) -> tuple[dict | None, list[dict]]:
+    json_columns = _json_columns(F)
+    parameters = {"o": json_text({k: v for k, v in new.order.items() if k not in json_columns}),
+                  **{f"o_{name}": json_text(new.order[name]) for name in json_columns},
+                  "i": json_text(new.items), "h": json_text(new.history),
+                  **{f"e_{name}": value for name, value in event.items() if name != "fulfilment_id"}}
+    row = prepared.execute(connection, pg_statement(), parameters, autocommit=True).fetchone()
+    if row is None:
+        return None, []
+    fulfilment_id, item_ids = row
+    items = sorted(new.items, key=lambda item: (item["line_no"], item["component_no"]))
+    return dict(new.order), [{**item, "id": item_id, "fulfilment_id": fulfilment_id}
+                             for item, item_id in zip(items, item_ids, strict=True)]
 
 
 def insert_order(connection: Connection, new, event: dict) -> SimpleNamespace | None:
@@ -97,13 +125,8 @@ def insert_order(connection: Connection, new, event: dict) -> SimpleNamespace | 
     and commit; the order as inserted (its columns, ``items`` its item rows', in line and component order), or
     None — nothing inserted, rolled back — if the transaction id is there already."""
     event = column_values(E, event)
-    if connection.dialect.name == "postgresql":
-        rows = connection.execute(pg_statement(len(new.items), len(new.history)), _pg_parameters(new, event))
-        if new.items:
-            order, items = attempt_pg.split_rows(rows)
-        else:  # an order without item rows (each line resolved to nothing to grant): the order's row alone
-            row = rows.first()
-            order, items = None if row is None else dict(row._mapping), []
+    if connection.dialect.name == "postgresql":  # one statement, autocommitted (then commit and rollback do nothing)
+        order, items = _pg_insert(connection, new, event)
     else:
         order, items = _sqlite_insert(connection, new, event)
     if order is None:
