@@ -14,6 +14,7 @@ from datetime import timedelta
 from redis import Redis
 from sqlalchemy.engine import Engine
 from rq import Queue
+from rq.queue import EnqueueData
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -100,25 +101,35 @@ def enqueue_event(redis: Redis, inbound_event_id: int, attempt: int = 0, pipelin
     return job_id
 
 
+def _event_job(inbound_event_id: int, trace: str | None) -> EnqueueData:
+    """An event's first job (``enqueue_event``'s id, function and options) as RQ's prepared data for a batch."""
+    options = job_options(f"event-{inbound_event_id}-0")
+    return Queue.prepare_data(events.handle, args=(inbound_event_id,), job_id=options["job_id"],
+                              timeout=options["job_timeout"], result_ttl=options["result_ttl"],
+                              failure_ttl=options["failure_ttl"],
+                              meta={"trace": json.loads(trace)} if trace else options["meta"])
+
+
 def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int:
     """Move the outbox's rows (committed with the events they name) to RQ, ``batch`` at a time: take the oldest
-    rows under lock, enqueue their jobs in one pipelined round trip, delete the rows, commit. How many moved.
+    rows (deleted under lock in the open transaction), enqueue their jobs with one ``enqueue_many`` in one
+    pipelined round trip, commit. How many moved.
 
-    Redis down: nothing is deleted (the rows wait for the next call). A crash between the enqueue and the commit
-    enqueues those jobs again under the same ids: the job finds its event no longer pending and does nothing."""
-    moved = 0
+    Redis down: the transaction rolls back and every row stays (for the next call). A crash between the enqueue
+    and the commit enqueues those jobs again under the same ids: the job finds its event no longer pending and
+    does nothing."""
+    moved, fulfilment = 0, queue(redis)
     while True:
         with engine.begin() as connection:
             rows = repo.take_outbox(connection, batch)
             if not rows:
                 return moved
+            unknown = next((row for row in rows if row.job != "event"), None)
+            if unknown is not None:
+                raise ValueError(f"outbox row {unknown.id}: unknown job {unknown.job!r}")
             with redis.pipeline() as pipe:
-                for row in rows:
-                    if row.job != "event":
-                        raise ValueError(f"outbox row {row.id}: unknown job {row.job!r}")
-                    enqueue_event(redis, int(row.ref), pipeline=pipe, trace=row.trace)
+                fulfilment.enqueue_many([_event_job(int(row.ref), row.trace) for row in rows], pipeline=pipe)
                 pipe.execute()
-            repo.drop_outbox(connection, [row.id for row in rows])
         moved += len(rows)
         if len(rows) < batch:
             return moved

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import String, Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -170,31 +171,52 @@ def insert_event(engine: Engine, *, trace: str | None = None, **values) -> int |
         driver = connection.connection.driver_connection
         driver.autocommit = True  # one statement: autocommit spares the BEGIN and COMMIT round trips
         try:
-            row = driver.execute(sql, {**values, **constants, "outbox_trace": trace}, prepare=True).fetchone()
-        except engine.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy would (the API maps them)
-            lost = engine.dialect.is_disconnect(exc, driver, None)
-            if lost:
-                connection.invalidate(exc)
-            raise DBAPIError.instance(sql, None, exc, engine.dialect.loaded_dbapi.Error, connection_invalidated=lost,
-                                      dialect=engine.dialect) from exc
+            row = _driver_execute(connection, sql, {**values, **constants, "outbox_trace": trace}).fetchone()
         finally:
             if not driver.closed:
                 driver.autocommit = False  # back to the pool as SQLAlchemy left it
     return None if row is None else row[0]
 
 
-def take_outbox(connection: Connection, limit: int) -> list:
-    """The oldest outbox rows (id, job, ref, trace), locked for this transaction; rows another relay holds are
-    skipped (PostgreSQL; SQLite's writer lock serialises the relays)."""
-    stmt = select(OutboxEntry.id, OutboxEntry.job, OutboxEntry.ref, OutboxEntry.trace).order_by(OutboxEntry.id)
-    stmt = stmt.limit(limit)
+def _driver_execute(connection: Connection, sql: str, params: dict):
+    """``sql`` run prepared on the pooled connection's psycopg connection (its cursor), an error raised as
+    SQLAlchemy would raise it (the API and the relay map those), a lost connection invalidated."""
+    dialect, driver = connection.dialect, connection.connection.driver_connection
+    try:
+        return driver.execute(sql, params, prepare=True)
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, driver, None)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
+                                  dialect=dialect) from exc
+
+
+class OutboxRow(NamedTuple):
+    id: int
+    job: str
+    ref: str
+    trace: str | None
+
+
+_OUTBOX = OutboxEntry.__tablename__
+# one statement: the oldest rows, locked (those another relay holds skipped), deleted and returned
+_TAKE_OUTBOX = (f"DELETE FROM {_OUTBOX} WHERE id = ANY(ARRAY(SELECT id FROM {_OUTBOX} ORDER BY id LIMIT %(limit)s "
+                "FOR UPDATE SKIP LOCKED)) RETURNING id, job, ref, trace")
+
+
+def take_outbox(connection: Connection, limit: int) -> list[OutboxRow]:
+    """The oldest outbox rows, by id, deleted in the caller's open transaction: its commit removes them, a
+    rollback (or a crash) leaves them for the next take. PostgreSQL: one prepared statement on the driver's
+    connection, rows another relay holds skipped; SQLite: a select and a delete (its writer lock serialises
+    the relays)."""
     if connection.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return connection.execute(stmt).all()
-
-
-def drop_outbox(connection: Connection, ids: list[int]) -> None:
-    connection.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
+        return sorted(OutboxRow(*row) for row in _driver_execute(connection, _TAKE_OUTBOX, {"limit": limit}))
+    stmt = select(OutboxEntry.id, OutboxEntry.job, OutboxEntry.ref, OutboxEntry.trace).order_by(OutboxEntry.id)
+    rows = [OutboxRow(*row) for row in connection.execute(stmt.limit(limit))]
+    if rows:
+        connection.execute(delete(OutboxEntry).where(OutboxEntry.id.in_([row.id for row in rows])))
+    return rows
 
 
 def claim(session: Session, fulfilment_id: str, owner: str, lease_seconds: float,
