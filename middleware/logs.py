@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 
 from flask import Flask, g, has_request_context, request
 from opentelemetry import trace
@@ -62,12 +62,14 @@ def configure_logging(level: str, as_json: bool) -> None:
 
 
 def register_request_ids(app: Flask) -> None:
+    # on every request: the header read from the environ (no Headers view built), a new id from ``secrets``
+    # (32 hex digits, as a uuid4's): a few microseconds of every webhook's CPU
     @app.before_request
     def _assign_request_id():
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else secrets.token_hex(16)
 
     @app.after_request
     def _echo_request_id(response):
-        response.headers["X-Request-Id"] = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-Id"] = g.get("request_id") or secrets.token_hex(16)
         return response

@@ -10,13 +10,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.job import Job
 from sqlalchemy import create_engine, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from middleware.ledger import repository as repo
 from middleware.ledger.models import InboundEvent, OutboxEntry
 from workers import relay
-from workers.queues import FULFILMENT_QUEUE, queue, relay_outbox
+from workers.queues import FULFILMENT_QUEUE, JOB_TIMEOUT, queue, relay_outbox
 
 from tests.support.orders_flow import drain, poll
 from tests.support.stripe_events import balances, completed, event, inbound, order, post
@@ -78,22 +79,55 @@ def test_rows_move_in_batches_in_order(client, services, redis, stripe_fake):
     assert queue(redis).job_ids == [f"event-{event_id}-0" for event_id in _event_ids(services)]
 
 
-def test_a_relay_that_dies_before_its_commit_grants_once(client, services, redis, stripe_fake, emulator,
-                                                          monkeypatch):
+def test_a_relay_that_dies_before_its_commit_grants_once(client, services, redis, stripe_fake, emulator):
     paid = _paid(stripe_fake)
     assert post(client, paid).status_code == 200
 
     def crash(*_):
         raise RuntimeError("killed between the enqueue and the commit")
-    with monkeypatch.context() as patched:
-        patched.setattr(repo, "drop_outbox", crash)
+    sa_event.listen(services.engine, "commit", crash)   # the relay's transaction cannot commit
+    try:
         with pytest.raises(RuntimeError):
             relay_outbox(services.engine, redis)
+    finally:
+        sa_event.remove(services.engine, "commit", crash)
     assert len(_outbox(services)) == 1 and queue(redis).count == 1   # queued, and still in the outbox
     assert relay_outbox(services.engine, redis) == 1   # the same job id again
     drain(redis)
     assert order(services, paid["data"]["object"]["id"])["state"] == "FULFILLED"
     assert balances(emulator)[0] == {"gems": 100} and len(emulator.ledger()) == 1
+
+
+def test_the_relayed_job_is_the_events_first_job(client, services, redis, stripe_fake):
+    """The relay's batch (``enqueue_many``) makes the very job ``enqueue_event`` makes: its id, function,
+    argument, queue, timeout and TTLs; the trace context of its row in its meta."""
+    assert post(client, _paid(stripe_fake)).status_code == 200
+    (event_id,) = _event_ids(services)
+    with services.session() as session:
+        session.execute(OutboxEntry.__table__.update().values(trace='{"traceparent": "00-ab-cd-01"}'))
+        session.commit()
+    assert relay_outbox(services.engine, redis) == 1
+    job = Job.fetch(f"event-{event_id}-0", connection=redis)
+    assert (job.func_name, job.args, job.origin, job.timeout) == ("workers.events.stripe", (event_id,),
+                                                                  FULFILMENT_QUEUE, JOB_TIMEOUT)
+    assert (job.result_ttl, job.failure_ttl) == (600, 7 * 86400)
+    assert job.meta == {"trace": {"traceparent": "00-ab-cd-01"}} and job.get_status() == "queued"
+
+
+def test_a_relay_skips_the_rows_another_holds_and_a_rollback_gives_them_back(client, services, redis,
+                                                                             stripe_fake):
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("SKIP LOCKED is PostgreSQL's (SQLite's writer lock serialises the relays)")
+    for n in range(3):
+        assert post(client, _paid(stripe_fake, f"player-{n}")).status_code == 200
+    first, second, third = _event_ids(services)
+    with services.engine.connect() as other:
+        transaction = other.begin()
+        assert [row.ref for row in repo.take_outbox(other, 2)] == [str(first), str(second)]
+        assert relay_outbox(services.engine, redis) == 1   # the row the other one does not hold
+        transaction.rollback()                            # the other one dies: its rows are back
+    assert relay_outbox(services.engine, redis) == 2
+    assert queue(redis).job_ids == [f"event-{n}-0" for n in (third, first, second)] and not _outbox(services)
 
 
 def test_the_relay_thread_moves_a_new_events_job(client, services, redis, stripe_fake):

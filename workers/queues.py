@@ -15,6 +15,7 @@ from datetime import timedelta
 from redis import Redis
 from sqlalchemy.engine import Engine
 from rq import Queue
+from rq.queue import EnqueueData
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -97,29 +98,41 @@ def enqueue_event(redis: Redis, source: str, inbound_event_id: int, attempt: int
     return job_id
 
 
+def _event_job(source: str, inbound_event_id: int, trace: str | None) -> EnqueueData:
+    """An event's first job (``enqueue_event``'s id, its source's function and options) as RQ's prepared data
+    for a batch."""
+    if source not in events.FOR_SOURCE:
+        raise ValueError(f"event {inbound_event_id}: no job for {source!r} events")
+    options = job_options(f"event-{inbound_event_id}-0")
+    return Queue.prepare_data(events.FOR_SOURCE[source], args=(inbound_event_id,), job_id=options["job_id"],
+                              timeout=options["job_timeout"], result_ttl=options["result_ttl"],
+                              failure_ttl=options["failure_ttl"],
+                              meta={"trace": json.loads(trace)} if trace else options["meta"])
+
+
 def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int:
     """Move the outbox's rows (committed with the events they name) to RQ, ``batch`` at a time: take the oldest
-    rows under lock, enqueue their jobs in one pipelined round trip, delete the rows, commit. How many moved.
+    rows (deleted under lock in the open transaction), enqueue their jobs with one ``enqueue_many`` in one
+    pipelined round trip, commit. How many moved.
 
-    Redis down: nothing is deleted (the rows wait for the next call). A crash between the enqueue and the commit
-    enqueues those jobs again under the same ids: the job finds its event no longer pending and does nothing."""
-    moved = 0
+    Redis down: the transaction rolls back and every row stays (for the next call). A crash between the enqueue
+    and the commit enqueues those jobs again under the same ids: the job finds its event no longer pending and
+    does nothing."""
+    moved, fulfilment = 0, queue(redis)
     while True:
         with engine.begin() as connection:
             rows = repo.take_outbox(connection, batch)
             if not rows:
                 return moved
-            sources = repo.event_sources(connection, [int(row.ref) for row in rows if row.job == "event"])
+            unknown = next((row for row in rows if row.job != "event"), None)
+            if unknown is not None:
+                raise ValueError(f"outbox row {unknown.id}: unknown job {unknown.job!r}")
+            # an event gone has nothing left to do: its row goes without a job
+            jobs = [_event_job(row.source, int(row.ref), row.trace) for row in rows if row.source is not None]
             with redis.pipeline() as pipe:
-                for row in rows:
-                    if row.job != "event":
-                        raise ValueError(f"outbox row {row.id}: unknown job {row.job!r}")
-                    source = sources.get(int(row.ref))
-                    if source is None:  # no such event (any more): its job would do nothing
-                        continue
-                    enqueue_event(redis, source, int(row.ref), pipeline=pipe, trace=row.trace)
+                if jobs:
+                    fulfilment.enqueue_many(jobs, pipeline=pipe)
                 pipe.execute()
-            repo.drop_outbox(connection, [row.id for row in rows])
         moved += len(rows)
         if len(rows) < batch:
             return moved

@@ -13,6 +13,7 @@ import io
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length
 
 
 def _read_at_most(stream, size: int) -> bytes:
@@ -28,8 +29,10 @@ def _read_at_most(stream, size: int) -> bytes:
 
 def _bound_unsized_body() -> None:
     environ = request.environ
+    if get_content_length(environ) is not None or not environ.get("wsgi.input_terminated"):
+        return  # a sized body (Werkzeug enforces the limit), or one the server does not bound
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit is None or request.content_length is not None or not environ.get("wsgi.input_terminated"):
+    if limit is None:
         return
     body = _read_at_most(environ["wsgi.input"], limit + 1)
     if len(body) > limit:

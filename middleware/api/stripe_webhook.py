@@ -81,6 +81,9 @@ def _event(raw: bytes) -> m.Event:
         raise ApiError(400, "malformed_body", "the body is not JSON (or nests too deep, or holds text that is not "
                                               "Unicode)")
     try:
+        event = m.checkout_event(body)  # the usual event, in one load
+        if event is not None:
+            return event
         event = m.parse_event(body)
         if event.type == m.INVOICE_PAID:
             mi.invoice(event.object)

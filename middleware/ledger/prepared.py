@@ -65,16 +65,25 @@ def execute(connection: Connection, prepared: Prepared, parameters: dict, *, aut
     if autocommit:
         driver.autocommit = True
     try:
-        return driver.execute(sql, {**constants, **parameters} if constants else parameters, prepare=True)
+        return driver_execute(connection, sql, {**constants, **parameters} if constants else parameters)
+    finally:
+        if autocommit and not driver.closed:
+            driver.autocommit = False  # back as SQLAlchemy left it
+
+
+def driver_execute(connection: Connection, sql: str, parameters: dict):
+    """``sql`` run prepared on the pooled connection's psycopg connection (its cursor), as it stands (in the
+    connection's transaction, or autocommitted if the caller set that); an error raised as SQLAlchemy would
+    raise it (the API and the relay map those), a lost connection invalidated."""
+    dialect, driver = connection.dialect, connection.connection.driver_connection
+    try:
+        return driver.execute(sql, parameters, prepare=True)
     except dialect.loaded_dbapi.Error as exc:
         lost = dialect.is_disconnect(exc, driver, None)
         if lost:
             connection.invalidate(exc)
         raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
                                   dialect=dialect) from exc
-    finally:
-        if autocommit and not driver.closed:
-            driver.autocommit = False  # back as SQLAlchemy left it
 
 
 def _json_default(value):

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import String, Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy import BigInteger, String, Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
 from middleware.ledger import states
+from middleware.ledger.prepared import driver_execute
 from middleware.ledger.models import Fulfilment, HistoryEntry, InboundEvent, OutboxEntry, utcnow
 
 
@@ -170,37 +172,44 @@ def insert_event(engine: Engine, *, trace: str | None = None, **values) -> int |
         driver = connection.connection.driver_connection
         driver.autocommit = True  # one statement: autocommit spares the BEGIN and COMMIT round trips
         try:
-            row = driver.execute(sql, {**values, **constants, "outbox_trace": trace}, prepare=True).fetchone()
-        except engine.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy would (the API maps them)
-            lost = engine.dialect.is_disconnect(exc, driver, None)
-            if lost:
-                connection.invalidate(exc)
-            raise DBAPIError.instance(sql, None, exc, engine.dialect.loaded_dbapi.Error, connection_invalidated=lost,
-                                      dialect=engine.dialect) from exc
+            row = driver_execute(connection, sql, {**values, **constants, "outbox_trace": trace}).fetchone()
         finally:
             if not driver.closed:
                 driver.autocommit = False  # back to the pool as SQLAlchemy left it
     return None if row is None else row[0]
 
 
-def take_outbox(connection: Connection, limit: int) -> list:
-    """The oldest outbox rows (id, job, ref, trace), locked for this transaction; rows another relay holds are
-    skipped (PostgreSQL; SQLite's writer lock serialises the relays)."""
-    stmt = select(OutboxEntry.id, OutboxEntry.job, OutboxEntry.ref, OutboxEntry.trace).order_by(OutboxEntry.id)
-    stmt = stmt.limit(limit)
+class OutboxRow(NamedTuple):
+    id: int
+    job: str
+    ref: str
+    trace: str | None
+    source: str | None  # the source of the event ``ref`` names (None: no such event any more)
+
+
+_OUTBOX = OutboxEntry.__tablename__
+_EVENTS = InboundEvent.__tablename__
+# one statement: the oldest rows, locked (those another relay holds skipped), deleted and returned with the
+# source of the event each names
+_TAKE_OUTBOX = (f"DELETE FROM {_OUTBOX} WHERE id = ANY(ARRAY(SELECT id FROM {_OUTBOX} ORDER BY id LIMIT %(limit)s "
+                "FOR UPDATE SKIP LOCKED)) RETURNING id, job, ref, trace, "
+                f"CASE WHEN job = 'event' THEN (SELECT source FROM {_EVENTS} WHERE {_EVENTS}.id = ref::bigint) END")
+_SOURCE = (select(InboundEvent.source).where(InboundEvent.id == cast(OutboxEntry.ref, BigInteger))
+           .scalar_subquery())
+
+
+def take_outbox(connection: Connection, limit: int) -> list[OutboxRow]:
+    """The oldest outbox rows, by id, deleted in the caller's open transaction: its commit removes them, a
+    rollback (or a crash) leaves them for the next take. PostgreSQL: one prepared statement on the driver's
+    connection, rows another relay holds skipped; SQLite: a select and a delete (its writer lock serialises
+    the relays)."""
     if connection.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return connection.execute(stmt).all()
-
-
-def event_sources(connection: Connection, event_ids: list[int]) -> dict[int, str]:
-    """The source of each of these inbound events (an id with no event is left out)."""
-    rows = connection.execute(select(InboundEvent.id, InboundEvent.source).where(InboundEvent.id.in_(event_ids)))
-    return {event_id: source for event_id, source in rows}
-
-
-def drop_outbox(connection: Connection, ids: list[int]) -> None:
-    connection.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
+        return sorted(OutboxRow(*row) for row in driver_execute(connection, _TAKE_OUTBOX, {"limit": limit}))
+    stmt = select(OutboxEntry.id, OutboxEntry.job, OutboxEntry.ref, OutboxEntry.trace, _SOURCE).order_by(OutboxEntry.id)
+    rows = [OutboxRow(*row) for row in connection.execute(stmt.limit(limit))]
+    if rows:
+        connection.execute(delete(OutboxEntry).where(OutboxEntry.id.in_([row.id for row in rows])))
+    return rows
 
 
 def claim(session: Session, fulfilment_id: str, owner: str, lease_seconds: float,

@@ -52,8 +52,10 @@ def metrics():
 
 def _count_refused_ingest(response):
     """A request to an ingest endpoint refused before anything was recorded: rejected (4xx) or error (5xx)."""
+    if response.status_code < 400:
+        return response
     source = INGEST_ENDPOINTS.get(request.endpoint or "")
-    if source is not None and response.status_code >= 400 and not g.get("kb_ingest_counted"):
+    if source is not None and not g.get("kb_ingest_counted"):
         recorders.ingest_refused(source, response.status_code)
     return response
 

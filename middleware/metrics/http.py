@@ -27,11 +27,17 @@ def _start():
     g.kb_request_started = time.perf_counter()
 
 
+_children: dict[tuple, object] = {}   # (rule, method, status) -> its histogram child: no labels() per request
+
+
 def _observe(response):
     started = g.get("kb_request_started")
     if started is not None:
-        REQUEST_SECONDS.labels(route(), request.method, str(response.status_code)).observe(
-            time.perf_counter() - started)
+        key = (route(), request.method, response.status_code)
+        child = _children.get(key)
+        if child is None:  # rules x methods x statuses: a bounded set
+            child = _children[key] = REQUEST_SECONDS.labels(key[0], key[1], str(key[2]))
+        child.observe(time.perf_counter() - started)
     return response
 
 

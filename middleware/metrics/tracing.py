@@ -131,6 +131,8 @@ def _start_request_span():
 
 
 def _note_status(response):
+    if _provider is None:  # tracing off: no span (the common case, on every request)
+        return response
     current = g.get("kb_span")
     if current is not None:
         current[0].set_attribute("http.response.status_code", response.status_code)
