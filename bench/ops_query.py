@@ -470,7 +470,7 @@ def measure(client, headers: dict, svc, actor: ops.Actor, cases: list[Case], ids
                     raise BenchError(f"ops_query: GET /v1/fulfilments/{fid}: {response.status_code}")
             else:
                 t0 = clock()
-                with svc.session() as session:
+                with svc.read_session() as session:
                     ops.summary(session.get(Fulfilment, fid))
                 took = clock() - t0
             return took * 1000
@@ -487,7 +487,7 @@ def measure(client, headers: dict, svc, actor: ops.Actor, cases: list[Case], ids
         else:
             q = to_query(params)
             t0 = clock()
-            with svc.session() as session:
+            with svc.read_session() as session:
                 ops.list_fulfilments(session, actor, q, PAGE, case.deep_after if depth == "deep" else None)
             took = clock() - t0
         return took * 1000
