@@ -69,7 +69,7 @@ def sku_is_common(session: Session, sku: str) -> bool:
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
         return False
-    key = str(bind.url)
+    key = str(bind.engine.url)   # an Engine, or a Connection (a read session in autocommit)
     read_at, shares = _SKU_SHARES.get(key, (0.0, {}))
     if time.monotonic() - read_at > SKU_SHARES_TTL:
         row = session.execute(text(
