@@ -127,8 +127,11 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
 
 # -- orders: one --------------------------------------------------------------------------------------
 
-def _visible(session: Session, actor: Actor, fulfilment_id: str) -> Fulfilment:
-    f = session.get(Fulfilment, fulfilment_id) if len(fulfilment_id) <= 64 else None
+def _visible(session: Session, actor: Actor, fulfilment_id: str, *, rows: bool = False) -> Fulfilment:
+    """The order, if ``actor`` may see it (else 404); ``rows``: read with its item rows and history too."""
+    f = None
+    if len(fulfilment_id) <= 64:
+        f = repo.load(session, fulfilment_id, history=True) if rows else session.get(Fulfilment, fulfilment_id)
     if f is None or not actor.sees(f.namespace):  # another game's order is not shown to exist
         raise OpsError(404, "not_found", f"no order {fulfilment_id}")
     return f
@@ -161,8 +164,7 @@ def delivery_view(d: Delivery) -> dict:
 def fulfilment_detail(session: Session, actor: Actor, fulfilment_id: str) -> dict:
     """The order with its rows, full history, the store events behind it (redacted), the Kraty webhooks
     about it and what the sinks were sent about it."""
-    f = _visible(session, actor, fulfilment_id)
-    f = repo.load(session, f.id, history=True)
+    f = _visible(session, actor, fulfilment_id, rows=True)   # the order, its items and history: two statements
     events = list(session.scalars(select(InboundEvent).where(InboundEvent.fulfilment_id == f.id)
                                   .order_by(InboundEvent.id)))
     # Kraty webhooks about the order: linked to it when handled, or named by a "confirmed by Kraty" note
