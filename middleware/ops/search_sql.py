@@ -14,15 +14,14 @@ from sqlalchemy import Integer, String, bindparam, func, literal_column, null, s
 
 from middleware.ledger.models import Fulfilment, PaymentRef, Reversal
 from middleware.ledger.model_base import UTCDateTime
+from middleware.ops.queries import SUMMARY_COLUMNS
 
 PER_LOOKUP = 200       # orders one id may name (a purchase token's renewals...) read per lookup (ops MAX_PAGE)
 WAYS = ("orderId", "transactionId", "playerKey", "paymentRef", "reversal", "playerId")  # named two ways: the first
 PLAYER_ROW = -1        # ``how`` of a player row
 
 f = Fulfilment
-# what ops.queries.summary reads, in this order in every row
-COLUMNS = (f.id, f.namespace, f.source, f.storefront, f.transaction_id, f.player_id, f.environment, f.state,
-           f.reason, f.attention, f.price, f.currency, f.attempts, f.created_at, f.updated_at)
+COLUMNS = SUMMARY_COLUMNS   # what ops.queries.summary reads, in this order in every row
 
 # PostgreSQL: the (player_id text_pattern_ops, namespace) index walked one distinct id at a time, then each id's
 # games one at a time (loose index scans): a short prefix costs a probe per player and game listed, not one per
