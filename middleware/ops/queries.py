@@ -124,7 +124,8 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
             keys = keys.where(exists().where(f.id == i.fulfilment_id, *where))
         keys = _in_time(keys, i.order_created_at, i.fulfilment_id, query, after).distinct() \
             .order_by(i.order_created_at.desc(), i.fulfilment_id.desc()).limit(limit + 1).subquery()
-        stmt = select(*SUMMARY_COLUMNS).join(keys, and_(f.id == keys.c.fulfilment_id, f.created_at == keys.c.order_created_at)) \
+        stmt = select(*SUMMARY_COLUMNS) \
+            .join(keys, and_(f.id == keys.c.fulfilment_id, f.created_at == keys.c.order_created_at)) \
             .order_by(keys.c.order_created_at.desc(), keys.c.fulfilment_id.desc())
     rows = session.execute(stmt).all()
     more = len(rows) > limit
