@@ -118,3 +118,13 @@ def test_a_read_session_on_postgresql_is_in_autocommit(services):
         assert services.autocommit_reads and driver.autocommit is True
     with services.session() as session:   # the connection back in the pool is an ordinary one again
         assert session.connection().connection.driver_connection.autocommit is False
+
+
+def test_an_orders_detail_reads_the_order_items_and_history_in_two_statements(services, orders):
+    def run():
+        with services.read_session() as session:
+            return ops.fulfilment_detail(session, VIEWER, orders["both"])
+    statements, detail = _statements(services, run)
+    assert detail["id"] == orders["both"] and detail["items"] == [] and detail["history"] == []
+    assert [s.split("FROM", 1)[1].split()[0] for s in statements] == [
+        "fulfilments", "fulfilment_history", "inbound_events", "outbound_events"], statements
