@@ -21,8 +21,9 @@ What is measured, each call timed alone, in-process:
 - ``api``: the Flask app (``app.create_app``) through its test client: ``GET /v1/fulfilments?...`` with a
   viewer API key (key lookup, argument validation, cursor check, the query, JSON), against
   ``GET /v1/fulfilments/{id}`` (the order with its items, history, events and deliveries);
-- ``query``: ``middleware.ops.queries.list_fulfilments`` in a fresh ``Services.session()``, against
-  ``session.get(Fulfilment, id)`` + ``ops.summary`` in a fresh session: the query's own cost.
+- ``query``: ``middleware.ops.queries.list_fulfilments`` in a fresh ``Services.read_session()`` (what the API and
+  the console read in: autocommit on PostgreSQL), against ``session.get(Fulfilment, id)`` + ``ops.summary`` in a
+  fresh one: the query's own cost.
 
 The deep page is what a client gets: the ``nextCursor`` after paging through 10,000 rows 50 at a time with
 the API (the query layer is given the same keyset). Filters with fewer matching rows (one player, one
@@ -470,7 +471,7 @@ def measure(client, headers: dict, svc, actor: ops.Actor, cases: list[Case], ids
                     raise BenchError(f"ops_query: GET /v1/fulfilments/{fid}: {response.status_code}")
             else:
                 t0 = clock()
-                with svc.session() as session:
+                with svc.read_session() as session:
                     ops.summary(session.get(Fulfilment, fid))
                 took = clock() - t0
             return took * 1000
@@ -487,7 +488,7 @@ def measure(client, headers: dict, svc, actor: ops.Actor, cases: list[Case], ids
         else:
             q = to_query(params)
             t0 = clock()
-            with svc.session() as session:
+            with svc.read_session() as session:
                 ops.list_fulfilments(session, actor, q, PAGE, case.deep_after if depth == "deep" else None)
             took = clock() - t0
         return took * 1000
@@ -537,7 +538,7 @@ def report(backends_desc: str, marker: dict, opts: dict, quick: bool, cases: lis
         layers[layer] = {"pk": {"p50_ms": p(pk[layer], 0.5), "p95_ms": pk95, "samples": len(pk[layer])},
                          "cases": rows_out}
         what = ("GET /v1/fulfilments through the Flask app (test client) vs GET /v1/fulfilments/{id}"
-                if layer == "api" else "ops.list_fulfilments in a fresh session vs session.get(Fulfilment, id)")
+                if layer == "api" else "ops.list_fulfilments in a fresh read session vs session.get(Fulfilment, id)")
         print(f"\n[{layer}] {what}: primary-key lookup p50 {p(pk[layer], 0.5)} ms, p95 {pk95} ms")
         print(table(["filter", "rows", "first p95 ms", "deep p95 ms", "deep at row", "first/PK", "deep/PK",
                      "verdict"], table_rows))

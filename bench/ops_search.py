@@ -117,7 +117,7 @@ def measure(client, headers: dict, svc, actor, cases, samples: int, warmup: int)
         for kind, variants, layer in calls:
             if variants is None:
                 t0 = clock()
-                with svc.session() as session:
+                with svc.read_session() as session:
                     needs.counts(session, actor, utcnow() - timedelta(minutes=15))
                 took = clock() - t0
             else:
@@ -136,7 +136,7 @@ def measure(client, headers: dict, svc, actor, cases, samples: int, warmup: int)
                                                    created_after=_time(params.get("createdAfter")),
                                                    created_before=_time(params.get("createdBefore")))
                     t0 = clock()
-                    with svc.session() as session:
+                    with svc.read_session() as session:
                         ops_search.search(session, actor, query)
                     took = clock() - t0
             if n >= warmup:

@@ -66,6 +66,26 @@ class Services:
         finally:
             session.close()
 
+    @contextmanager
+    def read_session(self):
+        """A session for reads only (the ops lists, search, an order's detail, the home page's counts). On
+        PostgreSQL its connection is in autocommit, so each statement is one round trip, with no BEGIN before
+        it and no ROLLBACK after (under READ COMMITTED a transaction gives each statement its own snapshot
+        anyway, so a read loses nothing). With ``KB_DATABASE_STATEMENT_TIMEOUT`` set (sent per transaction,
+        ``SET LOCAL``), and on SQLite, an ordinary session: the timeout keeps applying to every read."""
+        if not self.autocommit_reads:
+            with self.session() as session:
+                yield session
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection, \
+                self.sessions(bind=connection) as session:
+            yield session
+
+    @property
+    def autocommit_reads(self) -> bool:
+        """Whether ``read_session`` reads in autocommit (PostgreSQL with no per-transaction statement timeout)."""
+        return self.engine.dialect.name == "postgresql" and not self.settings.database_statement_timeout > 0
+
     @property
     def redis(self) -> Redis:
         if self._redis is None:

@@ -128,13 +128,17 @@ def test_fulfil_webhooks_workers_and_ops_api_through_pgbouncer(bounced, emulator
 
 
 def test_statement_timeout_is_set_per_transaction(postgres_url, settings_overrides, tmp_path):
-    """KB_DATABASE_STATEMENT_TIMEOUT applies inside every transaction, through PgBouncer in transaction mode."""
+    """KB_DATABASE_STATEMENT_TIMEOUT applies inside every transaction, through PgBouncer in transaction mode, and
+    to the ops reads (which are in autocommit only without it)."""
     server, url = start_pgbouncer(tmp_path, postgres_url, "transaction")
     app = create_app(dict(settings_overrides, database_url=url, database_statement_timeout=0.25,
                           database_prepared_statements=False))
     svc = app.extensions["kraty_bridge"]
     try:
         with svc.session() as db:
+            assert db.execute(text("SHOW statement_timeout")).scalar() == "250ms"
+        assert not svc.autocommit_reads
+        with svc.read_session() as db:   # the ops reads keep their transaction, so the timeout applies to them
             assert db.execute(text("SHOW statement_timeout")).scalar() == "250ms"
     finally:
         svc.close()

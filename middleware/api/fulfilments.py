@@ -90,7 +90,7 @@ def list_fulfilments(args):
             after = (datetime.fromisoformat(key[0]), str(key[1]))
         except (ValueError, TypeError, IndexError):
             raise ApiError(400, "invalid_cursor", "the cursor is malformed") from None
-    with services().session() as session:
+    with services().read_session() as session:
         rows, following = ops.list_fulfilments(session, actor(), query, args["limit"], after)
     # the rows are FulfilmentSummary's shape already (ops.summary): answered as they are, not dumped field by
     # field again (a page of 200 rows would spend milliseconds in marshmallow; tests check the two agree)
@@ -109,7 +109,7 @@ def get_fulfilment(fulfilment_id):
 
     Unknown id (or another game's order for a key limited to some games): 404 `not_found`.
     """
-    with services().session() as session:
+    with services().read_session() as session:
         return ops.fulfilment_detail(session, actor(), fulfilment_id)
 
 

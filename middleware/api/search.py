@@ -64,6 +64,6 @@ def search(args):
     check_namespace(args.get("namespace"))
     query = ops_search.SearchQuery(q=args["q"], namespace=args.get("namespace"), state=args.get("state"),
                                    created_after=args.get("createdAfter"), created_before=args.get("createdBefore"))
-    with services().session() as session:
+    with services().read_session() as session:
         found = ops_search.search(session, actor(), query, args["limit"])
     return jsonify(found)   # SearchResult's shape already (see fulfilments.list_fulfilments)

@@ -62,7 +62,7 @@ def search_page():
     filters = _filters()
     me = actor()
     found = None
-    with services().session() as db:
+    with services().read_session() as db:
         counts = needs.counts(db, me, utcnow() - timedelta(minutes=STUCK_MINUTES),
                               [sink.name for sink in services().sinks])
         if q:

@@ -40,7 +40,14 @@ class FulfilmentQuery:
                 "after": iso(self.created_after), "before": iso(self.created_before)}
 
 
-def summary(f: Fulfilment) -> dict:
+# what ``summary`` reads: lists select these columns only (no ORM objects, no JSON order lines to decode)
+SUMMARY_COLUMNS = tuple(getattr(Fulfilment, name) for name in (
+    "id", "namespace", "source", "storefront", "transaction_id", "player_id", "environment", "state", "reason",
+    "attention", "price", "currency", "attempts", "created_at", "updated_at"))
+
+
+def summary(f) -> dict:
+    """An order's line in a list, from the order or from a row of ``SUMMARY_COLUMNS``."""
     return {"id": f.id, "namespace": f.namespace, "source": f.source, "storefront": f.storefront or None,
             "transactionId": f.transaction_id,
             "playerId": f.player_id, "environment": f.environment, "state": f.state, "reason": f.reason,
@@ -69,7 +76,7 @@ def sku_is_common(session: Session, sku: str) -> bool:
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
         return False
-    key = str(bind.url)
+    key = str(bind.engine.url)   # an Engine, or a Connection (a read session in autocommit)
     read_at, shares = _SKU_SHARES.get(key, (0.0, {}))
     if time.monotonic() - read_at > SKU_SHARES_TTL:
         row = session.execute(text(
@@ -109,7 +116,7 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
     if query.sku is not None and few:   # each probed for the SKU (one index entry)
         where.append(exists().where(i.sku == query.sku, i.order_created_at == f.created_at, i.fulfilment_id == f.id))
     if query.sku is None or few:
-        stmt = _in_time(select(f).where(*where), f.created_at, f.id, query, after) \
+        stmt = _in_time(select(*SUMMARY_COLUMNS).where(*where), f.created_at, f.id, query, after) \
             .order_by(f.created_at.desc(), f.id.desc()).limit(limit + 1)
     else:   # the page's (created_at, id) from the items' index, then the orders by primary key
         keys = select(i.order_created_at, i.fulfilment_id).where(i.sku == query.sku)
@@ -117,9 +124,10 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
             keys = keys.where(exists().where(f.id == i.fulfilment_id, *where))
         keys = _in_time(keys, i.order_created_at, i.fulfilment_id, query, after).distinct() \
             .order_by(i.order_created_at.desc(), i.fulfilment_id.desc()).limit(limit + 1).subquery()
-        stmt = select(f).join(keys, and_(f.id == keys.c.fulfilment_id, f.created_at == keys.c.order_created_at)) \
+        stmt = select(*SUMMARY_COLUMNS) \
+            .join(keys, and_(f.id == keys.c.fulfilment_id, f.created_at == keys.c.order_created_at)) \
             .order_by(keys.c.order_created_at.desc(), keys.c.fulfilment_id.desc())
-    rows = list(session.scalars(stmt))
+    rows = session.execute(stmt).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return [summary(row) for row in rows], ((rows[-1].created_at, rows[-1].id) if more else None)
@@ -127,8 +135,11 @@ def list_fulfilments(session: Session, actor: Actor, query: FulfilmentQuery, lim
 
 # -- orders: one --------------------------------------------------------------------------------------
 
-def _visible(session: Session, actor: Actor, fulfilment_id: str) -> Fulfilment:
-    f = session.get(Fulfilment, fulfilment_id) if len(fulfilment_id) <= 64 else None
+def _visible(session: Session, actor: Actor, fulfilment_id: str, *, rows: bool = False) -> Fulfilment:
+    """The order, if ``actor`` may see it (else 404); ``rows``: read with its item rows and history too."""
+    f = None
+    if len(fulfilment_id) <= 64:
+        f = repo.load(session, fulfilment_id, history=True) if rows else session.get(Fulfilment, fulfilment_id)
     if f is None or not actor.sees(f.namespace):  # another game's order is not shown to exist
         raise OpsError(404, "not_found", f"no order {fulfilment_id}")
     return f
@@ -161,8 +172,7 @@ def delivery_view(d: Delivery) -> dict:
 def fulfilment_detail(session: Session, actor: Actor, fulfilment_id: str) -> dict:
     """The order with its rows, full history, the store events behind it (redacted), the Kraty webhooks
     about it and what the sinks were sent about it."""
-    f = _visible(session, actor, fulfilment_id)
-    f = repo.load(session, f.id, history=True)
+    f = _visible(session, actor, fulfilment_id, rows=True)   # the order, its items and history: two statements
     events = list(session.scalars(select(InboundEvent).where(InboundEvent.fulfilment_id == f.id)
                                   .order_by(InboundEvent.id)))
     # Kraty webhooks about the order: linked to it when handled, or named by a "confirmed by Kraty" note
