@@ -33,7 +33,7 @@ class Built:
 class AppCache:
     """The last ``size`` apps built, by their settings overrides."""
 
-    def __init__(self, size: int = 3):
+    def __init__(self, size: int = 6):
         self.size = size
         self._built: OrderedDict[str, Built] = OrderedDict()
 
