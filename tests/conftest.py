@@ -157,6 +157,13 @@ def clean(ledger_engine, redis_keeper, emulator):
 
 
 @pytest.fixture(scope="session")
+def shared_files(tmp_path_factory):
+    """A folder for config files that are the same for every test that writes them (the same path each time, so
+    the same settings and one app in the app cache)."""
+    return tmp_path_factory.mktemp("shared")
+
+
+@pytest.fixture(scope="session")
 def app_cache():
     cache = AppCache()
     yield cache

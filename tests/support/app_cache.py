@@ -37,9 +37,14 @@ class AppCache:
         self.size = size
         self._built: OrderedDict[str, Built] = OrderedDict()
 
-    def app(self, overrides: dict) -> Flask:
+    def app(self, overrides: dict, besides: tuple[Flask, ...] = ()) -> Flask:
+        """The app of ``overrides``; ``besides``: apps in use, a new (uncached) app if it would be one of them."""
         key = _key(overrides)
         built = self._built.get(key)
+        if built is not None and built.app in besides:
+            app = create_app(overrides)
+            app.config["TESTING"] = True
+            return app
         if built is None:
             app = create_app(overrides)
             app.config["TESTING"] = True
