@@ -1,8 +1,8 @@
-"""The ``app`` fixture's apps, built once per set of settings: ``create_app`` spends most of its half second
-compiling the routes and the OpenAPI document, the same for every test with the same settings. A test gets the
-app built by ``create_app`` for its settings, its config as built and a new ``Services`` (engine, Redis, store
-clients and their caches) from the settings, catalog, storefronts and sinks ``create_app`` loaded: nothing a test
-did to the last test's services or config is seen by the next."""
+"""The apps of the ``app``, ``make_app`` and console fixtures, built once per set of settings: ``create_app``
+spends most of its half second compiling the routes and the OpenAPI document, the same for every test with the
+same settings. A test gets the app built by ``create_app`` for its settings, its config as built and a new
+``Services`` (engine, Redis, store clients and their caches) from the settings, catalog, storefronts and sinks
+``create_app`` loaded: nothing a test did to the last test's services or config is seen by the next."""
 from __future__ import annotations
 
 from collections import OrderedDict
