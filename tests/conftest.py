@@ -58,6 +58,7 @@ def redis_url(tmp_path_factory):
 
 class Served:
     def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
         self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -68,11 +69,16 @@ class Served:
 
 
 @pytest.fixture(scope="session")
-def emulator_url():
+def emulator_served():
     from emulator.app import create_app as create_emulator
     served = Served(create_emulator(emulator_config()))
-    yield served.url
+    yield served
     served.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator_url(emulator_served):
+    return emulator_served.url
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +89,19 @@ def catalog_path(tmp_path_factory, emulator_url):
     return str(path)
 
 
-@pytest.fixture
-def emulator(emulator_url):
-    """The emulator's admin API, reset before the test."""
+@pytest.fixture(scope="session")
+def emulator_session(emulator_url):
+    """One HTTP session (its connection kept alive) for every test's calls to the emulator's admin API."""
     session = requests.Session()
-    session.post(f"{emulator_url}/_emulator/reset").raise_for_status()
-    return EmulatorAdmin(emulator_url, session)
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def emulator(emulator_served, emulator_session):
+    """The emulator's admin API, reset before the test (in this process, as ``POST /_emulator/reset`` does)."""
+    emulator_served.wsgi_app.extensions["kraty_emulator"].reset()
+    return EmulatorAdmin(emulator_served.url, emulator_session)
 
 
 class EmulatorAdmin:
@@ -128,13 +141,26 @@ def ledger_engine(database_url):
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def redis_keeper(redis_url):
+    """A Redis client kept for the session, to empty the tests' Redis database between tests."""
+    connection = Redis.from_url(redis_url)
+    yield connection
+    connection.close()
+
+
 @pytest.fixture
-def clean(ledger_engine, redis_url, emulator):
+def clean(ledger_engine, redis_keeper, emulator):
     """An empty ledger, an empty Redis database and a reset emulator."""
     empty_ledger(ledger_engine)
-    connection = Redis.from_url(redis_url)
-    connection.flushdb()
-    connection.close()
+    redis_keeper.flushdb()
+
+
+@pytest.fixture(scope="session")
+def shared_files(tmp_path_factory):
+    """A folder for config files that are the same for every test that writes them (the same path each time, so
+    the same settings and one app in the app cache)."""
+    return tmp_path_factory.mktemp("shared")
 
 
 @pytest.fixture(scope="session")

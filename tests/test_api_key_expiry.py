@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from app import create_app
 from middleware.ledger import api_keys
 from middleware.ledger.models import ApiKey, utcnow
 
@@ -94,8 +93,8 @@ def test_last_used_is_written_at_most_once_a_minute(client, runner, services):
 
 
 @pytest.fixture
-def console_client(settings_overrides, clean):
-    app = create_app({**settings_overrides, "secret_key": SECRET})
+def console_client(settings_overrides, clean, app_cache):
+    app = app_cache.app({**settings_overrides, "secret_key": SECRET})
     runtime.use(app)
     yield app.test_client()
     runtime.use(None)

@@ -95,11 +95,17 @@ CASES = {
 }
 
 
-@pytest.fixture
-def settings_overrides(settings_overrides, tmp_path):
-    sinks = tmp_path / "sinks.toml"   # never called: nothing is delivered in these tests
+@pytest.fixture(scope="module")
+def sinks_path(tmp_path_factory) -> str:
+    sinks = tmp_path_factory.mktemp("sinks") / "sinks.toml"   # never called: nothing is delivered in these tests
     sinks.write_text(f'[sinks.crm]\nurl = "http://127.0.0.1:9/crm"\nsecret = "{CRM_SECRET}"\nschedule = [0]\n')
-    return {**settings_overrides, "sinks_path": str(sinks)}
+    return str(sinks)
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides, sinks_path):
+    """One sinks file for the module: the same settings for every test, so one app (tests/support/app_cache.py)."""
+    return {**settings_overrides, "sinks_path": sinks_path}
 
 
 def snapshot(services) -> dict:

@@ -99,6 +99,7 @@ def _head(extra: bytes) -> bytes:
     return b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + extra + b"\r\n"
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_gunicorn_answers_413_with_connection_close_and_closes(gunicorn, framing):
     body = b'{"signedPayload": "' + b"x" * (2 * LIMIT) + b'"}'
@@ -110,6 +111,7 @@ def test_gunicorn_answers_413_with_connection_close_and_closes(gunicorn, framing
     assert b"payload_too_large" in payload and closed
 
 
+@pytest.mark.processes
 def test_gunicorn_keeps_alive_what_it_read_whole(gunicorn):
     body = b'{"signedPayload": "not-a-jws"}'
     with socket.create_connection(("127.0.0.1", gunicorn), timeout=10) as s:

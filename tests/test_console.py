@@ -40,10 +40,10 @@ SECRET = "console-tests-secret-0123456789abcdef"
 
 
 @pytest.fixture
-def app(settings_overrides, clean):
-    """The app with a session key (the console is off without one)."""
-    app = create_app({**settings_overrides, "secret_key": SECRET})
-    app.config["TESTING"] = True
+def app(settings_overrides, clean, app_cache):
+    """The app with a session key (the console is off without one); built once, new services per test
+    (tests/support/app_cache.py)."""
+    app = app_cache.app({**settings_overrides, "secret_key": SECRET})
     runtime.use(app)
     yield app
     runtime.use(None)

@@ -12,7 +12,8 @@ from middleware.ledger.models import PaymentRef, utcnow
 from tests.support.ops_ledger import audit_entries, fulfilled_order
 from tests.test_console_browser import CHROMIUM, app, served  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")]
 WIDTH = 390
 NOTE = "Customer wrote in twice about this one"
 

@@ -16,8 +16,9 @@ from tests.test_console_sso import CLIENT_ID, CLIENT_SECRET, sso_settings
 
 CHROMIUM = "/usr/bin/chromium"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} is missing: apt-get install chromium (Debian's package)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                 reason=f"{CHROMIUM} is missing: apt-get install chromium (Debian's package)")]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import tomllib
 
+import pytest
 import requests
 
 from config import embedded_wiring
@@ -12,6 +13,7 @@ from tests.support.orders_flow import poll
 from tests.test_embedded import README_HEADERS, README_ORDER, launched, still_running  # noqa: F401  (fixture)
 
 
+@pytest.mark.processes   # the make run stack: launcher, web, worker, emulator, Redis
 def test_a_purchase_and_krates_webhooks_reach_the_local_sink(launched):
     stack = launched()
     stack.wait_ready()

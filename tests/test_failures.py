@@ -317,6 +317,7 @@ def test_reconcile_command(runner, client, services, emulator):
     assert "1 stalled order(s)" in result.output
 
 
+@pytest.mark.processes   # a real worker process, killed mid-grant
 def test_refund_after_a_worker_died_mid_grant_takes_back_what_kraty_gave(client, services, emulator, redis,
                                                                           settings_overrides):
     """The worker is killed after Kraty applied the credit; the order is then revoked. The revocation

@@ -11,7 +11,6 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from app import create_app
 from config.storefronts import hash_token
 from tests.support.orders_flow import AUTH, fulfil_path
 from workers import runtime
@@ -161,13 +160,13 @@ namespaces = ["demo", "other"]
 
 
 @pytest.fixture
-def make_app(app, settings_overrides):
-    """Build another app on the same (already cleaned) database and Redis; jobs run in the last one built."""
+def make_app(app, settings_overrides, app_cache):
+    """Another app on the same (already cleaned) database and Redis; jobs run in the last one built. Built once
+    per settings, with new services per test (tests/support/app_cache.py); never an app this test already has."""
     built = []
 
     def make(**overrides):
-        other = create_app({**settings_overrides, **overrides})
-        other.config["TESTING"] = True
+        other = app_cache.app({**settings_overrides, **overrides}, besides=(app, *built))
         runtime.use(other)
         built.append(other)
         return other
@@ -179,8 +178,8 @@ def make_app(app, settings_overrides):
 
 
 @pytest.fixture
-def two_games_app(make_app, catalog_path, tmp_path):
+def two_games_app(make_app, catalog_path, shared_files):
     """An app whose catalog has the games demo and other, with three storefronts (see write_storefronts)."""
-    catalog = write_catalog_variant(catalog_path, tmp_path / "catalog-two-games.toml", other_game=True)
-    storefronts = write_storefronts(tmp_path / "storefronts.toml")
+    catalog = write_catalog_variant(catalog_path, shared_files / "catalog-two-games.toml", other_game=True)
+    storefronts = write_storefronts(shared_files / "storefronts.toml")
     return make_app(catalog_path=catalog, storefronts_path=storefronts)

@@ -1,8 +1,8 @@
-"""The ``app`` fixture's apps, built once per set of settings: ``create_app`` spends most of its half second
-compiling the routes and the OpenAPI document, the same for every test with the same settings. A test gets the
-app built by ``create_app`` for its settings, its config as built and a new ``Services`` (engine, Redis, store
-clients and their caches) from the settings, catalog, storefronts and sinks ``create_app`` loaded: nothing a test
-did to the last test's services or config is seen by the next."""
+"""The apps of the ``app``, ``make_app`` and console fixtures, built once per set of settings: ``create_app``
+spends most of its half second compiling the routes and the OpenAPI document, the same for every test with the
+same settings. A test gets the app built by ``create_app`` for its settings, its config as built and a new
+``Services`` (engine, Redis, store clients and their caches) from the settings, catalog, storefronts and sinks
+``create_app`` loaded: nothing a test did to the last test's services or config is seen by the next."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -32,13 +32,18 @@ class Built:
 class AppCache:
     """The last ``size`` apps built, by their settings overrides."""
 
-    def __init__(self, size: int = 3):
+    def __init__(self, size: int = 6):
         self.size = size
         self._built: OrderedDict[str, Built] = OrderedDict()
 
-    def app(self, overrides: dict) -> Flask:
+    def app(self, overrides: dict, besides: tuple[Flask, ...] = ()) -> Flask:
+        """The app of ``overrides``; ``besides``: apps in use, a new (uncached) app if it would be one of them."""
         key = _key(overrides)
         built = self._built.get(key)
+        if built is not None and built.app in besides:
+            app = create_app(overrides)
+            app.config["TESTING"] = True
+            return app
         if built is None:
             app = create_app(overrides)
             app.config["TESTING"] = True

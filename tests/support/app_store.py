@@ -62,8 +62,8 @@ class Apple:
 
 
 @pytest.fixture
-def apple(make_app, catalog_path, tmp_path):
-    app = make_app(catalog_path=write_catalog(catalog_path, tmp_path),
+def apple(make_app, catalog_path, shared_files):
+    app = make_app(catalog_path=write_catalog(catalog_path, shared_files),
                    apple_root_sha256=frozenset({default_chain().root.sha256.upper()}))
     return Apple(app)
 

@@ -20,8 +20,9 @@ OLD_SECRET = "whsec_" + "b2xkLWtyYXR5LWJyaWRnZS1zZWNyZXQtOTg3NjU0MzI="
 
 
 @pytest.fixture
-def kraty_app(make_app, catalog_path, tmp_path):
-    return make_app(catalog_path=with_kraty_secrets(catalog_path, tmp_path / "catalog-kraty.toml", SECRET, OLD_SECRET))
+def kraty_app(make_app, catalog_path, shared_files):
+    return make_app(catalog_path=with_kraty_secrets(catalog_path, shared_files / "catalog-kraty.toml", SECRET,
+                                                    OLD_SECRET))
 
 
 def event(type_="wallet.changed", data=None, game="demo") -> dict:
