@@ -21,7 +21,6 @@ beside it (config/run_environment.py); the file goes when the launcher stops.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import signal
@@ -31,7 +30,6 @@ import time
 from pathlib import Path
 
 from redis.exceptions import RedisError
-from rq import Worker
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import embedded_wiring, run_environment
@@ -43,7 +41,6 @@ from config.settings import MIN_SECRET_KEY, ROOT, SettingsError, load_settings
 from config.storefronts import load_storefronts
 from middleware.ledger import migrate
 from middleware.metrics.multiproc import prepare_dir
-from middleware.redis_client import connect
 
 HOST = "127.0.0.1"
 EXAMPLE_EMULATOR_URL = "http://127.0.0.1:8100"

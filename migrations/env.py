@@ -1,6 +1,5 @@
 """Alembic environment: the URL comes from the caller (``flask db upgrade``) or KB_DATABASE_URL."""
 from alembic import context
-from sqlalchemy import pool
 
 from config.settings import load_settings
 from middleware.ledger.db import make_engine, normalise_url
