@@ -68,7 +68,8 @@ class Services:
 
     @contextmanager
     def read_session(self):
-        """A session for reads only (the ops lists, search, an order's detail, the home page's counts). On
+        """A session for reads (the ops lists, search, an order's detail, the home page's counts, an API key's
+        lookup; a write made there, such as the key's "last used" time, is one statement its caller commits). On
         PostgreSQL its connection is in autocommit, so each statement is one round trip, with no BEGIN before
         it and no ROLLBACK after (under READ COMMITTED a transaction gives each statement its own snapshot
         anyway, so a read loses nothing). With ``KB_DATABASE_STATEMENT_TIMEOUT`` set (sent per transaction,

@@ -2,8 +2,6 @@
 call needs (keys are stored in ``middleware.ledger.api_keys``). Missing or unknown key -> 401; too weak -> 403."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from flask import g, request
 
 from middleware.api.errors import ApiError
@@ -12,26 +10,12 @@ from middleware.ledger.models import ApiKey
 from middleware.services import services
 
 
-@contextmanager
-def _key_session(svc):
-    """A session for the key's lookup. On PostgreSQL in autocommit: the lookup is one statement (and "last used",
-    when written, one more), so no BEGIN and ROLLBACK round trips around it. (SQLite keeps its usual session: its
-    connections' transaction handling is set up once, on connect, and an isolation level reset would undo it.)"""
-    if svc.engine.dialect.name != "postgresql":
-        with svc.session() as session:
-            yield session
-        return
-    with svc.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection, \
-            svc.sessions(bind=connection) as session:
-        yield session
-
-
 def require(role: str, namespace: str | None = None) -> ApiKey:
     """The request's key, if it holds ``role`` (and may touch ``namespace``); else 401 / 403."""
     scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <API key>")
-    with _key_session(services()) as session:
+    with services().read_session() as session:  # the lookup: one statement (and "last used", when written, one more)
         row, problem = lookup(session, key.strip())
         if row is None:
             raise ApiError(401, "unauthenticated", problem)
