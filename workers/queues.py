@@ -89,25 +89,28 @@ def enqueue_event(redis: Redis, source: str, inbound_event_id: int, attempt: int
     the trace context the event's request left in its row); the reconciler and ``flask events`` re-enqueue a
     stalled one as the next attempt, under a new id.
     """
-    if source not in events.FOR_SOURCE:
-        raise ValueError(f"event {inbound_event_id}: no job for {source!r} events")
-    job_id = f"event-{inbound_event_id}-{attempt}"
-    meta = {"trace": json.loads(trace)} if trace else None  # the request's trace context, from the outbox row
-    enqueue(redis, events.FOR_SOURCE[source], job_id, inbound_event_id, unless_waiting=bool(attempt),
+    job, job_id, meta = _event_target(source, inbound_event_id, attempt, trace)
+    enqueue(redis, job, job_id, inbound_event_id, unless_waiting=bool(attempt),
             pipeline=True if pipeline is None else pipeline, meta=meta)
     return job_id
 
 
-def _event_job(source: str, inbound_event_id: int, trace: str | None) -> EnqueueData:
-    """An event's first job (``enqueue_event``'s id, its source's function and options) as RQ's prepared data
-    for a batch."""
+def _event_target(source: str, inbound_event_id: int, attempt: int, trace: str | None) -> tuple:
+    """An event's job: its source's function, its id, and its meta (the trace context the event's request left in
+    its outbox row; None: the current one)."""
     if source not in events.FOR_SOURCE:
         raise ValueError(f"event {inbound_event_id}: no job for {source!r} events")
-    options = job_options(f"event-{inbound_event_id}-0")
-    return Queue.prepare_data(events.FOR_SOURCE[source], args=(inbound_event_id,), job_id=options["job_id"],
-                              timeout=options["job_timeout"], result_ttl=options["result_ttl"],
-                              failure_ttl=options["failure_ttl"],
-                              meta={"trace": json.loads(trace)} if trace else options["meta"])
+    meta = {"trace": json.loads(trace)} if trace else None
+    return events.FOR_SOURCE[source], f"event-{inbound_event_id}-{attempt}", meta
+
+
+def _event_job(source: str, inbound_event_id: int, trace: str | None) -> EnqueueData:
+    """An event's first job (``enqueue_event``'s function, id and options) as RQ's prepared data for a batch."""
+    job, job_id, meta = _event_target(source, inbound_event_id, 0, trace)
+    options = job_options(job_id)
+    return Queue.prepare_data(job, args=(inbound_event_id,), job_id=job_id, timeout=options["job_timeout"],
+                              result_ttl=options["result_ttl"], failure_ttl=options["failure_ttl"],
+                              meta=options["meta"] if meta is None else meta)
 
 
 def relay_outbox(engine: Engine, redis: Redis, batch: int = OUTBOX_BATCH) -> int:
